@@ -1,0 +1,61 @@
+//! The library's error type, and the wire kind each error maps to.
+
+use crate::credential::{CredentialError, OriginError};
+use crate::index::IndexError;
+use crate::protocol::ErrorKind;
+use crate::store::StoreError;
+
+/// Everything the agent can refuse or fail with. Messages never hold a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no credential stored for {0}")]
+    NotFound(String),
+    #[error("the credential for {what} is disabled; run `composer-keyd enable {what}` to use it again")]
+    Disabled { what: String },
+    #[error("composer-keyd is locked: run `composer-keyd unlock`")]
+    Locked,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error("bad origin: {0}")]
+    Origin(#[from] OriginError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no such route: {0}")]
+    UnknownRoute(String),
+}
+
+impl Error {
+    /// The kind a client acts on.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Disabled { .. } => ErrorKind::Disabled,
+            Error::Locked => ErrorKind::Locked,
+            Error::BadRequest(_) | Error::Origin(_) => ErrorKind::BadRequest,
+            Error::Credential(CredentialError::UnknownType(_)) => ErrorKind::UnsupportedType,
+            Error::Credential(_) => ErrorKind::BadRequest,
+            Error::Store(StoreError::Locked) => ErrorKind::Locked,
+            Error::Store(StoreError::WrongPassphrase) => ErrorKind::WrongPassphrase,
+            Error::Store(StoreError::Corrupt(_)) => ErrorKind::VaultCorrupt,
+            Error::Store(StoreError::Invalid(_)) => ErrorKind::BadRequest,
+            Error::Store(StoreError::Unavailable { .. } | StoreError::Timeout(_)) => {
+                ErrorKind::BackendUnavailable
+            }
+            Error::Index(_) => ErrorKind::Internal,
+            Error::TooLarge(_) => ErrorKind::TooLarge,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::UnknownRoute(_) => ErrorKind::UnknownRoute,
+        }
+    }
+}
+
+/// Shorthand for results of the agent.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,248 @@
+//! The index: non-secret metadata of every credential (origin, scope, type, label, state, dates), kept in one JSON file.
+
+use crate::atomic;
+use crate::credential::{CredentialType, Origin};
+use crate::protocol::{CredentialInfo, OriginInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The file format revision.
+const FORMAT: u32 = 1;
+
+/// Metadata of one credential; the secret lives in the store.
+pub type Meta = CredentialInfo;
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    format: u32,
+    credentials: Vec<Meta>,
+}
+
+/// Why the index could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot read the index {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("the index {path} is damaged ({reason}); it was left as it is")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write the index {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// All credentials' metadata, grouped by origin for constant-time lookups.
+#[derive(Default, Clone)]
+pub struct Index {
+    by_origin: HashMap<Origin, Vec<Meta>>,
+}
+
+impl Index {
+    /// Loads the index; a missing file is an empty index.
+    pub fn load(path: &Path) -> Result<Index, IndexError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Index::default()),
+            Err(source) => {
+                return Err(IndexError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        let file: File = serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        if file.format != FORMAT {
+            return Err(IndexError::Corrupt {
+                path: path.into(),
+                reason: format!("format {} is not {FORMAT}; is this a newer version?", file.format),
+            });
+        }
+        let mut index = Index::default();
+        for m in file.credentials {
+            index.upsert(m);
+        }
+        Ok(index)
+    }
+
+    /// Serializes the index to its file format.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let file = File {
+            format: FORMAT,
+            credentials: self.all(),
+        };
+        // Only strings and numbers: this cannot fail.
+        let mut out = serde_json::to_vec_pretty(&file).expect("index serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Writes `bytes` (from [`Index::to_bytes`]) to `path` atomically, mode 0600.
+    pub fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
+        if let Some(dir) = path.parent() {
+            crate::paths::create_private_dir(dir).map_err(|source| IndexError::Write {
+                path: path.into(),
+                source,
+            })?;
+        }
+        atomic::write(path, bytes, 0o600).map_err(|source| IndexError::Write {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Every credential, sorted by origin then project.
+    pub fn all(&self) -> Vec<Meta> {
+        let mut v: Vec<Meta> = self.by_origin.values().flatten().cloned().collect();
+        v.sort_by(|a, b| (&a.origin, &a.project).cmp(&(&b.origin, &b.project)));
+        v
+    }
+
+    /// How many credentials, and how many of them are enabled.
+    pub fn counts(&self) -> (usize, usize) {
+        let all = self.by_origin.values().flatten();
+        let (n, e) = all.fold((0, 0), |(n, e), m| (n + 1, e + usize::from(m.enabled)));
+        (n, e)
+    }
+
+    /// The credential stored for exactly this origin and scope.
+    pub fn get(&self, origin: &Origin, project: Option<&str>) -> Option<&Meta> {
+        self.by_origin
+            .get(origin)?
+            .iter()
+            .find(|m| m.project.as_deref() == project)
+    }
+
+    /// Mutable access to exactly this origin and scope.
+    pub fn get_mut(&mut self, origin: &Origin, project: Option<&str>) -> Option<&mut Meta> {
+        self.by_origin
+            .get_mut(origin)?
+            .iter_mut()
+            .find(|m| m.project.as_deref() == project)
+    }
+
+    /// Inserts or replaces the entry for its origin and scope.
+    pub fn upsert(&mut self, meta: Meta) {
+        let list = self.by_origin.entry(meta.origin.clone()).or_default();
+        match list.iter_mut().find(|m| m.project == meta.project) {
+            Some(slot) => *slot = meta,
+            None => list.push(meta),
+        }
+    }
+
+    /// Removes the entry for exactly this origin and scope.
+    pub fn remove(&mut self, origin: &Origin, project: Option<&str>) -> Option<Meta> {
+        let list = self.by_origin.get_mut(origin)?;
+        let pos = list.iter().position(|m| m.project.as_deref() == project)?;
+        let meta = list.swap_remove(pos);
+        if list.is_empty() {
+            self.by_origin.remove(origin);
+        }
+        Some(meta)
+    }
+
+    /// The credential that applies to a lookup from `project`: the most specific scope
+    /// containing it, else the unscoped one. Without a project only the unscoped one applies.
+    pub fn resolve(&self, origin: &Origin, project: Option<&Path>) -> Option<&Meta> {
+        let list = self.by_origin.get(origin)?;
+        best(list.iter(), project)
+    }
+
+    /// For each origin, the credential that applies to `project`.
+    pub fn applicable(&self, project: Option<&Path>) -> Vec<OriginInfo> {
+        let mut out: Vec<OriginInfo> = self
+            .by_origin
+            .values()
+            .filter_map(|list| best(list.iter(), project))
+            .map(|m| OriginInfo {
+                origin: m.origin.clone(),
+                kind: m.kind,
+                project: m.project.clone(),
+                enabled: m.enabled,
+            })
+            .collect();
+        out.sort_by(|a, b| a.origin.cmp(&b.origin));
+        out
+    }
+}
+
+/// Picks the entry with the longest scope that contains `project`, or the unscoped one.
+fn best<'a>(entries: impl Iterator<Item = &'a Meta>, project: Option<&Path>) -> Option<&'a Meta> {
+    entries
+        .filter(|m| match (&m.project, project) {
+            (None, _) => true,
+            (Some(scope), Some(p)) => p.starts_with(scope),
+            (Some(_), None) => false,
+        })
+        .max_by_key(|m| m.project.as_ref().map_or(0, |s| Path::new(s).components().count() + 1))
+}
+
+/// A new entry's metadata, created now.
+pub fn new_meta(origin: Origin, project: Option<String>, kind: CredentialType, now: u64) -> Meta {
+    Meta {
+        origin,
+        kind,
+        project,
+        label: None,
+        enabled: true,
+        created: now,
+        rotated: None,
+        last_used: None,
+        has_previous: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(origin: &str, project: Option<&str>) -> Meta {
+        new_meta(
+            Origin::parse(origin).unwrap(),
+            project.map(Into::into),
+            CredentialType::HttpBasic,
+            1,
+        )
+    }
+
+    #[test]
+    fn most_specific_scope_wins() {
+        let mut ix = Index::default();
+        ix.upsert(meta("repo.magento.com", None));
+        ix.upsert(meta("repo.magento.com", Some("/srv/clients")));
+        ix.upsert(meta("repo.magento.com", Some("/srv/clients/acme")));
+        ix.upsert(meta("repo.magento.com", Some("/srv/clients/globex")));
+        let o = Origin::parse("repo.magento.com").unwrap();
+        let r = |p: Option<&str>| {
+            ix.resolve(&o, p.map(Path::new))
+                .and_then(|m| m.project.clone())
+        };
+        assert_eq!(r(Some("/srv/clients/acme")).as_deref(), Some("/srv/clients/acme"));
+        assert_eq!(r(Some("/srv/clients/acme/sub")).as_deref(), Some("/srv/clients/acme"));
+        assert_eq!(r(Some("/srv/clients/globex")).as_deref(), Some("/srv/clients/globex"));
+        assert_eq!(r(Some("/srv/clients/other")).as_deref(), Some("/srv/clients"));
+        // Component-wise: /srv/clients/acme2 is not inside /srv/clients/acme.
+        assert_eq!(r(Some("/srv/clients/acme2")).as_deref(), Some("/srv/clients"));
+        assert_eq!(r(Some("/home/x")), None);
+        assert_eq!(r(None), None);
+        assert_eq!(ix.applicable(Some(Path::new("/srv/clients/acme"))).len(), 1);
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/index.json");
+        let mut ix = Index::default();
+        ix.upsert(meta("a.example", None));
+        ix.upsert(meta("a.example", Some("/p")));
+        Index::save_bytes(&p, &ix.to_bytes()).unwrap();
+        let back = Index::load(&p).unwrap();
+        assert_eq!(back.all(), ix.all());
+        assert_eq!(back.counts(), (2, 2));
+        std::fs::write(&p, b"{not json").unwrap();
+        assert!(matches!(Index::load(&p), Err(IndexError::Corrupt { .. })));
+        assert_eq!(std::fs::read(&p).unwrap(), b"{not json", "a damaged index is kept");
+    }
+}

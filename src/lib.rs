@@ -1,0 +1,21 @@
+//! composer-keyd: Composer credentials in the OS keyring, served over a Unix socket to a thin Composer plugin.
+//!
+//! # Layout
+//!
+//! - [`credential`], [`secret`]: what a credential is, and the box secrets live in.
+//! - [`protocol`]: the `/v1` wire types shared by server, client and the PHP shim's fixtures.
+//! - [`store`]: the `Store` trait and its backends; [`index`]: the non-secret metadata file.
+//! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
+//! - [`client`]: the CLI's HTTP client over the socket.
+//! - [`paths`], [`atomic`]: where files live and how they are written.
+
+pub mod atomic;
+pub mod client;
+pub mod credential;
+pub mod error;
+pub mod index;
+pub mod paths;
+pub mod protocol;
+pub mod secret;
+pub mod server;
+pub mod store;

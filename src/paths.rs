@@ -1,0 +1,160 @@
+//! Where things live (socket, config, data, state) and the safety checks on the socket directory.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Overrides the socket path.
+pub const ENV_SOCK: &str = "COMPOSER_KEYD_SOCK";
+
+/// Why a socket directory is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("the socket directory {0} is a symlink; remove it, or set COMPOSER_KEYD_SOCK to a path in a private directory")]
+    Symlink(PathBuf),
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("the socket directory {path} is owned by uid {owner}, not by you (uid {me}); remove it or set COMPOSER_KEYD_SOCK")]
+    WrongOwner { path: PathBuf, owner: u32, me: u32 },
+    #[error("the socket directory {path} has mode {mode:o}; it must be 0700 (run `chmod 700 {path}`)")]
+    WrongMode { path: PathBuf, mode: u32 },
+    #[error("cannot use the socket directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("no home directory: set HOME")]
+    NoHome,
+}
+
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The socket path: `$COMPOSER_KEYD_SOCK`, else `$XDG_RUNTIME_DIR/composer-keyd/agent.sock`,
+/// else `${TMPDIR:-/tmp}/composer-keyd-$UID/agent.sock`.
+pub fn socket_path() -> PathBuf {
+    if let Some(p) = std::env::var_os(ENV_SOCK).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return Path::new(&rt).join("composer-keyd").join("agent.sock");
+    }
+    let tmp = std::env::var_os("TMPDIR")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    tmp.join(format!("composer-keyd-{}", euid()))
+        .join("agent.sock")
+}
+
+fn project_dirs() -> Result<directories::ProjectDirs, PathError> {
+    directories::ProjectDirs::from("", "", "composer-keyd").ok_or(PathError::NoHome)
+}
+
+/// `$XDG_CONFIG_HOME/composer-keyd` (or the platform's equivalent).
+pub fn config_dir() -> Result<PathBuf, PathError> {
+    Ok(project_dirs()?.config_dir().to_path_buf())
+}
+
+/// `$XDG_DATA_HOME/composer-keyd` (or the platform's equivalent): the index and the vault.
+pub fn data_dir() -> Result<PathBuf, PathError> {
+    Ok(project_dirs()?.data_dir().to_path_buf())
+}
+
+/// `$XDG_STATE_HOME/composer-keyd` (the data dir where the platform has no state dir): logs.
+pub fn state_dir() -> Result<PathBuf, PathError> {
+    let dirs = project_dirs()?;
+    Ok(dirs.state_dir().unwrap_or(dirs.data_dir()).to_path_buf())
+}
+
+/// The index file.
+pub fn index_path() -> Result<PathBuf, PathError> {
+    Ok(data_dir()?.join("index.json"))
+}
+
+/// Creates `dir` (and parents) with mode 0700 where it does not exist yet.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Creates the socket directory if needed, then refuses it unless it is a real
+/// directory, owned by us, with no group or other permissions.
+pub fn prepare_socket_dir(dir: &Path) -> Result<(), PathError> {
+    let io_err = |source| PathError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                fs::create_dir_all(parent).map_err(io_err)?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(e)),
+            }
+            // The umask can only narrow 0700, but set it exactly as rbw does.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        }
+        Err(e) => return Err(io_err(e)),
+        Ok(_) => {}
+    }
+    check_socket_dir(dir)
+}
+
+/// Checks an existing socket directory without changing it.
+pub fn check_socket_dir(dir: &Path) -> Result<(), PathError> {
+    let meta = fs::symlink_metadata(dir).map_err(|source| PathError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(PathError::Symlink(dir.to_path_buf()));
+    }
+    if !meta.is_dir() {
+        return Err(PathError::NotADirectory(dir.to_path_buf()));
+    }
+    let me = euid();
+    if meta.uid() != me {
+        return Err(PathError::WrongOwner {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(PathError::WrongMode {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_dir_checks() {
+        let t = tempfile::tempdir().unwrap();
+        let good = t.path().join("good");
+        prepare_socket_dir(&good).unwrap();
+        assert_eq!(fs::metadata(&good).unwrap().mode() & 0o777, 0o700);
+
+        let open = t.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(prepare_socket_dir(&open), Err(PathError::WrongMode { .. })));
+
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        assert!(matches!(prepare_socket_dir(&link), Err(PathError::Symlink(_))));
+
+        let file = t.path().join("file");
+        fs::write(&file, b"").unwrap();
+        assert!(matches!(check_socket_dir(&file), Err(PathError::NotADirectory(_))));
+    }
+}

@@ -1,0 +1,288 @@
+//! Wire types of the `/v1` HTTP+JSON protocol, shared by the server, the CLI's client and the PHP shim's fixtures.
+//!
+//! Enums that travel on the wire accept values they do not know (`Unknown`),
+//! so an old client survives a newer daemon.
+
+use crate::credential::{Credential, CredentialType, Origin};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The protocol revision; bumped on any incompatible change. The CLI restarts a daemon that differs.
+pub const PROTOCOL: u32 = 1;
+/// The package version, reported by `status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What went wrong, in terms a client can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No credential for that origin (and project): try the next source.
+    NotFound,
+    /// The credential exists but is disabled: never released.
+    Disabled,
+    /// The daemon is locked: run `composer-keyd unlock`.
+    Locked,
+    /// The keyring or vault did not answer (locked keyring, no Secret Service, time-out).
+    BackendUnavailable,
+    /// The request is malformed: bad JSON, bad origin, empty field.
+    BadRequest,
+    /// The credential type is not one Composer knows.
+    UnsupportedType,
+    /// The request body or headers are over the limit.
+    TooLarge,
+    /// The peer may not have this (policy, or another uid).
+    Forbidden,
+    /// No such route, or the method does not fit it.
+    UnknownRoute,
+    /// The passphrase did not unlock the vault.
+    WrongPassphrase,
+    /// The vault file is damaged; it is left as it is.
+    VaultCorrupt,
+    /// Something the client cannot fix; details are in the daemon's log.
+    Internal,
+    /// A kind this client does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorKind {
+    /// The HTTP status that carries this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Disabled => 403,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::Locked => 423,
+            ErrorKind::BackendUnavailable => 503,
+            ErrorKind::BadRequest | ErrorKind::UnsupportedType => 400,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::UnknownRoute => 404,
+            ErrorKind::WrongPassphrase => 401,
+            ErrorKind::VaultCorrupt | ErrorKind::Internal | ErrorKind::Unknown => 500,
+        }
+    }
+}
+
+/// `{"error": {"kind": "...", "message": "..."}}`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`]. The message never holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// Which store holds the secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// The OS keyring (Secret Service, Keychain, Credential Manager).
+    Keyring,
+    /// The age-encrypted vault file.
+    Vault,
+    /// Process memory only (tests).
+    Memory,
+    #[serde(other)]
+    Unknown,
+}
+
+/// `GET /v1/status`. Never touches an unlock timer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub protocol: u32,
+    pub backend: BackendKind,
+    /// Why this backend was chosen, in a sentence.
+    pub backend_reason: String,
+    pub locked: bool,
+    /// Number of credentials in the index.
+    pub credentials: usize,
+    /// Of those, how many are enabled.
+    pub enabled: usize,
+    pub uptime_secs: u64,
+    pub pid: u32,
+}
+
+/// Non-secret facts about one stored credential (`GET /v1/credentials`, `list`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialInfo {
+    pub origin: Origin,
+    #[serde(rename = "type")]
+    pub kind: CredentialType,
+    /// The project directory this credential is bound to; `null` when it applies everywhere.
+    pub project: Option<String>,
+    pub label: Option<String>,
+    pub enabled: bool,
+    /// Unix seconds.
+    pub created: u64,
+    pub rotated: Option<u64>,
+    pub last_used: Option<u64>,
+    /// Whether `rotate --rollback` has a previous secret to restore.
+    pub has_previous: bool,
+}
+
+/// `GET /v1/credentials`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialList {
+    pub credentials: Vec<CredentialInfo>,
+}
+
+/// One origin that applies to a project (`GET /v1/origins?project=DIR`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginInfo {
+    pub origin: Origin,
+    #[serde(rename = "type")]
+    pub kind: CredentialType,
+    pub project: Option<String>,
+    pub enabled: bool,
+}
+
+/// `GET /v1/origins?project=DIR`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginList {
+    pub origins: Vec<OriginInfo>,
+}
+
+/// `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for that project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialReply {
+    pub origin: Origin,
+    pub project: Option<String>,
+    /// Shared with the agent's cache, so a cached lookup copies no secret.
+    pub credential: Arc<Credential>,
+}
+
+/// `PUT /v1/credentials/{origin}?project=DIR`: add, replace or rotate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutCredential {
+    pub credential: Credential,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Keep the replaced secret for `rotate --rollback`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate: bool,
+    /// Refuse when a different secret is already stored (import without `--replace`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_clobber: bool,
+}
+
+/// What a `PUT` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum PutOutcome {
+    Created,
+    Replaced,
+    Rotated,
+    /// The same secret was already stored; nothing changed.
+    Unchanged,
+    /// A different secret is stored and `no_clobber` was set; nothing changed.
+    Conflict,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Reply to `PUT`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReply {
+    pub outcome: PutOutcome,
+    pub info: CredentialInfo,
+}
+
+/// `POST /v1/unlock`. The passphrase is for the vault; the keyring backend needs none.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct UnlockRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<Secret<String>>,
+}
+
+/// A reply that only says it worked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub ok: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The same files are read by the PHP shim's tests, so both sides agree byte for byte.
+    const STATUS: &str = include_str!("../tests/fixtures/wire/status.json");
+    const ORIGINS: &str = include_str!("../tests/fixtures/wire/origins.json");
+    const CRED_BASIC: &str = include_str!("../tests/fixtures/wire/credential-http-basic.json");
+    const CRED_GITLAB: &str = include_str!("../tests/fixtures/wire/credential-gitlab-token.json");
+    const ERROR_LOCKED: &str = include_str!("../tests/fixtures/wire/error-locked.json");
+
+    fn same(value: &impl Serialize, fixture: &str) {
+        assert_eq!(serde_json::to_string(value).unwrap(), fixture.trim_end());
+    }
+
+    #[test]
+    fn status_json_is_pinned() {
+        let s = Status {
+            version: "0.1.0".into(),
+            protocol: 1,
+            backend: BackendKind::Keyring,
+            backend_reason: "configured".into(),
+            locked: false,
+            credentials: 3,
+            enabled: 2,
+            uptime_secs: 42,
+            pid: 1234,
+        };
+        same(&s, STATUS);
+        assert_eq!(serde_json::from_str::<Status>(STATUS).unwrap(), s);
+    }
+
+    #[test]
+    fn origins_json_is_pinned() {
+        let list: OriginList = serde_json::from_str(ORIGINS).unwrap();
+        assert_eq!(list.origins.len(), 2);
+        assert_eq!(list.origins[0].origin.as_str(), "repo.magento.com");
+        assert_eq!(list.origins[1].kind, CredentialType::Bearer);
+        same(&list, ORIGINS);
+    }
+
+    #[test]
+    fn credential_reply_is_pinned() {
+        let r: CredentialReply = serde_json::from_str(CRED_BASIC).unwrap();
+        assert_eq!(r.credential.kind(), CredentialType::HttpBasic);
+        same(&r, CRED_BASIC);
+        let g: CredentialReply = serde_json::from_str(CRED_GITLAB).unwrap();
+        same(&g, CRED_GITLAB);
+    }
+
+    #[test]
+    fn errors_are_pinned_and_unknown_kinds_survive() {
+        let e = ErrorBody {
+            error: ErrorDetail {
+                kind: ErrorKind::Locked,
+                message: "composer-keyd is locked: run `composer-keyd unlock`".into(),
+            },
+        };
+        same(&e, ERROR_LOCKED);
+        let future: ErrorBody =
+            serde_json::from_str(r#"{"error":{"kind":"quota-exceeded","message":"m"}}"#).unwrap();
+        assert_eq!(future.error.kind, ErrorKind::Unknown);
+        let b: BackendKind = serde_json::from_str(r#""tpm""#).unwrap();
+        assert_eq!(b, BackendKind::Unknown);
+    }
+
+    #[test]
+    fn put_defaults() {
+        let p: PutCredential =
+            serde_json::from_str(r#"{"credential":{"type":"bearer","token":"t"}}"#).unwrap();
+        assert!(!p.rotate && !p.no_clobber && p.label.is_none());
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"credential":{"type":"bearer","token":"t"}}"#
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
+
+use crate::credential::{Credential, Origin};
+use crate::error::{Error, Result};
+use crate::index::{new_meta, Index, Meta};
+use crate::protocol::{
+    BackendKind, CredentialInfo, CredentialReply, OriginInfo, PutCredential, PutOutcome,
+    PutReply, Status, PROTOCOL, VERSION,
+};
+use crate::secret::{to_json_zeroizing, Secret};
+use crate::store::{Slot, SlotKey, Store, StoreError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How the agent is set up.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Where the index lives.
+    pub index_path: PathBuf,
+    /// The longest a single backend call may take.
+    pub backend_timeout: Duration,
+    /// Why this backend was chosen, for `status`.
+    pub backend_reason: String,
+}
+
+struct Inner {
+    index: Index,
+    /// Decrypted credentials, filled on first use, wiped by `lock`.
+    cache: HashMap<SlotKey, Arc<Credential>>,
+    locked: bool,
+    /// Bumped by every write and by `lock`, so a read that raced one does not cache a stale secret.
+    generation: u64,
+    /// `last_used` changed since the index was last written.
+    dirty: bool,
+}
+
+/// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
+/// so that the store and the index change in the same order.
+pub struct Agent {
+    store: Arc<dyn Store>,
+    cfg: AgentConfig,
+    inner: Mutex<Inner>,
+    writer: tokio::sync::Mutex<()>,
+    started: Instant,
+}
+
+impl Agent {
+    /// Builds an agent over a store and a loaded index. A store that needs a passphrase starts locked.
+    pub fn new(store: Arc<dyn Store>, index: Index, cfg: AgentConfig) -> Agent {
+        let locked = store.needs_passphrase();
+        Agent {
+            store,
+            cfg,
+            inner: Mutex::new(Inner {
+                index,
+                cache: HashMap::new(),
+                locked,
+                generation: 0,
+                dirty: false,
+            }),
+            writer: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while holding this lock except on a bug; the data stays consistent
+        // because every critical section is a few field updates.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a blocking backend call off the async threads, bounded by the backend time-out.
+    async fn backend<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        let task = tokio::task::spawn_blocking(move || f(store.as_ref()));
+        match tokio::time::timeout(self.cfg.backend_timeout, task).await {
+            Ok(Ok(r)) => r.map_err(Error::from),
+            Ok(Err(join)) => {
+                tracing::error!("a backend call panicked: {join}");
+                Err(StoreError::Unavailable {
+                    backend: "store",
+                    reason: "the backend call failed unexpectedly".into(),
+                }
+                .into())
+            }
+            Err(_) => Err(StoreError::Timeout(backend_name(self.store.kind())).into()),
+        }
+    }
+
+    /// `GET /v1/status`. Touches no timer.
+    pub fn status(&self) -> Status {
+        let inner = self.inner();
+        let (credentials, enabled) = inner.index.counts();
+        Status {
+            version: VERSION.into(),
+            protocol: PROTOCOL,
+            backend: self.store.kind(),
+            backend_reason: self.cfg.backend_reason.clone(),
+            locked: inner.locked,
+            credentials,
+            enabled,
+            uptime_secs: self.started.elapsed().as_secs(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Every credential's metadata.
+    pub fn list(&self) -> Vec<CredentialInfo> {
+        self.inner().index.all()
+    }
+
+    /// The origins that apply to a project, without secrets.
+    pub fn origins(&self, project: Option<&Path>) -> Vec<OriginInfo> {
+        self.inner().index.applicable(project)
+    }
+
+    /// The credential that wins for `origin` looked up from `project`.
+    pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<CredentialReply> {
+        let (key, generation) = {
+            let mut inner = self.inner();
+            if inner.locked {
+                return Err(Error::Locked);
+            }
+            let meta = inner
+                .index
+                .resolve(origin, project)
+                .ok_or_else(|| Error::NotFound(origin.to_string()))?;
+            if !meta.enabled {
+                return Err(Error::Disabled {
+                    what: describe(origin, meta.project.as_deref()),
+                });
+            }
+            let scope = meta.project.clone();
+            let key = SlotKey::new(origin, scope.as_deref(), Slot::Current);
+            if let Some(m) = inner.index.get_mut(origin, scope.as_deref()) {
+                m.last_used = Some(now_secs());
+            }
+            inner.dirty = true;
+            if let Some(cred) = inner.cache.get(&key) {
+                return Ok(reply(origin, scope, Arc::clone(cred)));
+            }
+            (key, inner.generation)
+        };
+        let cred = Arc::new(self.read(&key).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "{} (the index lists it but the {} has no secret; add it again)",
+                describe(origin, key.project.as_deref()),
+                backend_name(self.store.kind())
+            ))
+        })?);
+        let mut inner = self.inner();
+        if inner.locked {
+            return Err(Error::Locked);
+        }
+        if inner.generation == generation {
+            inner.cache.insert(key.clone(), Arc::clone(&cred));
+        }
+        Ok(reply(origin, key.project, cred))
+    }
+
+    /// Reads and parses one secret from the store.
+    async fn read(&self, key: &SlotKey) -> Result<Option<Credential>> {
+        let k = key.clone();
+        let Some(bytes) = self.backend(move |s| s.get(&k)).await? else {
+            return Ok(None);
+        };
+        // serde_json's messages for a bad value can quote it, so only the position is kept.
+        serde_json::from_slice(bytes.expose())
+            .map(Some)
+            .map_err(|e| {
+                Error::Store(StoreError::Corrupt(format!(
+                    "the stored secret for {} is not a credential (line {}, column {})",
+                    describe(&key.origin, key.project.as_deref()),
+                    e.line(),
+                    e.column()
+                )))
+            })
+    }
+
+    async fn write(&self, key: &SlotKey, cred: &Credential) -> Result<()> {
+        let bytes = to_json_zeroizing(cred);
+        let k = key.clone();
+        self.backend(move |s| s.set(&k, &bytes)).await
+    }
+
+    fn ensure_unlocked(&self) -> Result<()> {
+        if self.inner().locked {
+            return Err(Error::Locked);
+        }
+        Ok(())
+    }
+
+    /// Writes the index as it is now. Callers hold `writer`, so saves land in order.
+    async fn save_index(&self) -> Result<()> {
+        let bytes = {
+            let mut inner = self.inner();
+            inner.dirty = false;
+            inner.index.to_bytes()
+        };
+        let path = self.cfg.index_path.clone();
+        tokio::task::spawn_blocking(move || Index::save_bytes(&path, &bytes))
+            .await
+            .map_err(|e| Error::BadRequest(format!("index writer failed: {e}")))??;
+        Ok(())
+    }
+
+    /// Writes the index if `last_used` times changed since the last write.
+    pub async fn flush(&self) -> Result<()> {
+        let _w = self.writer.lock().await;
+        if self.inner().dirty {
+            self.save_index().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds, replaces or rotates the credential for exactly `origin` and `project`.
+    pub async fn put(
+        &self,
+        origin: &Origin,
+        project: Option<String>,
+        req: PutCredential,
+    ) -> Result<PutReply> {
+        req.credential.validate()?;
+        let _w = self.writer.lock().await;
+        self.ensure_unlocked()?;
+        let scope = project.as_deref();
+        let key = SlotKey::new(origin, scope, Slot::Current);
+        let existing = self.inner().index.get(origin, scope).cloned();
+        let old = match &existing {
+            Some(_) => self.read(&key).await?,
+            None => None,
+        };
+        if req.rotate && old.is_none() {
+            return Err(Error::NotFound(format!(
+                "{}: nothing to rotate; use `composer-keyd add`",
+                describe(origin, scope)
+            )));
+        }
+        let now = now_secs();
+        let mut meta = existing
+            .clone()
+            .unwrap_or_else(|| new_meta(origin.clone(), project.clone(), req.credential.kind(), now));
+        let outcome = match &old {
+            Some(o) if *o == req.credential => PutOutcome::Unchanged,
+            Some(_) if req.no_clobber => {
+                return Ok(PutReply {
+                    outcome: PutOutcome::Conflict,
+                    info: meta,
+                })
+            }
+            Some(o) if req.rotate => {
+                self.write(&SlotKey::new(origin, scope, Slot::Previous), o)
+                    .await?;
+                meta.rotated = Some(now);
+                meta.has_previous = true;
+                PutOutcome::Rotated
+            }
+            Some(_) => PutOutcome::Replaced,
+            None => PutOutcome::Created,
+        };
+        if outcome != PutOutcome::Unchanged {
+            self.write(&key, &req.credential).await?;
+        }
+        meta.kind = req.credential.kind();
+        if req.label.is_some() {
+            meta.label = req.label.clone();
+        }
+        let changed = outcome != PutOutcome::Unchanged || existing.as_ref() != Some(&meta);
+        {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            inner.cache.insert(key, Arc::new(req.credential));
+            inner.index.upsert(meta.clone());
+        }
+        if changed {
+            self.save_index().await?;
+        }
+        Ok(PutReply {
+            outcome,
+            info: meta,
+        })
+    }
+
+    /// Removes a credential and its previous secret.
+    pub async fn delete(&self, origin: &Origin, project: Option<&str>) -> Result<CredentialInfo> {
+        let _w = self.writer.lock().await;
+        self.ensure_unlocked()?;
+        let meta = self.existing(origin, project)?;
+        for slot in [Slot::Current, Slot::Previous] {
+            let k = SlotKey::new(origin, project, slot);
+            self.backend(move |s| s.delete(&k)).await?;
+        }
+        {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            for slot in [Slot::Current, Slot::Previous] {
+                inner.cache.remove(&SlotKey::new(origin, project, slot));
+            }
+            inner.index.remove(origin, project);
+        }
+        self.save_index().await?;
+        Ok(meta)
+    }
+
+    fn existing(&self, origin: &Origin, project: Option<&str>) -> Result<Meta> {
+        self.inner()
+            .index
+            .get(origin, project)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(describe(origin, project)))
+    }
+
+    /// Enables or disables a credential. Metadata only, so it works while locked.
+    pub async fn set_enabled(
+        &self,
+        origin: &Origin,
+        project: Option<&str>,
+        enabled: bool,
+    ) -> Result<CredentialInfo> {
+        let _w = self.writer.lock().await;
+        let meta = {
+            let mut inner = self.inner();
+            let m = inner
+                .index
+                .get_mut(origin, project)
+                .ok_or_else(|| Error::NotFound(describe(origin, project)))?;
+            m.enabled = enabled;
+            m.clone()
+        };
+        self.save_index().await?;
+        Ok(meta)
+    }
+
+    /// Swaps the current secret with the one the last rotation replaced.
+    pub async fn rollback(&self, origin: &Origin, project: Option<&str>) -> Result<CredentialInfo> {
+        let _w = self.writer.lock().await;
+        self.ensure_unlocked()?;
+        let mut meta = self.existing(origin, project)?;
+        let cur_key = SlotKey::new(origin, project, Slot::Current);
+        let prev_key = SlotKey::new(origin, project, Slot::Previous);
+        let previous = match self.read(&prev_key).await? {
+            Some(p) if meta.has_previous => p,
+            _ => {
+                return Err(Error::BadRequest(format!(
+                    "{} has no previous secret to roll back to",
+                    describe(origin, project)
+                )))
+            }
+        };
+        let current = self.read(&cur_key).await?;
+        self.write(&cur_key, &previous).await?;
+        if let Some(c) = &current {
+            self.write(&prev_key, c).await?;
+        }
+        meta.kind = previous.kind();
+        meta.rotated = Some(now_secs());
+        meta.has_previous = current.is_some();
+        {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            inner.cache.insert(cur_key, Arc::new(previous));
+            inner.index.upsert(meta.clone());
+        }
+        self.save_index().await?;
+        Ok(meta)
+    }
+
+    /// Wipes every decrypted secret and refuses reads until `unlock`.
+    pub fn lock(&self) {
+        let mut inner = self.inner();
+        inner.locked = true;
+        inner.generation += 1;
+        // Dropping the cached credentials zeroizes them (Secret's Drop).
+        inner.cache.clear();
+        self.store.lock();
+    }
+
+    /// Opens the store again; the vault checks the passphrase.
+    pub async fn unlock(&self, passphrase: Option<Secret<String>>) -> Result<()> {
+        let _w = self.writer.lock().await;
+        if self.store.needs_passphrase() && passphrase.is_none() {
+            return Err(Error::BadRequest(
+                "this backend needs a passphrase to unlock".into(),
+            ));
+        }
+        self.backend(move |s| s.unlock(passphrase.as_ref())).await?;
+        self.inner().locked = false;
+        Ok(())
+    }
+}
+
+fn reply(origin: &Origin, project: Option<String>, credential: Arc<Credential>) -> CredentialReply {
+    CredentialReply {
+        origin: origin.clone(),
+        project,
+        credential,
+    }
+}
+
+/// `origin` or `origin --project DIR`, as a user would type it.
+fn describe(origin: &Origin, project: Option<&str>) -> String {
+    match project {
+        Some(p) => format!("{origin} --project {p}"),
+        None => origin.to_string(),
+    }
+}
+
+fn backend_name(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Keyring => "keyring",
+        BackendKind::Vault => "vault",
+        BackendKind::Memory => "memory store",
+        _ => "store",
+    }
+}
+
+#[cfg(test)]
+mod tests;

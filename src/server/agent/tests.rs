@@ -1,0 +1,144 @@
+//! Unit tests of the agent's logic over the in-memory store.
+
+use super::*;
+use crate::credential::CredentialType;
+use crate::protocol::ErrorKind;
+use crate::store::memory::MemoryStore;
+
+fn agent(dir: &Path) -> (Agent, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let cfg = AgentConfig {
+        index_path: dir.join("index.json"),
+        backend_timeout: Duration::from_secs(2),
+        backend_reason: "test".into(),
+    };
+    (Agent::new(store.clone(), Index::default(), cfg), store)
+}
+
+fn basic(u: &str, p: &str) -> Credential {
+    Credential::from_fields(CredentialType::HttpBasic, vec![u.into(), p.into()]).unwrap()
+}
+
+fn put(c: Credential) -> PutCredential {
+    PutCredential {
+        credential: c,
+        label: None,
+        rotate: false,
+        no_clobber: false,
+    }
+}
+
+fn origin() -> Origin {
+    Origin::parse("repo.magento.com").unwrap()
+}
+
+fn username(r: &CredentialReply) -> String {
+    match &*r.credential {
+        Credential::HttpBasic { username, .. } => username.expose().clone(),
+        _ => panic!("not http-basic"),
+    }
+}
+
+#[tokio::test]
+async fn scopes_reach_the_right_project() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, _) = agent(d.path());
+    let o = origin();
+    a.put(&o, None, put(basic("global", "g"))).await.unwrap();
+    a.put(&o, Some("/p/acme".into()), put(basic("acme", "a"))).await.unwrap();
+    a.put(&o, Some("/p/globex".into()), put(basic("globex", "b"))).await.unwrap();
+    let get = |p: &'static str| a.get(&o, Some(Path::new(p)));
+    assert_eq!(username(&get("/p/acme").await.unwrap()), "acme");
+    assert_eq!(username(&get("/p/globex/sub").await.unwrap()), "globex");
+    assert_eq!(username(&get("/elsewhere").await.unwrap()), "global");
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "global");
+    // The index on disk reloads to the same three entries.
+    let back = Index::load(&d.path().join("index.json")).unwrap();
+    assert_eq!(back.counts(), (3, 3));
+}
+
+#[tokio::test]
+async fn disable_enable_rotate_rollback_remove() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, store) = agent(d.path());
+    let o = origin();
+    let r = a.put(&o, None, put(basic("k1", "s1"))).await.unwrap();
+    assert_eq!(r.outcome, PutOutcome::Created);
+    assert_eq!(
+        a.put(&o, None, put(basic("k1", "s1"))).await.unwrap().outcome,
+        PutOutcome::Unchanged
+    );
+    a.set_enabled(&o, None, false).await.unwrap();
+    assert_eq!(a.get(&o, None).await.unwrap_err().kind(), ErrorKind::Disabled);
+    a.set_enabled(&o, None, true).await.unwrap();
+
+    let mut rot = put(basic("k2", "s2"));
+    rot.rotate = true;
+    let r = a.put(&o, None, rot).await.unwrap();
+    assert_eq!(r.outcome, PutOutcome::Rotated);
+    assert!(r.info.has_previous && r.info.rotated.is_some());
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "k2");
+    a.rollback(&o, None).await.unwrap();
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "k1");
+
+    a.delete(&o, None).await.unwrap();
+    assert_eq!(a.get(&o, None).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let k = SlotKey::new(&o, None, Slot::Previous);
+    assert!(store.get(&k).unwrap().is_none(), "previous secret removed too");
+}
+
+#[tokio::test]
+async fn no_clobber_reports_conflict() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, _) = agent(d.path());
+    let o = origin();
+    a.put(&o, None, put(basic("k1", "s1"))).await.unwrap();
+    let mut p = put(basic("k1", "other"));
+    p.no_clobber = true;
+    assert_eq!(a.put(&o, None, p).await.unwrap().outcome, PutOutcome::Conflict);
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "k1");
+}
+
+#[tokio::test]
+async fn lock_wipes_and_refuses() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, _) = agent(d.path());
+    let o = origin();
+    a.put(&o, None, put(basic("k", "s"))).await.unwrap();
+    a.lock();
+    assert!(a.status().locked);
+    assert_eq!(a.get(&o, None).await.unwrap_err().kind(), ErrorKind::Locked);
+    let err = a.put(&o, None, put(basic("x", "y"))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    a.unlock(None).await.unwrap();
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "k");
+}
+
+#[tokio::test]
+async fn unavailable_backend_is_typed_and_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, store) = agent(d.path());
+    let o = origin();
+    a.put(&o, None, put(basic("k", "s"))).await.unwrap();
+    a.lock();
+    a.unlock(None).await.unwrap();
+    store.set_unavailable(true);
+    let err = a.get(&o, None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BackendUnavailable);
+    let err = a.put(&o, None, put(basic("k", "t"))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BackendUnavailable);
+    store.set_unavailable(false);
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "k");
+}
+
+#[tokio::test]
+async fn rotate_without_credential_is_not_found() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, _) = agent(d.path());
+    let mut p = put(basic("k", "s"));
+    p.rotate = true;
+    let err = a.put(&origin(), None, p).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let err = a.rollback(&origin(), None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}

@@ -1,0 +1,58 @@
+//! Response bodies that zeroize their bytes when hyper is done with them.
+
+use hyper::body::{Buf, Body, Frame, SizeHint};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use zeroize::Zeroizing;
+
+/// A buffer that wipes itself on drop. With `writev` on, hyper queues it rather than
+/// copying it into its own write buffer, so the secret exists only here.
+pub struct WipeBuf {
+    bytes: Zeroizing<Vec<u8>>,
+    pos: usize,
+}
+
+impl Buf for WipeBuf {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.bytes[self.pos..]
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        self.pos = (self.pos + cnt).min(self.bytes.len());
+    }
+}
+
+/// A whole response body in one [`WipeBuf`].
+pub struct WipeBody(Option<WipeBuf>);
+
+impl WipeBody {
+    /// A body holding `bytes`.
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> WipeBody {
+        WipeBody(Some(WipeBuf { bytes, pos: 0 }))
+    }
+}
+
+impl Body for WipeBody {
+    type Data = WipeBuf;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<WipeBuf>, Infallible>>> {
+        Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.remaining() as u64))
+    }
+}

@@ -1,0 +1,290 @@
+//! Request routing: maps `/v1` paths to agent calls, decodes bodies within limits, and encodes replies and typed errors.
+
+use super::agent::Agent;
+use super::body::WipeBody;
+use super::{Limits, Peer};
+use crate::credential::{CredentialType, Origin};
+use crate::error::Error;
+use crate::protocol::{Ack, ErrorBody, ErrorDetail, PutCredential, UnlockRequest};
+use crate::secret::to_json_zeroizing;
+use bytes::Buf;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::path::PathBuf;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The longest project path accepted.
+const MAX_PROJECT_LEN: usize = 4096;
+
+/// Serves one request. Never panics on input; every failure is a typed JSON error.
+pub async fn handle(
+    agent: &Agent,
+    limits: &Limits,
+    peer: Peer,
+    req: Request<Incoming>,
+) -> Response<WipeBody> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    match route(agent, limits, peer, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let kind = e.kind();
+            tracing::info!(%method, path = %sanitize(&path), pid = ?peer.pid, kind = ?kind, "refused: {e}");
+            error_response(&e)
+        }
+    }
+}
+
+/// Encodes an error as `{"error": {"kind", "message"}}` with its status.
+pub fn error_response(e: &Error) -> Response<WipeBody> {
+    let kind = e.kind();
+    let body = ErrorBody {
+        error: ErrorDetail {
+            kind,
+            message: e.to_string(),
+        },
+    };
+    json(
+        StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    )
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<WipeBody> {
+    let bytes = to_json_zeroizing(value);
+    let len = bytes.len();
+    let mut resp = Response::new(WipeBody::new(bytes));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
+    Ok(json(StatusCode::OK, value))
+}
+
+async fn route(
+    agent: &Agent,
+    limits: &Limits,
+    peer: Peer,
+    req: Request<Incoming>,
+) -> Result<Response<WipeBody>, Error> {
+    let path = req.uri().path().to_owned();
+    let query = Query::parse(req.uri().query())?;
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let method = req.method().clone();
+    let unknown = || Error::UnknownRoute(format!("{method} {}", sanitize(&path)));
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["v1", "status"]) => ok(&agent.status()),
+        (&Method::GET, ["v1", "origins"]) => ok(&crate::protocol::OriginList {
+            origins: agent.origins(query.lookup_project()?.as_deref()),
+        }),
+        (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
+            credentials: agent.list(),
+        }),
+        (&Method::GET, ["v1", "credentials", o]) => {
+            let origin = parse_origin(o)?;
+            let project = query.lookup_project()?;
+            let reply = agent.get(&origin, project.as_deref()).await?;
+            tracing::info!(origin = %origin, scope = ?reply.project, pid = ?peer.pid, uid = peer.uid, "released");
+            ok(&reply)
+        }
+        (&Method::PUT, ["v1", "credentials", o]) => {
+            let origin = parse_origin(o)?;
+            let project = query.scope_project()?;
+            let body = read_body(req, limits).await?;
+            let put: PutCredential = decode_put(&body)?;
+            let reply = agent.put(&origin, project, put).await?;
+            tracing::info!(origin = %origin, scope = ?reply.info.project, outcome = ?reply.outcome, "stored");
+            ok(&reply)
+        }
+        (&Method::DELETE, ["v1", "credentials", o]) => {
+            let origin = parse_origin(o)?;
+            let project = query.scope_project()?;
+            ok(&agent.delete(&origin, project.as_deref()).await?)
+        }
+        (&Method::POST, ["v1", "credentials", o, action]) => {
+            let origin = parse_origin(o)?;
+            let project = query.scope_project()?;
+            let p = project.as_deref();
+            match *action {
+                "disable" => ok(&agent.set_enabled(&origin, p, false).await?),
+                "enable" => ok(&agent.set_enabled(&origin, p, true).await?),
+                "rollback" => ok(&agent.rollback(&origin, p).await?),
+                _ => Err(unknown()),
+            }
+        }
+        (&Method::POST, ["v1", "lock"]) => {
+            agent.lock();
+            tracing::info!(pid = ?peer.pid, "locked");
+            ok(&Ack { ok: true })
+        }
+        (&Method::POST, ["v1", "unlock"]) => {
+            let body = read_body(req, limits).await?;
+            let unlock: UnlockRequest = if body.is_empty() {
+                UnlockRequest::default()
+            } else {
+                decode(&body)?
+            };
+            agent.unlock(unlock.passphrase).await?;
+            tracing::info!(pid = ?peer.pid, "unlocked");
+            ok(&Ack { ok: true })
+        }
+        _ => Err(unknown()),
+    }
+}
+
+/// Reads the whole body into a zeroizing buffer, refusing early what is over the limit.
+async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let too_large = || Error::TooLarge(format!("the request body is over {} bytes", limits.max_body));
+    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
+        let len: usize = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::BadRequest("bad Content-Length".into()))?;
+        if len > limits.max_body {
+            return Err(too_large());
+        }
+    }
+    let mut body = req.into_body();
+    let mut out = Zeroizing::new(Vec::new());
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::BadRequest(format!("reading the body failed: {e}")))?;
+        if let Ok(mut data) = frame.into_data() {
+            if out.len() + data.remaining() > limits.max_body {
+                return Err(too_large());
+            }
+            out.extend_from_slice(data.chunk());
+            // Wipe hyper's copy too when we hold the only reference to it.
+            if let Ok(mut owned) = std::mem::take(&mut data).try_into_mut() {
+                owned.zeroize();
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct TypeProbe {
+    credential: Option<TypeField>,
+}
+
+#[derive(Deserialize)]
+struct TypeField {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Decodes a `PUT` body, naming an unknown credential type as such.
+fn decode_put(body: &[u8]) -> Result<PutCredential, Error> {
+    let probe: TypeProbe = decode(body)?;
+    match probe.credential.and_then(|c| c.kind) {
+        None => return Err(Error::BadRequest("the body needs a credential with a type".into())),
+        Some(t) if CredentialType::parse(&t).is_none() => {
+            let shown: String = t.chars().take(40).filter(|c| !c.is_control()).collect();
+            return Err(crate::credential::CredentialError::UnknownType(shown).into());
+        }
+        Some(_) => {}
+    }
+    decode(body)
+}
+
+/// Decodes JSON without ever quoting the input back: serde's messages for a bad value
+/// can hold the value, which may be a secret.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        let safe = ["missing field", "unknown field", "unknown variant", "duplicate field"];
+        let what: Cow<str> = match e.classify() {
+            serde_json::error::Category::Data if safe.iter().any(|s| msg.starts_with(s)) => {
+                Cow::Owned(msg.split(" at line").next().unwrap_or_default().to_owned())
+            }
+            serde_json::error::Category::Data => "a field has the wrong type".into(),
+            serde_json::error::Category::Eof => "the JSON ends early".into(),
+            _ => "the body is not valid JSON".into(),
+        };
+        Error::BadRequest(format!("{what} (line {}, column {})", e.line(), e.column()))
+    })
+}
+
+fn parse_origin(segment: &str) -> Result<Origin, Error> {
+    let decoded = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| Error::BadRequest("the origin is not UTF-8".into()))?;
+    Ok(Origin::parse(&decoded)?)
+}
+
+/// Query parameters we know; others are ignored.
+struct Query {
+    project: Option<String>,
+}
+
+impl Query {
+    fn parse(q: Option<&str>) -> Result<Query, Error> {
+        let mut project = None;
+        for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+            if k == "project" && !v.is_empty() {
+                if v.len() > MAX_PROJECT_LEN || v.contains('\0') || !v.starts_with('/') {
+                    return Err(Error::BadRequest(
+                        "project must be an absolute path of at most 4096 bytes".into(),
+                    ));
+                }
+                project = Some(v.into_owned());
+            }
+        }
+        Ok(Query { project })
+    }
+
+    /// The project a lookup comes from, resolved through symlinks when it exists.
+    fn lookup_project(&self) -> Result<Option<PathBuf>, Error> {
+        Ok(self
+            .project
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p))))
+    }
+
+    /// The exact scope a change addresses, canonical when the directory exists.
+    fn scope_project(&self) -> Result<Option<String>, Error> {
+        Ok(self.lookup_project()?.map(|p| p.to_string_lossy().into_owned()))
+    }
+}
+
+/// A path fit for a log line: printable and short.
+fn sanitize(path: &str) -> String {
+    path.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_never_quotes_values() {
+        let e = decode_put(br#"{"credential":{"type":"bearer","token":12345678}}"#).unwrap_err();
+        assert!(!e.to_string().contains("12345678"), "{e}");
+        let e = decode_put(br#"{"credential":{"type":"http-basic","username":"hunter2"}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("missing field `password`"), "{e}");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = decode_put(br#"{"credential":{"type":"ftp","token":"x"}}"#).unwrap_err();
+        assert_eq!(e.kind(), crate::protocol::ErrorKind::UnsupportedType);
+        let e = decode_put(b"{nope").unwrap_err();
+        assert_eq!(e.kind(), crate::protocol::ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn query_rules() {
+        assert!(Query::parse(Some("project=relative")).is_err());
+        assert!(Query::parse(Some("project=%2Fa%00b")).is_err());
+        let q = Query::parse(Some("project=%2Fsrv%2Fmy%20shop&x=1")).unwrap();
+        assert_eq!(q.project.as_deref(), Some("/srv/my shop"));
+    }
+}

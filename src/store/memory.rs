@@ -1,0 +1,66 @@
+//! An in-memory `Store`, for unit tests of logic only; it never stands in for the keyring in integration tests.
+
+use super::{SlotKey, Store, StoreError};
+use crate::protocol::BackendKind;
+use crate::secret::Secret;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Secrets in a map, lost when the process ends.
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: Mutex<HashMap<SlotKey, Secret<Vec<u8>>>>,
+    /// When set, every call fails as an unreachable backend would.
+    unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Makes every later call fail with `Unavailable` (or succeed again).
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                backend: "memory store",
+                reason: "switched off by the test".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, Secret<Vec<u8>>>> {
+        // A panic while holding this lock can only come from a bug in a test; the map stays usable.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
+        self.check()?;
+        Ok(self.map().get(key).cloned())
+    }
+
+    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.map().insert(key.clone(), Secret::new(secret.to_vec()));
+        Ok(())
+    }
+
+    fn delete(&self, key: &SlotKey) -> Result<(), StoreError> {
+        self.check()?;
+        self.map().remove(key);
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! The `Store` trait that every secret backend implements, and the key each credential is stored under.
+//!
+//! Backends are blocking; the daemon calls them from `spawn_blocking` with a time-out.
+
+pub mod keyring;
+pub mod memory;
+
+use crate::credential::Origin;
+use crate::protocol::BackendKind;
+use crate::secret::Secret;
+
+/// The keyring service name for current secrets.
+pub const SERVICE: &str = "composer-keyd";
+/// The keyring service name for the secret a rotation replaced, kept for `rotate --rollback`.
+pub const SERVICE_PREVIOUS: &str = "composer-keyd.previous";
+
+/// Which secret of a credential: the one in use, or the one a rotation replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    Current,
+    Previous,
+}
+
+/// The address of one secret in a backend.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotKey {
+    pub origin: Origin,
+    /// Canonical project directory, or `None` for the unscoped credential.
+    pub project: Option<String>,
+    pub slot: Slot,
+}
+
+impl SlotKey {
+    /// Builds a key.
+    pub fn new(origin: &Origin, project: Option<&str>, slot: Slot) -> SlotKey {
+        SlotKey {
+            origin: origin.clone(),
+            project: project.map(str::to_owned),
+            slot,
+        }
+    }
+
+    /// The keyring service for this slot.
+    pub fn service(&self) -> &'static str {
+        match self.slot {
+            Slot::Current => SERVICE,
+            Slot::Previous => SERVICE_PREVIOUS,
+        }
+    }
+
+    /// The keyring account: the origin, plus `@DIR` when scoped. An origin never
+    /// holds `@`, so the split is unambiguous.
+    pub fn account(&self) -> String {
+        match &self.project {
+            Some(dir) => format!("{}@{}", self.origin, dir),
+            None => self.origin.to_string(),
+        }
+    }
+}
+
+/// What a backend can fail with. Messages never hold a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend did not answer, or refused access (locked keyring, no Secret Service).
+    #[error("the {backend} is unavailable: {reason}")]
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
+    /// The backend call took longer than the limit.
+    #[error("the {0} did not answer in time")]
+    Timeout(&'static str),
+    /// The backend needs unlocking first (vault).
+    #[error("the store is locked: run `composer-keyd unlock`")]
+    Locked,
+    /// The passphrase was wrong.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// The stored data is damaged; it is left untouched.
+    #[error("the stored data is damaged: {0}")]
+    Corrupt(String),
+    /// A bad argument (the backend refused a name or a value).
+    #[error("the backend refused the request: {0}")]
+    Invalid(String),
+}
+
+/// A place that keeps secrets. Every call may block.
+pub trait Store: Send + Sync {
+    /// Which backend this is, for `status`.
+    fn kind(&self) -> BackendKind;
+
+    /// Reads a secret; `Ok(None)` when there is none.
+    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError>;
+
+    /// Writes (creates or replaces) a secret.
+    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes a secret; removing one that is absent is not an error.
+    fn delete(&self, key: &SlotKey) -> Result<(), StoreError>;
+
+    /// Opens the store for use; the vault needs its passphrase, the keyring nothing.
+    fn unlock(&self, _passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Forgets everything decrypted in memory.
+    fn lock(&self) {}
+
+    /// Whether `unlock` must be given a passphrase.
+    fn needs_passphrase(&self) -> bool {
+        false
+    }
+}
