@@ -1,1 +1,205 @@
+//! The CLI's HTTP client over the Unix socket, with autostart of a daemon when nothing listens.
 
+use crate::protocol::{ErrorBody, ErrorKind, PROTOCOL};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::UnixStream;
+use zeroize::Zeroizing;
+
+/// How the client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no composer-keyd daemon is listening on {path}: start one with `composer-keyd serve` (or drop --no-autostart)")]
+    NotRunning { path: PathBuf },
+    #[error("cannot reach the daemon on {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the daemon closed the connection ({0}); it refuses connections from other users")]
+    Closed(String),
+    #[error("{message}")]
+    Daemon { kind: ErrorKind, message: String },
+    #[error("the daemon did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the daemon's reply is not understood: {0}")]
+    Protocol(String),
+    #[error("could not start the daemon: {0}")]
+    Autostart(String),
+}
+
+impl ClientError {
+    /// The wire kind, when the daemon sent one.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Daemon { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one daemon socket.
+#[derive(Clone, Debug)]
+pub struct Client {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the socket at `path`.
+    pub fn new(path: PathBuf) -> Client {
+        Client {
+            path,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The socket this client talks to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends a request and decodes a JSON reply, or the daemon's typed error.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<T, ClientError> {
+        let bytes = tokio::time::timeout(self.timeout, self.send(method, path_and_query, body))
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        serde_json::from_slice(&bytes.1).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), ClientError> {
+        let stream = UnixStream::connect(&self.path).await.map_err(|source| {
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) {
+                ClientError::NotRunning {
+                    path: self.path.clone(),
+                }
+            } else {
+                ClientError::Connect {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?;
+        tokio::spawn(async move {
+            // The connection ends with the request; its error, if any, shows in the response.
+            let _ = conn.await;
+        });
+        let payload = match &body {
+            Some(b) => Bytes::copy_from_slice(b),
+            None => Bytes::new(),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(payload))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let collected = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?
+            .to_bytes();
+        let bytes = Zeroizing::new(collected.to_vec());
+        if status >= 400 {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Daemon {
+                    kind: e.error.kind,
+                    message: e.error.message,
+                },
+                Err(_) => ClientError::Protocol(format!("HTTP {status} without an error body")),
+            });
+        }
+        Ok((status, bytes))
+    }
+
+    /// Checks that a daemon answers, starting one in the background when none listens
+    /// (as gpg-agent's clients do) unless `autostart` is off.
+    pub async fn ensure_running(&self, autostart: bool) -> Result<(), ClientError> {
+        match self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None).await {
+            Ok(s) => {
+                if s.protocol != PROTOCOL {
+                    tracing::warn!(
+                        "the daemon speaks protocol {} and this CLI {PROTOCOL}; restart it",
+                        s.protocol
+                    );
+                }
+                Ok(())
+            }
+            Err(ClientError::NotRunning { .. }) if autostart => self.start().await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start(&self) -> Result<(), ClientError> {
+        let exe = std::env::current_exe().map_err(|e| ClientError::Autostart(e.to_string()))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("serve")
+            .env(crate::paths::ENV_SOCK, &self.path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ClientError::Autostart(e.to_string()))?;
+        // Bounded wait: 100 polls of 50 ms.
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(ClientError::Autostart(format!(
+                    "`composer-keyd serve` exited with {status}; run it in a terminal to see why"
+                )));
+            }
+            match self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None).await {
+                Ok(_) => return Ok(()),
+                Err(ClientError::NotRunning { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Autostart(format!(
+            "the daemon did not answer on {} within 5 s",
+            self.path.display()
+        )))
+    }
+}
+
+/// `/v1/credentials/{origin}` with an optional `?project=`.
+pub fn credential_path(origin: &str, project: Option<&str>, suffix: &str) -> String {
+    let mut p = format!(
+        "/v1/credentials/{}{suffix}",
+        percent_encoding::utf8_percent_encode(origin, percent_encoding::NON_ALPHANUMERIC)
+    );
+    if let Some(dir) = project {
+        p.push_str("?project=");
+        p.extend(form_urlencoded::byte_serialize(dir.as_bytes()));
+    }
+    p
+}

@@ -4,25 +4,52 @@ use super::{SlotKey, Store, StoreError};
 use crate::protocol::BackendKind;
 use crate::secret::Secret;
 use keyring_core::{CredentialStore, Entry, Error as KError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroize;
 
 const NAME: &str = "keyring";
 
 /// Secrets in the platform keyring (Secret Service, Keychain, Credential Manager).
+///
+/// The connection is made on first use and again after a failure, so a daemon that
+/// started before the keyring (or outlived a keyring restart) recovers by itself.
+#[derive(Default)]
 pub struct KeyringStore {
-    inner: Arc<CredentialStore>,
+    inner: Mutex<Option<Arc<CredentialStore>>>,
 }
 
 impl KeyringStore {
-    /// Connects to the platform store. Fails when there is none (no session bus on Linux).
-    pub fn open() -> Result<KeyringStore, StoreError> {
-        let inner = platform_store().map_err(map_err)?;
-        Ok(KeyringStore { inner })
+    /// A store that connects when first used.
+    pub fn new() -> KeyringStore {
+        KeyringStore::default()
+    }
+
+    /// Connects now, to tell whether the platform store answers. Blocks.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.connection().map(drop)
+    }
+
+    fn connection(&self) -> Result<Arc<CredentialStore>, StoreError> {
+        // Only this file takes the lock, and nothing in it panics while holding it.
+        let mut slot = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.as_ref() {
+            return Ok(Arc::clone(s));
+        }
+        let s = platform_store().map_err(map_err)?;
+        *slot = Some(Arc::clone(&s));
+        Ok(s)
     }
 
     fn entry(&self, key: &SlotKey) -> Result<Entry, StoreError> {
-        Entry::new_in_store(&self.inner, key.service(), &key.account()).map_err(map_err)
+        Entry::new_in_store(&self.connection()?, key.service(), &key.account()).map_err(map_err)
+    }
+
+    /// Drops the connection after a platform failure, so the next call reconnects.
+    fn on_err(&self, e: KError) -> StoreError {
+        if matches!(e, KError::PlatformFailure(_)) {
+            *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        map_err(e)
     }
 }
 
@@ -105,18 +132,20 @@ impl Store for KeyringStore {
         match self.entry(key)?.get_secret() {
             Ok(bytes) => Ok(Some(Secret::new(bytes))),
             Err(KError::NoEntry) => Ok(None),
-            Err(e) => Err(map_err(e)),
+            Err(e) => Err(self.on_err(e)),
         }
     }
 
     fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
-        self.entry(key)?.set_secret(secret).map_err(map_err)
+        self.entry(key)?
+            .set_secret(secret)
+            .map_err(|e| self.on_err(e))
     }
 
     fn delete(&self, key: &SlotKey) -> Result<(), StoreError> {
         match self.entry(key)?.delete_credential() {
             Ok(()) | Err(KError::NoEntry) => Ok(()),
-            Err(e) => Err(map_err(e)),
+            Err(e) => Err(self.on_err(e)),
         }
     }
 }

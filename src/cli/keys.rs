@@ -1,0 +1,286 @@
+//! `add`, `list`, `remove`, `disable`, `enable`, `rotate`: the Marketplace "Access Keys" page on the command line.
+
+use super::{prompt, Ctx};
+use anyhow::{bail, Context};
+use clap::Args;
+use composer_keyd::client::credential_path;
+use composer_keyd::credential::{Credential, CredentialType, Origin};
+use composer_keyd::protocol::{CredentialInfo, CredentialList, PutCredential, PutOutcome, PutReply};
+use composer_keyd::secret::to_json_zeroizing;
+use hyper::Method;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// One stored credential: an origin and, when scoped, its project.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// The origin: a host, with :port when the repository URL spells one out.
+    origin: String,
+    /// The project directory the credential is bound to.
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+}
+
+impl Target {
+    fn resolve(&self) -> anyhow::Result<(Origin, Option<String>)> {
+        let origin = Origin::parse(&self.origin)
+            .with_context(|| format!("`{}` is not an origin", printable(&self.origin)))?;
+        let project = match &self.project {
+            Some(dir) => Some(
+                std::fs::canonicalize(dir)
+                    .with_context(|| format!("the project directory {}", dir.display()))?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            None => None,
+        };
+        Ok((origin, project))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    #[command(flatten)]
+    target: Target,
+    /// http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth or forgejo-token.
+    #[arg(long = "type", default_value = "http-basic", value_name = "TYPE")]
+    kind: String,
+    /// A note shown by `list`, e.g. the Marketplace key pair's name.
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// For gitlab-token: also ask for a username.
+    #[arg(long)]
+    with_username: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Restore the secret the last rotation replaced.
+    #[arg(long)]
+    rollback: bool,
+    /// The new secret's type (default: the current one).
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: Option<String>,
+    /// For gitlab-token: also ask for a username.
+    #[arg(long)]
+    with_username: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_type(s: &str) -> anyhow::Result<CredentialType> {
+    CredentialType::parse(s).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown credential type `{}`; use one of: {}",
+            printable(s),
+            CredentialType::ALL.map(|t| t.as_str()).join(", ")
+        )
+    })
+}
+
+/// Reads the secret fields of `kind` and builds the credential.
+fn read_credential(kind: CredentialType, with_username: bool, origin: &Origin) -> anyhow::Result<Credential> {
+    let names = kind.fields(with_username);
+    let fields = prompt::read_fields(names, origin.as_str())?;
+    let cred = Credential::from_fields(kind, fields)?;
+    if origin.as_str() == "repo.magento.com" {
+        if let Credential::HttpBasic { username, password } = &cred {
+            if username.char_len() != 32 || password.char_len() != 32 {
+                eprintln!(
+                    "composer-keyd: warning: Magento Marketplace keys are 32 characters; this pair is {} and {}. Check that you copied the public and private key whole.",
+                    username.char_len(),
+                    password.char_len()
+                );
+            }
+        }
+    }
+    Ok(cred)
+}
+
+async fn put(ctx: &Ctx, origin: &Origin, project: Option<&str>, body: PutCredential) -> anyhow::Result<PutReply> {
+    let client = ctx.connect().await?;
+    let json = to_json_zeroizing(&body);
+    Ok(client
+        .call(Method::PUT, &credential_path(origin.as_str(), project, ""), Some(json))
+        .await?)
+}
+
+pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
+    let kind = parse_type(&a.kind)?;
+    let (origin, project) = a.target.resolve()?;
+    let credential = read_credential(kind, a.with_username, &origin)?;
+    let reply = put(
+        ctx,
+        &origin,
+        project.as_deref(),
+        PutCredential {
+            credential,
+            label: a.label,
+            rotate: false,
+            no_clobber: false,
+        },
+    )
+    .await?;
+    let verb = match reply.outcome {
+        PutOutcome::Created => "Added",
+        PutOutcome::Unchanged => "Already stored:",
+        _ => "Replaced",
+    };
+    println!("{verb} {kind} credential for {}.", describe(&reply.info));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
+    let (origin, project) = a.target.resolve()?;
+    if a.rollback {
+        let client = ctx.connect().await?;
+        let info: CredentialInfo = client
+            .call(Method::POST, &credential_path(origin.as_str(), project.as_deref(), "/rollback"), None)
+            .await?;
+        println!("Rolled back {} to its previous secret.", describe(&info));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let kind = match &a.kind {
+        Some(k) => parse_type(k)?,
+        None => current_kind(ctx, &origin, project.as_deref()).await?,
+    };
+    let credential = read_credential(kind, a.with_username, &origin)?;
+    let reply = put(
+        ctx,
+        &origin,
+        project.as_deref(),
+        PutCredential {
+            credential,
+            label: None,
+            rotate: true,
+            no_clobber: false,
+        },
+    )
+    .await?;
+    match reply.outcome {
+        PutOutcome::Unchanged => println!("{} already has that secret; nothing changed.", describe(&reply.info)),
+        _ => println!(
+            "Rotated {}. The old secret is kept: `composer-keyd rotate --rollback {}` restores it.",
+            describe(&reply.info),
+            target_args(&reply.info)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn current_kind(ctx: &Ctx, origin: &Origin, project: Option<&str>) -> anyhow::Result<CredentialType> {
+    let list = fetch_list(ctx).await?;
+    match list
+        .iter()
+        .find(|c| &c.origin == origin && c.project.as_deref() == project)
+    {
+        Some(c) => Ok(c.kind),
+        None => bail!(
+            "no credential stored for {origin}{}; add one with `composer-keyd add`",
+            project.map(|p| format!(" --project {p}")).unwrap_or_default()
+        ),
+    }
+}
+
+async fn fetch_list(ctx: &Ctx) -> anyhow::Result<Vec<CredentialInfo>> {
+    let client = ctx.connect().await?;
+    let list: CredentialList = client.call(Method::GET, "/v1/credentials", None).await?;
+    Ok(list.credentials)
+}
+
+pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let creds = fetch_list(ctx).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&creds)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if creds.is_empty() {
+        println!("No credentials stored. Add one with `composer-keyd add ORIGIN` or `composer-keyd import`.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 6]> = creds
+        .iter()
+        .map(|c| {
+            [
+                c.origin.to_string(),
+                c.kind.to_string(),
+                c.project.clone().unwrap_or_else(|| "(all projects)".into()),
+                if c.enabled { "enabled" } else { "DISABLED" }.into(),
+                c.last_used.map_or_else(|| "never".into(), date),
+                c.label.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = ["ORIGIN", "TYPE", "PROJECT", "STATE", "LAST USED", "LABEL"];
+    let mut widths = head.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(&head);
+    for r in &rows {
+        line(&r.each_ref().map(String::as_str));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
+    let (origin, project) = t.resolve()?;
+    let client = ctx.connect().await?;
+    let info: CredentialInfo = client
+        .call(Method::DELETE, &credential_path(origin.as_str(), project.as_deref(), ""), None)
+        .await?;
+    println!("Removed {}.", describe(&info));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn set_enabled(ctx: &Ctx, t: Target, enabled: bool) -> anyhow::Result<ExitCode> {
+    let (origin, project) = t.resolve()?;
+    let client = ctx.connect().await?;
+    let action = if enabled { "/enable" } else { "/disable" };
+    let info: CredentialInfo = client
+        .call(Method::POST, &credential_path(origin.as_str(), project.as_deref(), action), None)
+        .await?;
+    println!("{} {}.", if enabled { "Enabled" } else { "Disabled" }, describe(&info));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(info: &CredentialInfo) -> String {
+    match &info.project {
+        Some(p) => format!("{} (project {p})", info.origin),
+        None => info.origin.to_string(),
+    }
+}
+
+fn target_args(info: &CredentialInfo) -> String {
+    match &info.project {
+        Some(p) => format!("{} --project {p}", info.origin),
+        None => info.origin.to_string(),
+    }
+}
+
+/// A Unix time as an RFC 3339 date, to the second.
+pub fn date(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// User input fit to echo back in an error: printable and short.
+fn printable(s: &str) -> String {
+    s.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect()
+}

@@ -1,0 +1,112 @@
+//! Command-line definitions and dispatch; each subcommand family lives in its own file.
+
+mod keys;
+mod prompt;
+mod serve;
+mod session;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use composer_keyd::client::Client;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Composer credentials from the OS keyring, with nothing in plaintext on disk.
+#[derive(Parser, Debug)]
+#[command(name = "composer-keyd", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The daemon's socket (default: $XDG_RUNTIME_DIR/composer-keyd/agent.sock).
+    #[arg(long, global = true, env = "COMPOSER_KEYD_SOCK", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Do not start the daemon when none is running.
+    #[arg(long, global = true, env = "COMPOSER_KEYD_NO_AUTOSTART")]
+    no_autostart: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Serve(serve::ServeArgs),
+    /// Store a credential; secrets are read from a no-echo prompt or stdin.
+    Add(keys::AddArgs),
+    /// List stored credentials (never their secrets).
+    List(keys::ListArgs),
+    /// Delete a credential and its previous secret.
+    Remove(keys::Target),
+    /// Stop releasing a credential, keeping it stored.
+    Disable(keys::Target),
+    /// Release a disabled credential again.
+    Enable(keys::Target),
+    /// Replace a credential's secret, keeping the old one for --rollback.
+    Rotate(keys::RotateArgs),
+    /// Wipe decrypted secrets from the daemon's memory; reads refuse until unlock.
+    Lock,
+    /// Let the daemon release credentials again.
+    Unlock,
+    /// Show the daemon's version, backend, lock state and counts.
+    Status(session::StatusArgs),
+}
+
+/// Shared by subcommands that talk to the daemon.
+pub struct Ctx {
+    client: Client,
+    autostart: bool,
+}
+
+impl Ctx {
+    /// A client for a daemon that is known to answer (started if allowed).
+    async fn connect(&self) -> anyhow::Result<&Client> {
+        self.client
+            .ensure_running(self.autostart)
+            .await
+            .context("the composer-keyd daemon is not available")?;
+        Ok(&self.client)
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let socket = cli
+        .socket
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(composer_keyd::paths::socket_path);
+    if let Command::Serve(args) = cli.command {
+        return serve::run(args, socket).map(|()| ExitCode::SUCCESS);
+    }
+    init_cli_logging();
+    let ctx = Ctx {
+        client: Client::new(socket),
+        autostart: !cli.no_autostart,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => unreachable!("handled above"),
+            Command::Add(a) => keys::add(&ctx, a).await,
+            Command::List(a) => keys::list(&ctx, a).await,
+            Command::Remove(t) => keys::remove(&ctx, t).await,
+            Command::Disable(t) => keys::set_enabled(&ctx, t, false).await,
+            Command::Enable(t) => keys::set_enabled(&ctx, t, true).await,
+            Command::Rotate(a) => keys::rotate(&ctx, a).await,
+            Command::Lock => session::lock(&ctx).await,
+            Command::Unlock => session::unlock(&ctx).await,
+            Command::Status(a) => session::status(&ctx, a).await,
+        }
+    })
+}
+
+fn init_cli_logging() {
+    // Warnings only, unless RUST_LOG asks for more; the CLI's output is its answer.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
