@@ -143,7 +143,10 @@ impl Client {
     /// Checks that a daemon answers, starting one in the background when none listens
     /// (as gpg-agent's clients do) unless `autostart` is off.
     pub async fn ensure_running(&self, autostart: bool) -> Result<(), ClientError> {
-        match self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None).await {
+        match self
+            .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
+            .await
+        {
             Ok(s) => {
                 if s.protocol != PROTOCOL {
                     tracing::warn!(
@@ -178,7 +181,10 @@ impl Client {
                     "`composer-keyd serve` exited with {status}; run it in a terminal to see why"
                 )));
             }
-            match self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None).await {
+            match self
+                .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(ClientError::NotRunning { .. }) => continue,
                 Err(e) => return Err(e),

@@ -61,7 +61,13 @@ async fn serve(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
             }
         })
     };
-    server::run(listener, Arc::clone(&agent), Limits::default(), shutdown_signal()).await;
+    server::run(
+        listener,
+        Arc::clone(&agent),
+        Limits::default(),
+        shutdown_signal(),
+    )
+    .await;
     flusher.abort();
     agent.lock();
     if let Err(e) = agent.flush().await {
@@ -85,7 +91,10 @@ fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
             std::fs::remove_file(socket)
                 .with_context(|| format!("removing the stale socket {}", socket.display()))?;
         }
-        Ok(_) => bail!("{} exists and is not a socket; move it away", socket.display()),
+        Ok(_) => bail!(
+            "{} exists and is not a socket; move it away",
+            socket.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("checking {}", socket.display())),
     }
@@ -98,7 +107,10 @@ fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
         std::future::pending::<()>().await;
         return;

@@ -4,8 +4,8 @@ use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Index, Meta};
 use crate::protocol::{
-    BackendKind, CredentialInfo, CredentialReply, OriginInfo, PutCredential, PutOutcome,
-    PutReply, Status, PROTOCOL, VERSION,
+    BackendKind, CredentialInfo, CredentialReply, OriginInfo, PutCredential, PutOutcome, PutReply,
+    Status, PROTOCOL, VERSION,
 };
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::{Slot, SlotKey, Store, StoreError};
@@ -250,9 +250,9 @@ impl Agent {
             )));
         }
         let now = now_secs();
-        let mut meta = existing
-            .clone()
-            .unwrap_or_else(|| new_meta(origin.clone(), project.clone(), req.credential.kind(), now));
+        let mut meta = existing.clone().unwrap_or_else(|| {
+            new_meta(origin.clone(), project.clone(), req.credential.kind(), now)
+        });
         let outcome = match &old {
             Some(o) if *o == req.credential => PutOutcome::Unchanged,
             Some(_) if req.no_clobber => {

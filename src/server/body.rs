@@ -1,6 +1,6 @@
 //! Response bodies that zeroize their bytes when hyper is done with them.
 
-use hyper::body::{Buf, Body, Frame, SizeHint};
+use hyper::body::{Body, Buf, Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
