@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod body;
+pub mod daemon;
 pub mod routes;
 
 use agent::Agent;
