@@ -11,6 +11,7 @@
 
 pub mod atomic;
 pub mod client;
+pub mod config;
 pub mod credential;
 pub mod error;
 pub mod index;

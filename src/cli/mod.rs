@@ -4,6 +4,7 @@ mod keys;
 mod prompt;
 mod serve;
 mod session;
+mod vault;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,6 +48,10 @@ enum Command {
     Unlock,
     /// Show the daemon's version, backend, lock state and counts.
     Status(session::StatusArgs),
+    /// Change the vault's passphrase.
+    Passwd,
+    /// Move every credential to another backend and use it from now on.
+    Migrate(vault::MigrateArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -96,6 +101,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Lock => session::lock(&ctx).await,
             Command::Unlock => session::unlock(&ctx).await,
             Command::Status(a) => session::status(&ctx, a).await,
+            Command::Passwd => vault::passwd(&ctx).await,
+            Command::Migrate(a) => vault::migrate(&ctx, a).await,
         }
     })
 }

@@ -9,6 +9,7 @@ use crate::protocol::{
 };
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::{Slot, SlotKey, Store, StoreError};
+use super::timers::{Clock, Ttl};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +42,8 @@ struct Inner {
     generation: u64,
     /// `last_used` changed since the index was last written.
     dirty: bool,
+    /// The unlock timers.
+    clock: Clock,
 }
 
 /// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
@@ -51,6 +54,8 @@ pub struct Agent {
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
     started: Instant,
+    /// Wakes the timer task when a deadline moves earlier (unlock, new limits).
+    timer_changed: tokio::sync::Notify,
 }
 
 impl Agent {
@@ -66,10 +71,39 @@ impl Agent {
                 locked,
                 generation: 0,
                 dirty: false,
+                clock: Clock::new((!locked).then(Instant::now)),
             }),
             writer: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            timer_changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Sets the unlock timers (`--idle-ttl`, `--max-ttl`).
+    pub fn set_ttl(&self, ttl: Ttl) {
+        self.inner().clock.set_ttl(ttl);
+        self.timer_changed.notify_one();
+    }
+
+    /// When the timers will lock the daemon, if they will.
+    pub fn lock_deadline(&self) -> Option<Instant> {
+        self.inner().clock.deadline()
+    }
+
+    /// Signalled when the deadline may have moved earlier.
+    pub fn timer_changed(&self) -> &tokio::sync::Notify {
+        &self.timer_changed
+    }
+
+    /// Locks if a timer has run out at `now`; checks and locks under one lock, so a
+    /// release or unlock that came in first wins.
+    pub fn expire(&self, now: Instant) -> bool {
+        let mut inner = self.inner();
+        if !inner.clock.due(now) {
+            return false;
+        }
+        self.lock_held(&mut inner);
+        true
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -108,12 +142,20 @@ impl Agent {
             version: VERSION.into(),
             protocol: PROTOCOL,
             backend: self.store.kind(),
-            backend_reason: self.cfg.backend_reason.clone(),
+            backend_reason: self
+                .store
+                .as_active()
+                .map_or_else(|| self.cfg.backend_reason.clone(), |a| a.reason()),
             locked: inner.locked,
             credentials,
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
+            vault_exists: self.store.as_active().map(|a| a.vault_exists()),
+            lock_in_secs: inner
+                .clock
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()).as_secs()),
         }
     }
 
@@ -150,7 +192,9 @@ impl Agent {
             }
             inner.dirty = true;
             if let Some(cred) = inner.cache.get(&key) {
-                return Ok(reply(origin, scope, Arc::clone(cred)));
+                let cred = Arc::clone(cred);
+                inner.clock.released(Instant::now());
+                return Ok(reply(origin, scope, cred));
             }
             (key, inner.generation)
         };
@@ -168,6 +212,7 @@ impl Agent {
         if inner.generation == generation {
             inner.cache.insert(key.clone(), Arc::clone(&cred));
         }
+        inner.clock.released(Instant::now());
         Ok(reply(origin, key.project, cred))
     }
 
@@ -380,7 +425,11 @@ impl Agent {
 
     /// Wipes every decrypted secret and refuses reads until `unlock`.
     pub fn lock(&self) {
-        let mut inner = self.inner();
+        self.lock_held(&mut self.inner());
+    }
+
+    fn lock_held(&self, inner: &mut Inner) {
+        inner.clock.locked();
         inner.locked = true;
         inner.generation += 1;
         // Dropping the cached credentials zeroizes them (Secret's Drop).
@@ -397,7 +446,12 @@ impl Agent {
             ));
         }
         self.backend(move |s| s.unlock(passphrase.as_ref())).await?;
-        self.inner().locked = false;
+        {
+            let mut inner = self.inner();
+            inner.locked = false;
+            inner.clock.unlocked(Instant::now());
+        }
+        self.timer_changed.notify_one();
         Ok(())
     }
 }
@@ -427,5 +481,6 @@ fn backend_name(kind: BackendKind) -> &'static str {
     }
 }
 
+mod backend;
 #[cfg(test)]
 mod tests;
