@@ -110,7 +110,10 @@ pub fn load_from(path: &Path) -> Result<Option<Config>, ConfigError> {
         .map(Some)
         .map_err(|e| ConfigError::Bad {
             path: path.into(),
-            reason: format!("{}; `backend` must be \"auto\", \"keyring\" or \"vault\"", e.message()),
+            reason: format!(
+                "{}; `backend` must be \"auto\", \"keyring\" or \"vault\"",
+                e.message()
+            ),
         })
 }
 
@@ -225,7 +228,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c/config.toml");
         set_backend(&p, BackendChoice::Vault).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "backend = \"vault\"\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "backend = \"vault\"\n"
+        );
         std::fs::write(
             &p,
             "# mine\nbackend = \"auto\" # was auto\nx = 1\n[t]\nbackend = \"no\"\n",

@@ -36,7 +36,13 @@ fn status(t: &TestEnv) -> serde_json::Value {
 }
 
 fn lookup(t: &TestEnv, origin: &str) -> support::Reply {
-    request(&t.socket(), "GET", &format!("/v1/credentials/{origin}"), None).unwrap()
+    request(
+        &t.socket(),
+        "GET",
+        &format!("/v1/credentials/{origin}"),
+        None,
+    )
+    .unwrap()
 }
 
 fn create(t: &TestEnv) {
@@ -108,7 +114,10 @@ fn auto_chooses_the_vault_and_says_why() {
     assert_eq!(s["locked"], true);
     assert_eq!(s["vault_exists"], false);
     let why = s["backend_reason"].as_str().unwrap();
-    assert!(why.contains("auto") && why.contains("no OS keyring answered"), "{why}");
+    assert!(
+        why.contains("auto") && why.contains("no OS keyring answered"),
+        "{why}"
+    );
     let text = t.ok(&["status"], "");
     assert!(text.contains("backend:     vault (auto"), "{text}");
     assert!(text.contains("not created yet"), "{text}");
@@ -128,8 +137,7 @@ fn auto_chooses_the_vault_and_says_why() {
     d.stop();
 
     // The environment wins over the file.
-    t.env
-        .insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
+    t.env.insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
     let mut d = t.start_daemon(&[]);
     let s = status(&t);
     assert_eq!(s["backend"], "vault");
@@ -140,7 +148,12 @@ fn auto_chooses_the_vault_and_says_why() {
     t.env.insert("COMPOSER_KEYD_BACKEND".into(), "tpm".into());
     let out = run_bounded(&t, &["serve"]);
     assert!(!out.0, "serve accepted a bad backend");
-    assert!(out.1.contains("COMPOSER_KEYD_BACKEND=\"tpm\" is not a backend"), "{}", out.1);
+    assert!(
+        out.1
+            .contains("COMPOSER_KEYD_BACKEND=\"tpm\" is not a backend"),
+        "{}",
+        out.1
+    );
     t.env.remove("COMPOSER_KEYD_BACKEND");
     std::fs::write(&cfg, "backend = \"floppy\"\n").unwrap();
     let out = run_bounded(&t, &["serve"]);
@@ -185,21 +198,37 @@ fn lifecycle_no_plaintext_and_the_age_cli() {
     assert_eq!(status(&t)["vault_exists"], true);
 
     t.ok(&["add", "repo.magento.com"], &format!("{PUB}\n{PRIV}\n"));
-    t.ok(&["add", "github.com", "--type", "github-oauth"], &format!("{TOKEN}\n"));
+    t.ok(
+        &["add", "github.com", "--type", "github-oauth"],
+        &format!("{TOKEN}\n"),
+    );
     let list: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--json"], "")).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
-    assert_eq!(lookup(&t, "repo.magento.com").json()["credential"]["password"], PRIV);
-    assert_eq!(lookup(&t, "github.com").json()["credential"]["token"], TOKEN);
+    assert_eq!(
+        lookup(&t, "repo.magento.com").json()["credential"]["password"],
+        PRIV
+    );
+    assert_eq!(
+        lookup(&t, "github.com").json()["credential"]["token"],
+        TOKEN
+    );
 
     // Nothing on disk holds a secret or a public key in plaintext; the vault not even the origins.
     for needle in [PUB, PRIV, TOKEN] {
-        assert_eq!(t.files_containing(needle), Vec::<PathBuf>::new(), "{needle}");
+        assert_eq!(
+            t.files_containing(needle),
+            Vec::<PathBuf>::new(),
+            "{needle}"
+        );
         assert!(!d.log_text().contains(needle), "{needle} in the log");
     }
     let bytes = std::fs::read(vault_path(&t)).unwrap();
     assert!(bytes.starts_with(b"age-encryption.org/v1\n-> scrypt "));
     for needle in ["repo.magento.com", "github.com", "http-basic", "password"] {
-        assert!(!support::contains(&bytes, needle.as_bytes()), "{needle} in the vault");
+        assert!(
+            !support::contains(&bytes, needle.as_bytes()),
+            "{needle} in the vault"
+        );
     }
 
     // In an emergency, the standard age tool decrypts it with the passphrase.
@@ -228,8 +257,7 @@ fn lifecycle_no_plaintext_and_the_age_cli() {
         stdin.write_all(format!("{PW}\n").as_bytes()).unwrap();
     }
     assert!(age.wait().unwrap().success(), "age -d failed");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&plain).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&plain).unwrap()).unwrap();
     let creds = &json["credentials"]["composer-keyd"];
     assert_eq!(creds["repo.magento.com"]["username"], PUB);
     assert_eq!(creds["repo.magento.com"]["password"], PRIV);
@@ -245,11 +273,20 @@ fn lifecycle_no_plaintext_and_the_age_cli() {
     let out = t.cli(&["unlock"], "not it\n");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
-    let r = request(&t.socket(), "POST", "/v1/unlock", Some(r#"{"passphrase":"nope"}"#)).unwrap();
+    let r = request(
+        &t.socket(),
+        "POST",
+        "/v1/unlock",
+        Some(r#"{"passphrase":"nope"}"#),
+    )
+    .unwrap();
     assert_eq!((r.status, r.kind().as_str()), (401, "wrong-passphrase"));
     assert_eq!(status(&t)["locked"], true);
     t.ok(&["unlock"], &format!("{PW}\n"));
-    assert_eq!(lookup(&t, "repo.magento.com").json()["credential"]["password"], PRIV);
+    assert_eq!(
+        lookup(&t, "repo.magento.com").json()["credential"]["password"],
+        PRIV
+    );
 
     // passwd: the old passphrase stops working, the new one unlocks.
     let out = t.cli(&["passwd"], "wrong\nnew pass\nnew pass\n");
@@ -258,21 +295,33 @@ fn lifecycle_no_plaintext_and_the_age_cli() {
     t.ok(&["lock"], "");
     assert!(!t.cli(&["unlock"], &format!("{PW}\n")).status.success());
     t.ok(&["unlock"], "new pass\n");
-    assert_eq!(lookup(&t, "github.com").json()["credential"]["token"], TOKEN);
+    assert_eq!(
+        lookup(&t, "github.com").json()["credential"]["token"],
+        TOKEN
+    );
 }
 
 #[test]
 fn the_first_add_creates_the_vault() {
     let t = fast_env();
     let mut d = t.start_daemon(&[]);
-    t.ok(&["add", "repo.magento.com"], &format!("{PW}\n{PW}\n{PUB}\n{PRIV}\n"));
+    t.ok(
+        &["add", "repo.magento.com"],
+        &format!("{PW}\n{PW}\n{PUB}\n{PRIV}\n"),
+    );
     assert_eq!(status(&t)["vault_exists"], true);
     assert_eq!(status(&t)["locked"], false);
-    assert_eq!(lookup(&t, "repo.magento.com").json()["credential"]["username"], PUB);
+    assert_eq!(
+        lookup(&t, "repo.magento.com").json()["credential"]["username"],
+        PUB
+    );
     d.stop();
     // With a vault that exists, `add` does not ask for a passphrase: it says to unlock.
     let _d = t.start_daemon(&[]);
-    let out = t.cli(&["add", "github.com", "--type", "github-oauth"], &format!("{TOKEN}\n"));
+    let out = t.cli(
+        &["add", "github.com", "--type", "github-oauth"],
+        &format!("{TOKEN}\n"),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unlock"));
     assert!(has(&open(&t, PW).unwrap(), "repo.magento.com"));
@@ -292,7 +341,8 @@ fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
         "vault-after-rename",
     ];
     for (i, stage) in stages.iter().enumerate() {
-        t.env.insert("COMPOSER_KEYD_TEST_PAUSE".into(), (*stage).into());
+        t.env
+            .insert("COMPOSER_KEYD_TEST_PAUSE".into(), (*stage).into());
         let mut d = t.start_daemon(&[]);
         t.env.remove("COMPOSER_KEYD_TEST_PAUSE");
         t.ok(&["unlock"], &format!("{PW}\n"));
@@ -317,7 +367,8 @@ fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
         let sock = t.socket();
         let writer = std::thread::spawn(move || {
             for n in 0..200 {
-                let body = format!(r#"{{"credential":{{"type":"bearer","token":"t{round}-{n}"}}}}"#);
+                let body =
+                    format!(r#"{{"credential":{{"type":"bearer","token":"t{round}-{n}"}}}}"#);
                 let path = format!("/v1/credentials/r{round}-{n}.example");
                 if request(&sock, "PUT", &path, Some(&body)).is_err() {
                     break;
@@ -332,7 +383,10 @@ fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
     }
     let _d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n"));
-    assert_eq!(lookup(&t, "first.example").json()["credential"]["token"], "tok-first");
+    assert_eq!(
+        lookup(&t, "first.example").json()["credential"]["token"],
+        "tok-first"
+    );
 }
 
 #[test]
@@ -358,17 +412,40 @@ fn a_damaged_vault_is_reported_and_kept_byte_for_byte() {
         let out = t.cli(&["unlock"], &format!("{PW}\n"));
         assert!(!out.status.success(), "{what}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("cannot be read") && err.contains("left as it is"), "{what}: {err}");
-        let r = request(&t.socket(), "POST", "/v1/unlock", Some(&format!(r#"{{"passphrase":"{PW}"}}"#))).unwrap();
-        assert_eq!((r.status, r.kind().as_str()), (500, "vault-corrupt"), "{what}");
-        assert!(!t.cli(&["add", "two.example", "--type", "bearer"], "t\n").status.success());
+        assert!(
+            err.contains("cannot be read") && err.contains("left as it is"),
+            "{what}: {err}"
+        );
+        let r = request(
+            &t.socket(),
+            "POST",
+            "/v1/unlock",
+            Some(&format!(r#"{{"passphrase":"{PW}"}}"#)),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (500, "vault-corrupt"),
+            "{what}"
+        );
+        assert!(!t
+            .cli(&["add", "two.example", "--type", "bearer"], "t\n")
+            .status
+            .success());
         d.stop();
-        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}: the file changed");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{what}: the file changed"
+        );
     }
     std::fs::write(&path, &good).unwrap();
     let _d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n"));
-    assert_eq!(lookup(&t, "one.example").json()["credential"]["token"], "tok-one");
+    assert_eq!(
+        lookup(&t, "one.example").json()["credential"]["token"],
+        "tok-one"
+    );
 }
 
 #[test]
@@ -395,7 +472,10 @@ fn idle_ttl_locks_and_status_polling_does_not_extend_it() {
         assert_eq!(status(&t)["locked"], false);
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(start.elapsed() > Duration::from_secs(2), "the loop must outlast the TTL");
+    assert!(
+        start.elapsed() > Duration::from_secs(2),
+        "the loop must outlast the TTL"
+    );
     poll_until_locked(&t, true);
 }
 

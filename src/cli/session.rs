@@ -109,7 +109,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
         }
     );
     if s.backend == BackendKind::Vault && s.vault_exists == Some(false) {
-        println!("vault:       not created yet (`composer-keyd unlock` or the first `add` creates it)");
+        println!(
+            "vault:       not created yet (`composer-keyd unlock` or the first `add` creates it)"
+        );
     }
     if let Some(secs) = s.lock_in_secs {
         println!(

@@ -44,7 +44,11 @@ pub async fn passwd(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         bail!("there is no vault yet: `composer-keyd unlock` creates it");
     }
     let mut v = prompt::read_fields(
-        &["current-passphrase", "new-passphrase", "new-passphrase-again"],
+        &[
+            "current-passphrase",
+            "new-passphrase",
+            "new-passphrase-again",
+        ],
         "vault",
     )?;
     if v[1] != v[2] {

@@ -1,5 +1,6 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
+use super::timers::{Clock, Ttl};
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Index, Meta};
@@ -9,7 +10,6 @@ use crate::protocol::{
 };
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::{Slot, SlotKey, Store, StoreError};
-use super::timers::{Clock, Ttl};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -130,7 +130,10 @@ async fn open_store(probe_timeout: Duration) -> Result<(Arc<Active>, String), St
             ),
         },
     };
-    Ok((Arc::new(Active::new(store, reason.clone(), vault_path)), reason))
+    Ok((
+        Arc::new(Active::new(store, reason.clone(), vault_path)),
+        reason,
+    ))
 }
 
 /// Connects to the platform store off the async thread, bounded by `limit`.

@@ -102,9 +102,7 @@ pub trait Store: Send + Sync {
 
     /// Writes several secrets; the vault re-encrypts once for all of them.
     fn set_many(&self, items: &[(SlotKey, Secret<Vec<u8>>)]) -> Result<(), StoreError> {
-        items
-            .iter()
-            .try_for_each(|(k, s)| self.set(k, s.expose()))
+        items.iter().try_for_each(|(k, s)| self.set(k, s.expose()))
     }
 
     /// Removes several secrets; the vault re-encrypts once for all of them.

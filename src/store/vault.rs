@@ -117,7 +117,11 @@ impl VaultStore {
     }
 
     /// Decrypts and parses the file. Wrong passphrases cost a growing pause.
-    fn read_file(&self, io: &mut Io, pass: &Secret<String>) -> Result<(Entries, Stamp), StoreError> {
+    fn read_file(
+        &self,
+        io: &mut Io,
+        pass: &Secret<String>,
+    ) -> Result<(Entries, Stamp), StoreError> {
         let result = self.decrypt_file(pass);
         match &result {
             Err(StoreError::WrongPassphrase) => {
@@ -384,9 +388,9 @@ fn decrypt(bytes: &[u8], pass: &Secret<String>) -> Result<Zeroizing<Vec<u8>>, Da
             D::InvalidHeader => "its age header is damaged or truncated".into(),
             D::InvalidMac => "its age header fails its check: the file was altered".into(),
             D::UnknownFormat => "it is not an age file this version reads".into(),
-            D::ExcessiveWork { required, .. } => format!(
-                "it asks for scrypt work 2^{required}, above the limit of 2^{MAX_LOG_N}"
-            ),
+            D::ExcessiveWork { required, .. } => {
+                format!("it asks for scrypt work 2^{required}, above the limit of 2^{MAX_LOG_N}")
+            }
             D::Io(e) => format!("it is truncated or altered ({})", e.kind()),
             _ => "it does not decrypt".into(),
         })
@@ -410,7 +414,9 @@ fn decrypt(bytes: &[u8], pass: &Secret<String>) -> Result<Zeroizing<Vec<u8>>, Da
         Err(e) => return Err(other(e)),
     };
     let mut plain = Zeroizing::new(Vec::new());
-    reader.read_to_end(&mut plain).map_err(|e| other(D::Io(e)))?;
+    reader
+        .read_to_end(&mut plain)
+        .map_err(|e| other(D::Io(e)))?;
     Ok(plain)
 }
 
@@ -498,12 +504,23 @@ fn test_log_n() -> Option<u8> {
         .filter(|n| (1..=MAX_LOG_N).contains(n))
 }
 
-/// Debug builds only: stops the writer at `stage` when `COMPOSER_KEYD_TEST_PAUSE` names it,
-/// so that a crash test can kill the process there.
+/// Debug builds only: stops the writer at `stage` when `COMPOSER_KEYD_TEST_PAUSE` names it
+/// (`STAGE`, or `STAGE@N` for its Nth time in this process), so that a crash test can kill
+/// the process there.
 fn test_pause(stage: &str) {
-    if cfg!(debug_assertions)
-        && std::env::var("COMPOSER_KEYD_TEST_PAUSE").is_ok_and(|s| s == stage)
-    {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HITS: AtomicU32 = AtomicU32::new(0);
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Ok(want) = std::env::var("COMPOSER_KEYD_TEST_PAUSE") else {
+        return;
+    };
+    let (name, nth) = match want.split_once('@') {
+        Some((n, k)) => (n, k.parse().unwrap_or(1)),
+        None => (want.as_str(), 1),
+    };
+    if name == stage && HITS.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
         tracing::warn!("test hook: paused at {stage}");
         std::thread::sleep(Duration::from_secs(600));
     }

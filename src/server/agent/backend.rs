@@ -29,8 +29,7 @@ impl Agent {
     /// Changes the vault's passphrase; the vault need not be unlocked.
     pub async fn passwd(&self, old: Secret<String>, new: Secret<String>) -> Result<()> {
         let _w = self.writer.lock().await;
-        self.backend(move |s| s.change_passphrase(&old, &new))
-            .await
+        self.backend(move |s| s.change_passphrase(&old, &new)).await
     }
 
     /// Moves every credential to `to` and makes it the backend in use.
@@ -69,7 +68,11 @@ impl Agent {
             .flat_map(|m| {
                 let mut keys = vec![SlotKey::new(&m.origin, m.project.as_deref(), Slot::Current)];
                 if m.has_previous {
-                    keys.push(SlotKey::new(&m.origin, m.project.as_deref(), Slot::Previous));
+                    keys.push(SlotKey::new(
+                        &m.origin,
+                        m.project.as_deref(),
+                        Slot::Previous,
+                    ));
                 }
                 keys
             })
@@ -154,9 +157,9 @@ impl Migration<'_> {
     }
 
     fn passphrase(&self) -> Result<&Secret<String>> {
-        self.passphrase.as_ref().ok_or_else(|| {
-            Error::BadRequest("the vault's passphrase is needed to migrate".into())
-        })
+        self.passphrase
+            .as_ref()
+            .ok_or_else(|| Error::BadRequest("the vault's passphrase is needed to migrate".into()))
     }
 
     /// The target, unlocked; a vault that does not exist yet is created with the passphrase.
@@ -181,7 +184,8 @@ impl Migration<'_> {
             BackendKind::Keyring => {
                 let v = self.vault();
                 if !v.exists() {
-                    reply.note = Some("already on the keyring; there is no vault to clean up".into());
+                    reply.note =
+                        Some("already on the keyring; there is no vault to clean up".into());
                     return Ok(None);
                 }
                 v.unlock(Some(self.passphrase()?))?;
@@ -236,7 +240,12 @@ impl Migration<'_> {
     }
 
     /// Step 3: removes from the source what the target holds identically.
-    fn clean(&self, source: &dyn Store, target: &dyn Store, reply: &mut MigrateReply) -> Result<()> {
+    fn clean(
+        &self,
+        source: &dyn Store,
+        target: &dyn Store,
+        reply: &mut MigrateReply,
+    ) -> Result<()> {
         let mut gone = Vec::new();
         for k in &self.slots {
             let Some(s) = source.get(k)? else { continue };

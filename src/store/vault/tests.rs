@@ -27,7 +27,10 @@ fn create_write_reopen() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     assert!(!v.exists() && v.needs_passphrase());
-    assert!(matches!(v.get(&key("a.example", Slot::Current)), Err(StoreError::Locked)));
+    assert!(matches!(
+        v.get(&key("a.example", Slot::Current)),
+        Err(StoreError::Locked)
+    ));
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(v.exists() && !v.needs_passphrase());
     let k = key("repo.magento.com", Slot::Current);
@@ -60,9 +63,10 @@ fn create_write_reopen() {
 #[test]
 fn plaintext_is_readable_json() {
     let mut e = Entries::new();
-    e.entry("composer-keyd".into())
-        .or_default()
-        .insert("github.com@/p/x \"q\"".into(), Secret::new(SECRET.as_bytes().to_vec()));
+    e.entry("composer-keyd".into()).or_default().insert(
+        "github.com@/p/x \"q\"".into(),
+        Secret::new(SECRET.as_bytes().to_vec()),
+    );
     let text = serialize(&e);
     let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
     assert_eq!(v["format"], 1);
