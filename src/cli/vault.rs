@@ -102,13 +102,18 @@ pub async fn migrate(ctx: &Ctx, a: MigrateArgs) -> anyhow::Result<ExitCode> {
         .await?
         .call(Method::POST, "/v1/migrate", Some(body))
         .await?;
-    if r.from != r.to && r.copied + r.missing > 0 || s.backend != to {
+    if s.backend != to {
         println!(
             "Copied {} secret(s) from the {} to the {} and read each back; the daemon now uses the {}.",
             r.copied,
             name(r.from),
             name(r.to),
             name(r.to)
+        );
+    } else {
+        println!(
+            "Already on the {}: finishing an earlier migration.",
+            name(to)
         );
     }
     println!("Removed {} secret(s) from the {}.", r.removed, name(r.from));
