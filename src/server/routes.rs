@@ -93,7 +93,7 @@ async fn route(
             let origin = parse_origin(o)?;
             let project = query.lookup_project()?;
             let reply = agent.get(&origin, project.as_deref()).await?;
-            tracing::info!(origin = %origin, scope = ?reply.project, pid = ?peer.pid, uid = peer.uid, "released");
+            tracing::debug!(origin = %origin, scope = ?reply.project, pid = ?peer.pid, uid = peer.uid, "released");
             ok(&reply)
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
