@@ -60,7 +60,11 @@ pub fn error_response(e: &Error) -> Response<WipeBody> {
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<WipeBody> {
     let bytes = to_json_zeroizing(value);
     let len = bytes.len();
-    let mut resp = Response::new(WipeBody::new(bytes));
+    body_response(status, WipeBody::new(bytes), len)
+}
+
+fn body_response(status: StatusCode, body: WipeBody, len: usize) -> Response<WipeBody> {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -94,9 +98,13 @@ async fn route(
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.lookup_project()?;
-            let reply = agent.get(&origin, project.as_deref()).await?;
-            tracing::info!(origin = %origin, scope = ?reply.project, pid = ?peer.pid, uid = peer.uid, "released");
-            ok(&reply)
+            let released = agent.get(&origin, project.as_deref()).await?;
+            tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
+            Ok(body_response(
+                StatusCode::OK,
+                WipeBody::shared(released.clone()),
+                released.json.len(),
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
