@@ -54,6 +54,12 @@ pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
         BackendKind::Vault => {
             if create {
                 eprintln!("There is no vault yet: choose a passphrase to create it.");
+                if status.credentials > 0 {
+                    eprintln!(
+                        "composer-keyd: warning: the index lists {} credential(s) but no vault file exists; if you moved vault.age, stop and put it back first.",
+                        status.credentials
+                    );
+                }
             }
             UnlockRequest {
                 passphrase: Some(prompt::read_passphrase(create)?),
