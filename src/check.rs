@@ -437,7 +437,7 @@ mod tests {
             p.headers[0].1.expose(),
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
-        assert_eq!(format!("{p:?}").contains("sesame"), false);
+        assert!(!format!("{p:?}").contains("sesame"));
         let p = probe_for(
             &o("github.com"),
             &Credential::GithubOauth { token: "t".into() },

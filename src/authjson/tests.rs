@@ -1,5 +1,7 @@
 use super::*;
 
+type Row = (String, String, Vec<(&'static str, String)>);
+
 const ALL_TYPES: &str = r#"{
     "http-basic": {
         "repo.magento.com": {"username": "pub", "password": "priv"},
@@ -25,7 +27,7 @@ fn every_type_is_read() {
     let doc = AuthDoc::parse(ALL_TYPES.as_bytes(), "t").unwrap();
     let (entries, skipped) = doc.entries();
     assert!(skipped.is_empty(), "{skipped:?}");
-    let got: Vec<(String, String, Vec<(&str, String)>)> = entries
+    let got: Vec<Row> = entries
         .iter()
         .map(|e| {
             (
