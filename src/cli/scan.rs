@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct ScanArgs {
-    /// Files and directories to search (default: the current project and COMPOSER_HOME).
+    /// Files and directories to search (default: the current project, if any, and COMPOSER_HOME).
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Print a JSON array of findings.
@@ -29,7 +29,11 @@ pub struct ScanArgs {
 pub fn default_findings() -> anyhow::Result<(Vec<Finding>, Vec<String>)> {
     let cwd = std::env::current_dir().context("the current directory")?;
     let home = composer_home::composer_home()?;
-    let mut paths = vec![composer_home::find_project(&cwd).map_or(cwd, |p| p.root)];
+    // Outside a project only COMPOSER_HOME is searched: walking all of $HOME is not a default.
+    let mut paths: Vec<PathBuf> = composer_home::find_project(&cwd)
+        .map(|p| p.root)
+        .into_iter()
+        .collect();
     if home.is_dir() {
         paths.push(home.clone());
     }
