@@ -16,6 +16,7 @@ pub mod authjson;
 pub mod check;
 pub mod client;
 pub mod composer_home;
+pub mod config;
 pub mod credential;
 pub mod error;
 pub mod index;

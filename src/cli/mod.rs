@@ -9,6 +9,7 @@ mod prompt;
 mod scan;
 mod serve;
 mod session;
+mod vault;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -62,6 +63,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Report everything that stands between you and a plaintext-free `composer install`.
     Doctor(doctor::DoctorArgs),
+    /// Change the vault's passphrase.
+    Passwd,
+    /// Move every credential to another backend and use it from now on.
+    Migrate(vault::MigrateArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -119,6 +124,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Exec(a) => exec::run(&ctx, a).await,
             Command::Check(a) => check::run(&ctx, a).await,
             Command::Doctor(a) => doctor::run(&ctx, a).await,
+            Command::Passwd => vault::passwd(&ctx).await,
+            Command::Migrate(a) => vault::migrate(&ctx, a).await,
         }
     })
 }
