@@ -202,15 +202,19 @@ final class Client
     private function receive($stream, $deadline)
     {
         $raw = '';
-        while (!@feof($stream)) {
+        while (true) {
             self::armTimeout($stream, $deadline);
             $chunk = @fread($stream, 8192);
-            if ($chunk === false) {
+            // feof() is also true after a read timed out, so the timeout is checked first.
+            $meta = @stream_get_meta_data($stream);
+            if (!empty($meta['timed_out'])) {
+                throw $this->timedOut();
+            }
+            if ($chunk === false || ($chunk === '' && @feof($stream))) {
                 break;
             }
             if ($chunk === '') {
-                $meta = @stream_get_meta_data($stream);
-                if (!empty($meta['timed_out']) || microtime(true) >= $deadline) {
+                if (microtime(true) >= $deadline) {
                     throw $this->timedOut();
                 }
                 continue;
