@@ -8,6 +8,7 @@
 //! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
 //! - [`client`]: the CLI's HTTP client over the socket.
 //! - [`paths`], [`atomic`]: where files live and how they are written.
+//! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 
 pub mod atomic;
 pub mod client;
@@ -18,4 +19,5 @@ pub mod paths;
 pub mod protocol;
 pub mod secret;
 pub mod server;
+pub mod shim;
 pub mod store;

@@ -4,6 +4,7 @@ mod keys;
 mod prompt;
 mod serve;
 mod session;
+mod shim;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
     Unlock,
     /// Show the daemon's version, backend, lock state and counts.
     Status(session::StatusArgs),
+    /// Install, remove or inspect the Composer plugin in COMPOSER_HOME.
+    Shim(shim::ShimArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Lock => session::lock(&ctx).await,
             Command::Unlock => session::unlock(&ctx).await,
             Command::Status(a) => session::status(&ctx, a).await,
+            Command::Shim(a) => shim::run(a),
         }
     })
 }
