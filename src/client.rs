@@ -143,19 +143,50 @@ impl Client {
     /// Checks that a daemon answers, starting one in the background when none listens
     /// (as gpg-agent's clients do) unless `autostart` is off.
     pub async fn ensure_running(&self, autostart: bool) -> Result<(), ClientError> {
-        match self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None).await {
-            Ok(s) => {
-                if s.protocol != PROTOCOL {
-                    tracing::warn!(
-                        "the daemon speaks protocol {} and this CLI {PROTOCOL}; restart it",
-                        s.protocol
-                    );
-                }
-                Ok(())
+        match self
+            .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
+            .await
+        {
+            Ok(s) if s.protocol == PROTOCOL => Ok(()),
+            Ok(s) if autostart => {
+                // A daemon from an older or newer build: replace it, as rbw does.
+                tracing::warn!(
+                    "the daemon (pid {}) speaks protocol {} and this CLI {PROTOCOL}; restarting it",
+                    s.pid,
+                    s.protocol
+                );
+                self.stop_daemon(s.pid).await?;
+                self.start().await
             }
+            Ok(s) => Err(ClientError::Protocol(format!(
+                "the daemon speaks protocol {} and this CLI {PROTOCOL}; restart it",
+                s.protocol
+            ))),
             Err(ClientError::NotRunning { .. }) if autostart => self.start().await,
             Err(e) => Err(e),
         }
+    }
+
+    /// Sends SIGTERM to a stale daemon and waits (at most 5 s) until its socket stops answering.
+    async fn stop_daemon(&self, pid: u32) -> Result<(), ClientError> {
+        let pid = i32::try_from(pid).map_err(|_| ClientError::Protocol("bad pid".into()))?;
+        // SAFETY: kill has no memory effects. The pid came from the daemon on our own
+        // uid-checked socket, and signalling another user's process would fail with EPERM.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            return Err(ClientError::Autostart(format!(
+                "could not stop the stale daemon (pid {pid}): {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if UnixStream::connect(&self.path).await.is_err() {
+                return Ok(());
+            }
+        }
+        Err(ClientError::Autostart(format!(
+            "the stale daemon (pid {pid}) did not stop within 5 s"
+        )))
     }
 
     async fn start(&self) -> Result<(), ClientError> {
@@ -178,7 +209,10 @@ impl Client {
                     "`composer-keyd serve` exited with {status}; run it in a terminal to see why"
                 )));
             }
-            match self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None).await {
+            match self
+                .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(ClientError::NotRunning { .. }) => continue,
                 Err(e) => return Err(e),

@@ -269,7 +269,10 @@ impl Origin {
         let (host, port) = split_host_port(&lower)?;
         let host_ok = if let Some(v6) = host.strip_prefix('[') {
             v6.strip_suffix(']').is_some_and(|inner| {
-                !inner.is_empty() && inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+                !inner.is_empty()
+                    && inner
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
             })
         } else {
             !host.is_empty()
@@ -281,7 +284,7 @@ impl Origin {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         };
         if !host_ok {
-            return Err(if host.chars().all(|c| c.is_ascii()) {
+            return Err(if host.is_ascii() {
                 OriginError::NotAHost
             } else {
                 OriginError::BadCharacter
@@ -381,7 +384,10 @@ mod tests {
         assert_eq!(o("codeload.github.com").unwrap(), "codeload.github.com");
         assert_eq!(o("repo.packagist.org").unwrap(), "packagist.org");
         assert_eq!(o("[::1]:8443").unwrap(), "[::1]:8443");
-        assert_eq!(o("gitlab.example.com:8443").unwrap(), "gitlab.example.com:8443");
+        assert_eq!(
+            o("gitlab.example.com:8443").unwrap(),
+            "gitlab.example.com:8443"
+        );
         // A port keeps a github subdomain from folding, as in Composer.
         assert_eq!(o("api.github.com:8443").unwrap(), "api.github.com:8443");
     }
@@ -408,19 +414,26 @@ mod tests {
     #[test]
     fn origin_from_url() {
         let f = |u: &str| Origin::from_url(u).map(|o| o.0);
-        assert_eq!(f("https://repo.magento.com/packages.json").unwrap(), "repo.magento.com");
-        assert_eq!(f("http://127.0.0.1:8080/p2/a/b.json").unwrap(), "127.0.0.1:8080");
-        assert_eq!(f("https://u:p@repo.example.com/").unwrap(), "repo.example.com");
+        assert_eq!(
+            f("https://repo.magento.com/packages.json").unwrap(),
+            "repo.magento.com"
+        );
+        assert_eq!(
+            f("http://127.0.0.1:8080/p2/a/b.json").unwrap(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            f("https://u:p@repo.example.com/").unwrap(),
+            "repo.example.com"
+        );
         assert_eq!(f("https://api.github.com/repos/x").unwrap(), "github.com");
     }
 
     #[test]
     fn credential_json_is_pinned() {
-        let c = Credential::from_fields(
-            CredentialType::HttpBasic,
-            vec!["pub".into(), "priv".into()],
-        )
-        .unwrap();
+        let c =
+            Credential::from_fields(CredentialType::HttpBasic, vec!["pub".into(), "priv".into()])
+                .unwrap();
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
             r#"{"type":"http-basic","username":"pub","password":"priv"}"#
@@ -431,7 +444,10 @@ mod tests {
         .unwrap();
         assert_eq!(b.kind(), CredentialType::BitbucketOauth);
         let g: Credential = serde_json::from_str(r#"{"type":"gitlab-token","token":"t"}"#).unwrap();
-        assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"type":"gitlab-token","token":"t"}"#);
+        assert_eq!(
+            serde_json::to_string(&g).unwrap(),
+            r#"{"type":"gitlab-token","token":"t"}"#
+        );
         assert!(serde_json::from_str::<Credential>(r#"{"type":"ftp","token":"t"}"#).is_err());
     }
 
@@ -449,7 +465,13 @@ mod tests {
             Err(CredentialError::EmptyField("token"))
         );
         let gl = Credential::from_fields(CredentialType::GitlabToken, vec!["u".into(), "t".into()]);
-        assert!(matches!(gl, Ok(Credential::GitlabToken { username: Some(_), .. })));
+        assert!(matches!(
+            gl,
+            Ok(Credential::GitlabToken {
+                username: Some(_),
+                ..
+            })
+        ));
         assert_eq!(CredentialType::parse("nope"), None);
     }
 }

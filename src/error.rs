@@ -10,7 +10,9 @@ use crate::store::StoreError;
 pub enum Error {
     #[error("no credential stored for {0}")]
     NotFound(String),
-    #[error("the credential for {what} is disabled; run `composer-keyd enable {what}` to use it again")]
+    #[error(
+        "the credential for {what} is disabled; run `composer-keyd enable {what}` to use it again"
+    )]
     Disabled { what: String },
     #[error("composer-keyd is locked: run `composer-keyd unlock`")]
     Locked,

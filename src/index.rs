@@ -57,7 +57,10 @@ impl Index {
         if file.format != FORMAT {
             return Err(IndexError::Corrupt {
                 path: path.into(),
-                reason: format!("format {} is not {FORMAT}; is this a newer version?", file.format),
+                reason: format!(
+                    "format {} is not {FORMAT}; is this a newer version?",
+                    file.format
+                ),
             });
         }
         let mut index = Index::default();
@@ -150,6 +153,14 @@ impl Index {
         best(list.iter(), project)
     }
 
+    /// Like [`Index::resolve`], for updating the winner's `last_used`.
+    pub fn resolve_mut(&mut self, origin: &Origin, project: Option<&Path>) -> Option<&mut Meta> {
+        let list = self.by_origin.get_mut(origin)?;
+        let best = best(list.iter(), project)?;
+        let scope = best.project.clone();
+        list.iter_mut().find(|m| m.project == scope)
+    }
+
     /// For each origin, the credential that applies to `project`.
     pub fn applicable(&self, project: Option<&Path>) -> Vec<OriginInfo> {
         let mut out: Vec<OriginInfo> = self
@@ -176,7 +187,11 @@ fn best<'a>(entries: impl Iterator<Item = &'a Meta>, project: Option<&Path>) -> 
             (Some(scope), Some(p)) => p.starts_with(scope),
             (Some(_), None) => false,
         })
-        .max_by_key(|m| m.project.as_ref().map_or(0, |s| Path::new(s).components().count() + 1))
+        .max_by_key(|m| {
+            m.project
+                .as_ref()
+                .map_or(0, |s| Path::new(s).components().count() + 1)
+        })
 }
 
 /// A new entry's metadata, created now.
@@ -219,12 +234,27 @@ mod tests {
             ix.resolve(&o, p.map(Path::new))
                 .and_then(|m| m.project.clone())
         };
-        assert_eq!(r(Some("/srv/clients/acme")).as_deref(), Some("/srv/clients/acme"));
-        assert_eq!(r(Some("/srv/clients/acme/sub")).as_deref(), Some("/srv/clients/acme"));
-        assert_eq!(r(Some("/srv/clients/globex")).as_deref(), Some("/srv/clients/globex"));
-        assert_eq!(r(Some("/srv/clients/other")).as_deref(), Some("/srv/clients"));
+        assert_eq!(
+            r(Some("/srv/clients/acme")).as_deref(),
+            Some("/srv/clients/acme")
+        );
+        assert_eq!(
+            r(Some("/srv/clients/acme/sub")).as_deref(),
+            Some("/srv/clients/acme")
+        );
+        assert_eq!(
+            r(Some("/srv/clients/globex")).as_deref(),
+            Some("/srv/clients/globex")
+        );
+        assert_eq!(
+            r(Some("/srv/clients/other")).as_deref(),
+            Some("/srv/clients")
+        );
         // Component-wise: /srv/clients/acme2 is not inside /srv/clients/acme.
-        assert_eq!(r(Some("/srv/clients/acme2")).as_deref(), Some("/srv/clients"));
+        assert_eq!(
+            r(Some("/srv/clients/acme2")).as_deref(),
+            Some("/srv/clients")
+        );
         assert_eq!(r(Some("/home/x")), None);
         assert_eq!(r(None), None);
         assert_eq!(ix.applicable(Some(Path::new("/srv/clients/acme"))).len(), 1);
@@ -243,6 +273,10 @@ mod tests {
         assert_eq!(back.counts(), (2, 2));
         std::fs::write(&p, b"{not json").unwrap();
         assert!(matches!(Index::load(&p), Err(IndexError::Corrupt { .. })));
-        assert_eq!(std::fs::read(&p).unwrap(), b"{not json", "a damaged index is kept");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"{not json",
+            "a damaged index is kept"
+        );
     }
 }

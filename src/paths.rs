@@ -17,7 +17,9 @@ pub enum PathError {
     NotADirectory(PathBuf),
     #[error("the socket directory {path} is owned by uid {owner}, not by you (uid {me}); remove it or set COMPOSER_KEYD_SOCK")]
     WrongOwner { path: PathBuf, owner: u32, me: u32 },
-    #[error("the socket directory {path} has mode {mode:o}; it must be 0700 (run `chmod 700 {path}`)")]
+    #[error(
+        "the socket directory {path} has mode {mode:o}; it must be 0700 (run `chmod 700 {path}`)"
+    )]
     WrongMode { path: PathBuf, mode: u32 },
     #[error("cannot use the socket directory {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -74,7 +76,10 @@ pub fn index_path() -> Result<PathBuf, PathError> {
 
 /// Creates `dir` (and parents) with mode 0700 where it does not exist yet.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Creates the socket directory if needed, then refuses it unless it is a real
@@ -147,14 +152,23 @@ mod tests {
         let open = t.path().join("open");
         fs::create_dir(&open).unwrap();
         fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(matches!(prepare_socket_dir(&open), Err(PathError::WrongMode { .. })));
+        assert!(matches!(
+            prepare_socket_dir(&open),
+            Err(PathError::WrongMode { .. })
+        ));
 
         let link = t.path().join("link");
         std::os::unix::fs::symlink(&good, &link).unwrap();
-        assert!(matches!(prepare_socket_dir(&link), Err(PathError::Symlink(_))));
+        assert!(matches!(
+            prepare_socket_dir(&link),
+            Err(PathError::Symlink(_))
+        ));
 
         let file = t.path().join("file");
         fs::write(&file, b"").unwrap();
-        assert!(matches!(check_socket_dir(&file), Err(PathError::NotADirectory(_))));
+        assert!(matches!(
+            check_socket_dir(&file),
+            Err(PathError::NotADirectory(_))
+        ));
     }
 }

@@ -5,7 +5,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use composer_keyd::client::credential_path;
 use composer_keyd::credential::{Credential, CredentialType, Origin};
-use composer_keyd::protocol::{CredentialInfo, CredentialList, PutCredential, PutOutcome, PutReply};
+use composer_keyd::protocol::{
+    CredentialInfo, CredentialList, PutCredential, PutOutcome, PutReply,
+};
 use composer_keyd::secret::to_json_zeroizing;
 use hyper::Method;
 use std::path::PathBuf;
@@ -86,7 +88,11 @@ fn parse_type(s: &str) -> anyhow::Result<CredentialType> {
 }
 
 /// Reads the secret fields of `kind` and builds the credential.
-fn read_credential(kind: CredentialType, with_username: bool, origin: &Origin) -> anyhow::Result<Credential> {
+fn read_credential(
+    kind: CredentialType,
+    with_username: bool,
+    origin: &Origin,
+) -> anyhow::Result<Credential> {
     let names = kind.fields(with_username);
     let fields = prompt::read_fields(names, origin.as_str())?;
     let cred = Credential::from_fields(kind, fields)?;
@@ -104,11 +110,20 @@ fn read_credential(kind: CredentialType, with_username: bool, origin: &Origin) -
     Ok(cred)
 }
 
-async fn put(ctx: &Ctx, origin: &Origin, project: Option<&str>, body: PutCredential) -> anyhow::Result<PutReply> {
+async fn put(
+    ctx: &Ctx,
+    origin: &Origin,
+    project: Option<&str>,
+    body: PutCredential,
+) -> anyhow::Result<PutReply> {
     let client = ctx.connect().await?;
     let json = to_json_zeroizing(&body);
     Ok(client
-        .call(Method::PUT, &credential_path(origin.as_str(), project, ""), Some(json))
+        .call(
+            Method::PUT,
+            &credential_path(origin.as_str(), project, ""),
+            Some(json),
+        )
         .await?)
 }
 
@@ -140,10 +155,7 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
 pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
     let (origin, project) = a.target.resolve()?;
     if a.rollback {
-        let client = ctx.connect().await?;
-        let info: CredentialInfo = client
-            .call(Method::POST, &credential_path(origin.as_str(), project.as_deref(), "/rollback"), None)
-            .await?;
+        let info = act(ctx, Method::POST, &origin, project.as_deref(), "/rollback").await?;
         println!("Rolled back {} to its previous secret.", describe(&info));
         return Ok(ExitCode::SUCCESS);
     }
@@ -165,7 +177,10 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     match reply.outcome {
-        PutOutcome::Unchanged => println!("{} already has that secret; nothing changed.", describe(&reply.info)),
+        PutOutcome::Unchanged => println!(
+            "{} already has that secret; nothing changed.",
+            describe(&reply.info)
+        ),
         _ => println!(
             "Rotated {}. The old secret is kept: `composer-keyd rotate --rollback {}` restores it.",
             describe(&reply.info),
@@ -175,7 +190,11 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn current_kind(ctx: &Ctx, origin: &Origin, project: Option<&str>) -> anyhow::Result<CredentialType> {
+async fn current_kind(
+    ctx: &Ctx,
+    origin: &Origin,
+    project: Option<&str>,
+) -> anyhow::Result<CredentialType> {
     let list = fetch_list(ctx).await?;
     match list
         .iter()
@@ -184,7 +203,9 @@ async fn current_kind(ctx: &Ctx, origin: &Origin, project: Option<&str>) -> anyh
         Some(c) => Ok(c.kind),
         None => bail!(
             "no credential stored for {origin}{}; add one with `composer-keyd add`",
-            project.map(|p| format!(" --project {p}")).unwrap_or_default()
+            project
+                .map(|p| format!(" --project {p}"))
+                .unwrap_or_default()
         ),
     }
 }
@@ -242,23 +263,30 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
-    let client = ctx.connect().await?;
-    let info: CredentialInfo = client
-        .call(Method::DELETE, &credential_path(origin.as_str(), project.as_deref(), ""), None)
-        .await?;
+    let info = act(ctx, Method::DELETE, &origin, project.as_deref(), "").await?;
     println!("Removed {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn set_enabled(ctx: &Ctx, t: Target, enabled: bool) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
-    let client = ctx.connect().await?;
     let action = if enabled { "/enable" } else { "/disable" };
-    let info: CredentialInfo = client
-        .call(Method::POST, &credential_path(origin.as_str(), project.as_deref(), action), None)
-        .await?;
-    println!("{} {}.", if enabled { "Enabled" } else { "Disabled" }, describe(&info));
+    let info = act(ctx, Method::POST, &origin, project.as_deref(), action).await?;
+    let verb = if enabled { "Enabled" } else { "Disabled" };
+    println!("{verb} {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Calls a route on one credential that answers with its metadata.
+async fn act(
+    ctx: &Ctx,
+    method: Method,
+    origin: &Origin,
+    project: Option<&str>,
+    action: &str,
+) -> anyhow::Result<CredentialInfo> {
+    let path = credential_path(origin.as_str(), project, action);
+    Ok(ctx.connect().await?.call(method, &path, None).await?)
 }
 
 fn describe(info: &CredentialInfo) -> String {
@@ -277,10 +305,14 @@ fn target_args(info: &CredentialInfo) -> String {
 
 /// A Unix time as an RFC 3339 date, to the second.
 pub fn date(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 /// User input fit to echo back in an error: printable and short.
 fn printable(s: &str) -> String {
-    s.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }

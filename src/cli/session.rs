@@ -15,11 +15,19 @@ pub struct StatusArgs {
 }
 
 async fn status_of(ctx: &Ctx) -> anyhow::Result<Status> {
-    Ok(ctx.connect().await?.call(Method::GET, "/v1/status", None).await?)
+    Ok(ctx
+        .connect()
+        .await?
+        .call(Method::GET, "/v1/status", None)
+        .await?)
 }
 
 pub async fn lock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let _: Ack = ctx.connect().await?.call(Method::POST, "/v1/lock", None).await?;
+    let _: Ack = ctx
+        .connect()
+        .await?
+        .call(Method::POST, "/v1/lock", None)
+        .await?;
     println!("Locked: decrypted secrets were wiped from the daemon's memory. Run `composer-keyd unlock` to use them again.");
     Ok(ExitCode::SUCCESS)
 }
@@ -49,11 +57,27 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let backend = serde_json::to_value(s.backend)?;
-    println!("composer-keyd {} (protocol {}), pid {}, up {}", s.version, s.protocol, s.pid,
-        humantime::format_duration(std::time::Duration::from_secs(s.uptime_secs)));
+    println!(
+        "composer-keyd {} (protocol {}), pid {}, up {}",
+        s.version,
+        s.protocol,
+        s.pid,
+        humantime::format_duration(std::time::Duration::from_secs(s.uptime_secs))
+    );
     println!("socket:      {}", ctx.client.path().display());
-    println!("backend:     {} ({})", backend.as_str().unwrap_or("unknown"), s.backend_reason);
-    println!("state:       {}", if s.locked { "LOCKED (run `composer-keyd unlock`)" } else { "unlocked" });
+    println!(
+        "backend:     {} ({})",
+        backend.as_str().unwrap_or("unknown"),
+        s.backend_reason
+    );
+    println!(
+        "state:       {}",
+        if s.locked {
+            "LOCKED (run `composer-keyd unlock`)"
+        } else {
+            "unlocked"
+        }
+    );
     println!("credentials: {} ({} enabled)", s.credentials, s.enabled);
     Ok(ExitCode::SUCCESS)
 }

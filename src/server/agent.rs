@@ -4,8 +4,8 @@ use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Index, Meta};
 use crate::protocol::{
-    BackendKind, CredentialInfo, CredentialReply, OriginInfo, PutCredential, PutOutcome,
-    PutReply, Status, PROTOCOL, VERSION,
+    BackendKind, CredentialInfo, CredentialReply, OriginInfo, PutCredential, PutOutcome, PutReply,
+    Status, PROTOCOL, VERSION,
 };
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::{Slot, SlotKey, Store, StoreError};
@@ -13,12 +13,46 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A credential ready to hand out: the reply and its JSON, encoded once when cached, so a
+/// cached lookup serializes nothing and copies no secret.
+pub struct Released {
+    pub reply: CredentialReply,
+    /// The encoded reply; zeroized when the last holder (cache or response) drops it.
+    pub json: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Released {
+    // The JSON holds the secret, so only the reply (whose secrets print REDACTED) is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.reply.fmt(f)
+    }
+}
+
+impl AsRef<[u8]> for Released {
+    fn as_ref(&self) -> &[u8] {
+        &self.json
+    }
+}
+
+impl Released {
+    fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
+        let reply = CredentialReply {
+            origin: origin.clone(),
+            project,
+            credential: Arc::new(credential),
+        };
+        let json = to_json_zeroizing(&reply);
+        Arc::new(Released { reply, json })
+    }
 }
 
 /// How the agent is set up.
@@ -35,7 +69,7 @@ pub struct AgentConfig {
 struct Inner {
     index: Index,
     /// Decrypted credentials, filled on first use, wiped by `lock`.
-    cache: HashMap<SlotKey, Arc<Credential>>,
+    cache: HashMap<SlotKey, Arc<Released>>,
     locked: bool,
     /// Bumped by every write and by `lock`, so a read that raced one does not cache a stale secret.
     generation: u64,
@@ -128,7 +162,7 @@ impl Agent {
     }
 
     /// The credential that wins for `origin` looked up from `project`.
-    pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<CredentialReply> {
+    pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<Arc<Released>> {
         let (key, generation) = {
             let mut inner = self.inner();
             if inner.locked {
@@ -136,39 +170,37 @@ impl Agent {
             }
             let meta = inner
                 .index
-                .resolve(origin, project)
+                .resolve_mut(origin, project)
                 .ok_or_else(|| Error::NotFound(origin.to_string()))?;
             if !meta.enabled {
                 return Err(Error::Disabled {
                     what: describe(origin, meta.project.as_deref()),
                 });
             }
-            let scope = meta.project.clone();
-            let key = SlotKey::new(origin, scope.as_deref(), Slot::Current);
-            if let Some(m) = inner.index.get_mut(origin, scope.as_deref()) {
-                m.last_used = Some(now_secs());
-            }
+            meta.last_used = Some(now_secs());
+            let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
             inner.dirty = true;
-            if let Some(cred) = inner.cache.get(&key) {
-                return Ok(reply(origin, scope, Arc::clone(cred)));
+            if let Some(cached) = inner.cache.get(&key) {
+                return Ok(Arc::clone(cached));
             }
             (key, inner.generation)
         };
-        let cred = Arc::new(self.read(&key).await?.ok_or_else(|| {
+        let cred = self.read(&key).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "{} (the index lists it but the {} has no secret; add it again)",
                 describe(origin, key.project.as_deref()),
                 backend_name(self.store.kind())
             ))
-        })?);
+        })?;
+        let released = Released::new(origin, key.project.clone(), cred);
         let mut inner = self.inner();
         if inner.locked {
             return Err(Error::Locked);
         }
         if inner.generation == generation {
-            inner.cache.insert(key.clone(), Arc::clone(&cred));
+            inner.cache.insert(key, Arc::clone(&released));
         }
-        Ok(reply(origin, key.project, cred))
+        Ok(released)
     }
 
     /// Reads and parses one secret from the store.
@@ -250,9 +282,9 @@ impl Agent {
             )));
         }
         let now = now_secs();
-        let mut meta = existing
-            .clone()
-            .unwrap_or_else(|| new_meta(origin.clone(), project.clone(), req.credential.kind(), now));
+        let mut meta = existing.clone().unwrap_or_else(|| {
+            new_meta(origin.clone(), project.clone(), req.credential.kind(), now)
+        });
         let outcome = match &old {
             Some(o) if *o == req.credential => PutOutcome::Unchanged,
             Some(_) if req.no_clobber => {
@@ -282,7 +314,8 @@ impl Agent {
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            inner.cache.insert(key, Arc::new(req.credential));
+            let released = Released::new(origin, project.clone(), req.credential);
+            inner.cache.insert(key, released);
             inner.index.upsert(meta.clone());
         }
         if changed {
@@ -371,7 +404,8 @@ impl Agent {
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            inner.cache.insert(cur_key, Arc::new(previous));
+            let released = Released::new(origin, project.map(str::to_owned), previous);
+            inner.cache.insert(cur_key, released);
             inner.index.upsert(meta.clone());
         }
         self.save_index().await?;
@@ -399,14 +433,6 @@ impl Agent {
         self.backend(move |s| s.unlock(passphrase.as_ref())).await?;
         self.inner().locked = false;
         Ok(())
-    }
-}
-
-fn reply(origin: &Origin, project: Option<String>, credential: Arc<Credential>) -> CredentialReply {
-    CredentialReply {
-        origin: origin.clone(),
-        project,
-        credential,
     }
 }
 

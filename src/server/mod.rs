@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod body;
+pub mod daemon;
 pub mod routes;
 
 use agent::Agent;
@@ -105,7 +106,9 @@ pub async fn run(
         let service = service_fn(move |req| {
             let agent = Arc::clone(&agent);
             let lim = Arc::clone(&lim);
-            async move { Ok::<_, std::convert::Infallible>(routes::handle(&agent, &lim, peer, req).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(routes::handle(&agent, &lim, peer, req).await)
+            }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -58,7 +58,11 @@ pub fn error_response(e: &Error) -> Response<WipeBody> {
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<WipeBody> {
     let bytes = to_json_zeroizing(value);
     let len = bytes.len();
-    let mut resp = Response::new(WipeBody::new(bytes));
+    body_response(status, WipeBody::new(bytes), len)
+}
+
+fn body_response(status: StatusCode, body: WipeBody, len: usize) -> Response<WipeBody> {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -92,9 +96,13 @@ async fn route(
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.lookup_project()?;
-            let reply = agent.get(&origin, project.as_deref()).await?;
-            tracing::info!(origin = %origin, scope = ?reply.project, pid = ?peer.pid, uid = peer.uid, "released");
-            ok(&reply)
+            let released = agent.get(&origin, project.as_deref()).await?;
+            tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
+            Ok(body_response(
+                StatusCode::OK,
+                WipeBody::shared(released.clone()),
+                released.json.len(),
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
@@ -143,7 +151,12 @@ async fn route(
 
 /// Reads the whole body into a zeroizing buffer, refusing early what is over the limit.
 async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let too_large = || Error::TooLarge(format!("the request body is over {} bytes", limits.max_body));
+    let too_large = || {
+        Error::TooLarge(format!(
+            "the request body is over {} bytes",
+            limits.max_body
+        ))
+    };
     if let Some(len) = req.headers().get(CONTENT_LENGTH) {
         let len: usize = len
             .to_str()
@@ -157,7 +170,8 @@ async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Zeroizing<
     let mut body = req.into_body();
     let mut out = Zeroizing::new(Vec::new());
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::BadRequest(format!("reading the body failed: {e}")))?;
+        let frame =
+            frame.map_err(|e| Error::BadRequest(format!("reading the body failed: {e}")))?;
         if let Ok(mut data) = frame.into_data() {
             if out.len() + data.remaining() > limits.max_body {
                 return Err(too_large());
@@ -187,7 +201,11 @@ struct TypeField {
 fn decode_put(body: &[u8]) -> Result<PutCredential, Error> {
     let probe: TypeProbe = decode(body)?;
     match probe.credential.and_then(|c| c.kind) {
-        None => return Err(Error::BadRequest("the body needs a credential with a type".into())),
+        None => {
+            return Err(Error::BadRequest(
+                "the body needs a credential with a type".into(),
+            ))
+        }
         Some(t) if CredentialType::parse(&t).is_none() => {
             let shown: String = t.chars().take(40).filter(|c| !c.is_control()).collect();
             return Err(crate::credential::CredentialError::UnknownType(shown).into());
@@ -202,7 +220,12 @@ fn decode_put(body: &[u8]) -> Result<PutCredential, Error> {
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
-        let safe = ["missing field", "unknown field", "unknown variant", "duplicate field"];
+        let safe = [
+            "missing field",
+            "unknown field",
+            "unknown variant",
+            "duplicate field",
+        ];
         let what: Cow<str> = match e.classify() {
             serde_json::error::Category::Data if safe.iter().any(|s| msg.starts_with(s)) => {
                 Cow::Owned(msg.split(" at line").next().unwrap_or_default().to_owned())
@@ -253,13 +276,18 @@ impl Query {
 
     /// The exact scope a change addresses, canonical when the directory exists.
     fn scope_project(&self) -> Result<Option<String>, Error> {
-        Ok(self.lookup_project()?.map(|p| p.to_string_lossy().into_owned()))
+        Ok(self
+            .lookup_project()?
+            .map(|p| p.to_string_lossy().into_owned()))
     }
 }
 
 /// A path fit for a log line: printable and short.
 fn sanitize(path: &str) -> String {
-    path.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect()
+    path.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]

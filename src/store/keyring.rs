@@ -110,9 +110,9 @@ fn map_err(e: KError) -> StoreError {
             "{} keyring entries match one credential; remove the duplicates with your keyring tool",
             items.len()
         )),
-        KError::TooLong(name, limit) => {
-            StoreError::Invalid(format!("{name} is longer than the keyring's limit of {limit}"))
-        }
+        KError::TooLong(name, limit) => StoreError::Invalid(format!(
+            "{name} is longer than the keyring's limit of {limit}"
+        )),
         KError::Invalid(name, why) => StoreError::Invalid(format!("{name}: {why}")),
         KError::NoEntry => StoreError::Invalid("no entry".into()),
         // keyring-core may add variants; say what we can without guessing at their content.

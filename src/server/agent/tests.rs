@@ -32,8 +32,8 @@ fn origin() -> Origin {
     Origin::parse("repo.magento.com").unwrap()
 }
 
-fn username(r: &CredentialReply) -> String {
-    match &*r.credential {
+fn username(r: &Released) -> String {
+    match &*r.reply.credential {
         Credential::HttpBasic { username, .. } => username.expose().clone(),
         _ => panic!("not http-basic"),
     }
@@ -45,8 +45,12 @@ async fn scopes_reach_the_right_project() {
     let (a, _) = agent(d.path());
     let o = origin();
     a.put(&o, None, put(basic("global", "g"))).await.unwrap();
-    a.put(&o, Some("/p/acme".into()), put(basic("acme", "a"))).await.unwrap();
-    a.put(&o, Some("/p/globex".into()), put(basic("globex", "b"))).await.unwrap();
+    a.put(&o, Some("/p/acme".into()), put(basic("acme", "a")))
+        .await
+        .unwrap();
+    a.put(&o, Some("/p/globex".into()), put(basic("globex", "b")))
+        .await
+        .unwrap();
     let get = |p: &'static str| a.get(&o, Some(Path::new(p)));
     assert_eq!(username(&get("/p/acme").await.unwrap()), "acme");
     assert_eq!(username(&get("/p/globex/sub").await.unwrap()), "globex");
@@ -65,11 +69,17 @@ async fn disable_enable_rotate_rollback_remove() {
     let r = a.put(&o, None, put(basic("k1", "s1"))).await.unwrap();
     assert_eq!(r.outcome, PutOutcome::Created);
     assert_eq!(
-        a.put(&o, None, put(basic("k1", "s1"))).await.unwrap().outcome,
+        a.put(&o, None, put(basic("k1", "s1")))
+            .await
+            .unwrap()
+            .outcome,
         PutOutcome::Unchanged
     );
     a.set_enabled(&o, None, false).await.unwrap();
-    assert_eq!(a.get(&o, None).await.unwrap_err().kind(), ErrorKind::Disabled);
+    assert_eq!(
+        a.get(&o, None).await.unwrap_err().kind(),
+        ErrorKind::Disabled
+    );
     a.set_enabled(&o, None, true).await.unwrap();
 
     let mut rot = put(basic("k2", "s2"));
@@ -82,9 +92,15 @@ async fn disable_enable_rotate_rollback_remove() {
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k1");
 
     a.delete(&o, None).await.unwrap();
-    assert_eq!(a.get(&o, None).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        a.get(&o, None).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     let k = SlotKey::new(&o, None, Slot::Previous);
-    assert!(store.get(&k).unwrap().is_none(), "previous secret removed too");
+    assert!(
+        store.get(&k).unwrap().is_none(),
+        "previous secret removed too"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +111,10 @@ async fn no_clobber_reports_conflict() {
     a.put(&o, None, put(basic("k1", "s1"))).await.unwrap();
     let mut p = put(basic("k1", "other"));
     p.no_clobber = true;
-    assert_eq!(a.put(&o, None, p).await.unwrap().outcome, PutOutcome::Conflict);
+    assert_eq!(
+        a.put(&o, None, p).await.unwrap().outcome,
+        PutOutcome::Conflict
+    );
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k1");
 }
 

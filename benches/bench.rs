@@ -1,0 +1,354 @@
+//! The benchmark harness: the daemon's cached lookups against a zero-work floor, cold paths, startup, memory and scale.
+//!
+//! Run with `cargo bench --bench bench`. Targets are ratios to the floor measured in the
+//! same run; nothing here is asserted, because shared machines are noisy.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+mod wire;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::{request, TestEnv};
+
+struct Report {
+    rows: Vec<[String; 4]>,
+}
+
+impl Report {
+    fn row(&mut self, what: &str, value: String, ratio: String, target: &str) {
+        println!("{what:<48} {value:>16} {ratio:>10}   target {target}");
+        self.rows.push([what.into(), value, ratio, target.into()]);
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::from("| measure | result | vs floor | target |\n|---|---|---|---|\n");
+        for r in &self.rows {
+            s.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
+        }
+        s
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}×", a / b)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn put(sock: &Path, origin: &str, user: &str) {
+    let body = format!(
+        r#"{{"credential":{{"type":"http-basic","username":"{user}","password":"p{user}"}}}}"#
+    );
+    let r = request(
+        sock,
+        "PUT",
+        &format!("/v1/credentials/{origin}"),
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    wire::quantile(&mut v, 0.5)
+}
+
+fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let scale = if quick { 10 } else { 1 };
+    let mut report = Report { rows: Vec::new() };
+    let mut t = TestEnv::with_keyring(true);
+    t.env.insert("RUST_LOG".into(), "info".into());
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
+
+    // Startup: exec to the first answer, median of 10.
+    let startups: Vec<Duration> = (0..10).map(|_| exec_to_ready(&t)).collect();
+    report.row(
+        "startup: exec to first answer (median of 10)",
+        ms(median(startups)),
+        "".into(),
+        "≤ 20 ms",
+    );
+    socket_activated_startup(&t, &mut report);
+
+    let d = t.start_daemon(&[]);
+    let sock = t.socket();
+    report.row(
+        "RSS idle",
+        format!("{} kB", rss_kb(d.pid())),
+        "".into(),
+        "≤ 8 MB",
+    );
+    put(
+        &sock,
+        "repo.magento.com",
+        "0123456789abcdef0123456789abcdef",
+    );
+    let path = "/v1/credentials/repo.magento.com";
+
+    // Cold path: the first lookup after unlock reads the keyring.
+    let colds: Vec<Duration> = (0..20)
+        .map(|_| {
+            request(&sock, "POST", "/v1/lock", None).unwrap();
+            request(&sock, "POST", "/v1/unlock", None).unwrap();
+            let t0 = Instant::now();
+            assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
+            t0.elapsed()
+        })
+        .collect();
+    report.row(
+        "cold lookup after unlock, keyring (median of 20)",
+        ms(median(colds)),
+        "".into(),
+        "",
+    );
+
+    let canned = wire::capture(&sock, path);
+    let floor = wire::Floor::start(t.dir.path(), canned);
+    let ka = wire::get_request(path, true);
+    let close = wire::get_request(path, false);
+    let n = 20_000 / scale;
+    wire::latencies(&floor.socket, &ka, n / 10);
+    wire::latencies(&sock, &ka, n / 10);
+    let mut f = wire::latencies(&floor.socket, &ka, n);
+    let mut m = wire::latencies(&sock, &ka, n);
+    let (f50, f99) = (wire::quantile(&mut f, 0.5), wire::quantile(&mut f, 0.99));
+    let (m50, m99) = (wire::quantile(&mut m, 0.5), wire::quantile(&mut m, 0.99));
+    report.row("floor keep-alive p50", us(f50), "1.00×".into(), "");
+    report.row("floor keep-alive p99", us(f99), "1.00×".into(), "");
+    report.row(
+        "cached lookup keep-alive p50",
+        us(m50),
+        ratio(m50.as_secs_f64(), f50.as_secs_f64()),
+        "≤ 1.5×",
+    );
+    report.row(
+        "cached lookup keep-alive p99",
+        us(m99),
+        ratio(m99.as_secs_f64(), f99.as_secs_f64()),
+        "≤ 3×",
+    );
+
+    let nc = 5_000 / scale;
+    let mut fc = wire::connect_latencies(&floor.socket, &close, nc);
+    let mut mc = wire::connect_latencies(&sock, &close, nc);
+    let (fc50, mc50) = (wire::quantile(&mut fc, 0.5), wire::quantile(&mut mc, 0.5));
+    report.row(
+        "floor connect-per-request p50",
+        us(fc50),
+        "1.00×".into(),
+        "",
+    );
+    report.row(
+        "cached lookup connect-per-request p50",
+        us(mc50),
+        ratio(mc50.as_secs_f64(), fc50.as_secs_f64()),
+        "≤ 2×",
+    );
+
+    for clients in [1, 8, 64] {
+        let per = 40_000 / scale / clients;
+        let ft = wire::throughput(&floor.socket, &ka, clients, per);
+        let mt = wire::throughput(&sock, &ka, clients, per);
+        let target = if clients == 64 { "≥ 0.7×" } else { "" };
+        report.row(
+            &format!("floor throughput, {clients} clients"),
+            format!("{ft:.0}/s"),
+            "1.00×".into(),
+            "",
+        );
+        report.row(
+            &format!("daemon throughput, {clients} clients"),
+            format!("{mt:.0}/s"),
+            ratio(mt, ft),
+            target,
+        );
+    }
+
+    // Memory with 1,000 credentials, each looked up once (so all are cached).
+    let n_creds = 1000 / scale;
+    for i in 0..n_creds {
+        put(&sock, &format!("repo{i}.example.com"), &format!("user{i}"));
+    }
+    for i in 0..n_creds {
+        let r = request(
+            &sock,
+            "GET",
+            &format!("/v1/credentials/repo{i}.example.com"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    report.row(
+        &format!("RSS with {n_creds} credentials"),
+        format!("{} kB", rss_kb(d.pid())),
+        "".into(),
+        "≤ 12 MB",
+    );
+
+    // Scale: lookup cost with 10 credentials against all of them, keep-alive p50.
+    let few = lookup_p50(&sock, 10, n / 2);
+    let all = lookup_p50(&sock, n_creds, n / 2);
+    report.row(
+        "lookup p50 cycling over 10 credentials",
+        us(few),
+        "".into(),
+        "",
+    );
+    report.row(
+        &format!("lookup p50 cycling over {n_creds} credentials"),
+        us(all),
+        ratio(all.as_secs_f64(), few.as_secs_f64()),
+        "equal within noise",
+    );
+
+    // RSS stays flat over 1,000,000 lookups.
+    let total = 1_000_000 / scale;
+    let mut samples = vec![rss_kb(d.pid())];
+    for _ in 0..4 {
+        wire::throughput(&sock, &ka, 4, total / 16);
+        samples.push(rss_kb(d.pid()));
+    }
+    report.row(
+        &format!("RSS over {total} lookups (kB, every quarter)"),
+        samples
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" → "),
+        "".into(),
+        "flat",
+    );
+
+    let md = report.markdown();
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report.md");
+    let _ = std::fs::write(&out, &md);
+    println!("\n{md}\n(written to {})", out.display());
+}
+
+/// Spawns `serve` and polls (every 200 µs, at most 5 s) until the socket answers.
+fn exec_to_ready(t: &TestEnv) -> Duration {
+    let t0 = Instant::now();
+    let mut child = t
+        .command(support::BIN)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let sock = t.socket();
+    let mut elapsed = None;
+    for _ in 0..25_000 {
+        if request(&sock, "GET", "/v1/status", None).is_ok_and(|r| r.status == 200) {
+            elapsed = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    kill_tree(&mut child);
+    elapsed.expect("the daemon answered within 5 s")
+}
+
+/// Keep-alive p50 of lookups cycling over the first `k` of the `repoN.example.com` origins.
+fn lookup_p50(sock: &Path, k: usize, n: usize) -> Duration {
+    let reqs: Vec<Vec<u8>> = (0..k)
+        .map(|i| wire::get_request(&format!("/v1/credentials/repo{i}.example.com"), true))
+        .collect();
+    let mut c = wire::Conn::open(sock);
+    let mut v: Vec<Duration> = (0..n)
+        .map(|i| {
+            let t0 = Instant::now();
+            c.round_trip(&reqs[i % k]);
+            t0.elapsed()
+        })
+        .collect();
+    wire::quantile(&mut v, 0.5)
+}
+
+/// Time from the first connection to the first answer when systemd-socket-activate
+/// execs the daemon on demand.
+fn socket_activated_startup(t: &TestEnv, report: &mut Report) {
+    let what = "startup: socket-activated, connect to first answer";
+    let sock = t.dir.path().join("activated.sock");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let _ = std::fs::remove_file(&sock);
+        let Ok(mut act) = t
+            .command("systemd-socket-activate")
+            .arg("-l")
+            .arg(&sock)
+            .arg(support::BIN)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            report.row(
+                what,
+                "n/a (no systemd-socket-activate)".into(),
+                "".into(),
+                "",
+            );
+            return;
+        };
+        // Bounded wait for the activator's listening socket.
+        for _ in 0..200 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t0 = Instant::now();
+        let ok = request(&sock, "GET", "/v1/status", None).is_ok_and(|r| r.status == 200);
+        let e = t0.elapsed();
+        kill_tree(&mut act);
+        if !ok {
+            report.row(
+                what,
+                "n/a (no answer on the inherited socket)".into(),
+                "".into(),
+                "",
+            );
+            return;
+        }
+        times.push(e);
+    }
+    report.row(what, ms(median(times)), "".into(), "");
+}
+
+fn kill_tree(child: &mut std::process::Child) {
+    // SAFETY: signals our own child, which execs into the daemon.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default()
+}

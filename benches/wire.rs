@@ -1,0 +1,179 @@
+//! The benchmark's client and the zero-work floor responder: the same raw HTTP/1.1 code measures both.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A keep-alive HTTP/1.1 connection that sends one fixed request and reads one response.
+pub struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(sock: &Path) -> Conn {
+        let stream = UnixStream::connect(sock).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Conn {
+            stream,
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// Sends `req` and reads the response; returns its total size.
+    pub fn round_trip(&mut self, req: &[u8]) -> usize {
+        self.stream.write_all(req).expect("write");
+        let mut have = 0;
+        loop {
+            let n = self.stream.read(&mut self.buf[have..]).expect("read");
+            assert!(n > 0, "the server closed the connection");
+            have += n;
+            if let Some(end) = find(&self.buf[..have], b"\r\n\r\n") {
+                let len = content_length(&self.buf[..end]);
+                let total = end + 4 + len;
+                while have < total {
+                    let n = self.stream.read(&mut self.buf[have..]).expect("read body");
+                    assert!(n > 0, "short body");
+                    have += n;
+                }
+                assert!(
+                    self.buf.starts_with(b"HTTP/1.1 200"),
+                    "{}",
+                    String::from_utf8_lossy(&self.buf[..have])
+                );
+                return total;
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn content_length(head: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    text.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A `GET` request for `path`.
+pub fn get_request(path: &str, keep_alive: bool) -> Vec<u8> {
+    let conn = if keep_alive { "keep-alive" } else { "close" };
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: {conn}\r\n\r\n").into_bytes()
+}
+
+/// One request on a fresh connection, as the PHP plugin does.
+pub fn one_shot(sock: &Path, req: &[u8]) -> usize {
+    Conn::open(sock).round_trip(req)
+}
+
+/// A responder that does no work: it answers every request head with `canned`.
+/// Runs on tokio's current-thread runtime, like the daemon.
+pub struct Floor {
+    pub socket: PathBuf,
+}
+
+impl Floor {
+    pub fn start(dir: &Path, canned: Vec<u8>) -> Floor {
+        let socket = dir.join("floor.sock");
+        let std_listener = UnixListener::bind(&socket).expect("bind the floor socket");
+        std_listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::UnixListener::from_std(std_listener).unwrap();
+                let canned: &'static [u8] = Box::leak(canned.into_boxed_slice());
+                while let Ok((mut s, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        let mut have = 0;
+                        loop {
+                            let Ok(n) = s.read(&mut buf[have..]).await else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            have += n;
+                            // Answer every complete request head in the buffer.
+                            while let Some(end) = find(&buf[..have], b"\r\n\r\n") {
+                                let close = find(&buf[..end], b"Connection: close").is_some();
+                                if s.write_all(canned).await.is_err() || close {
+                                    return;
+                                }
+                                buf.copy_within(end + 4..have, 0);
+                                have -= end + 4;
+                            }
+                        }
+                    });
+                }
+            });
+        });
+        Floor { socket }
+    }
+}
+
+/// Latencies of `n` keep-alive round trips on one connection.
+pub fn latencies(sock: &Path, req: &[u8], n: usize) -> Vec<Duration> {
+    let mut c = Conn::open(sock);
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            c.round_trip(req);
+            t.elapsed()
+        })
+        .collect()
+}
+
+/// Latencies of `n` connect-per-request round trips.
+pub fn connect_latencies(sock: &Path, req: &[u8], n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            one_shot(sock, req);
+            t.elapsed()
+        })
+        .collect()
+}
+
+/// Requests per second with `clients` keep-alive clients making `per_client` requests each.
+pub fn throughput(sock: &Path, req: &[u8], clients: usize, per_client: usize) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let mut c = Conn::open(sock);
+                for _ in 0..per_client {
+                    c.round_trip(req);
+                }
+            });
+        }
+    });
+    (clients * per_client) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The `q` quantile (0..=1) of `v`.
+pub fn quantile(v: &mut [Duration], q: f64) -> Duration {
+    v.sort_unstable();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i]
+}
+
+/// The full bytes of one response on a fresh connection, to give the floor the same size.
+pub fn capture(sock: &Path, path: &str) -> Vec<u8> {
+    let mut s = UnixStream::connect(sock).expect("connect");
+    s.write_all(&get_request(path, false)).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
