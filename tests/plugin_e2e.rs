@@ -251,3 +251,40 @@ fn stopped_locked_and_disabled_daemons() {
     assert!(out.status.success(), "{}", text(&out));
     assert_no_plaintext(&t, PRIV_A);
 }
+
+#[test]
+fn prompted_credentials_go_to_the_daemon_not_auth_json() {
+    let (t, _d) = composer_env();
+    let (server, origin, dir) = one_repo(&t, json!([basic(PUB_A, PRIV_A, "pair-a")]));
+    // An interactive run, as a person at a terminal: `script` gives Composer a pty.
+    support::require("script", "util-linux");
+    let cmd = format!("composer --no-ansi --working-dir='{}' install", dir.display());
+    let child = t
+        .command("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env_remove("COMPOSER_NO_INTERACTION")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = feed(child, &format!("{PUB_A}\n{PRIV_A}\ny\n"));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("Store the credentials for {origin} in composer-keyd")), "{log}");
+    assert!(log.contains(&format!("composer-keyd: stored the credentials for {origin} (created)")), "{log}");
+    assert!(!log.contains("in auth.json ?"), "Composer's own offer is off: {log}");
+    assert!(!composer_home(&t).join("auth.json").exists());
+
+    let list: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--json"], "")).unwrap();
+    assert!(list.as_array().unwrap().iter().any(|c| c["origin"] == origin.as_str()), "{list}");
+    // The next run, non-interactive, is served by the daemon.
+    server.clear();
+    let _ = std::fs::remove_dir_all(&t.env["COMPOSER_CACHE_DIR"]);
+    std::fs::remove_dir_all(dir.join("vendor")).unwrap();
+    let out = composer(&t, &dir, &["install"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(server.accepted(0, "/dists/").iter().all(|l| l == "pair-a"));
+    assert!(server.requests().iter().all(|r| r["status"] != 401));
+    assert_no_plaintext(&t, PRIV_A);
+}
