@@ -37,7 +37,13 @@ fn installs_with_http_basic_and_bearer_from_the_daemon() {
         None,
     );
     let (p0, p1) = (server.ports[0], server.ports[1]);
-    add(&t, &format!("127.0.0.1:{p0}"), "http-basic", None, &[PUB_A, PRIV_A]);
+    add(
+        &t,
+        &format!("127.0.0.1:{p0}"),
+        "http-basic",
+        None,
+        &[PUB_A, PRIV_A],
+    );
     add(&t, &format!("127.0.0.1:{p1}"), "bearer", None, &[TOKEN]);
     let dir = project(
         &t,
@@ -47,25 +53,39 @@ fn installs_with_http_basic_and_bearer_from_the_daemon() {
     );
 
     let out = composer(&t, &dir, &["install", "-vvv"]);
-    assert!(out.status.success(), "composer install failed: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "composer install failed: {}",
+        text(&out)
+    );
     assert!(dir.join("vendor/acme/alpha/src/Alpha.php").is_file());
     assert!(dir.join("vendor/acme/beta/src/Beta.php").is_file());
     let log = text(&out);
-    assert!(log.contains(&format!("Using HTTP basic authentication with username \"{PUB_A}\"")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "Using HTTP basic authentication with username \"{PUB_A}\""
+        )),
+        "{log}"
+    );
 
     // The right credentials crossed the wire for metadata and dists, and nothing was served without them.
     for (listener, label) in [(0, "pair-a"), (1, "token")] {
         for prefix in ["/packages.json", "/p2/", "/dists/"] {
             let seen = server.accepted(listener, prefix);
-            assert!(!seen.is_empty() && seen.iter().all(|l| l == label), "listener {listener} {prefix}: {seen:?}");
+            assert!(
+                !seen.is_empty() && seen.iter().all(|l| l == label),
+                "listener {listener} {prefix}: {seen:?}"
+            );
         }
     }
-    assert!(server.requests().iter().all(|r| r["status"] != 401), "{:?}", server.requests());
+    assert!(
+        server.requests().iter().all(|r| r["status"] != 401),
+        "{:?}",
+        server.requests()
+    );
 
-    for file in ["auth.json"] {
-        assert!(!composer_home(&t).join(file).exists());
-        assert!(!dir.join(file).exists());
-    }
+    assert!(!composer_home(&t).join("auth.json").exists());
+    assert!(!dir.join("auth.json").exists());
     for secret in [PUB_A, PRIV_A, TOKEN] {
         assert_no_plaintext(&t, secret);
     }
@@ -82,7 +102,12 @@ fn one_repo(
         None,
     );
     let origin = format!("127.0.0.1:{}", server.ports[0]);
-    let dir = project(t, "shop", vec![composer_repo(server.ports[0])], json!({"acme/alpha": "^1.0"}));
+    let dir = project(
+        t,
+        "shop",
+        vec![composer_repo(server.ports[0])],
+        json!({"acme/alpha": "^1.0"}),
+    );
     (server, origin, dir)
 }
 
@@ -102,9 +127,17 @@ fn an_origin_without_a_port() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(dir.join("vendor/acme/gamma/src/Gamma.php").is_file());
     for prefix in ["/packages.json", "/p2/", "/dists/"] {
-        assert_eq!(server.accepted(0, prefix).first().map(String::as_str), Some("pair-a"), "{prefix}");
+        assert_eq!(
+            server.accepted(0, prefix).first().map(String::as_str),
+            Some("pair-a"),
+            "{prefix}"
+        );
     }
-    assert!(server.requests().iter().all(|r| r["host"] == "127.0.0.2"), "{:?}", server.requests());
+    assert!(
+        server.requests().iter().all(|r| r["host"] == "127.0.0.2"),
+        "{:?}",
+        server.requests()
+    );
     assert_no_plaintext(&t, PRIV_A);
 }
 
@@ -120,20 +153,56 @@ fn an_origin_seen_only_at_download_is_served_then() {
         None,
     );
     let port = server.ports[0];
-    add(&t, &format!("127.0.0.1:{port}"), "http-basic", None, &[PUB_A, PRIV_A]);
-    add(&t, &format!("localhost:{port}"), "http-basic", None, &[PUB_A, PRIV_A]);
-    let dir = project(&t, "cdn", vec![composer_repo(port)], json!({"acme/alpha": "^1.0"}));
+    add(
+        &t,
+        &format!("127.0.0.1:{port}"),
+        "http-basic",
+        None,
+        &[PUB_A, PRIV_A],
+    );
+    add(
+        &t,
+        &format!("localhost:{port}"),
+        "http-basic",
+        None,
+        &[PUB_A, PRIV_A],
+    );
+    let dir = project(
+        &t,
+        "cdn",
+        vec![composer_repo(port)],
+        json!({"acme/alpha": "^1.0"}),
+    );
     let out = composer(&t, &dir, &["install", "-v"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(&format!("composer-keyd: using the http-basic credential for LOCALHOST:{port}")), "{}", text(&out));
-    let dists: Vec<_> = server.requests().into_iter().filter(|r| r["path"].as_str().unwrap().starts_with("/dists/")).collect();
-    assert!(!dists.is_empty() && dists.iter().all(|r| r["accepted"] == "pair-a" && r["host"] == format!("LOCALHOST:{port}")), "{dists:?}");
+    assert!(
+        text(&out).contains(&format!(
+            "composer-keyd: using the http-basic credential for LOCALHOST:{port}"
+        )),
+        "{}",
+        text(&out)
+    );
+    let dists: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/dists/"))
+        .collect();
+    assert!(
+        !dists.is_empty()
+            && dists
+                .iter()
+                .all(|r| r["accepted"] == "pair-a" && r["host"] == format!("LOCALHOST:{port}")),
+        "{dists:?}"
+    );
 }
 
 #[test]
 fn a_git_repository_behind_basic_auth_installs() {
     let (t, _d) = composer_env();
-    let git_root = tempfile::Builder::new().prefix("ckd-git-").tempdir().unwrap();
+    let git_root = tempfile::Builder::new()
+        .prefix("ckd-git-")
+        .tempdir()
+        .unwrap();
     git_repo(git_root.path(), "widget", "acme/widget", "1.0.0");
     let server = RepoServer::start(
         json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(PUB_A, PRIV_A, "pair-a")], "packages": []}]),
@@ -141,7 +210,13 @@ fn a_git_repository_behind_basic_auth_installs() {
         Some(git_root.path()),
     );
     let port = server.ports[0];
-    add(&t, &format!("127.0.0.1:{port}"), "http-basic", None, &[PUB_A, PRIV_A]);
+    add(
+        &t,
+        &format!("127.0.0.1:{port}"),
+        "http-basic",
+        None,
+        &[PUB_A, PRIV_A],
+    );
     let repo = json!({"type": "vcs", "url": format!("http://127.0.0.1:{port}/git/widget.git")});
     let dir = project(&t, "vcs", vec![repo], json!({"acme/widget": "^1.0"}));
     let out = composer(&t, &dir, &["install"]);
@@ -149,7 +224,11 @@ fn a_git_repository_behind_basic_auth_installs() {
     assert!(dir.join("vendor/acme/widget/src/Widget.php").is_file());
     // git asks without credentials first (401), then with the ones activate() put in IO.
     let git = server.accepted(0, "/git/");
-    assert!(!git.is_empty() && git.iter().all(|l| l == "pair-a"), "{:?}", server.requests());
+    assert!(
+        !git.is_empty() && git.iter().all(|l| l == "pair-a"),
+        "{:?}",
+        server.requests()
+    );
     assert_no_plaintext(&t, PRIV_A);
 }
 
@@ -164,7 +243,12 @@ fn each_project_sends_its_own_key_pair() {
     );
     let origin = format!("127.0.0.1:{}", server.ports[0]);
     let repo = composer_repo(server.ports[0]);
-    let shop_a = project(&t, "client-a", vec![repo.clone()], json!({"acme/alpha": "^1.0"}));
+    let shop_a = project(
+        &t,
+        "client-a",
+        vec![repo.clone()],
+        json!({"acme/alpha": "^1.0"}),
+    );
     let shop_b = project(&t, "client-b", vec![repo], json!({"acme/alpha": "^1.0"}));
     add(&t, &origin, "http-basic", Some(&shop_a), &[PUB_A, PRIV_A]);
     add(&t, &origin, "http-basic", Some(&shop_b), &[PUB_B, PRIV_B]);
@@ -176,7 +260,10 @@ fn each_project_sends_its_own_key_pair() {
         assert!(out.status.success(), "{}", text(&out));
         for prefix in ["/packages.json", "/p2/", "/dists/"] {
             let seen = server.accepted(0, prefix);
-            assert!(!seen.is_empty() && seen.iter().all(|l| l == label), "{label} {prefix}: {seen:?}");
+            assert!(
+                !seen.is_empty() && seen.iter().all(|l| l == label),
+                "{label} {prefix}: {seen:?}"
+            );
         }
     }
     for secret in [PRIV_A, PRIV_B] {
@@ -200,8 +287,14 @@ fn a_refused_key_pair_names_composer_keyd_and_the_fix() {
     ] {
         assert!(log.contains(&needle), "missing {needle:?} in {log}");
     }
-    assert!(server.requests().iter().any(|r| r["refused"] == "wrong basic"));
-    assert!(!log.contains(PRIV_A) && !log.contains("Stack trace"), "{log}");
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r["refused"] == "wrong basic"));
+    assert!(
+        !log.contains(PRIV_A) && !log.contains("Stack trace"),
+        "{log}"
+    );
 
     // The fix the message names works.
     t.ok(&["rotate", &origin], &format!("{PUB_B}\n{PRIV_B}\n"));
@@ -226,7 +319,11 @@ fn stopped_locked_and_disabled_daemons() {
     assert_eq!(text(&with), text(&without));
     assert!(!text(&with).contains("PHP Warning") && !text(&with).contains("Stack trace"));
     let verbose = composer(&t, &dir, &["install", "-v"]);
-    let lines: Vec<_> = text(&verbose).lines().filter(|l| l.contains("composer-keyd")).map(str::to_owned).collect();
+    let lines: Vec<_> = text(&verbose)
+        .lines()
+        .filter(|l| l.contains("composer-keyd"))
+        .map(str::to_owned)
+        .collect();
     assert_eq!(lines.len(), 1, "{}", text(&verbose));
     assert!(lines[0].contains("no composer-keyd daemon"), "{lines:?}");
 
@@ -235,17 +332,33 @@ fn stopped_locked_and_disabled_daemons() {
     t.ok(&["lock"], "");
     let out = composer(&t, &dir, &["install"]);
     assert!(!out.status.success());
-    let lines: Vec<_> = text(&out).lines().filter(|l| l.contains("composer-keyd")).map(str::to_owned).collect();
-    assert_eq!(lines, ["composer-keyd is locked: run `composer-keyd unlock`"], "{}", text(&out));
+    let lines: Vec<_> = text(&out)
+        .lines()
+        .filter(|l| l.contains("composer-keyd"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        ["composer-keyd is locked: run `composer-keyd unlock`"],
+        "{}",
+        text(&out)
+    );
     t.ok(&["unlock"], "");
 
     // Disabled: one line naming it.
     t.ok(&["disable", &origin], "");
     let out = composer(&t, &dir, &["install"]);
     assert!(!out.status.success());
-    let lines: Vec<_> = text(&out).lines().filter(|l| l.contains("composer-keyd")).map(str::to_owned).collect();
+    let lines: Vec<_> = text(&out)
+        .lines()
+        .filter(|l| l.contains("composer-keyd"))
+        .map(str::to_owned)
+        .collect();
     assert_eq!(lines.len(), 1, "{}", text(&out));
-    assert!(lines[0].contains(&format!("the credential for {origin} is disabled")), "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("the credential for {origin} is disabled")),
+        "{lines:?}"
+    );
     t.ok(&["enable", &origin], "");
     let out = composer(&t, &dir, &["install"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -258,7 +371,10 @@ fn prompted_credentials_go_to_the_daemon_not_auth_json() {
     let (server, origin, dir) = one_repo(&t, json!([basic(PUB_A, PRIV_A, "pair-a")]));
     // An interactive run, as a person at a terminal: `script` gives Composer a pty.
     support::require("script", "util-linux");
-    let cmd = format!("composer --no-ansi --working-dir='{}' install", dir.display());
+    let cmd = format!(
+        "composer --no-ansi --working-dir='{}' install",
+        dir.display()
+    );
     let child = t
         .command("script")
         .args(["-q", "-e", "-c", &cmd, "/dev/null"])
@@ -271,13 +387,32 @@ fn prompted_credentials_go_to_the_daemon_not_auth_json() {
     let out = feed(child, &format!("{PUB_A}\n{PRIV_A}\ny\n"));
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains(&format!("Store the credentials for {origin} in composer-keyd")), "{log}");
-    assert!(log.contains(&format!("composer-keyd: stored the credentials for {origin} (created)")), "{log}");
-    assert!(!log.contains("in auth.json ?"), "Composer's own offer is off: {log}");
+    assert!(
+        log.contains(&format!(
+            "Store the credentials for {origin} in composer-keyd"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "composer-keyd: stored the credentials for {origin} (created)"
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains("in auth.json ?"),
+        "Composer's own offer is off: {log}"
+    );
     assert!(!composer_home(&t).join("auth.json").exists());
 
     let list: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--json"], "")).unwrap();
-    assert!(list.as_array().unwrap().iter().any(|c| c["origin"] == origin.as_str()), "{list}");
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["origin"] == origin.as_str()),
+        "{list}"
+    );
     // The next run, non-interactive, is served by the daemon.
     server.clear();
     let _ = std::fs::remove_dir_all(&t.env["COMPOSER_CACHE_DIR"]);

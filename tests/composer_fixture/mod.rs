@@ -34,13 +34,16 @@ pub fn composer_env() -> (TestEnv, support::Daemon) {
 pub fn isolate_composer(t: &mut TestEnv) {
     let root = t.dir.path().to_path_buf();
     let s = |p: PathBuf| p.to_string_lossy().into_owned();
-    t.env.insert("COMPOSER_HOME".into(), s(root.join("composer-home")));
-    t.env.insert("COMPOSER_CACHE_DIR".into(), s(root.join("composer-cache")));
+    t.env
+        .insert("COMPOSER_HOME".into(), s(root.join("composer-home")));
+    t.env
+        .insert("COMPOSER_CACHE_DIR".into(), s(root.join("composer-cache")));
     t.env.insert("COMPOSER_NO_INTERACTION".into(), "1".into());
     t.env.insert("COMPOSER_ALLOW_SUPERUSER".into(), "1".into());
     t.env.insert("COMPOSER_NO_AUDIT".into(), "1".into());
     std::fs::create_dir_all(root.join("composer-home")).unwrap();
-    let global = json!({"repositories": [{"packagist.org": false}], "config": {"secure-http": false}});
+    let global =
+        json!({"repositories": [{"packagist.org": false}], "config": {"secure-http": false}});
     std::fs::write(root.join("composer-home/composer.json"), global.to_string()).unwrap();
 }
 
@@ -50,14 +53,22 @@ pub fn composer_home(t: &TestEnv) -> PathBuf {
 
 /// `composer-keyd shim install`, asserted to succeed.
 pub fn install_plugin(t: &TestEnv) -> Output {
-    let out = t.command(support::BIN).args(["shim", "install"]).output().unwrap();
+    let out = t
+        .command(support::BIN)
+        .args(["shim", "install"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "shim install failed: {}", text(&out));
     out
 }
 
 /// stdout and stderr of a finished process, for messages and assertions.
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A project that requires `require` from `repos` (plus Packagist turned off, plain http allowed).
@@ -74,7 +85,11 @@ pub fn project(t: &TestEnv, name: &str, repos: Vec<Value>, require: Value) -> Pa
         "minimum-stability": "dev",
         "prefer-stable": true,
     });
-    std::fs::write(dir.join("composer.json"), serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("composer.json"),
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+    .unwrap();
     dir
 }
 
@@ -125,7 +140,10 @@ pub struct RepoServer {
 impl RepoServer {
     /// Starts the server; `listeners` and `packages` as in tests/repo_server.py.
     pub fn start(listeners: Value, packages: Value, git_root: Option<&Path>) -> RepoServer {
-        let dir = tempfile::Builder::new().prefix("ckd-repo-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ckd-repo-")
+            .tempdir()
+            .unwrap();
         let config = json!({
             "ready": dir.path().join("ready"),
             "log": dir.path().join("requests.jsonl"),
@@ -152,7 +170,12 @@ impl RepoServer {
             }
             if let Ok(bytes) = std::fs::read(&ready) {
                 let v: Value = serde_json::from_slice(&bytes).unwrap();
-                let ports = v["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
+                let ports = v["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_u64().unwrap() as u16)
+                    .collect();
                 return RepoServer { child, dir, ports };
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -178,7 +201,9 @@ impl RepoServer {
     pub fn accepted(&self, listener: u64, prefix: &str) -> Vec<String> {
         self.requests()
             .iter()
-            .filter(|r| r["listener"] == listener && r["path"].as_str().unwrap_or("").starts_with(prefix))
+            .filter(|r| {
+                r["listener"] == listener && r["path"].as_str().unwrap_or("").starts_with(prefix)
+            })
             .filter_map(|r| r["accepted"].as_str().map(str::to_owned))
             .collect()
     }
@@ -197,10 +222,21 @@ pub fn git_repo(root: &Path, name: &str, package: &str, version: &str) {
     std::fs::create_dir_all(work.join("src")).unwrap();
     let manifest = json!({"name": package, "autoload": {"psr-4": {"Acme\\": "src/"}}});
     std::fs::write(work.join("composer.json"), manifest.to_string()).unwrap();
-    std::fs::write(work.join("src/Widget.php"), "<?php\nnamespace Acme;\nclass Widget {}\n").unwrap();
+    std::fs::write(
+        work.join("src/Widget.php"),
+        "<?php\nnamespace Acme;\nclass Widget {}\n",
+    )
+    .unwrap();
     let git = |dir: &Path, args: &[&str]| {
         let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.invalid",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .current_dir(dir)
             .output()
@@ -212,7 +248,16 @@ pub fn git_repo(root: &Path, name: &str, package: &str, version: &str) {
     git(&work, &["commit", "-qm", "widget"]);
     git(&work, &["tag", version]);
     let bare = root.join(format!("{name}.git"));
-    git(root, &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
 }
 
 /// Asserts that no file under the test dir (HOME, COMPOSER_HOME, cache, projects) holds `secret`.
@@ -223,6 +268,11 @@ pub fn assert_no_plaintext(t: &TestEnv, secret: &str) {
 
 /// Writes `input` to a child's stdin and collects its output.
 pub fn feed(mut child: Child, input: &str) -> Output {
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
