@@ -33,6 +33,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     private $project;
     /** @var bool */
     private $locked = false;
+    /** @var mixed Composer's store-auths before this plugin turned it off */
+    private $storeAuths = 'prompt';
     /** @var array<string, array{0: string, 1: string}> origin => the pair set from composer-keyd */
     private $served = array();
     /** @var array<string, bool> origins already asked for, found or not */
@@ -112,6 +114,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         }
         $this->client = $client;
         // Prompted credentials go to the daemon (offered after they work), never to auth.json.
+        $this->storeAuths = $this->composer->getConfig()->get('store-auths');
         $this->composer->getConfig()->merge(array('config' => array('store-auths' => false)));
         foreach ($origins as $entry) {
             $origin = $entry['origin'];
@@ -209,6 +212,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
             case 'locked':
                 if (!$this->locked) {
                     $this->io->writeError('<warning>' . self::LOCKED_LINE . '</warning>');
+                    // A locked daemon cannot take prompted credentials: Composer's own choice applies again.
+                    $this->composer->getConfig()->merge(array('config' => array('store-auths' => $this->storeAuths)));
                 }
                 $this->locked = true;
 

@@ -95,7 +95,7 @@ test('no daemon: IO untouched, store-auths untouched, one line at -v only', func
 });
 
 test('locked: the one clear line, once, then Composer goes on', function () {
-    list($out, $auth) = activate_with(function ($p) {
+    list($out, $auth, $config) = activate_with(function ($p) {
         return array(
             'GET /v1/origins' . q($p) => array('body' => fixture('origins.json')),
             '*' => array('status' => 423, 'body' => fixture('error-locked.json')),
@@ -103,6 +103,7 @@ test('locked: the one clear line, once, then Composer goes on', function () {
     });
     same("composer-keyd is locked: run `composer-keyd unlock`\n", $out);
     same(array(), $auth);
+    same('prompt', $config->get('store-auths'), 'Composer\'s own store-auths is back');
 });
 
 test('disabled: one line naming it, and nothing fetched for it', function () {

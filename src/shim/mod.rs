@@ -1,7 +1,10 @@
 //! The Composer plugin embedded in the binary, and its global install: the copy in the
 //! data dir, the wiring in COMPOSER_HOME's composer.json, and what is installed now.
 
+mod home;
 pub mod manifest;
+
+pub use home::{composer_home, resolve_home};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -80,36 +83,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ShimError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Composer's home as `Factory::getHomeDir` finds it on Unix: `$COMPOSER_HOME`, else
-/// `$XDG_CONFIG_HOME/composer` (when the system uses XDG) or `~/.composer`, whichever
-/// exists first, else the first of them.
-pub fn resolve_home(
-    var: impl Fn(&str) -> Option<OsString>,
-    uses_xdg: bool,
-    is_dir: impl Fn(&Path) -> bool,
-) -> Result<PathBuf> {
-    let set = |k: &str| var(k).filter(|v| !v.is_empty());
-    if let Some(home) = set("COMPOSER_HOME") {
-        return Ok(PathBuf::from(home));
-    }
-    let user = set("HOME").ok_or(ShimError::NoHome)?;
-    let user = PathBuf::from(user.to_string_lossy().trim_end_matches('/'));
-    let mut dirs = Vec::new();
-    if uses_xdg {
-        let xdg = set("XDG_CONFIG_HOME").map_or_else(|| user.join(".config"), PathBuf::from);
-        dirs.push(xdg.join("composer"));
-    }
-    dirs.push(user.join(".composer"));
-    Ok(dirs.iter().find(|d| is_dir(d)).unwrap_or(&dirs[0]).clone())
-}
-
-/// [`resolve_home`] for this process; Composer counts any `XDG_*` variable, or /etc/xdg, as XDG.
-pub fn composer_home() -> Result<PathBuf> {
-    let uses_xdg = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("XDG_"))
-        || Path::new("/etc/xdg").is_dir();
-    resolve_home(|k| std::env::var_os(k), uses_xdg, Path::is_dir)
 }
 
 /// A stable digest of the embedded files (FNV-1a 64), so that a changed plugin
