@@ -8,15 +8,22 @@
 //! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
 //! - [`client`]: the CLI's HTTP client over the socket.
 //! - [`paths`], [`atomic`]: where files live and how they are written.
+//! - [`composer_home`], [`authjson`], [`scan`], [`check`]: Composer's own files, moving
+//!   plaintext secrets in, finding what is left, and testing stored credentials live.
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 
 pub mod atomic;
+pub mod authjson;
+pub mod check;
 pub mod client;
+pub mod composer_home;
+pub mod config;
 pub mod credential;
 pub mod error;
 pub mod index;
 pub mod paths;
 pub mod protocol;
+pub mod scan;
 pub mod secret;
 pub mod server;
 pub mod shim;

@@ -5,7 +5,7 @@ Usage: python3 tests/plugin_overhead.py [RUNS] [BINARY]   (default 15, target/de
 
 Sets up, under a throwaway HOME: a private D-Bus session with gnome-keyring, the
 daemon holding one http-basic credential, the loopback repository of
-tests/repo_server.py, and one project requiring two packages from it. Then it
+tests/composer_repo_server.py, and one project requiring two packages from it. Then it
 times `composer install` (from the lock file, vendor/ removed, warm cache) in
 two setups, alternating runs:
   plugin:    COMPOSER_HOME with the plugin (`composer-keyd shim install`), no auth.json
@@ -96,7 +96,7 @@ def main():
                   "listeners": [{"host": "127.0.0.1", "port": 0, "packages": ["acme/alpha", "acme/beta"],
                                  "basic": [{"user": USER, "pass": PASSWORD, "label": "pair"}]}]}
         json.dump(config, open(os.path.join(server_dir, "config.json"), "w"))
-        server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/repo_server.py"),
+        server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/composer_repo_server.py"),
                                    os.path.join(server_dir, "config.json")])
         procs.append(server)
         wait_for(lambda: os.path.exists(config["ready"]), "the repository server")

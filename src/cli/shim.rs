@@ -37,7 +37,9 @@ impl Opts {
     fn shim(self) -> anyhow::Result<Shim> {
         let home = match self.composer_home {
             Some(h) => h,
-            None => shim::composer_home().context("finding Composer's home")?,
+            None => {
+                composer_keyd::composer_home::composer_home().context("finding Composer's home")?
+            }
         };
         let data =
             composer_keyd::paths::data_dir().context("finding composer-keyd's data directory")?;

@@ -1,5 +1,6 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
+use super::timers::{Clock, Ttl};
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Index, Meta};
@@ -75,6 +76,8 @@ struct Inner {
     generation: u64,
     /// `last_used` changed since the index was last written.
     dirty: bool,
+    /// The unlock timers.
+    clock: Clock,
 }
 
 /// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
@@ -85,6 +88,8 @@ pub struct Agent {
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
     started: Instant,
+    /// Wakes the timer task when a deadline moves earlier (unlock, new limits).
+    timer_changed: tokio::sync::Notify,
 }
 
 impl Agent {
@@ -100,10 +105,39 @@ impl Agent {
                 locked,
                 generation: 0,
                 dirty: false,
+                clock: Clock::new((!locked).then(Instant::now)),
             }),
             writer: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            timer_changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Sets the unlock timers (`--idle-ttl`, `--max-ttl`).
+    pub fn set_ttl(&self, ttl: Ttl) {
+        self.inner().clock.set_ttl(ttl);
+        self.timer_changed.notify_one();
+    }
+
+    /// When the timers will lock the daemon, if they will.
+    pub fn lock_deadline(&self) -> Option<Instant> {
+        self.inner().clock.deadline()
+    }
+
+    /// Signalled when the deadline may have moved earlier.
+    pub fn timer_changed(&self) -> &tokio::sync::Notify {
+        &self.timer_changed
+    }
+
+    /// Locks if a timer has run out at `now`; checks and locks under one lock, so a
+    /// release or unlock that came in first wins.
+    pub fn expire(&self, now: Instant) -> bool {
+        let mut inner = self.inner();
+        if !inner.clock.due(now) {
+            return false;
+        }
+        self.lock_held(&mut inner);
+        true
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -142,12 +176,20 @@ impl Agent {
             version: VERSION.into(),
             protocol: PROTOCOL,
             backend: self.store.kind(),
-            backend_reason: self.cfg.backend_reason.clone(),
+            backend_reason: self
+                .store
+                .as_active()
+                .map_or_else(|| self.cfg.backend_reason.clone(), |a| a.reason()),
             locked: inner.locked,
             credentials,
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
+            vault_exists: self.store.as_active().map(|a| a.vault_exists()),
+            lock_in_secs: inner
+                .clock
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()).as_secs()),
         }
     }
 
@@ -181,7 +223,9 @@ impl Agent {
             let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
             inner.dirty = true;
             if let Some(cached) = inner.cache.get(&key) {
-                return Ok(Arc::clone(cached));
+                let cached = Arc::clone(cached);
+                inner.clock.released(Instant::now());
+                return Ok(cached);
             }
             (key, inner.generation)
         };
@@ -200,6 +244,7 @@ impl Agent {
         if inner.generation == generation {
             inner.cache.insert(key, Arc::clone(&released));
         }
+        inner.clock.released(Instant::now());
         Ok(released)
     }
 
@@ -414,7 +459,11 @@ impl Agent {
 
     /// Wipes every decrypted secret and refuses reads until `unlock`.
     pub fn lock(&self) {
-        let mut inner = self.inner();
+        self.lock_held(&mut self.inner());
+    }
+
+    fn lock_held(&self, inner: &mut Inner) {
+        inner.clock.locked();
         inner.locked = true;
         inner.generation += 1;
         // Dropping the cached credentials zeroizes them (Secret's Drop).
@@ -431,7 +480,12 @@ impl Agent {
             ));
         }
         self.backend(move |s| s.unlock(passphrase.as_ref())).await?;
-        self.inner().locked = false;
+        {
+            let mut inner = self.inner();
+            inner.locked = false;
+            inner.clock.unlocked(Instant::now());
+        }
+        self.timer_changed.notify_one();
         Ok(())
     }
 }
@@ -453,5 +507,6 @@ fn backend_name(kind: BackendKind) -> &'static str {
     }
 }
 
+mod backend;
 #[cfg(test)]
 mod tests;

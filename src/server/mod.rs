@@ -4,6 +4,7 @@ pub mod agent;
 pub mod body;
 pub mod daemon;
 pub mod routes;
+pub mod timers;
 
 use agent::Agent;
 use hyper::server::conn::http1;

@@ -5,7 +5,9 @@ use super::body::WipeBody;
 use super::{Limits, Peer};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
-use crate::protocol::{Ack, ErrorBody, ErrorDetail, PutCredential, UnlockRequest};
+use crate::protocol::{
+    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockRequest,
+};
 use crate::secret::to_json_zeroizing;
 use bytes::Buf;
 use http_body_util::BodyExt;
@@ -144,6 +146,18 @@ async fn route(
             agent.unlock(unlock.passphrase).await?;
             tracing::info!(pid = ?peer.pid, "unlocked");
             ok(&Ack { ok: true })
+        }
+        (&Method::POST, ["v1", "passwd"]) => {
+            let req: PasswdRequest = decode(&read_body(req, limits).await?)?;
+            agent.passwd(req.passphrase, req.new_passphrase).await?;
+            tracing::info!(pid = ?peer.pid, "vault passphrase changed");
+            ok(&Ack { ok: true })
+        }
+        (&Method::POST, ["v1", "migrate"]) => {
+            let req: MigrateRequest = decode(&read_body(req, limits).await?)?;
+            let reply = agent.migrate(req.to, req.passphrase).await?;
+            tracing::info!(pid = ?peer.pid, from = ?reply.from, to = ?reply.to, copied = reply.copied, removed = reply.removed, "migrated");
+            ok(&reply)
         }
         _ => Err(unknown()),
     }

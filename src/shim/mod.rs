@@ -1,10 +1,7 @@
 //! The Composer plugin embedded in the binary, and its global install: the copy in the
 //! data dir, the wiring in COMPOSER_HOME's composer.json, and what is installed now.
 
-mod home;
 pub mod manifest;
-
-pub use home::{composer_home, resolve_home};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin's Composer package name.
-pub const PACKAGE: &str = "composer-keyd/composer-plugin";
+pub const PACKAGE: &str = crate::composer_home::PLUGIN_PACKAGE;
 
 /// The plugin's files, relative to its directory; one binary installs its own plugin.
 pub const FILES: [(&str, &str); 5] = [
@@ -48,8 +45,6 @@ pub const BUILD_KEY: &str = "composer-keyd-build";
 /// Why a shim operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
-    #[error("neither COMPOSER_HOME nor HOME is set, so Composer's home is unknown")]
-    NoHome,
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is not valid JSON ({source}); fix it, then run the command again")]

@@ -1,6 +1,6 @@
 //! Composer-side fixtures for the plugin's end-to-end tests: an isolated Composer
 //! (its own COMPOSER_HOME and cache), the plugin installed there by `shim install`,
-//! projects, and the loopback repository server of `tests/repo_server.py`.
+//! projects, and the loopback repository server of `tests/composer_repo_server.py`.
 
 #![allow(dead_code)]
 
@@ -138,7 +138,7 @@ pub struct RepoServer {
 }
 
 impl RepoServer {
-    /// Starts the server; `listeners` and `packages` as in tests/repo_server.py.
+    /// Starts the server; `listeners` and `packages` as in tests/composer_repo_server.py.
     pub fn start(listeners: Value, packages: Value, git_root: Option<&Path>) -> RepoServer {
         let dir = tempfile::Builder::new()
             .prefix("ckd-repo-")
@@ -152,7 +152,7 @@ impl RepoServer {
             "packages": packages,
         });
         std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/repo_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/composer_repo_server.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(dir.path().join("config.json"))
@@ -160,7 +160,7 @@ impl RepoServer {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
             .spawn()
-            .expect("start tests/repo_server.py (Debian package python3)");
+            .expect("start tests/composer_repo_server.py (Debian package python3)");
         let ready = dir.path().join("ready");
         // Bounded: 200 x 25 ms.
         for _ in 0..200 {
