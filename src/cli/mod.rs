@@ -9,6 +9,7 @@ mod prompt;
 mod scan;
 mod serve;
 mod session;
+mod shim;
 mod vault;
 
 use anyhow::Context;
@@ -67,6 +68,8 @@ enum Command {
     Passwd,
     /// Move every credential to another backend and use it from now on.
     Migrate(vault::MigrateArgs),
+    /// Install, remove or inspect the Composer plugin in COMPOSER_HOME.
+    Shim(shim::ShimArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -126,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Doctor(a) => doctor::run(&ctx, a).await,
             Command::Passwd => vault::passwd(&ctx).await,
             Command::Migrate(a) => vault::migrate(&ctx, a).await,
+            Command::Shim(a) => shim::run(a),
         }
     })
 }
