@@ -12,6 +12,10 @@ pub struct ServeArgs {
     /// Seconds a single keyring or vault call may take before it answers backend-unavailable.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     backend_timeout: u64,
+    /// Exit after SECS without connections, when systemd or launchd holds the socket
+    /// (it starts the daemon again on the next connection). Ignored otherwise.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_exit: Option<u64>,
 }
 
 /// Binds the socket, opens the store and serves until SIGTERM or SIGINT.
@@ -25,6 +29,7 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         socket,
         backend_timeout: Duration::from_secs(args.backend_timeout.max(1)),
         limits: Limits::default(),
+        idle_exit: args.idle_exit.map(Duration::from_secs),
     };
     rt.block_on(daemon::serve(opts))?;
     Ok(())
