@@ -3,6 +3,7 @@
 mod keys;
 mod prompt;
 mod serve;
+mod service;
 mod session;
 
 use anyhow::Context;
@@ -47,6 +48,8 @@ enum Command {
     Unlock,
     /// Show the daemon's version, backend, lock state and counts.
     Status(session::StatusArgs),
+    /// Install, remove or inspect the systemd user units or the launchd agent.
+    Service(service::ServiceArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -76,6 +79,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return serve::run(args, socket).map(|()| ExitCode::SUCCESS);
     }
     init_cli_logging();
+    if let Command::Service(args) = cli.command {
+        return service::run(args, socket);
+    }
     let ctx = Ctx {
         client: Client::new(socket),
         autostart: !cli.no_autostart,
@@ -86,7 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(_) => unreachable!("handled above"),
+            Command::Serve(_) | Command::Service(_) => unreachable!("handled above"),
             Command::Add(a) => keys::add(&ctx, a).await,
             Command::List(a) => keys::list(&ctx, a).await,
             Command::Remove(t) => keys::remove(&ctx, t).await,
