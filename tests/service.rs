@@ -33,6 +33,32 @@ fn wait_exit(child: &mut Child) -> Option<std::process::ExitStatus> {
     status
 }
 
+/// A child killed (SIGKILL) if it still runs when the test ends, even by a panic.
+struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // Best effort in a destructor: it may exit on its own meanwhile.
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn sigterm(child: &Child) {
     // SAFETY: kill has no memory effects; the pid is our own child's.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -265,16 +291,17 @@ fn activation_answers_and_notifies(notify: NotifyListener, t: &TestEnv) {
     let sock = t.socket();
     private_dir(sock.parent().unwrap());
     let log = t.dir.path().join("activated.log");
-    let mut child = t
-        .command("systemd-socket-activate")
-        .arg("-l")
-        .arg(&sock)
-        .args(activator_env(t, &notify))
-        .args([BIN, "serve"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start systemd-socket-activate");
+    let mut child = Reaped(
+        t.command("systemd-socket-activate")
+            .arg("-l")
+            .arg(&sock)
+            .args(activator_env(t, &notify))
+            .args([BIN, "serve"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start systemd-socket-activate"),
+    );
     // Bounded: 200 x 50 ms until the activator listens (it binds first, then listens).
     assert!(
         wait_for(200, || UnixStream::connect(&sock).is_ok()),
@@ -326,7 +353,7 @@ struct HeldSocket {
 }
 
 impl HeldSocket {
-    fn activate(&self, t: &TestEnv, notify: &NotifyListener, log: &Path) -> Child {
+    fn activate(&self, t: &TestEnv, notify: &NotifyListener, log: &Path) -> Reaped {
         let fd = self.listener.as_raw_fd();
         let mut cmd = t.command("sh");
         cmd.arg("-c")
@@ -352,7 +379,7 @@ impl HeldSocket {
                 Ok(())
             });
         }
-        cmd.spawn().expect("start systemd-socket-activate")
+        Reaped(cmd.spawn().expect("start systemd-socket-activate"))
     }
 }
 
