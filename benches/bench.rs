@@ -124,6 +124,8 @@ fn main() {
         "",
     );
 
+    vault_cold_path(&mut report);
+
     let canned = wire::capture(&sock, path);
     let floor = wire::Floor::start(t.dir.path(), canned);
     let ka = wire::get_request(path, true);
@@ -246,6 +248,31 @@ fn main() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report.md");
     let _ = std::fs::write(&out, &md);
     println!("\n{md}\n(written to {})", out.display());
+}
+
+/// The vault: unlock (scrypt at the real work factor) and the first lookup after it.
+fn vault_cold_path(report: &mut Report) {
+    let mut t = TestEnv::bare();
+    t.env.insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
+    t.env.insert("RUST_LOG".into(), "warn".into());
+    let _d = t.start_daemon(&[]);
+    let sock = t.socket();
+    t.ok(&["unlock"], "bench-passphrase\nbench-passphrase\n");
+    put(&sock, "repo.magento.com", "0123456789abcdef0123456789abcdef");
+    let path = "/v1/credentials/repo.magento.com";
+    let body = r#"{"passphrase":"bench-passphrase"}"#;
+    let (mut unlocks, mut firsts) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        request(&sock, "POST", "/v1/lock", None).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(request(&sock, "POST", "/v1/unlock", Some(body)).unwrap().status, 200);
+        unlocks.push(t0.elapsed());
+        let t1 = Instant::now();
+        assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
+        firsts.push(t1.elapsed());
+    }
+    report.row("vault unlock, scrypt 2^18 (median of 5)", ms(median(unlocks)), "".into(), "");
+    report.row("cold lookup after unlock, vault (median of 5)", ms(median(firsts)), "".into(), "");
 }
 
 /// Spawns `serve` and polls (every 200 µs, at most 5 s) until the socket answers.

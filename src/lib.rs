@@ -9,14 +9,21 @@
 //! - [`client`]: the CLI's HTTP client over the socket.
 //! - [`service`]: the systemd user units and the launchd agent: render, install, status.
 //! - [`paths`], [`atomic`]: where files live and how they are written.
+//! - [`composer_home`], [`authjson`], [`scan`], [`check`]: Composer's own files, moving
+//!   plaintext secrets in, finding what is left, and testing stored credentials live.
 
 pub mod atomic;
+pub mod authjson;
+pub mod check;
 pub mod client;
+pub mod composer_home;
+pub mod config;
 pub mod credential;
 pub mod error;
 pub mod index;
 pub mod paths;
 pub mod protocol;
+pub mod scan;
 pub mod secret;
 pub mod server;
 pub mod service;

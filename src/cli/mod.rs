@@ -1,10 +1,16 @@
 //! Command-line definitions and dispatch; each subcommand family lives in its own file.
 
+mod check;
+mod doctor;
+mod exec;
+mod import;
 mod keys;
 mod prompt;
+mod scan;
 mod serve;
 mod service;
 mod session;
+mod vault;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -48,6 +54,20 @@ enum Command {
     Unlock,
     /// Show the daemon's version, backend, lock state and counts.
     Status(session::StatusArgs),
+    /// Move auth.json (and COMPOSER_AUTH) secrets into the keyring and scrub the files.
+    Import(import::ImportArgs),
+    /// Find plaintext Composer credentials; exits 1 when any is found.
+    Scan(scan::ScanArgs),
+    /// Run a command with COMPOSER_AUTH set for it alone: `exec -- composer install`.
+    Exec(exec::ExecArgs),
+    /// Test each stored credential against its repository.
+    Check(check::CheckArgs),
+    /// Report everything that stands between you and a plaintext-free `composer install`.
+    Doctor(doctor::DoctorArgs),
+    /// Change the vault's passphrase.
+    Passwd,
+    /// Move every credential to another backend and use it from now on.
+    Migrate(vault::MigrateArgs),
     /// Install, remove or inspect the systemd user units or the launchd agent.
     Service(service::ServiceArgs),
 }
@@ -78,6 +98,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Serve(args) = cli.command {
         return serve::run(args, socket).map(|()| ExitCode::SUCCESS);
     }
+    if let Command::Scan(args) = cli.command {
+        return scan::run(args);
+    }
     init_cli_logging();
     if let Command::Service(args) = cli.command {
         return service::run(args, socket);
@@ -102,6 +125,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Lock => session::lock(&ctx).await,
             Command::Unlock => session::unlock(&ctx).await,
             Command::Status(a) => session::status(&ctx, a).await,
+            Command::Import(a) => import::run(&ctx, a).await,
+            Command::Scan(_) => unreachable!("handled above"),
+            Command::Exec(a) => exec::run(&ctx, a).await,
+            Command::Check(a) => check::run(&ctx, a).await,
+            Command::Doctor(a) => doctor::run(&ctx, a).await,
+            Command::Passwd => vault::passwd(&ctx).await,
+            Command::Migrate(a) => vault::migrate(&ctx, a).await,
         }
     })
 }

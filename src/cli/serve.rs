@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use composer_keyd::server::daemon::{self, Options};
+use composer_keyd::server::timers::Ttl;
 use composer_keyd::server::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,21 @@ pub struct ServeArgs {
     /// (it starts the daemon again on the next connection). Ignored otherwise.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     idle_exit: Option<u64>,
+    /// Lock after this long without a credential release (e.g. 15m, 1h; 0 = never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    idle_ttl: Option<Duration>,
+    /// Lock this long after unlock, however much it is used (e.g. 8h; 0 = never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    max_ttl: Option<Duration>,
+}
+
+/// A duration as humantime writes it (`90s`, `15m`, `2h 30m`), or plain seconds.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .or_else(|_| humantime::parse_duration(s))
+        .map_err(|e| format!("{e} (write e.g. 90s, 15m or 2h)"))
 }
 
 /// Binds the socket, opens the store and serves until SIGTERM or SIGINT.
@@ -30,6 +46,10 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         backend_timeout: Duration::from_secs(args.backend_timeout.max(1)),
         limits: Limits::default(),
         idle_exit: args.idle_exit.map(Duration::from_secs),
+        ttl: Ttl {
+            idle: args.idle_ttl.filter(|d| !d.is_zero()),
+            max: args.max_ttl.filter(|d| !d.is_zero()),
+        },
     };
     rt.block_on(daemon::serve(opts))?;
     Ok(())

@@ -1,5 +1,6 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
+use super::timers::{Clock, Ttl};
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Index, Meta};
@@ -13,12 +14,46 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A credential ready to hand out: the reply and its JSON, encoded once when cached, so a
+/// cached lookup serializes nothing and copies no secret.
+pub struct Released {
+    pub reply: CredentialReply,
+    /// The encoded reply; zeroized when the last holder (cache or response) drops it.
+    pub json: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Released {
+    // The JSON holds the secret, so only the reply (whose secrets print REDACTED) is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.reply.fmt(f)
+    }
+}
+
+impl AsRef<[u8]> for Released {
+    fn as_ref(&self) -> &[u8] {
+        &self.json
+    }
+}
+
+impl Released {
+    fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
+        let reply = CredentialReply {
+            origin: origin.clone(),
+            project,
+            credential: Arc::new(credential),
+        };
+        let json = to_json_zeroizing(&reply);
+        Arc::new(Released { reply, json })
+    }
 }
 
 /// How the agent is set up.
@@ -35,12 +70,14 @@ pub struct AgentConfig {
 struct Inner {
     index: Index,
     /// Decrypted credentials, filled on first use, wiped by `lock`.
-    cache: HashMap<SlotKey, Arc<Credential>>,
+    cache: HashMap<SlotKey, Arc<Released>>,
     locked: bool,
     /// Bumped by every write and by `lock`, so a read that raced one does not cache a stale secret.
     generation: u64,
     /// `last_used` changed since the index was last written.
     dirty: bool,
+    /// The unlock timers.
+    clock: Clock,
 }
 
 /// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
@@ -51,6 +88,8 @@ pub struct Agent {
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
     started: Instant,
+    /// Wakes the timer task when a deadline moves earlier (unlock, new limits).
+    timer_changed: tokio::sync::Notify,
 }
 
 impl Agent {
@@ -66,10 +105,39 @@ impl Agent {
                 locked,
                 generation: 0,
                 dirty: false,
+                clock: Clock::new((!locked).then(Instant::now)),
             }),
             writer: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            timer_changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Sets the unlock timers (`--idle-ttl`, `--max-ttl`).
+    pub fn set_ttl(&self, ttl: Ttl) {
+        self.inner().clock.set_ttl(ttl);
+        self.timer_changed.notify_one();
+    }
+
+    /// When the timers will lock the daemon, if they will.
+    pub fn lock_deadline(&self) -> Option<Instant> {
+        self.inner().clock.deadline()
+    }
+
+    /// Signalled when the deadline may have moved earlier.
+    pub fn timer_changed(&self) -> &tokio::sync::Notify {
+        &self.timer_changed
+    }
+
+    /// Locks if a timer has run out at `now`; checks and locks under one lock, so a
+    /// release or unlock that came in first wins.
+    pub fn expire(&self, now: Instant) -> bool {
+        let mut inner = self.inner();
+        if !inner.clock.due(now) {
+            return false;
+        }
+        self.lock_held(&mut inner);
+        true
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -108,12 +176,20 @@ impl Agent {
             version: VERSION.into(),
             protocol: PROTOCOL,
             backend: self.store.kind(),
-            backend_reason: self.cfg.backend_reason.clone(),
+            backend_reason: self
+                .store
+                .as_active()
+                .map_or_else(|| self.cfg.backend_reason.clone(), |a| a.reason()),
             locked: inner.locked,
             credentials,
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
+            vault_exists: self.store.as_active().map(|a| a.vault_exists()),
+            lock_in_secs: inner
+                .clock
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()).as_secs()),
         }
     }
 
@@ -128,7 +204,7 @@ impl Agent {
     }
 
     /// The credential that wins for `origin` looked up from `project`.
-    pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<CredentialReply> {
+    pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<Arc<Released>> {
         let (key, generation) = {
             let mut inner = self.inner();
             if inner.locked {
@@ -136,39 +212,40 @@ impl Agent {
             }
             let meta = inner
                 .index
-                .resolve(origin, project)
+                .resolve_mut(origin, project)
                 .ok_or_else(|| Error::NotFound(origin.to_string()))?;
             if !meta.enabled {
                 return Err(Error::Disabled {
                     what: describe(origin, meta.project.as_deref()),
                 });
             }
-            let scope = meta.project.clone();
-            let key = SlotKey::new(origin, scope.as_deref(), Slot::Current);
-            if let Some(m) = inner.index.get_mut(origin, scope.as_deref()) {
-                m.last_used = Some(now_secs());
-            }
+            meta.last_used = Some(now_secs());
+            let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
             inner.dirty = true;
-            if let Some(cred) = inner.cache.get(&key) {
-                return Ok(reply(origin, scope, Arc::clone(cred)));
+            if let Some(cached) = inner.cache.get(&key) {
+                let cached = Arc::clone(cached);
+                inner.clock.released(Instant::now());
+                return Ok(cached);
             }
             (key, inner.generation)
         };
-        let cred = Arc::new(self.read(&key).await?.ok_or_else(|| {
+        let cred = self.read(&key).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "{} (the index lists it but the {} has no secret; add it again)",
                 describe(origin, key.project.as_deref()),
                 backend_name(self.store.kind())
             ))
-        })?);
+        })?;
+        let released = Released::new(origin, key.project.clone(), cred);
         let mut inner = self.inner();
         if inner.locked {
             return Err(Error::Locked);
         }
         if inner.generation == generation {
-            inner.cache.insert(key.clone(), Arc::clone(&cred));
+            inner.cache.insert(key, Arc::clone(&released));
         }
-        Ok(reply(origin, key.project, cred))
+        inner.clock.released(Instant::now());
+        Ok(released)
     }
 
     /// Reads and parses one secret from the store.
@@ -282,7 +359,8 @@ impl Agent {
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            inner.cache.insert(key, Arc::new(req.credential));
+            let released = Released::new(origin, project.clone(), req.credential);
+            inner.cache.insert(key, released);
             inner.index.upsert(meta.clone());
         }
         if changed {
@@ -371,7 +449,8 @@ impl Agent {
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            inner.cache.insert(cur_key, Arc::new(previous));
+            let released = Released::new(origin, project.map(str::to_owned), previous);
+            inner.cache.insert(cur_key, released);
             inner.index.upsert(meta.clone());
         }
         self.save_index().await?;
@@ -380,7 +459,11 @@ impl Agent {
 
     /// Wipes every decrypted secret and refuses reads until `unlock`.
     pub fn lock(&self) {
-        let mut inner = self.inner();
+        self.lock_held(&mut self.inner());
+    }
+
+    fn lock_held(&self, inner: &mut Inner) {
+        inner.clock.locked();
         inner.locked = true;
         inner.generation += 1;
         // Dropping the cached credentials zeroizes them (Secret's Drop).
@@ -397,16 +480,13 @@ impl Agent {
             ));
         }
         self.backend(move |s| s.unlock(passphrase.as_ref())).await?;
-        self.inner().locked = false;
+        {
+            let mut inner = self.inner();
+            inner.locked = false;
+            inner.clock.unlocked(Instant::now());
+        }
+        self.timer_changed.notify_one();
         Ok(())
-    }
-}
-
-fn reply(origin: &Origin, project: Option<String>, credential: Arc<Credential>) -> CredentialReply {
-    CredentialReply {
-        origin: origin.clone(),
-        project,
-        credential,
     }
 }
 
@@ -427,5 +507,6 @@ fn backend_name(kind: BackendKind) -> &'static str {
     }
 }
 
+mod backend;
 #[cfg(test)]
 mod tests;

@@ -4,10 +4,14 @@ use super::agent::{Agent, AgentConfig};
 use super::idle::Activity;
 use super::intake::{self, IntakeError};
 use super::notify::Notifier;
+use super::timers::{self, Ttl};
 use super::{run_with, Limits};
+use crate::config::{self, BackendChoice, Source};
 use crate::index::Index;
 use crate::paths;
+use crate::store::active::Active;
 use crate::store::keyring::KeyringStore;
+use crate::store::vault::{self, VaultStore};
 use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +26,8 @@ pub enum StartError {
     Path(#[from] paths::PathError),
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -36,6 +42,8 @@ pub struct Options {
     pub socket: PathBuf,
     pub backend_timeout: Duration,
     pub limits: Limits,
+    /// The unlock timers (`--idle-ttl`, `--max-ttl`).
+    pub ttl: Ttl,
     /// Exit after this long without connections, when a service manager holds the socket.
     pub idle_exit: Option<Duration>,
 }
@@ -46,15 +54,26 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     // First, while no other thread exists: both read and clear environment variables.
     let notifier = Notifier::from_env();
     let listener = intake::open(&opts.socket)?;
-    let (store, reason) = open_store();
+    let (store, reason) = open_store(opts.backend_timeout).await?;
+    // Vault calls are local CPU work (scrypt, plus the pause after a wrong passphrase),
+    // not a service that may hang: give them room.
+    let backend_timeout = match store.kind() {
+        crate::protocol::BackendKind::Vault => opts.backend_timeout.max(VAULT_TIMEOUT),
+        _ => opts.backend_timeout,
+    };
+    tracing::info!(backend = ?store.kind(), "backend: {reason}");
     let index_path = paths::index_path()?;
     let index = Index::load(&index_path)?;
     let cfg = AgentConfig {
         index_path,
-        backend_timeout: opts.backend_timeout,
+        backend_timeout,
         backend_reason: reason,
     };
+    // Asked at idle time: would a fresh daemon start locked (a vault without its key)?
+    let restarts_locked = Arc::clone(&store);
     let agent = Arc::new(Agent::new(store, index, cfg));
+    agent.set_ttl(opts.ttl);
+    let timer = tokio::spawn(timers::watch(Arc::clone(&agent)));
     let shown = listener.path.as_deref().unwrap_or(&opts.socket).display();
     tracing::info!(
         socket = %shown,
@@ -82,9 +101,15 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
             let why = match idle_exit {
                 Some(period) => tokio::select! {
                     () = shutdown_signal() => "stopping on a signal",
-                    // A locked daemon stays: a fresh one would start unlocked.
-                    () = activity.idle(period, || !agent.status().locked) => {
-                        tracing::info!("idle for {}; exiting until the next connection", humantime::format_duration(period));
+                    // A locked daemon stays unless a fresh one would start locked too;
+                    // leaving would otherwise undo `lock` (or an unlock timer).
+                    () = activity.idle(period, || {
+                        !agent.status().locked || restarts_locked.needs_passphrase()
+                    }) => {
+                        tracing::info!(
+                            "idle for {}; exiting until the next connection",
+                            humantime::format_duration(period)
+                        );
                         "stopping after an idle period"
                     }
                 },
@@ -107,6 +132,7 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     )
     .await;
     flusher.abort();
+    timer.abort();
     agent.lock();
     if let Err(e) = agent.flush().await {
         tracing::warn!("could not write last-used times: {e}");
@@ -116,9 +142,48 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Picks the backend and says why.
-fn open_store() -> (Arc<dyn Store>, String) {
-    (Arc::new(KeyringStore::new()), "the OS keyring".into())
+/// The longest a vault call may take.
+const VAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Picks the backend and says why: `COMPOSER_KEYD_BACKEND`, else config.toml, else auto.
+/// Auto takes the OS keyring when it answers within `probe_timeout`, else the vault.
+async fn open_store(probe_timeout: Duration) -> Result<(Arc<Active>, String), StartError> {
+    let (choice, source) = config::backend()?;
+    let vault_path = vault::default_path()?;
+    let set = match &source {
+        Source::Env => format!("{}={choice}", config::ENV_BACKEND),
+        Source::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
+        Source::Default => "auto, the default".into(),
+    };
+    let (store, reason): (Arc<dyn Store>, String) = match choice {
+        BackendChoice::Keyring => (Arc::new(KeyringStore::new()), set),
+        BackendChoice::Vault => (Arc::new(VaultStore::new(vault_path.clone())), set),
+        BackendChoice::Auto => match probe_keyring(probe_timeout).await {
+            Ok(k) => (Arc::new(k), format!("{set}: the OS keyring answered")),
+            Err(why) => (
+                Arc::new(VaultStore::new(vault_path.clone())),
+                format!("{set}: no OS keyring answered ({why}), so the encrypted vault"),
+            ),
+        },
+    };
+    Ok((
+        Arc::new(Active::new(store, reason.clone(), vault_path)),
+        reason,
+    ))
+}
+
+/// Connects to the platform store off the async thread, bounded by `limit`.
+async fn probe_keyring(limit: Duration) -> Result<KeyringStore, String> {
+    let task = tokio::task::spawn_blocking(|| {
+        let k = KeyringStore::new();
+        k.probe().map(|()| k)
+    });
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(Ok(k))) => Ok(k),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("the probe failed: {e}")),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
 }
 
 /// Writes `last_used` times once a minute.

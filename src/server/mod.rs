@@ -7,6 +7,7 @@ pub mod idle;
 pub mod intake;
 pub mod notify;
 pub mod routes;
+pub mod timers;
 
 use agent::Agent;
 use hyper::server::conn::http1;

@@ -5,7 +5,9 @@ use super::body::WipeBody;
 use super::{Limits, Peer};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
-use crate::protocol::{Ack, ErrorBody, ErrorDetail, PutCredential, UnlockRequest};
+use crate::protocol::{
+    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockRequest,
+};
 use crate::secret::to_json_zeroizing;
 use bytes::Buf;
 use http_body_util::BodyExt;
@@ -58,7 +60,11 @@ pub fn error_response(e: &Error) -> Response<WipeBody> {
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<WipeBody> {
     let bytes = to_json_zeroizing(value);
     let len = bytes.len();
-    let mut resp = Response::new(WipeBody::new(bytes));
+    body_response(status, WipeBody::new(bytes), len)
+}
+
+fn body_response(status: StatusCode, body: WipeBody, len: usize) -> Response<WipeBody> {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -92,9 +98,13 @@ async fn route(
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.lookup_project()?;
-            let reply = agent.get(&origin, project.as_deref()).await?;
-            tracing::debug!(origin = %origin, scope = ?reply.project, pid = ?peer.pid, uid = peer.uid, "released");
-            ok(&reply)
+            let released = agent.get(&origin, project.as_deref()).await?;
+            tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
+            Ok(body_response(
+                StatusCode::OK,
+                WipeBody::shared(released.clone()),
+                released.json.len(),
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
@@ -136,6 +146,18 @@ async fn route(
             agent.unlock(unlock.passphrase).await?;
             tracing::info!(pid = ?peer.pid, "unlocked");
             ok(&Ack { ok: true })
+        }
+        (&Method::POST, ["v1", "passwd"]) => {
+            let req: PasswdRequest = decode(&read_body(req, limits).await?)?;
+            agent.passwd(req.passphrase, req.new_passphrase).await?;
+            tracing::info!(pid = ?peer.pid, "vault passphrase changed");
+            ok(&Ack { ok: true })
+        }
+        (&Method::POST, ["v1", "migrate"]) => {
+            let req: MigrateRequest = decode(&read_body(req, limits).await?)?;
+            let reply = agent.migrate(req.to, req.passphrase).await?;
+            tracing::info!(pid = ?peer.pid, from = ?reply.from, to = ?reply.to, copied = reply.copied, removed = reply.removed, "migrated");
+            ok(&reply)
         }
         _ => Err(unknown()),
     }

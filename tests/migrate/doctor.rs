@@ -1,0 +1,104 @@
+//! `doctor` on a broken set-up lists each problem with its fix, and passes once they are fixed.
+
+use crate::server::RepoServer;
+use crate::support::{require, TestEnv};
+use crate::*;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+
+/// Asserts a `PROBLEM  what: ...` line whose next line is a fix containing `fix`.
+fn assert_problem(out: &str, what: &str, fix: &str) {
+    let lines: Vec<&str> = out.lines().collect();
+    let found = lines.windows(2).any(|w| {
+        w[0].starts_with(&format!("PROBLEM  {what}"))
+            && w[1].trim_start().starts_with("fix:")
+            && w[1].contains(fix)
+    });
+    assert!(found, "no problem `{what}` with fix `{fix}` in:\n{out}");
+}
+
+#[test]
+fn doctor_lists_each_problem_with_its_fix_and_passes_when_fixed() {
+    require("php", "php-cli");
+    require("composer", "composer");
+    let t = TestEnv::with_keyring(true);
+    let proj = project(&t, "shop");
+    write_mode(
+        &proj.join("auth.json"),
+        &json!({"http-basic": {"repo.magento.com": {"username": PUB, "password": PRIV}}})
+            .to_string(),
+        0o600,
+    );
+    // An unsafe socket directory, no daemon, no plugin, plaintext in the project.
+    let sock_dir = t.socket().parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&sock_dir).unwrap();
+    std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_in(&t, &proj, &["doctor", "--offline"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_problem(
+        &shown,
+        "daemon: nothing answers",
+        "composer-keyd service install",
+    );
+    assert_problem(
+        &shown,
+        "socket directory",
+        &format!("rm -r {}", sock_dir.display()),
+    );
+    assert_problem(&shown, "plugin", "composer-keyd shim install");
+    assert_problem(
+        &shown,
+        &format!(
+            "plaintext: {}: http-basic for repo.magento.com",
+            proj.join("auth.json").display()
+        ),
+        &format!("composer-keyd import {}", proj.join("auth.json").display()),
+    );
+    assert!(shown.contains("\nok       php: "), "{shown}");
+    assert!(
+        shown.contains("\nok       composer: Composer version 2"),
+        "{shown}"
+    );
+    assert!(shown.contains("4 problem(s) found."), "{shown}");
+    assert_no_secret(&text(&out), &[PUB, PRIV]);
+
+    // Fix each problem the way the report says.
+    std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let _d = t.start_daemon(&[]);
+    let imp = run_in(&t, &proj, &["import"], &[]);
+    assert!(imp.status.success(), "{}", text(&imp));
+    let home = composer_home(&t);
+    std::fs::write(
+        home.join("composer.json"),
+        json!({"require": {"composer-keyd/composer-plugin": "*"}, "config": {"allow-plugins": {"composer-keyd/composer-plugin": true}}}).to_string(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.join("vendor/composer-keyd/composer-plugin")).unwrap();
+    let server = RepoServer::start(t.dir.path(), PUB, PRIV, None);
+    let to_server = format!("repo.magento.com=127.0.0.1:{}", server.port);
+    let env = [
+        ("COMPOSER_KEYD_CHECK_SCHEME", "http"),
+        ("COMPOSER_KEYD_CHECK_CONNECT_TO", to_server.as_str()),
+    ];
+    let out = run_in(&t, &proj, &["doctor"], &env);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("No problems found."), "{shown}");
+    assert!(
+        shown.contains("ok       check repo.magento.com (project "),
+        "{shown}"
+    );
+    assert!(shown.contains("ok       backend: keyring"), "{shown}");
+    assert!(server.log().contains("accepted GET /packages.json"));
+
+    // A locked daemon is a problem with its own fix.
+    t.ok(&["lock"], "");
+    let out = run_in(&t, &proj, &["doctor"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_problem(
+        &String::from_utf8_lossy(&out.stdout),
+        "backend",
+        "composer-keyd unlock",
+    );
+}
