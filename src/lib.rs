@@ -7,6 +7,7 @@
 //! - [`store`]: the `Store` trait and its backends; [`index`]: the non-secret metadata file.
 //! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
 //! - [`client`]: the CLI's HTTP client over the socket.
+//! - [`service`]: the systemd user units and the launchd agent: render, install, status.
 //! - [`paths`], [`atomic`]: where files live and how they are written.
 //! - [`composer_home`], [`authjson`], [`scan`], [`check`]: Composer's own files, moving
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
@@ -26,5 +27,6 @@ pub mod protocol;
 pub mod scan;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod shim;
 pub mod store;

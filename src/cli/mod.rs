@@ -8,6 +8,7 @@ mod keys;
 mod prompt;
 mod scan;
 mod serve;
+mod service;
 mod session;
 mod shim;
 mod vault;
@@ -70,6 +71,8 @@ enum Command {
     Migrate(vault::MigrateArgs),
     /// Install, remove or inspect the Composer plugin in COMPOSER_HOME.
     Shim(shim::ShimArgs),
+    /// Install, remove or inspect the systemd user units or the launchd agent.
+    Service(service::ServiceArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -102,6 +105,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return scan::run(args);
     }
     init_cli_logging();
+    if let Command::Service(args) = cli.command {
+        return service::run(args, socket);
+    }
     let ctx = Ctx {
         client: Client::new(socket),
         autostart: !cli.no_autostart,
@@ -112,7 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(_) => unreachable!("handled above"),
+            Command::Serve(_) | Command::Service(_) => unreachable!("handled above"),
             Command::Add(a) => keys::add(&ctx, a).await,
             Command::List(a) => keys::list(&ctx, a).await,
             Command::Remove(t) => keys::remove(&ctx, t).await,

@@ -13,6 +13,10 @@ pub struct ServeArgs {
     /// Seconds a single keyring or vault call may take before it answers backend-unavailable.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     backend_timeout: u64,
+    /// Exit after SECS without connections, when systemd or launchd holds the socket
+    /// (it starts the daemon again on the next connection). Ignored otherwise.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_exit: Option<u64>,
     /// Lock after this long without a credential release (e.g. 15m, 1h; 0 = never).
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     idle_ttl: Option<Duration>,
@@ -41,6 +45,7 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         socket,
         backend_timeout: Duration::from_secs(args.backend_timeout.max(1)),
         limits: Limits::default(),
+        idle_exit: args.idle_exit.map(Duration::from_secs),
         ttl: Ttl {
             idle: args.idle_ttl.filter(|d| !d.is_zero()),
             max: args.max_ttl.filter(|d| !d.is_zero()),

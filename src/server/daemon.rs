@@ -1,8 +1,11 @@
 //! The daemon's life: open the listener and the store, serve until a signal, then flush and clean up.
 
 use super::agent::{Agent, AgentConfig};
+use super::idle::Activity;
+use super::intake::{self, IntakeError};
+use super::notify::Notifier;
 use super::timers::{self, Ttl};
-use super::{run, Limits};
+use super::{run_with, Limits};
 use crate::config::{self, BackendChoice, Source};
 use crate::index::Index;
 use crate::paths;
@@ -10,20 +13,15 @@ use crate::store::active::Active;
 use crate::store::keyring::KeyringStore;
 use crate::store::vault::{self, VaultStore};
 use crate::store::Store;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("already running: a daemon answers on {0}")]
-    AlreadyRunning(PathBuf),
-    #[error("{0} exists and is not a socket; move it away")]
-    NotASocket(PathBuf),
-    #[error("the socket path {0} has no directory")]
-    NoDirectory(PathBuf),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     #[error(transparent)]
     Path(#[from] paths::PathError),
     #[error(transparent)]
@@ -46,18 +44,16 @@ pub struct Options {
     pub limits: Limits,
     /// The unlock timers (`--idle-ttl`, `--max-ttl`).
     pub ttl: Ttl,
+    /// Exit after this long without connections, when a service manager holds the socket.
+    pub idle_exit: Option<Duration>,
 }
 
-/// A listener and whether this process created the socket file (and so removes it).
-pub struct Listener {
-    pub listener: tokio::net::UnixListener,
-    /// The socket's inode when we bound it ourselves.
-    pub bound: Option<(PathBuf, u64)>,
-}
-
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT (or, when socket-activated with `idle_exit`,
+/// until it has been idle that long).
 pub async fn serve(opts: Options) -> Result<(), StartError> {
-    let listener = open_listener(&opts.socket)?;
+    // First, while no other thread exists: both read and clear environment variables.
+    let notifier = Notifier::from_env();
+    let listener = intake::open(&opts.socket)?;
     let (store, reason) = open_store(opts.backend_timeout).await?;
     // Vault calls are local CPU work (scrypt, plus the pause after a wrong passphrase),
     // not a service that may hang: give them room.
@@ -73,21 +69,66 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
         backend_timeout,
         backend_reason: reason,
     };
+    // Asked at idle time: would a fresh daemon start locked (a vault without its key)?
+    let restarts_locked = Arc::clone(&store);
     let agent = Arc::new(Agent::new(store, index, cfg));
     agent.set_ttl(opts.ttl);
     let timer = tokio::spawn(timers::watch(Arc::clone(&agent)));
+    let shown = listener.path.as_deref().unwrap_or(&opts.socket).display();
     tracing::info!(
-        socket = %opts.socket.display(),
+        socket = %shown,
         pid = std::process::id(),
+        source = ?listener.source,
         "composer-keyd {} listening",
         crate::protocol::VERSION
     );
+    let idle_exit = match opts.idle_exit {
+        Some(d) if listener.activated() => Some(d),
+        Some(_) => {
+            tracing::info!(
+                "--idle-exit applies only when a service manager holds the socket; staying up"
+            );
+            None
+        }
+        None => None,
+    };
+    let activity = Arc::new(Activity::default());
+    let shutdown = {
+        let agent = Arc::clone(&agent);
+        let activity = Arc::clone(&activity);
+        let notifier = &notifier;
+        async move {
+            let why = match idle_exit {
+                Some(period) => tokio::select! {
+                    () = shutdown_signal() => "stopping on a signal",
+                    // A locked daemon stays unless a fresh one would start locked too;
+                    // leaving would otherwise undo `lock` (or an unlock timer).
+                    () = activity.idle(period, || {
+                        !agent.status().locked || restarts_locked.needs_passphrase()
+                    }) => {
+                        tracing::info!(
+                            "idle for {}; exiting until the next connection",
+                            humantime::format_duration(period)
+                        );
+                        "stopping after an idle period"
+                    }
+                },
+                None => {
+                    shutdown_signal().await;
+                    "stopping on a signal"
+                }
+            };
+            notifier.stopping(why);
+        }
+    };
     let flusher = spawn_flusher(Arc::clone(&agent));
-    run(
+    notifier.ready(&format!("serving on {shown}"));
+    run_with(
         listener.listener,
         Arc::clone(&agent),
         opts.limits,
-        shutdown_signal(),
+        activity,
+        shutdown,
     )
     .await;
     flusher.abort();
@@ -96,12 +137,7 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     if let Err(e) = agent.flush().await {
         tracing::warn!("could not write last-used times: {e}");
     }
-    // Remove the socket only if it is still ours; a newer daemon may have replaced it.
-    if let Some((path, ino)) = listener.bound {
-        if std::fs::metadata(&path).is_ok_and(|m| m.ino() == ino) {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
+    intake::remove_bound(listener.bound);
     tracing::info!("stopped");
     Ok(())
 }
@@ -148,42 +184,6 @@ async fn probe_keyring(limit: Duration) -> Result<KeyringStore, String> {
         Ok(Err(e)) => Err(format!("the probe failed: {e}")),
         Err(_) => Err(format!("no answer within {limit:?}")),
     }
-}
-
-/// Opens the socket: checks its directory, refuses when a live daemon answers,
-/// replaces a stale socket, binds it with mode 0600.
-pub fn open_listener(socket: &Path) -> Result<Listener, StartError> {
-    let io = |what, source| StartError::Io {
-        what,
-        path: socket.to_path_buf(),
-        source,
-    };
-    let dir = socket
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .ok_or_else(|| StartError::NoDirectory(socket.to_path_buf()))?;
-    paths::prepare_socket_dir(dir)?;
-    match std::fs::symlink_metadata(socket) {
-        Ok(m) if m.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-                return Err(StartError::AlreadyRunning(socket.to_path_buf()));
-            }
-            std::fs::remove_file(socket).map_err(|e| io("removing the stale socket", e))?;
-        }
-        Ok(_) => return Err(StartError::NotASocket(socket.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("checking", e)),
-    }
-    let listener = tokio::net::UnixListener::bind(socket).map_err(|e| io("binding", e))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| io("setting the mode of", e))?;
-    let ino = std::fs::metadata(socket)
-        .map_err(|e| io("checking", e))?
-        .ino();
-    Ok(Listener {
-        listener,
-        bound: Some((socket.to_path_buf(), ino)),
-    })
 }
 
 /// Writes `last_used` times once a minute.

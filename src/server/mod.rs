@@ -3,6 +3,9 @@
 pub mod agent;
 pub mod body;
 pub mod daemon;
+pub mod idle;
+pub mod intake;
+pub mod notify;
 pub mod routes;
 pub mod timers;
 
@@ -59,6 +62,17 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    run_with(listener, agent, limits, Arc::default(), shutdown).await;
+}
+
+/// [`run`], recording open connections in `activity` (for `--idle-exit`).
+pub async fn run_with(
+    listener: UnixListener,
+    agent: Arc<Agent>,
+    limits: Limits,
+    activity: Arc<idle::Activity>,
+    shutdown: impl Future<Output = ()>,
+) {
     let me = crate::paths::euid();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -84,6 +98,7 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        let busy = activity.begin();
         let peer = match stream.peer_cred() {
             Ok(c) if c.uid() == me => Peer {
                 uid: c.uid(),
@@ -123,6 +138,7 @@ pub async fn run(
                 tracing::debug!("connection ended: {e}");
             }
             drop(permit);
+            drop(busy);
         });
     }
     drop(listener);
