@@ -58,6 +58,17 @@ async fn pause(point: &str) {
     }
 }
 
+/// The files `import` reads when given none: the global auth.json, and the project's own
+/// and its `var/composer_home/auth.json`.
+pub fn default_files(home: &Path, project: Option<&composer_home::Project>) -> Vec<PathBuf> {
+    let mut files = vec![home.join("auth.json")];
+    if let Some(p) = project {
+        files.push(p.auth_json());
+        files.push(p.magento_auth_json());
+    }
+    files
+}
+
 pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let home = composer_home::composer_home()?;
     let cwd = std::env::current_dir().context("the current directory")?;
@@ -66,11 +77,11 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
 
     let mut candidates: Vec<(PathBuf, bool)> = a.files.iter().map(|f| (f.clone(), true)).collect();
     if a.files.is_empty() && !a.from_env {
-        candidates.push((home.join("auth.json"), false));
-        if let Some(p) = &project {
-            candidates.push((p.auth_json(), false));
-            candidates.push((p.magento_auth_json(), false));
-        }
+        candidates.extend(
+            default_files(&home, project.as_ref())
+                .into_iter()
+                .map(|f| (f, false)),
+        );
     }
     let mut sources = Vec::new();
     let mut seen = Vec::new();

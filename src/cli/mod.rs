@@ -10,6 +10,7 @@ mod scan;
 mod serve;
 mod service;
 mod session;
+mod setup;
 mod shim;
 mod vault;
 
@@ -73,6 +74,8 @@ enum Command {
     Shim(shim::ShimArgs),
     /// Install, remove or inspect the systemd user units or the launchd agent.
     Service(service::ServiceArgs),
+    /// Set everything up: service, backend, Composer plugin, import, then doctor.
+    Setup(setup::SetupArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -136,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Passwd => vault::passwd(&ctx).await,
             Command::Migrate(a) => vault::migrate(&ctx, a).await,
             Command::Shim(a) => shim::run(a),
+            Command::Setup(a) => setup::run(&ctx, a).await,
         }
     })
 }
