@@ -258,21 +258,40 @@ fn vault_cold_path(report: &mut Report) {
     let _d = t.start_daemon(&[]);
     let sock = t.socket();
     t.ok(&["unlock"], "bench-passphrase\nbench-passphrase\n");
-    put(&sock, "repo.magento.com", "0123456789abcdef0123456789abcdef");
+    put(
+        &sock,
+        "repo.magento.com",
+        "0123456789abcdef0123456789abcdef",
+    );
     let path = "/v1/credentials/repo.magento.com";
     let body = r#"{"passphrase":"bench-passphrase"}"#;
     let (mut unlocks, mut firsts) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         request(&sock, "POST", "/v1/lock", None).unwrap();
         let t0 = Instant::now();
-        assert_eq!(request(&sock, "POST", "/v1/unlock", Some(body)).unwrap().status, 200);
+        assert_eq!(
+            request(&sock, "POST", "/v1/unlock", Some(body))
+                .unwrap()
+                .status,
+            200
+        );
         unlocks.push(t0.elapsed());
         let t1 = Instant::now();
         assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
         firsts.push(t1.elapsed());
     }
-    report.row("vault unlock, scrypt 2^18 (median of 5)", ms(median(unlocks)), "".into(), "");
-    report.row("cold lookup after unlock, vault (median of 5)", ms(median(firsts)), "".into(), "");
+    report.row(
+        "vault unlock, scrypt 2^18 (median of 5)",
+        ms(median(unlocks)),
+        "".into(),
+        "",
+    );
+    report.row(
+        "cold lookup after unlock, vault (median of 5)",
+        ms(median(firsts)),
+        "".into(),
+        "",
+    );
 }
 
 /// Spawns `serve` and polls (every 200 µs, at most 5 s) until the socket answers.

@@ -11,6 +11,7 @@
 //! - [`paths`], [`atomic`]: where files live and how they are written.
 //! - [`composer_home`], [`authjson`], [`scan`], [`check`]: Composer's own files, moving
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
+//! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 
 pub mod atomic;
 pub mod authjson;
@@ -27,4 +28,5 @@ pub mod scan;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod shim;
 pub mod store;

@@ -49,9 +49,10 @@ impl Source {
 }
 
 /// A test hook: with COMPOSER_KEYD_TEST_PAUSE=POINT the import stops at POINT for up to a
-/// minute, so a test can kill it there.
+/// minute, so a test can kill it there. Debug builds only, like the vault's hooks.
 async fn pause(point: &str) {
-    if std::env::var("COMPOSER_KEYD_TEST_PAUSE").is_ok_and(|p| p == point) {
+    if cfg!(debug_assertions) && std::env::var("COMPOSER_KEYD_TEST_PAUSE").is_ok_and(|p| p == point)
+    {
         eprintln!("composer-keyd: test pause at {point}");
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }

@@ -10,6 +10,7 @@ mod scan;
 mod serve;
 mod service;
 mod session;
+mod shim;
 mod vault;
 
 use anyhow::Context;
@@ -70,6 +71,8 @@ enum Command {
     Migrate(vault::MigrateArgs),
     /// Install, remove or inspect the systemd user units or the launchd agent.
     Service(service::ServiceArgs),
+    /// Install, remove or inspect the Composer plugin in COMPOSER_HOME.
+    Shim(shim::ShimArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Doctor(a) => doctor::run(&ctx, a).await,
             Command::Passwd => vault::passwd(&ctx).await,
             Command::Migrate(a) => vault::migrate(&ctx, a).await,
+            Command::Shim(a) => shim::run(a),
         }
     })
 }

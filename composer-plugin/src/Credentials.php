@@ -1,0 +1,146 @@
+<?php
+
+/*
+ * Composer's own encoding of each auth.json credential type as the
+ * username/password pair IOInterface::setAuthentication() takes, as
+ * BaseIO::loadConfiguration() does it, and the way back for credentials
+ * typed at Composer's prompt.
+ */
+
+namespace ComposerKeyd;
+
+final class Credentials
+{
+    /**
+     * The pair for IOInterface::setAuthentication(), or null when the
+     * credential is malformed or of a type this plugin does not know.
+     *
+     * @param array<string, mixed> $credential a wire credential, with "type"
+     * @return array{0: string, 1: string}|null
+     */
+    public static function toPair(array $credential)
+    {
+        $type = isset($credential['type']) ? $credential['type'] : null;
+        switch ($type) {
+            case 'http-basic':
+                return self::pair($credential, 'username', 'password');
+            case 'bearer':
+                return self::marker($credential, 'bearer');
+            case 'github-oauth':
+                return self::marker($credential, 'x-oauth-basic');
+            case 'gitlab-oauth':
+                return self::marker($credential, 'oauth2');
+            case 'gitlab-token':
+                if (array_key_exists('username', $credential) && $credential['username'] !== null) {
+                    return self::pair($credential, 'username', 'token');
+                }
+
+                return self::marker($credential, 'private-token');
+            case 'bitbucket-oauth':
+                return self::pair($credential, 'consumer-key', 'consumer-secret');
+            case 'forgejo-token':
+                return self::pair($credential, 'username', 'token');
+        }
+
+        return null;
+    }
+
+    /**
+     * The config key listing the hosts Composer treats as this type's forge,
+     * which BaseIO extends with every origin it has such a credential for.
+     *
+     * @param string $type
+     * @return string|null
+     */
+    public static function domainsKey($type)
+    {
+        switch ($type) {
+            case 'github-oauth':
+                return 'github-domains';
+            case 'gitlab-oauth':
+            case 'gitlab-token':
+                return 'gitlab-domains';
+            case 'forgejo-token':
+                return 'forgejo-domains';
+        }
+
+        return null;
+    }
+
+    /**
+     * Why Composer itself would refuse this credential, or null when it is fine.
+     * GitHub tokens with other characters make BaseIO throw; we skip them instead.
+     *
+     * @param string $type
+     * @param array{0: string, 1: string} $pair
+     * @return string|null
+     */
+    public static function problem($type, array $pair)
+    {
+        if ($type === 'github-oauth' && !preg_match('{^[.A-Za-z0-9_-]+$}', $pair[0])) {
+            return 'the GitHub token has characters GitHub tokens never have';
+        }
+
+        return null;
+    }
+
+    /**
+     * The wire credential for a pair Composer holds, e.g. one typed at its prompt.
+     *
+     * @param string $username
+     * @param string $password
+     * @return array<string, string>
+     */
+    public static function fromPair($username, $password)
+    {
+        switch ($password) {
+            case 'bearer':
+                return array('type' => 'bearer', 'token' => $username);
+            case 'x-oauth-basic':
+                return array('type' => 'github-oauth', 'token' => $username);
+            case 'oauth2':
+                return array('type' => 'gitlab-oauth', 'token' => $username);
+            case 'private-token':
+                return array('type' => 'gitlab-token', 'token' => $username);
+        }
+
+        return array('type' => 'http-basic', 'username' => $username, 'password' => $password);
+    }
+
+    /**
+     * @param array<string, mixed> $c
+     * @param string $user
+     * @param string $pass
+     * @return array{0: string, 1: string}|null
+     */
+    private static function pair(array $c, $user, $pass)
+    {
+        if (!self::filled($c, $user) || !self::filled($c, $pass)) {
+            return null;
+        }
+
+        return array($c[$user], $c[$pass]);
+    }
+
+    /**
+     * A token with the marker Composer puts in the password slot.
+     *
+     * @param array<string, mixed> $c
+     * @param string $marker
+     * @return array{0: string, 1: string}|null
+     */
+    private static function marker(array $c, $marker)
+    {
+        return self::filled($c, 'token') ? array($c['token'], $marker) : null;
+    }
+
+    /**
+     * @param array<string, mixed> $c
+     * @param string $key
+     * @return bool
+     */
+    private static function filled(array $c, $key)
+    {
+        return isset($c[$key]) && is_string($c[$key]) && $c[$key] !== '';
+    }
+}

@@ -1,0 +1,378 @@
+<?php
+
+/*
+ * The Composer side of composer-keyd: loads the project's credentials from the
+ * daemon into Composer's IO at activation, serves origins that appear only at
+ * download time, offers prompted credentials to the daemon instead of
+ * auth.json, and names composer-keyd when a run fails after using its
+ * credentials. A daemon that is absent, locked or hung never breaks Composer.
+ */
+
+namespace ComposerKeyd;
+
+use Composer\Composer;
+use Composer\EventDispatcher\EventSubscriberInterface;
+use Composer\Factory;
+use Composer\IO\IOInterface;
+use Composer\Plugin\PluginInterface;
+use Composer\Util\Url;
+
+final class Plugin implements PluginInterface, EventSubscriberInterface
+{
+    /** Keep in step with composer.json; `composer-keyd shim status` compares them. */
+    const VERSION = '0.1.0';
+    const LOCKED_LINE = 'composer-keyd is locked: run `composer-keyd unlock`';
+
+    /** @var Composer|null */
+    private $composer;
+    /** @var IOInterface|null */
+    private $io;
+    /** @var Client|null null while the daemon has not answered, or after it failed */
+    private $client;
+    /** @var string|null */
+    private $project;
+    /** @var bool */
+    private $locked = false;
+    /** @var mixed Composer's store-auths before this plugin turned it off */
+    private $storeAuths = 'prompt';
+    /** @var array<string, array{0: string, 1: string}> origin => the pair set from composer-keyd */
+    private $served = array();
+    /** @var array<string, bool> origins already asked for, found or not */
+    private $asked = array();
+    /** @var array<string, array{username: string|null, password: string|null}> IO's credentials after activation */
+    private $known = array();
+    /** @var array<string, bool> origins whose prompted credentials were offered to the daemon */
+    private $offered = array();
+    /** @var array<string, string> URL => origin, for requests with our credentials not seen completing */
+    private $pending = array();
+    /** @var string|null */
+    private $command;
+    /** @var bool */
+    private $scripts = true;
+    /** @var bool */
+    private $succeeded = false;
+
+    public static function getSubscribedEvents()
+    {
+        return array(
+            'command' => 'onCommand',
+            'pre-file-download' => array('onPreFileDownload', 100),
+            'post-file-download' => 'onPostFileDownload',
+            'post-install-cmd' => 'onSuccess',
+            'post-update-cmd' => 'onSuccess',
+            'post-create-project-cmd' => 'onSuccess',
+        );
+    }
+
+    public function activate(Composer $composer, IOInterface $io)
+    {
+        $this->composer = $composer;
+        $this->io = $io;
+        $this->guard(array($this, 'load'));
+        $this->known = $io->getAuthentications();
+        register_shutdown_function(array($this, 'onShutdown'));
+    }
+
+    public function deactivate(Composer $composer, IOInterface $io)
+    {
+    }
+
+    public function uninstall(Composer $composer, IOInterface $io)
+    {
+    }
+
+    /**
+     * Runs a step so that no failure of ours can break Composer's run.
+     *
+     * @param callable $step
+     * @param mixed    $arg
+     */
+    private function guard($step, $arg = null)
+    {
+        try {
+            call_user_func($step, $arg);
+        } catch (\Exception $e) {
+            $this->client = null;
+            $this->io->writeError('<warning>composer-keyd: ' . $e->getMessage() . '; continuing without it</warning>');
+        } catch (\Throwable $e) {
+            $this->client = null;
+            $this->io->writeError('<warning>composer-keyd: internal error (' . get_class($e) . '); continuing without it</warning>');
+        }
+    }
+
+    /** Loads every origin the daemon has for this project; VCS (git) paths read IO and fire no event. */
+    private function load()
+    {
+        $this->project = self::projectRoot();
+        $client = new Client(Client::defaultSocket(), 1.5, self::VERSION);
+        try {
+            $origins = $client->origins($this->project);
+        } catch (DaemonException $e) {
+            $this->report($e, null);
+
+            return;
+        }
+        $this->client = $client;
+        // Prompted credentials go to the daemon (offered after they work), never to auth.json.
+        $this->storeAuths = $this->composer->getConfig()->get('store-auths');
+        $this->composer->getConfig()->merge(array('config' => array('store-auths' => false)));
+        foreach ($origins as $entry) {
+            $origin = $entry['origin'];
+            $this->asked[$origin] = true;
+            if (!$entry['enabled']) {
+                $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s is disabled; run `composer-keyd enable %s` to use it</warning>', $origin, $origin));
+                continue;
+            }
+            if ($this->io->hasAuthentication($origin)) {
+                $this->io->writeError('composer-keyd: ' . $origin . ' already has credentials in Composer\'s config (auth.json or COMPOSER_AUTH); keeping those', true, IOInterface::VERBOSE);
+                continue;
+            }
+            $this->fetch($origin, $origin);
+            if ($this->client === null || $this->locked) {
+                return;
+            }
+        }
+    }
+
+    /**
+     * Asks the daemon for $lookup's credential and, when it has one, gives it to IO under $origin.
+     *
+     * @param string $lookup the origin as sent to the daemon
+     * @param string $origin the origin as Composer spells it
+     * @return bool whether credentials were set
+     */
+    private function fetch($lookup, $origin)
+    {
+        try {
+            $credential = $this->client->credential($lookup, $this->project);
+        } catch (DaemonException $e) {
+            $this->report($e, $lookup);
+
+            return false;
+        }
+        $type = $credential['type'];
+        $pair = Credentials::toPair($credential);
+        if ($pair === null) {
+            $this->io->writeError(sprintf('<warning>composer-keyd: the %s credential for %s is not one this plugin can use; update the plugin with `composer-keyd shim install`</warning>', $type, $origin));
+
+            return false;
+        }
+        $problem = Credentials::problem($type, $pair);
+        if ($problem !== null) {
+            $this->io->writeError(sprintf('<warning>composer-keyd: skipping the credential for %s: %s</warning>', $origin, $problem));
+
+            return false;
+        }
+        $this->addDomain(Credentials::domainsKey($type), $origin);
+        $this->io->setAuthentication($origin, $pair[0], $pair[1]);
+        $this->served[$origin] = $pair;
+        $this->io->writeError(sprintf('composer-keyd: using the %s credential for %s', $type, $origin), true, IOInterface::VERBOSE);
+
+        return true;
+    }
+
+    /**
+     * As BaseIO does: a token for a host makes Composer treat that host as the forge.
+     *
+     * @param string|null $key
+     * @param string      $origin
+     */
+    private function addDomain($key, $origin)
+    {
+        if ($key === null) {
+            return;
+        }
+        $config = $this->composer->getConfig();
+        $domains = $config->get($key);
+        if (is_array($domains) && !in_array($origin, $domains, true)) {
+            $config->merge(array('config' => array($key => array_merge($domains, array($origin)))));
+        }
+    }
+
+    /**
+     * Says what went wrong in one line, and stops talking to a daemon that cannot answer.
+     *
+     * @param DaemonException $e
+     * @param string|null     $origin
+     */
+    private function report(DaemonException $e, $origin)
+    {
+        switch ($e->getKind()) {
+            case DaemonException::ABSENT:
+                $this->client = null;
+                $this->io->writeError('composer-keyd: ' . $e->getMessage() . '; continuing with Composer\'s own credentials', true, IOInterface::VERBOSE);
+
+                return;
+            case DaemonException::TIMEOUT:
+            case DaemonException::BAD_REPLY:
+                $this->client = null;
+                $this->io->writeError('<warning>composer-keyd: ' . $e->getMessage() . '; continuing without it</warning>');
+
+                return;
+            case 'locked':
+                if (!$this->locked) {
+                    $this->io->writeError('<warning>' . self::LOCKED_LINE . '</warning>');
+                    // A locked daemon cannot take prompted credentials: Composer's own choice applies again.
+                    $this->composer->getConfig()->merge(array('config' => array('store-auths' => $this->storeAuths)));
+                }
+                $this->locked = true;
+
+                return;
+            case 'not-found':
+                $this->io->writeError('composer-keyd: no credential for ' . $origin, true, IOInterface::VERY_VERBOSE);
+
+                return;
+            case 'disabled':
+                $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s is disabled; run `composer-keyd enable %s` to use it</warning>', $origin, $origin));
+
+                return;
+        }
+        $this->io->writeError('<warning>composer-keyd: ' . ($origin === null ? '' : $origin . ': ') . $e->getMessage() . '</warning>');
+    }
+
+    /** @param \Composer\Plugin\CommandEvent $event */
+    public function onCommand($event)
+    {
+        $this->guard(array($this, 'command'), $event);
+    }
+
+    /** @param \Composer\Plugin\PreFileDownloadEvent $event */
+    public function onPreFileDownload($event)
+    {
+        $this->guard(array($this, 'preDownload'), $event);
+    }
+
+    /** @param \Composer\Plugin\PostFileDownloadEvent $event */
+    public function onPostFileDownload($event)
+    {
+        unset($this->pending[$event->getUrl()]);
+        $this->guard(array($this, 'offerPrompted'));
+    }
+
+    public function onSuccess()
+    {
+        $this->succeeded = true;
+        $this->guard(array($this, 'offerPrompted'));
+    }
+
+    /** Names composer-keyd and the fix when a run that used its credentials did not succeed. */
+    public function onShutdown()
+    {
+        $this->guard(array($this, 'hintOnFailure'));
+    }
+
+    /** @param \Composer\Plugin\CommandEvent $event */
+    private function command($event)
+    {
+        $this->command = $event->getCommandName();
+        $input = $event->getInput();
+        $this->scripts = !($input->hasOption('no-scripts') && $input->getOption('no-scripts'));
+    }
+
+    /** @param \Composer\Plugin\PreFileDownloadEvent $event */
+    private function preDownload($event)
+    {
+        $url = $event->getProcessedUrl();
+        if (!preg_match('{^https?://}i', $url)) {
+            return;
+        }
+        $origin = Url::getOrigin($this->composer->getConfig(), $url);
+        if (!isset($this->served[$origin]) && !isset($this->asked[$origin]) && $this->client !== null && !$this->locked
+            && !$this->io->hasAuthentication($origin)) {
+            $this->asked[$origin] = true;
+            $this->fetch($origin, $origin);
+        }
+        if (isset($this->served[$origin])) {
+            $this->pending[$url] = $origin;
+        }
+    }
+
+    /** Offers credentials typed at Composer's prompt, once they have worked, to the daemon. */
+    private function offerPrompted()
+    {
+        if ($this->client === null || $this->locked || !$this->io->isInteractive()) {
+            return;
+        }
+        foreach ($this->io->getAuthentications() as $origin => $auth) {
+            $origin = (string) $origin;
+            if (isset($this->offered[$origin]) || isset($this->served[$origin])
+                || (isset($this->known[$origin]) && $this->known[$origin] === $auth)
+                || !is_string($auth['username']) || !is_string($auth['password'])) {
+                continue;
+            }
+            $this->offered[$origin] = true;
+            $credential = Credentials::fromPair($auth['username'], $auth['password']);
+            // Composer's GitHub/GitLab/Bitbucket flows write their tokens to auth.json themselves.
+            if ($credential['type'] !== 'http-basic') {
+                continue;
+            }
+            if (!$this->io->askConfirmation(sprintf('Store the credentials for <info>%s</info> in composer-keyd (the OS keyring) instead of auth.json? [<comment>Y,n</comment>] ', $origin), true)) {
+                continue;
+            }
+            try {
+                $outcome = $this->client->store($origin, $credential, null);
+            } catch (DaemonException $e) {
+                $this->report($e, $origin);
+                continue;
+            }
+            if ($outcome === 'conflict') {
+                $this->io->writeError(sprintf('<warning>composer-keyd already holds other credentials for %s; replace them with `composer-keyd rotate %s`</warning>', $origin, $origin));
+            } else {
+                $this->io->writeError(sprintf('composer-keyd: stored the credentials for %s (%s)', $origin, $outcome));
+            }
+        }
+    }
+
+    private function hintOnFailure()
+    {
+        if ($this->io === null || $this->succeeded || !$this->scripts || $this->served === array()
+            || !in_array($this->command, array('install', 'update', 'require', 'remove', 'reinstall', 'create-project'), true)) {
+            return;
+        }
+        $suspects = array_flip(array_values($this->pending)) + $this->vcsOrigins();
+        foreach (array_keys($suspects) as $origin) {
+            $this->io->writeError(sprintf(
+                '<error>composer-keyd supplied the credentials for %s. If %s refused them (HTTP 401/403), check them with `composer-keyd check %s` or replace them with `composer-keyd rotate %s`.</error>',
+                $origin,
+                $origin,
+                $origin,
+                $origin
+            ));
+        }
+    }
+
+    /** @return array<string, int> served origins of the root package's VCS repositories */
+    private function vcsOrigins()
+    {
+        $origins = array();
+        foreach ($this->composer->getPackage()->getRepositories() as $repo) {
+            if (is_array($repo) && isset($repo['url'], $repo['type']) && is_string($repo['url'])
+                && in_array($repo['type'], array('vcs', 'git', 'github', 'gitlab', 'bitbucket', 'forgejo'), true)
+                && preg_match('{^https?://}i', $repo['url'])) {
+                $origin = Url::getOrigin($this->composer->getConfig(), $repo['url']);
+                if (isset($this->served[$origin])) {
+                    $origins[$origin] = 1;
+                }
+            }
+        }
+
+        return $origins;
+    }
+
+    /**
+     * The directory of the composer.json in use, resolved through symlinks.
+     *
+     * @return string|null
+     */
+    private static function projectRoot()
+    {
+        $dir = dirname(Factory::getComposerFile());
+        $real = @realpath($dir);
+        if (is_string($real)) {
+            return $real;
+        }
+        $cwd = @getcwd();
+
+        return is_string($cwd) ? $cwd : null;
+    }
+}

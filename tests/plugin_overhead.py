@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Measures the time the Composer plugin adds to `composer install`.
+
+Usage: python3 tests/plugin_overhead.py [RUNS] [BINARY]   (default 15, target/debug/composer-keyd)
+
+Sets up, under a throwaway HOME: a private D-Bus session with gnome-keyring, the
+daemon holding one http-basic credential, the loopback repository of
+tests/composer_repo_server.py, and one project requiring two packages from it. Then it
+times `composer install` (from the lock file, vendor/ removed, warm cache) in
+two setups, alternating runs:
+  plugin:    COMPOSER_HOME with the plugin (`composer-keyd shim install`), no auth.json
+  plaintext: COMPOSER_HOME without the plugin, the same credential in auth.json
+and prints the median of each and their difference. Traffic stays on loopback.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+BIN = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "target/debug/composer-keyd"))
+USER, PASSWORD = "5f0e7a1c9b2d48e6a3c1f09d7e8b6a54", "b7c3e9f1a2d4065c8e1f3a7b9d2c4e60"
+
+
+ACTIVATE = r"""
+require '/usr/share/php/Composer/autoload.php';
+foreach (array('DaemonException', 'Client', 'Credentials', 'Plugin') as $c) { require $argv[1] . "/$c.php"; }
+putenv('COMPOSER=' . $argv[2] . '/composer.json');
+$times = array();
+for ($i = 0; $i < 200; $i++) {
+    $composer = new Composer\Composer();
+    $composer->setConfig(new Composer\Config(false, $argv[2]));
+    $composer->setPackage(new Composer\Package\RootPackage('t/p', '1.0.0.0', '1.0.0'));
+    $io = new Composer\IO\NullIO();
+    $plugin = new ComposerKeyd\Plugin();
+    $start = hrtime(true);
+    $plugin->activate($composer, $io);
+    $times[] = (hrtime(true) - $start) / 1e6;
+    if (count($io->getAuthentications()) !== 1) { fwrite(STDERR, "no credential loaded\n"); exit(1); }
+}
+sort($times);
+printf("activate() against the daemon (1 origin): median %.2f ms, p90 %.2f ms over %d calls\n", $times[100], $times[180], count($times));
+"""
+
+
+def wait_for(pred, what, tries=200):
+    for _ in range(tries):
+        if pred():
+            return
+        time.sleep(0.025)
+    sys.exit("timed out waiting for " + what)
+
+
+def main():
+    t = tempfile.mkdtemp(prefix="ckd-overhead-")
+    home, run = os.path.join(t, "home"), os.path.join(t, "run")
+    os.makedirs(home, 0o700)
+    os.makedirs(run, 0o700)
+    env = {"HOME": home, "XDG_RUNTIME_DIR": run, "XDG_DATA_HOME": os.path.join(home, ".local/share"),
+           "XDG_CONFIG_HOME": os.path.join(home, ".config"), "PATH": os.environ["PATH"],
+           "COMPOSER_KEYD_SOCK": os.path.join(run, "composer-keyd/agent.sock"),
+           "COMPOSER_NO_INTERACTION": "1", "COMPOSER_ALLOW_SUPERUSER": "1",
+           "COMPOSER_CACHE_DIR": os.path.join(t, "cache")}
+    procs = []
+    try:
+        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1",
+                                "--address=unix:path=" + os.path.join(t, "bus")],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        procs.append(bus)
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus.stdout.readline().decode().strip()
+        kr = subprocess.Popen(["gnome-keyring-daemon", "--foreground", "--components=secrets", "--unlock"],
+                              env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(kr)
+        kr.stdin.write(b"testpw")
+        kr.stdin.close()
+        owned = lambda: b"boolean true" in subprocess.run(
+            ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+             "org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.secrets"],
+            env=env, capture_output=True).stdout
+        wait_for(owned, "gnome-keyring")
+        daemon = subprocess.Popen([BIN, "serve"], env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(daemon)
+        wait_for(lambda: os.path.exists(env["COMPOSER_KEYD_SOCK"]), "the daemon")
+
+        server_dir = tempfile.mkdtemp(prefix="ckd-overhead-repo-")
+        pkg = lambda v, c: {"version": v, "files": {"src/%s.php" % c: "<?php\nnamespace Acme;\nclass %s {}\n" % c}}
+        config = {"ready": os.path.join(server_dir, "ready"), "log": os.path.join(server_dir, "log"),
+                  "git_root": None, "packages": {"acme/alpha": [pkg("1.0.0", "Alpha")], "acme/beta": [pkg("2.0.0", "Beta")]},
+                  "listeners": [{"host": "127.0.0.1", "port": 0, "packages": ["acme/alpha", "acme/beta"],
+                                 "basic": [{"user": USER, "pass": PASSWORD, "label": "pair"}]}]}
+        json.dump(config, open(os.path.join(server_dir, "config.json"), "w"))
+        server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/composer_repo_server.py"),
+                                   os.path.join(server_dir, "config.json")])
+        procs.append(server)
+        wait_for(lambda: os.path.exists(config["ready"]), "the repository server")
+        port = json.load(open(config["ready"]))["ports"][0]
+        origin = "127.0.0.1:%d" % port
+        subprocess.run([BIN, "--no-autostart", "add", origin], env=env, check=True,
+                       input=("%s\n%s\n" % (USER, PASSWORD)).encode(), stdout=subprocess.DEVNULL)
+
+        homes = {}
+        for name in ("plugin", "plaintext"):
+            h = os.path.join(t, "composer-home-" + name)
+            os.makedirs(h)
+            json.dump({"repositories": [{"packagist.org": False}], "config": {"secure-http": False}},
+                      open(os.path.join(h, "composer.json"), "w"))
+            homes[name] = h
+        subprocess.run([BIN, "shim", "install"], env=dict(env, COMPOSER_HOME=homes["plugin"]), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        json.dump({"http-basic": {origin: {"username": USER, "password": PASSWORD}}},
+                  open(os.path.join(homes["plaintext"], "auth.json"), "w"))
+
+        project = os.path.join(t, "project")
+        os.makedirs(project)
+        json.dump({"repositories": [{"type": "composer", "url": "http://" + origin}, {"packagist.org": False}],
+                   "require": {"acme/alpha": "^1.0", "acme/beta": "^2.0"}, "config": {"secure-http": False}},
+                  open(os.path.join(project, "composer.json"), "w"))
+        # One update writes the lock and warms the cache; both setups then install from it.
+        subprocess.run(["composer", "update", "-q", "-d", project], env=dict(env, COMPOSER_HOME=homes["plaintext"]), check=True)
+
+        times = {"plugin": [], "plaintext": []}
+        for i in range(RUNS):
+            for name in (("plugin", "plaintext") if i % 2 == 0 else ("plaintext", "plugin")):
+                shutil.rmtree(os.path.join(project, "vendor"), ignore_errors=True)
+                start = time.perf_counter()
+                r = subprocess.run(["composer", "install", "-q", "-d", project],
+                                   env=dict(env, COMPOSER_HOME=homes[name]), capture_output=True)
+                if r.returncode != 0:
+                    sys.exit("composer install (%s) failed:\n%s" % (name, r.stderr.decode()))
+                times[name].append(time.perf_counter() - start)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print("runs per setup: %d (composer install from lock, warm cache, vendor/ removed)" % RUNS)
+        for k in ("plaintext", "plugin"):
+            print("%-9s median %.1f ms  (min %.1f, max %.1f)" % (k, med[k] * 1000, min(times[k]) * 1000, max(times[k]) * 1000))
+        print("plugin overhead: %+.1f ms (median difference)" % ((med["plugin"] - med["plaintext"]) * 1000))
+        # The whole-run difference drowns in process start-up noise; time activate() itself too.
+        r = subprocess.run(["php", "-r", ACTIVATE, os.path.join(ROOT, "composer-plugin/src"), project],
+                           env=env, capture_output=True, check=True)
+        print(r.stdout.decode().strip())
+    finally:
+        for p in reversed(procs):
+            p.kill()
+            p.wait()
+        shutil.rmtree(t, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
