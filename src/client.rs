@@ -156,7 +156,14 @@ impl Client {
                     s.protocol
                 );
                 self.stop_daemon(s.pid).await?;
-                self.start().await
+                match self
+                    .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
+                    .await
+                {
+                    // The service manager already started the new binary on its socket.
+                    Ok(now) if now.protocol == PROTOCOL => Ok(()),
+                    _ => self.start().await,
+                }
             }
             Ok(s) => Err(ClientError::Protocol(format!(
                 "the daemon speaks protocol {} and this CLI {PROTOCOL}; restart it",
@@ -167,7 +174,9 @@ impl Client {
         }
     }
 
-    /// Sends SIGTERM to a stale daemon and waits (at most 5 s) until its socket stops answering.
+    /// Sends SIGTERM to a stale daemon and waits (at most 5 s) until it is gone: its socket
+    /// stops answering, or (under socket activation, where the manager keeps the socket)
+    /// another process answers.
     async fn stop_daemon(&self, pid: u32) -> Result<(), ClientError> {
         let pid = i32::try_from(pid).map_err(|_| ClientError::Protocol("bad pid".into()))?;
         // SAFETY: kill has no memory effects. The pid came from the daemon on our own
@@ -182,6 +191,13 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if UnixStream::connect(&self.path).await.is_err() {
                 return Ok(());
+            }
+            // A short probe: a socket-activated replacement may be starting up.
+            let probe = self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None);
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
+                if s.pid != pid as u32 {
+                    return Ok(());
+                }
             }
         }
         Err(ClientError::Autostart(format!(

@@ -16,6 +16,7 @@ use support::{request, require, TestEnv};
 
 const PUB: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const PRIV: &str = "0f9e8d7c6b5a49382716f5e4d3c2b1a0";
+const PW: &str = "correct horse battery staple";
 
 /// Polls `f` every 50 ms, at most `tries` times.
 fn wait_for(tries: u32, mut f: impl FnMut() -> bool) -> bool {
@@ -153,7 +154,11 @@ fn relax_for_this_host(t: &TestEnv, unit: &str) -> Vec<String> {
         .filter(|l| !skip.iter().any(|k| l.starts_with(&format!("{k}="))))
         .collect();
     let home = t.home();
-    for d in [".local/share/composer-keyd", ".local/state/composer-keyd"] {
+    for d in [
+        ".config/composer-keyd",
+        ".local/share/composer-keyd",
+        ".local/state/composer-keyd",
+    ] {
         std::fs::create_dir_all(home.join(d)).unwrap();
     }
     let runtime = PathBuf::from(&t.env["XDG_RUNTIME_DIR"]).join("systemd/user");
@@ -243,6 +248,16 @@ fn a_real_user_manager_runs_the_hardened_units() {
         .home()
         .join(".local/share/composer-keyd/index.json")
         .exists());
+
+    // `migrate` writes the vault (data dir) and config.toml (config dir) from the sandbox.
+    let out = t.ok(&["migrate", "--to", "vault"], &format!("{PW}\n{PW}\n"));
+    assert!(out.contains("vault"), "{out}");
+    assert!(t.home().join(".config/composer-keyd/config.toml").exists());
+    let r = request(&sock, "GET", "/v1/credentials/repo.magento.com", None).unwrap();
+    assert_eq!(r.json()["credential"]["password"], PRIV, "{}", r.body);
+    t.ok(&["migrate", "--to", "keyring"], &format!("{PW}\n"));
+    let r = request(&sock, "GET", "/v1/credentials/repo.magento.com", None).unwrap();
+    assert_eq!(r.json()["credential"]["password"], PRIV, "{}", r.body);
 
     // systemd heard READY=1 (Type=notify) and applied the sandbox.
     assert_eq!(ask(&t, &["is-active", "composer-keyd.service"]), "active");
