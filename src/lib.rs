@@ -8,11 +8,14 @@
 //! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
 //! - [`client`]: the CLI's HTTP client over the socket.
 //! - [`paths`], [`atomic`]: where files live and how they are written.
+//! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
 
 pub mod atomic;
+pub mod audit;
 pub mod client;
 pub mod credential;
 pub mod error;
+pub mod harden;
 pub mod index;
 pub mod paths;
 pub mod protocol;

@@ -1,6 +1,9 @@
 //! Command-line definitions and dispatch; each subcommand family lives in its own file.
 
 mod keys;
+mod limits;
+mod log;
+mod policy;
 mod prompt;
 mod serve;
 mod session;
@@ -47,6 +50,8 @@ enum Command {
     Unlock,
     /// Show the daemon's version, backend, lock state and counts.
     Status(session::StatusArgs),
+    /// Show the audit log: every release, refusal and change, with the process that asked.
+    Log(log::LogArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -75,6 +80,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Serve(args) = cli.command {
         return serve::run(args, socket).map(|()| ExitCode::SUCCESS);
     }
+    if let Command::Log(args) = cli.command {
+        return log::run(args);
+    }
     init_cli_logging();
     let ctx = Ctx {
         client: Client::new(socket),
@@ -86,7 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(_) => unreachable!("handled above"),
+            Command::Serve(_) | Command::Log(_) => unreachable!("handled above"),
             Command::Add(a) => keys::add(&ctx, a).await,
             Command::List(a) => keys::list(&ctx, a).await,
             Command::Remove(t) => keys::remove(&ctx, t).await,

@@ -1,5 +1,8 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
+use super::policy::{self, Confirm, Rule};
+use super::Peer;
+use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Index, Meta};
@@ -51,6 +54,8 @@ pub struct Agent {
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
     started: Instant,
+    audit: Audit,
+    confirm: Confirm,
 }
 
 impl Agent {
@@ -69,7 +74,26 @@ impl Agent {
             }),
             writer: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            audit: Audit::disabled(),
+            confirm: Confirm::default(),
         }
+    }
+
+    /// Records releases, refusals and changes in `audit`.
+    pub fn with_audit(mut self, audit: Audit) -> Agent {
+        self.audit = audit;
+        self
+    }
+
+    /// Asks through `confirm` before releasing a credential added with `--confirm`.
+    pub fn with_confirm(mut self, confirm: Confirm) -> Agent {
+        self.confirm = confirm;
+        self
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -127,8 +151,37 @@ impl Agent {
         self.inner().index.applicable(project)
     }
 
-    /// The credential that wins for `origin` looked up from `project`.
+    /// The credential that wins for `origin` looked up from `project`, by a caller we know
+    /// nothing about: a credential with a policy is refused.
     pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<CredentialReply> {
+        self.release(origin, project, &Peer::unknown()).await
+    }
+
+    /// The policy of the credential a lookup would release, and its name for a prompt; `None`
+    /// when the lookup will be refused anyway (locked, absent, disabled), so no dialog shows.
+    fn rule_for(&self, origin: &Origin, project: Option<&Path>) -> Option<(Rule, String)> {
+        let inner = self.inner();
+        let meta = inner.index.resolve(origin, project)?;
+        let rule = Rule::of(meta);
+        let what = match rule.is_open() {
+            true => String::new(),
+            false => describe(origin, meta.project.as_deref()),
+        };
+        (!inner.locked && meta.enabled).then_some((rule, what))
+    }
+
+    /// The credential that wins for `origin` looked up from `project` by `peer`, once its
+    /// policy (allowed executables, confirmation) agrees.
+    pub async fn release(
+        &self,
+        origin: &Origin,
+        project: Option<&Path>,
+        peer: &Peer,
+    ) -> Result<CredentialReply> {
+        let (rule, what) = self.rule_for(origin, project).unwrap_or_default();
+        if !rule.is_open() {
+            policy::check(&rule, &self.confirm, peer, &what).await?;
+        }
         let (key, generation) = {
             let mut inner = self.inner();
             if inner.locked {
@@ -142,6 +195,12 @@ impl Agent {
                 return Err(Error::Disabled {
                     what: describe(origin, meta.project.as_deref()),
                 });
+            }
+            if Rule::of(meta) != rule {
+                return Err(Error::Forbidden(
+                    "the credential's policy changed while the release was being checked; try again"
+                        .into(),
+                ));
             }
             let scope = meta.project.clone();
             let key = SlotKey::new(origin, scope.as_deref(), Slot::Current);
@@ -166,6 +225,7 @@ impl Agent {
             return Err(Error::Locked);
         }
         if inner.generation == generation {
+            crate::harden::protect_credential(&cred);
             inner.cache.insert(key.clone(), Arc::clone(&cred));
         }
         Ok(reply(origin, key.project, cred))
@@ -234,6 +294,11 @@ impl Agent {
         req: PutCredential,
     ) -> Result<PutReply> {
         req.credential.validate()?;
+        let allow_exe = req
+            .allow_exe
+            .as_deref()
+            .map(policy::canonical_exes)
+            .transpose()?;
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
         let scope = project.as_deref();
@@ -278,10 +343,17 @@ impl Agent {
         if req.label.is_some() {
             meta.label = req.label.clone();
         }
+        if let Some(c) = req.confirm {
+            meta.confirm = c;
+        }
+        if let Some(exes) = allow_exe {
+            meta.allow_exe = exes;
+        }
         let changed = outcome != PutOutcome::Unchanged || existing.as_ref() != Some(&meta);
         {
             let mut inner = self.inner();
             inner.generation += 1;
+            crate::harden::protect_credential(&req.credential);
             inner.cache.insert(key, Arc::new(req.credential));
             inner.index.upsert(meta.clone());
         }
@@ -371,6 +443,7 @@ impl Agent {
         {
             let mut inner = self.inner();
             inner.generation += 1;
+            crate::harden::protect_credential(&previous);
             inner.cache.insert(cur_key, Arc::new(previous));
             inner.index.upsert(meta.clone());
         }

@@ -1,7 +1,9 @@
 //! The daemon's life: open the listener and the store, serve until a signal, then flush and clean up.
 
 use super::agent::{Agent, AgentConfig};
+use super::policy::Confirm;
 use super::{run, Limits};
+use crate::audit::Audit;
 use crate::index::Index;
 use crate::paths;
 use crate::store::keyring::KeyringStore;
@@ -36,8 +38,10 @@ pub enum StartError {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub socket: PathBuf,
-    pub backend_timeout: Duration,
     pub limits: Limits,
+    /// The program that confirms releases of `--confirm` credentials.
+    pub askpass: Option<PathBuf>,
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// A listener and whether this process created the socket file (and so removes it).
@@ -55,10 +59,15 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     let index = Index::load(&index_path)?;
     let cfg = AgentConfig {
         index_path,
-        backend_timeout: opts.backend_timeout,
+        backend_timeout: opts.limits.backend_timeout,
         backend_reason: reason,
     };
-    let agent = Arc::new(Agent::new(store, index, cfg));
+    let confirm = Confirm::new(opts.askpass.clone(), opts.limits.confirm_timeout);
+    let agent = Arc::new(
+        Agent::new(store, index, cfg)
+            .with_audit(open_audit(opts.audit.clone()))
+            .with_confirm(confirm),
+    );
     tracing::info!(
         socket = %opts.socket.display(),
         pid = std::process::id(),
@@ -86,6 +95,15 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the audit log; without it the daemon still serves, and says so.
+fn open_audit(cfg: crate::audit::AuditConfig) -> Audit {
+    let dir = cfg.dir.clone();
+    Audit::open(cfg).unwrap_or_else(|e| {
+        tracing::error!("cannot open the audit log in {}: {e}", dir.display());
+        Audit::disabled()
+    })
 }
 
 /// Picks the backend and says why.
