@@ -38,12 +38,15 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Under systemd, journald stamps each line itself.
+    // Under systemd, journald stamps each line itself. Colours only on a terminal (and
+    // never with NO_COLOR), so log files and the journal hold plain text.
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(!journal);
+        .with_ansi(colour && !journal);
     let _ = if journal {
         fmt.without_time().try_init()
     } else {
