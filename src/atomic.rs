@@ -5,9 +5,30 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// A point inside [`write_with`], for crash tests that stop the process there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The temp file exists and is still empty.
+    TempCreated,
+    /// The temp file holds the new bytes and is synced; the old file is still in place.
+    BeforeRename,
+    /// The new file is in place; the directory is not synced yet.
+    AfterRename,
+}
+
 /// Replaces `path` with `bytes` so that a crash at any instant leaves either the old
 /// file or the new one, never a mix. The new file gets `mode`.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_with(path, bytes, mode, &mut |_| {})
+}
+
+/// [`write`], calling `at` at each [`Stage`].
+pub fn write_with(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    at: &mut dyn FnMut(Stage),
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -28,9 +49,12 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
             .open(&tmp)?;
         // The umask may have narrowed the mode; a mode we were asked for is set exactly.
         fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        at(Stage::TempCreated);
         f.write_all(bytes)?;
         f.sync_all()?;
+        at(Stage::BeforeRename);
         fs::rename(&tmp, path)?;
+        at(Stage::AfterRename);
         File::open(dir)?.sync_all()
     })();
     if result.is_err() {

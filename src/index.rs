@@ -153,6 +153,14 @@ impl Index {
         best(list.iter(), project)
     }
 
+    /// Like [`Index::resolve`], for updating the winner's `last_used`.
+    pub fn resolve_mut(&mut self, origin: &Origin, project: Option<&Path>) -> Option<&mut Meta> {
+        let list = self.by_origin.get_mut(origin)?;
+        let best = best(list.iter(), project)?;
+        let scope = best.project.clone();
+        list.iter_mut().find(|m| m.project == scope)
+    }
+
     /// For each origin, the credential that applies to `project`.
     pub fn applicable(&self, project: Option<&Path>) -> Vec<OriginInfo> {
         let mut out: Vec<OriginInfo> = self

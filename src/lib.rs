@@ -13,6 +13,7 @@
 pub mod atomic;
 pub mod audit;
 pub mod client;
+pub mod config;
 pub mod credential;
 pub mod error;
 pub mod harden;

@@ -108,6 +108,12 @@ pub struct Status {
     pub enabled: usize,
     pub uptime_secs: u64,
     pub pid: u32,
+    /// Whether the vault file exists (so `unlock` and `add` know to create it); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_exists: Option<bool>,
+    /// Seconds until an unlock timer locks the daemon; absent when none will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_in_secs: Option<u64>,
 }
 
 /// Non-secret facts about one stored credential (`GET /v1/credentials`, `list`).
@@ -215,6 +221,40 @@ pub struct UnlockRequest {
     pub passphrase: Option<Secret<String>>,
 }
 
+/// `POST /v1/passwd`: changes the vault's passphrase.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PasswdRequest {
+    pub passphrase: Secret<String>,
+    pub new_passphrase: Secret<String>,
+}
+
+/// `POST /v1/migrate`: moves every credential to another backend and makes it the one in use.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MigrateRequest {
+    pub to: BackendKind,
+    /// The vault's passphrase, when the vault is the target or must be opened to clean it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<Secret<String>>,
+}
+
+/// Reply to `POST /v1/migrate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateReply {
+    pub from: BackendKind,
+    pub to: BackendKind,
+    /// Secrets copied to the target and read back.
+    pub copied: usize,
+    /// Secrets removed from the source after the switch.
+    pub removed: usize,
+    /// Secrets left in the source because they differ from the target's.
+    pub kept: usize,
+    /// Index entries with no secret in the source.
+    pub missing: usize,
+    /// Something the user should know (e.g. a source that could not be cleaned up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// A reply that only says it worked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
@@ -248,6 +288,8 @@ mod tests {
             enabled: 2,
             uptime_secs: 42,
             pid: 1234,
+            vault_exists: None,
+            lock_in_secs: None,
         };
         same(&s, STATUS);
         assert_eq!(serde_json::from_str::<Status>(STATUS).unwrap(), s);

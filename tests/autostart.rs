@@ -14,9 +14,8 @@ fn stop(t: &TestEnv) {
     unsafe { libc::kill(pid, libc::SIGTERM) };
 }
 
-#[test]
-fn starts_the_daemon_when_none_answers() {
-    let t = TestEnv::with_keyring(true);
+/// `status --json` without --no-autostart.
+fn status_with_autostart(t: &TestEnv) -> serde_json::Value {
     let out = t
         .command(support::BIN)
         .args(["status", "--json"])
@@ -27,7 +26,13 @@ fn starts_the_daemon_when_none_answers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn starts_the_daemon_when_none_answers() {
+    let t = TestEnv::with_keyring(true);
+    let status = status_with_autostart(&t);
     assert_eq!(status["protocol"], 1);
     stop(&t);
     // Bounded wait until the daemon is gone (it removes its socket on SIGTERM).
@@ -78,17 +83,7 @@ for _ in range(50):
         &mut line,
     )
     .unwrap();
-    let out = t
-        .command(support::BIN)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = status_with_autostart(&t);
     assert_eq!(
         status["protocol"], 1,
         "the real daemon replaced the stale one"

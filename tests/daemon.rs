@@ -424,7 +424,10 @@ fn locked_keyring_answers_backend_unavailable() {
 
 #[test]
 fn no_keyring_at_all_answers_backend_unavailable() {
-    let t = TestEnv::bare();
+    let mut t = TestEnv::bare();
+    // Configured for the keyring: left to `auto`, a machine without one gets the vault.
+    t.env
+        .insert("COMPOSER_KEYD_BACKEND".into(), "keyring".into());
     let _d = t.start_daemon(&[]);
     let out = t.cli(&["add", "x.example", "--type", "bearer"], "tok\n");
     assert_eq!(out.status.code(), Some(1));

@@ -109,7 +109,11 @@ fn a_thousand_pipelined_requests() {
         } else {
             "/v1/status"
         };
-        let close = if i == 999 { "Connection: close\r\n" } else { "" };
+        let close = if i == 999 {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
         all.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: l\r\n{close}\r\n").as_bytes());
     }
     let mut w = s.try_clone().unwrap();
@@ -161,7 +165,11 @@ fn bad_origins_get_typed_4xx() {
         ] {
             let path = format!("/v1/credentials/{o}{suffix}");
             let r = request(&sock, method, &path, body).unwrap();
-            assert!((400..500).contains(&r.status), "{method} {o:.40}: {}", r.status);
+            assert!(
+                (400..500).contains(&r.status),
+                "{method} {o:.40}: {}",
+                r.status
+            );
             assert!(
                 KINDS.contains(&r.kind().as_str()),
                 "{method} {o:.40}: {}",
@@ -183,7 +191,11 @@ fn bad_origins_get_typed_4xx() {
         }
     }
     // Bad projects.
-    for q in ["relative/dir", "%2Fa%00b", &format!("%2F{}", "p".repeat(5000))] {
+    for q in [
+        "relative/dir",
+        "%2Fa%00b",
+        &format!("%2F{}", "p".repeat(5000)),
+    ] {
         let r = request(
             &sock,
             "GET",
@@ -191,7 +203,11 @@ fn bad_origins_get_typed_4xx() {
             None,
         )
         .unwrap();
-        assert_eq!((r.status, r.kind().as_str()), (400, "bad-request"), "{q:.40}");
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (400, "bad-request"),
+            "{q:.40}"
+        );
     }
     intact(&t);
     let list: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--json"], "")).unwrap();
@@ -202,7 +218,7 @@ fn bad_origins_get_typed_4xx() {
 fn bad_bodies_get_typed_4xx() {
     let (t, _d) = setup();
     let sock = t.socket();
-    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     let deep_obj = format!(
         r#"{{"credential":{}}}"#,
         "{\"a\":".repeat(5000) + "1" + &"}".repeat(5000)
@@ -255,12 +271,20 @@ fn bad_bodies_get_typed_4xx() {
             "confirm type",
             r#"{"credential":{"type":"bearer","token":"t"},"confirm":"yes"}"#.into(),
         ),
-        ("label over the body limit", long_label),
     ];
     for (what, body) in &bodies {
         let r = request(&sock, "PUT", "/v1/credentials/x.example", Some(body)).unwrap();
         assert!((400..500).contains(&r.status), "{what}: {}", r.status);
         assert!(KINDS.contains(&r.kind().as_str()), "{what}: {}", r.body);
+    }
+    // Over the body limit: refused from the Content-Length, before the body is read, so the
+    // daemon may close while the client still writes (then the reply can be lost to a reset).
+    let raw = format!(
+        "PUT /v1/credentials/x.example HTTP/1.1\r\nHost: l\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{long_label}",
+        long_label.len()
+    );
+    if let Some(r) = send_raw(&sock, raw.as_bytes()) {
+        assert_eq!((r.status, r.kind().as_str()), (413, "too-large"));
     }
     // Bytes that are not UTF-8 at all.
     let mut body = br#"{"credential":{"type":"bearer","token":""#.to_vec();
@@ -275,7 +299,8 @@ fn bad_bodies_get_typed_4xx() {
     let r = send_raw(&sock, &raw).unwrap();
     assert_eq!((r.status, r.kind().as_str()), (400, "bad-request"));
     // A body shorter than its Content-Length, then the client gives up.
-    let short = b"PUT /v1/credentials/x.example HTTP/1.1\r\nHost: l\r\nContent-Length: 100\r\n\r\n{\"cred";
+    let short =
+        b"PUT /v1/credentials/x.example HTTP/1.1\r\nHost: l\r\nContent-Length: 100\r\n\r\n{\"cred";
     if let Some(r) = send_raw(&sock, short) {
         assert!((400..500).contains(&r.status));
     }

@@ -14,7 +14,10 @@ const TOKEN: &str = "limits-test-token-0123456789";
 fn setup(args: &[&str]) -> (TestEnv, support::Daemon) {
     let t = TestEnv::with_keyring(true);
     let d = t.start_daemon(args);
-    t.ok(&["add", "x.example", "--type", "bearer"], &format!("{TOKEN}\n"));
+    t.ok(
+        &["add", "x.example", "--type", "bearer"],
+        &format!("{TOKEN}\n"),
+    );
     (t, d)
 }
 
@@ -40,7 +43,8 @@ fn slowloris_connections_are_closed_at_the_header_timeout_while_service_continue
     let mut conns: Vec<UnixStream> = (0..100)
         .map(|_| {
             let mut s = UnixStream::connect(t.socket()).unwrap();
-            s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: l\r\n").unwrap();
+            s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: l\r\n")
+                .unwrap();
             s
         })
         .collect();
@@ -94,7 +98,10 @@ fn four_thousand_idle_connections_and_idle_keep_alive_are_closed() {
         assert!(served(&t), "service continues with 4,050 idle connections");
     }
     let held = fd_count(d.pid());
-    assert!(held >= before + 4000, "the daemon held them: {before} -> {held}");
+    assert!(
+        held >= before + 4000,
+        "the daemon held them: {before} -> {held}"
+    );
     let left = wait_all_closed(&mut idle, Duration::from_secs(10));
     assert_eq!(left, 0, "idle connections never closed");
     let left = wait_all_closed(&mut kept, Duration::from_secs(5));
@@ -134,7 +141,9 @@ fn extra_connections_wait_without_harming_open_ones() {
     assert_eq!(r.json()["credential"]["token"], TOKEN);
     // One leaves, and the waiting one gets its turn.
     held.pop();
-    extra.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let r = read_response(&mut extra, &mut Vec::new()).unwrap().unwrap();
     assert_eq!(r.status, 200);
 }

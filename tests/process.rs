@@ -23,7 +23,11 @@ fn core_limit(pid: u32) -> String {
         .find(|l| l.starts_with("Max core file size"))
         .unwrap()
         .to_owned();
-    line.split_whitespace().skip(4).take(2).collect::<Vec<_>>().join(" ")
+    line.split_whitespace()
+        .skip(4)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn chown_tree(dir: &Path, uid: u32) {
@@ -44,11 +48,7 @@ fn chown_tree(dir: &Path, uid: u32) {
 /// Runs `args` as nobody, with this test's environment.
 fn as_nobody(t: &TestEnv, args: &[&str], log: &Path) -> Child {
     t.command("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -123,19 +123,28 @@ fn unprivileged_daemon_is_not_dumpable_and_has_no_core_limit() {
 fn daemon_locks_its_memory_and_raises_open_files() {
     let t = TestEnv::with_keyring(true);
     let d = t.start_daemon(&[]);
-    t.ok(&["add", "x.example", "--type", "bearer"], "process-test-token\n");
+    t.ok(
+        &["add", "x.example", "--type", "bearer"],
+        "process-test-token\n",
+    );
     let pid = d.pid();
     assert_eq!(core_limit(pid), "0 0");
     let lck = status_kb(pid, "VmLck:").unwrap();
     let rss = status_kb(pid, "VmRSS:").unwrap();
     // Root holds CAP_IPC_LOCK, so the daemon locks everything (mlockall).
-    assert!(lck > 0 && lck * 10 >= rss * 9, "VmLck {lck} kB of VmRSS {rss} kB");
+    assert!(
+        lck > 0 && lck * 10 >= rss * 9,
+        "VmLck {lck} kB of VmRSS {rss} kB"
+    );
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let nofile = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .unwrap();
     let v: Vec<&str> = nofile.split_whitespace().skip(3).take(2).collect();
-    assert_eq!(v[0], v[1], "the soft open-files limit was raised to the hard one");
+    assert_eq!(
+        v[0], v[1],
+        "the soft open-files limit was raised to the hard one"
+    );
     assert!(d.log_text().contains("process hardened"));
 }

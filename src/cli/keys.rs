@@ -132,6 +132,7 @@ async fn put(
 pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
     let kind = parse_type(&a.kind)?;
     let (origin, project) = a.target.resolve()?;
+    super::session::create_vault_if_missing(ctx).await?;
     let credential = read_credential(kind, a.with_username, &origin)?;
     let reply = put(
         ctx,
@@ -159,14 +160,7 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
 pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
     let (origin, project) = a.target.resolve()?;
     if a.rollback {
-        let client = ctx.connect().await?;
-        let info: CredentialInfo = client
-            .call(
-                Method::POST,
-                &credential_path(origin.as_str(), project.as_deref(), "/rollback"),
-                None,
-            )
-            .await?;
+        let info = act(ctx, Method::POST, &origin, project.as_deref(), "/rollback").await?;
         println!("Rolled back {} to its previous secret.", describe(&info));
         return Ok(ExitCode::SUCCESS);
     }
@@ -276,35 +270,30 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
-    let client = ctx.connect().await?;
-    let info: CredentialInfo = client
-        .call(
-            Method::DELETE,
-            &credential_path(origin.as_str(), project.as_deref(), ""),
-            None,
-        )
-        .await?;
+    let info = act(ctx, Method::DELETE, &origin, project.as_deref(), "").await?;
     println!("Removed {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn set_enabled(ctx: &Ctx, t: Target, enabled: bool) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
-    let client = ctx.connect().await?;
     let action = if enabled { "/enable" } else { "/disable" };
-    let info: CredentialInfo = client
-        .call(
-            Method::POST,
-            &credential_path(origin.as_str(), project.as_deref(), action),
-            None,
-        )
-        .await?;
-    println!(
-        "{} {}.",
-        if enabled { "Enabled" } else { "Disabled" },
-        describe(&info)
-    );
+    let info = act(ctx, Method::POST, &origin, project.as_deref(), action).await?;
+    let verb = if enabled { "Enabled" } else { "Disabled" };
+    println!("{verb} {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Calls a route on one credential that answers with its metadata.
+async fn act(
+    ctx: &Ctx,
+    method: Method,
+    origin: &Origin,
+    project: Option<&str>,
+    action: &str,
+) -> anyhow::Result<CredentialInfo> {
+    let path = credential_path(origin.as_str(), project, action);
+    Ok(ctx.connect().await?.call(method, &path, None).await?)
 }
 
 fn describe(info: &CredentialInfo) -> String {

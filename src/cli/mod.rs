@@ -7,6 +7,7 @@ mod policy;
 mod prompt;
 mod serve;
 mod session;
+mod vault;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -50,6 +51,10 @@ enum Command {
     Unlock,
     /// Show the daemon's version, backend, lock state and counts.
     Status(session::StatusArgs),
+    /// Change the vault's passphrase.
+    Passwd,
+    /// Move every credential to another backend and use it from now on.
+    Migrate(vault::MigrateArgs),
     /// Show the audit log: every release, refusal and change, with the process that asked.
     Log(log::LogArgs),
 }
@@ -104,6 +109,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Lock => session::lock(&ctx).await,
             Command::Unlock => session::unlock(&ctx).await,
             Command::Status(a) => session::status(&ctx, a).await,
+            Command::Passwd => vault::passwd(&ctx).await,
+            Command::Migrate(a) => vault::migrate(&ctx, a).await,
         }
     })
 }

@@ -3,12 +3,29 @@
 use anyhow::Context;
 use clap::Args;
 use composer_keyd::server::daemon::{self, Options};
+use composer_keyd::server::timers::Ttl;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     limits: super::limits::LimitArgs,
+    /// Lock after this long without a credential release (e.g. 15m, 1h; 0 = never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    idle_ttl: Option<Duration>,
+    /// Lock this long after unlock, however much it is used (e.g. 8h; 0 = never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    max_ttl: Option<Duration>,
+}
+
+/// A duration as humantime writes it (`90s`, `15m`, `2h 30m`), or plain seconds.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .or_else(|_| humantime::parse_duration(s))
+        .map_err(|e| format!("{e} (write e.g. 90s, 15m or 2h)"))
 }
 
 /// Hardens the process, binds the socket, opens the store and serves until SIGTERM or SIGINT.
@@ -30,6 +47,10 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         limits,
         askpass: args.limits.askpass(),
         audit: args.limits.audit(composer_keyd::paths::state_dir()?),
+        ttl: Ttl {
+            idle: args.idle_ttl.filter(|d| !d.is_zero()),
+            max: args.max_ttl.filter(|d| !d.is_zero()),
+        },
     };
     rt.block_on(daemon::serve(opts))?;
     Ok(())

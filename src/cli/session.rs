@@ -2,7 +2,7 @@
 
 use super::{prompt, Ctx};
 use clap::Args;
-use composer_keyd::protocol::{Ack, Status, UnlockRequest};
+use composer_keyd::protocol::{Ack, BackendKind, Status, UnlockRequest};
 use composer_keyd::secret::to_json_zeroizing;
 use hyper::Method;
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ pub struct StatusArgs {
     json: bool,
 }
 
-async fn status_of(ctx: &Ctx) -> anyhow::Result<Status> {
+pub async fn status_of(ctx: &Ctx) -> anyhow::Result<Status> {
     Ok(ctx
         .connect()
         .await?
@@ -34,10 +34,31 @@ pub async fn lock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 
 pub async fn unlock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let status = status_of(ctx).await?;
+    let created = send_unlock(ctx, &status).await?;
+    println!(
+        "{}",
+        if created {
+            "Created the vault and unlocked it. Keep the passphrase safe: nothing can recover it."
+        } else {
+            "Unlocked."
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unlocks the daemon, asking for the vault's passphrase (twice when the vault does not
+/// exist yet, which creates it: two lines on stdin). Returns whether it created the vault.
+pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
+    let create = status.backend == BackendKind::Vault && status.vault_exists == Some(false);
     let req = match status.backend {
-        composer_keyd::protocol::BackendKind::Vault => UnlockRequest {
-            passphrase: Some(prompt::read_passphrase(false)?),
-        },
+        BackendKind::Vault => {
+            if create {
+                eprintln!("There is no vault yet: choose a passphrase to create it.");
+            }
+            UnlockRequest {
+                passphrase: Some(prompt::read_passphrase(create)?),
+            }
+        }
         _ => UnlockRequest::default(),
     };
     let body = to_json_zeroizing(&req);
@@ -46,8 +67,17 @@ pub async fn unlock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .await?
         .call(Method::POST, "/v1/unlock", Some(body))
         .await?;
-    println!("Unlocked.");
-    Ok(ExitCode::SUCCESS)
+    Ok(create)
+}
+
+/// Before the first `add` on a vault backend with no vault: creates it (passphrase twice).
+pub async fn create_vault_if_missing(ctx: &Ctx) -> anyhow::Result<()> {
+    let status = status_of(ctx).await?;
+    if status.backend == BackendKind::Vault && status.vault_exists == Some(false) {
+        send_unlock(ctx, &status).await?;
+        eprintln!("Created the vault.");
+    }
+    Ok(())
 }
 
 pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -78,6 +108,17 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
             "unlocked"
         }
     );
+    if s.backend == BackendKind::Vault && s.vault_exists == Some(false) {
+        println!(
+            "vault:       not created yet (`composer-keyd unlock` or the first `add` creates it)"
+        );
+    }
+    if let Some(secs) = s.lock_in_secs {
+        println!(
+            "timer:       locks in {}",
+            humantime::format_duration(std::time::Duration::from_secs(secs))
+        );
+    }
     println!("credentials: {} ({} enabled)", s.credentials, s.enabled);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
-use super::policy::{self, Confirm, Rule};
+use super::policy::{Confirm, Rule};
+use super::timers::{Clock, Ttl};
 use super::Peer;
 use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
@@ -16,12 +17,49 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A credential ready to hand out: the reply and its JSON, encoded once when cached, so a
+/// cached lookup serializes nothing and copies no secret.
+pub struct Released {
+    pub reply: CredentialReply,
+    /// The encoded reply; zeroized when the last holder (cache or response) drops it.
+    pub json: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Released {
+    // The JSON holds the secret, so only the reply (whose secrets print REDACTED) is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.reply.fmt(f)
+    }
+}
+
+impl AsRef<[u8]> for Released {
+    fn as_ref(&self) -> &[u8] {
+        &self.json
+    }
+}
+
+impl Released {
+    fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
+        // Both copies live as long as the cache: keep them out of swap and core dumps.
+        crate::harden::protect_credential(&credential);
+        let reply = CredentialReply {
+            origin: origin.clone(),
+            project,
+            credential: Arc::new(credential),
+        };
+        let json = to_json_zeroizing(&reply);
+        crate::harden::protect(&json);
+        Arc::new(Released { reply, json })
+    }
 }
 
 /// How the agent is set up.
@@ -38,12 +76,14 @@ pub struct AgentConfig {
 struct Inner {
     index: Index,
     /// Decrypted credentials, filled on first use, wiped by `lock`.
-    cache: HashMap<SlotKey, Arc<Credential>>,
+    cache: HashMap<SlotKey, Arc<Released>>,
     locked: bool,
     /// Bumped by every write and by `lock`, so a read that raced one does not cache a stale secret.
     generation: u64,
     /// `last_used` changed since the index was last written.
     dirty: bool,
+    /// The unlock timers.
+    clock: Clock,
 }
 
 /// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
@@ -54,6 +94,8 @@ pub struct Agent {
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
     started: Instant,
+    /// Wakes the timer task when a deadline moves earlier (unlock, new limits).
+    timer_changed: tokio::sync::Notify,
     audit: Audit,
     confirm: Confirm,
 }
@@ -71,29 +113,41 @@ impl Agent {
                 locked,
                 generation: 0,
                 dirty: false,
+                clock: Clock::new((!locked).then(Instant::now)),
             }),
             writer: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            timer_changed: tokio::sync::Notify::new(),
             audit: Audit::disabled(),
             confirm: Confirm::default(),
         }
     }
 
-    /// Records releases, refusals and changes in `audit`.
-    pub fn with_audit(mut self, audit: Audit) -> Agent {
-        self.audit = audit;
-        self
+    /// Sets the unlock timers (`--idle-ttl`, `--max-ttl`).
+    pub fn set_ttl(&self, ttl: Ttl) {
+        self.inner().clock.set_ttl(ttl);
+        self.timer_changed.notify_one();
     }
 
-    /// Asks through `confirm` before releasing a credential added with `--confirm`.
-    pub fn with_confirm(mut self, confirm: Confirm) -> Agent {
-        self.confirm = confirm;
-        self
+    /// When the timers will lock the daemon, if they will.
+    pub fn lock_deadline(&self) -> Option<Instant> {
+        self.inner().clock.deadline()
     }
 
-    /// The audit log.
-    pub fn audit(&self) -> &Audit {
-        &self.audit
+    /// Signalled when the deadline may have moved earlier.
+    pub fn timer_changed(&self) -> &tokio::sync::Notify {
+        &self.timer_changed
+    }
+
+    /// Locks if a timer has run out at `now`; checks and locks under one lock, so a
+    /// release or unlock that came in first wins.
+    pub fn expire(&self, now: Instant) -> bool {
+        let mut inner = self.inner();
+        if !inner.clock.due(now) {
+            return false;
+        }
+        self.lock_held(&mut inner);
+        true
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -132,12 +186,20 @@ impl Agent {
             version: VERSION.into(),
             protocol: PROTOCOL,
             backend: self.store.kind(),
-            backend_reason: self.cfg.backend_reason.clone(),
+            backend_reason: self
+                .store
+                .as_active()
+                .map_or_else(|| self.cfg.backend_reason.clone(), |a| a.reason()),
             locked: inner.locked,
             credentials,
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
+            vault_exists: self.store.as_active().map(|a| a.vault_exists()),
+            lock_in_secs: inner
+                .clock
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()).as_secs()),
         }
     }
 
@@ -153,35 +215,17 @@ impl Agent {
 
     /// The credential that wins for `origin` looked up from `project`, by a caller we know
     /// nothing about: a credential with a policy is refused.
-    pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<CredentialReply> {
+    pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<Arc<Released>> {
         self.release(origin, project, &Peer::unknown()).await
     }
 
-    /// The policy of the credential a lookup would release, and its name for a prompt; `None`
-    /// when the lookup will be refused anyway (locked, absent, disabled), so no dialog shows.
-    fn rule_for(&self, origin: &Origin, project: Option<&Path>) -> Option<(Rule, String)> {
-        let inner = self.inner();
-        let meta = inner.index.resolve(origin, project)?;
-        let rule = Rule::of(meta);
-        let what = match rule.is_open() {
-            true => String::new(),
-            false => describe(origin, meta.project.as_deref()),
-        };
-        (!inner.locked && meta.enabled).then_some((rule, what))
-    }
-
-    /// The credential that wins for `origin` looked up from `project` by `peer`, once its
-    /// policy (allowed executables, confirmation) agrees.
-    pub async fn release(
+    /// The credential that wins, provided its policy is still `rule` (which `release` checked).
+    async fn get_as(
         &self,
         origin: &Origin,
         project: Option<&Path>,
-        peer: &Peer,
-    ) -> Result<CredentialReply> {
-        let (rule, what) = self.rule_for(origin, project).unwrap_or_default();
-        if !rule.is_open() {
-            policy::check(&rule, &self.confirm, peer, &what).await?;
-        }
+        rule: &Rule,
+    ) -> Result<Arc<Released>> {
         let (key, generation) = {
             let mut inner = self.inner();
             if inner.locked {
@@ -189,46 +233,46 @@ impl Agent {
             }
             let meta = inner
                 .index
-                .resolve(origin, project)
+                .resolve_mut(origin, project)
                 .ok_or_else(|| Error::NotFound(origin.to_string()))?;
             if !meta.enabled {
                 return Err(Error::Disabled {
                     what: describe(origin, meta.project.as_deref()),
                 });
             }
-            if Rule::of(meta) != rule {
+            if Rule::of(meta) != *rule {
                 return Err(Error::Forbidden(
-                    "the credential's policy changed while the release was being checked; try again"
+                    "the credential's policy changed while the release was checked; try again"
                         .into(),
                 ));
             }
-            let scope = meta.project.clone();
-            let key = SlotKey::new(origin, scope.as_deref(), Slot::Current);
-            if let Some(m) = inner.index.get_mut(origin, scope.as_deref()) {
-                m.last_used = Some(now_secs());
-            }
+            meta.last_used = Some(now_secs());
+            let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
             inner.dirty = true;
-            if let Some(cred) = inner.cache.get(&key) {
-                return Ok(reply(origin, scope, Arc::clone(cred)));
+            if let Some(cached) = inner.cache.get(&key) {
+                let cached = Arc::clone(cached);
+                inner.clock.released(Instant::now());
+                return Ok(cached);
             }
             (key, inner.generation)
         };
-        let cred = Arc::new(self.read(&key).await?.ok_or_else(|| {
+        let cred = self.read(&key).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "{} (the index lists it but the {} has no secret; add it again)",
                 describe(origin, key.project.as_deref()),
                 backend_name(self.store.kind())
             ))
-        })?);
+        })?;
+        let released = Released::new(origin, key.project.clone(), cred);
         let mut inner = self.inner();
         if inner.locked {
             return Err(Error::Locked);
         }
         if inner.generation == generation {
-            crate::harden::protect_credential(&cred);
-            inner.cache.insert(key.clone(), Arc::clone(&cred));
+            inner.cache.insert(key, Arc::clone(&released));
         }
-        Ok(reply(origin, key.project, cred))
+        inner.clock.released(Instant::now());
+        Ok(released)
     }
 
     /// Reads and parses one secret from the store.
@@ -297,7 +341,7 @@ impl Agent {
         let allow_exe = req
             .allow_exe
             .as_deref()
-            .map(policy::canonical_exes)
+            .map(super::policy::canonical_exes)
             .transpose()?;
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
@@ -353,8 +397,8 @@ impl Agent {
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            crate::harden::protect_credential(&req.credential);
-            inner.cache.insert(key, Arc::new(req.credential));
+            let released = Released::new(origin, project.clone(), req.credential);
+            inner.cache.insert(key, released);
             inner.index.upsert(meta.clone());
         }
         if changed {
@@ -443,8 +487,8 @@ impl Agent {
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            crate::harden::protect_credential(&previous);
-            inner.cache.insert(cur_key, Arc::new(previous));
+            let released = Released::new(origin, project.map(str::to_owned), previous);
+            inner.cache.insert(cur_key, released);
             inner.index.upsert(meta.clone());
         }
         self.save_index().await?;
@@ -453,7 +497,11 @@ impl Agent {
 
     /// Wipes every decrypted secret and refuses reads until `unlock`.
     pub fn lock(&self) {
-        let mut inner = self.inner();
+        self.lock_held(&mut self.inner());
+    }
+
+    fn lock_held(&self, inner: &mut Inner) {
+        inner.clock.locked();
         inner.locked = true;
         inner.generation += 1;
         // Dropping the cached credentials zeroizes them (Secret's Drop).
@@ -470,16 +518,13 @@ impl Agent {
             ));
         }
         self.backend(move |s| s.unlock(passphrase.as_ref())).await?;
-        self.inner().locked = false;
+        {
+            let mut inner = self.inner();
+            inner.locked = false;
+            inner.clock.unlocked(Instant::now());
+        }
+        self.timer_changed.notify_one();
         Ok(())
-    }
-}
-
-fn reply(origin: &Origin, project: Option<String>, credential: Arc<Credential>) -> CredentialReply {
-    CredentialReply {
-        origin: origin.clone(),
-        project,
-        credential,
     }
 }
 
@@ -500,5 +545,7 @@ fn backend_name(kind: BackendKind) -> &'static str {
     }
 }
 
+mod backend;
+mod release;
 #[cfg(test)]
 mod tests;

@@ -3,27 +3,43 @@
 use hyper::body::{Body, Buf, Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use zeroize::Zeroizing;
+
+enum Bytes {
+    Owned(Zeroizing<Vec<u8>>),
+    /// A cached reply, wiped when its last holder (cache or response) lets go.
+    Shared(Arc<dyn AsRef<[u8]> + Send + Sync>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(a) => (**a).as_ref(),
+        }
+    }
+}
 
 /// A buffer that wipes itself on drop. With `writev` on, hyper queues it rather than
 /// copying it into its own write buffer, so the secret exists only here.
 pub struct WipeBuf {
-    bytes: Zeroizing<Vec<u8>>,
+    bytes: Bytes,
     pos: usize,
 }
 
 impl Buf for WipeBuf {
     fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
+        self.bytes.as_slice().len() - self.pos
     }
 
     fn chunk(&self) -> &[u8] {
-        &self.bytes[self.pos..]
+        &self.bytes.as_slice()[self.pos..]
     }
 
     fn advance(&mut self, cnt: usize) {
-        self.pos = (self.pos + cnt).min(self.bytes.len());
+        self.pos = (self.pos + cnt).min(self.bytes.as_slice().len());
     }
 }
 
@@ -33,7 +49,18 @@ pub struct WipeBody(Option<WipeBuf>);
 impl WipeBody {
     /// A body holding `bytes`.
     pub fn new(bytes: Zeroizing<Vec<u8>>) -> WipeBody {
-        WipeBody(Some(WipeBuf { bytes, pos: 0 }))
+        WipeBody(Some(WipeBuf {
+            bytes: Bytes::Owned(bytes),
+            pos: 0,
+        }))
+    }
+
+    /// A body sharing bytes that something else (the agent's cache) also holds.
+    pub fn shared(bytes: Arc<dyn AsRef<[u8]> + Send + Sync>) -> WipeBody {
+        WipeBody(Some(WipeBuf {
+            bytes: Bytes::Shared(bytes),
+            pos: 0,
+        }))
     }
 }
 

@@ -2,11 +2,15 @@
 
 use super::agent::{Agent, AgentConfig};
 use super::policy::Confirm;
+use super::timers::{self, Ttl};
 use super::{run, Limits};
 use crate::audit::Audit;
+use crate::config::{self, BackendChoice, Source};
 use crate::index::Index;
 use crate::paths;
+use crate::store::active::Active;
 use crate::store::keyring::KeyringStore;
+use crate::store::vault::{self, VaultStore};
 use crate::store::Store;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -26,6 +30,8 @@ pub enum StartError {
     Path(#[from] paths::PathError),
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -42,6 +48,8 @@ pub struct Options {
     /// The program that confirms releases of `--confirm` credentials.
     pub askpass: Option<PathBuf>,
     pub audit: crate::audit::AuditConfig,
+    /// The unlock timers (`--idle-ttl`, `--max-ttl`).
+    pub ttl: Ttl,
 }
 
 /// A listener and whether this process created the socket file (and so removes it).
@@ -54,12 +62,19 @@ pub struct Listener {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(opts: Options) -> Result<(), StartError> {
     let listener = open_listener(&opts.socket)?;
-    let (store, reason) = open_store();
+    let (store, reason) = open_store(opts.limits.backend_timeout).await?;
+    // Vault calls are local CPU work (scrypt, plus the pause after a wrong passphrase),
+    // not a service that may hang: give them room.
+    let backend_timeout = match store.kind() {
+        crate::protocol::BackendKind::Vault => opts.limits.backend_timeout.max(VAULT_TIMEOUT),
+        _ => opts.limits.backend_timeout,
+    };
+    tracing::info!(backend = ?store.kind(), "backend: {reason}");
     let index_path = paths::index_path()?;
     let index = Index::load(&index_path)?;
     let cfg = AgentConfig {
         index_path,
-        backend_timeout: opts.limits.backend_timeout,
+        backend_timeout,
         backend_reason: reason,
     };
     let confirm = Confirm::new(opts.askpass.clone(), opts.limits.confirm_timeout);
@@ -68,6 +83,8 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
             .with_audit(open_audit(opts.audit.clone()))
             .with_confirm(confirm),
     );
+    agent.set_ttl(opts.ttl);
+    let timer = tokio::spawn(timers::watch(Arc::clone(&agent)));
     tracing::info!(
         socket = %opts.socket.display(),
         pid = std::process::id(),
@@ -83,6 +100,7 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     )
     .await;
     flusher.abort();
+    timer.abort();
     agent.lock();
     if let Err(e) = agent.flush().await {
         tracing::warn!("could not write last-used times: {e}");
@@ -106,9 +124,48 @@ fn open_audit(cfg: crate::audit::AuditConfig) -> Audit {
     })
 }
 
-/// Picks the backend and says why.
-fn open_store() -> (Arc<dyn Store>, String) {
-    (Arc::new(KeyringStore::new()), "the OS keyring".into())
+/// The longest a vault call may take.
+const VAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Picks the backend and says why: `COMPOSER_KEYD_BACKEND`, else config.toml, else auto.
+/// Auto takes the OS keyring when it answers within `probe_timeout`, else the vault.
+async fn open_store(probe_timeout: Duration) -> Result<(Arc<Active>, String), StartError> {
+    let (choice, source) = config::backend()?;
+    let vault_path = vault::default_path()?;
+    let set = match &source {
+        Source::Env => format!("{}={choice}", config::ENV_BACKEND),
+        Source::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
+        Source::Default => "auto, the default".into(),
+    };
+    let (store, reason): (Arc<dyn Store>, String) = match choice {
+        BackendChoice::Keyring => (Arc::new(KeyringStore::new()), set),
+        BackendChoice::Vault => (Arc::new(VaultStore::new(vault_path.clone())), set),
+        BackendChoice::Auto => match probe_keyring(probe_timeout).await {
+            Ok(k) => (Arc::new(k), format!("{set}: the OS keyring answered")),
+            Err(why) => (
+                Arc::new(VaultStore::new(vault_path.clone())),
+                format!("{set}: no OS keyring answered ({why}), so the encrypted vault"),
+            ),
+        },
+    };
+    Ok((
+        Arc::new(Active::new(store, reason.clone(), vault_path)),
+        reason,
+    ))
+}
+
+/// Connects to the platform store off the async thread, bounded by `limit`.
+async fn probe_keyring(limit: Duration) -> Result<KeyringStore, String> {
+    let task = tokio::task::spawn_blocking(|| {
+        let k = KeyringStore::new();
+        k.probe().map(|()| k)
+    });
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(Ok(k))) => Ok(k),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("the probe failed: {e}")),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
 }
 
 /// Opens the socket: checks its directory, refuses when a live daemon answers,

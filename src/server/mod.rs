@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod policy;
 pub mod routes;
 pub mod stall;
+pub mod timers;
 
 use agent::Agent;
 use hyper::server::conn::http1;

@@ -6,7 +6,9 @@ use super::{Limits, Peer};
 use crate::audit::{Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
-use crate::protocol::{Ack, ErrorBody, ErrorDetail, PutCredential, UnlockRequest};
+use crate::protocol::{
+    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockRequest,
+};
 use crate::secret::to_json_zeroizing;
 use bytes::Buf;
 use http_body_util::BodyExt;
@@ -80,7 +82,11 @@ pub fn error_response(e: &Error) -> Response<WipeBody> {
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<WipeBody> {
     let bytes = to_json_zeroizing(value);
     let len = bytes.len();
-    let mut resp = Response::new(WipeBody::new(bytes));
+    body_response(status, WipeBody::new(bytes), len)
+}
+
+fn body_response(status: StatusCode, body: WipeBody, len: usize) -> Response<WipeBody> {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -120,10 +126,14 @@ async fn route(
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.lookup_project()?;
-            let reply = agent.release(&origin, project.as_deref(), peer).await?;
-            tracing::debug!(origin = %origin, scope = ?reply.project, pid = ?peer.pid, uid = peer.uid, "released");
-            noted(note, Event::Release, reply.project.as_deref());
-            ok(&reply)
+            let released = agent.release(&origin, project.as_deref(), peer).await?;
+            tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
+            noted(note, Event::Release, released.reply.project.as_deref());
+            Ok(body_response(
+                StatusCode::OK,
+                WipeBody::shared(released.clone()),
+                released.json.len(),
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
@@ -172,6 +182,18 @@ async fn route(
             tracing::info!(pid = ?peer.pid, "unlocked");
             noted(note, Event::Unlock, None);
             ok(&Ack { ok: true })
+        }
+        (&Method::POST, ["v1", "passwd"]) => {
+            let req: PasswdRequest = decode(&read_body(req, limits).await?)?;
+            agent.passwd(req.passphrase, req.new_passphrase).await?;
+            tracing::info!(pid = ?peer.pid, "vault passphrase changed");
+            ok(&Ack { ok: true })
+        }
+        (&Method::POST, ["v1", "migrate"]) => {
+            let req: MigrateRequest = decode(&read_body(req, limits).await?)?;
+            let reply = agent.migrate(req.to, req.passphrase).await?;
+            tracing::info!(pid = ?peer.pid, from = ?reply.from, to = ?reply.to, copied = reply.copied, removed = reply.removed, "migrated");
+            ok(&reply)
         }
         _ => Err(unknown()),
     }

@@ -2,8 +2,10 @@
 //!
 //! Backends are blocking; the daemon calls them from `spawn_blocking` with a time-out.
 
+pub mod active;
 pub mod keyring;
 pub mod memory;
+pub mod vault;
 
 use crate::credential::Origin;
 use crate::protocol::BackendKind;
@@ -97,6 +99,32 @@ pub trait Store: Send + Sync {
 
     /// Removes a secret; removing one that is absent is not an error.
     fn delete(&self, key: &SlotKey) -> Result<(), StoreError>;
+
+    /// Writes several secrets; the vault re-encrypts once for all of them.
+    fn set_many(&self, items: &[(SlotKey, Secret<Vec<u8>>)]) -> Result<(), StoreError> {
+        items.iter().try_for_each(|(k, s)| self.set(k, s.expose()))
+    }
+
+    /// Removes several secrets; the vault re-encrypts once for all of them.
+    fn delete_many(&self, keys: &[SlotKey]) -> Result<(), StoreError> {
+        keys.iter().try_for_each(|k| self.delete(k))
+    }
+
+    /// Changes the passphrase (vault); other backends have none.
+    fn change_passphrase(
+        &self,
+        _old: &Secret<String>,
+        _new: &Secret<String>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(
+            "this backend has no passphrase; `passwd` is for the vault".into(),
+        ))
+    }
+
+    /// The daemon's switchable backend, when this store is one (for `migrate`).
+    fn as_active(&self) -> Option<&active::Active> {
+        None
+    }
 
     /// Opens the store for use; the vault needs its passphrase, the keyring nothing.
     fn unlock(&self, _passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {

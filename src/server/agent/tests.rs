@@ -34,8 +34,8 @@ fn origin() -> Origin {
     Origin::parse("repo.magento.com").unwrap()
 }
 
-fn username(r: &CredentialReply) -> String {
-    match &*r.credential {
+fn username(r: &Released) -> String {
+    match &*r.reply.credential {
         Credential::HttpBasic { username, .. } => username.expose().clone(),
         _ => panic!("not http-basic"),
     }

@@ -1,0 +1,256 @@
+//! The user's settings: `$XDG_CONFIG_HOME/composer-keyd/config.toml`, and the `COMPOSER_KEYD_BACKEND` override.
+
+use crate::paths;
+use serde::Deserialize;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Overrides `backend` in config.toml.
+pub const ENV_BACKEND: &str = "COMPOSER_KEYD_BACKEND";
+/// The config file's name in the config directory.
+pub const FILE_NAME: &str = "config.toml";
+
+/// Which store the daemon uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    /// The OS keyring when it answers, else the vault.
+    #[default]
+    Auto,
+    Keyring,
+    Vault,
+}
+
+impl BackendChoice {
+    /// Parses `auto`, `keyring` or `vault`.
+    pub fn parse(s: &str) -> Option<BackendChoice> {
+        match s.trim() {
+            "auto" => Some(BackendChoice::Auto),
+            "keyring" => Some(BackendChoice::Keyring),
+            "vault" => Some(BackendChoice::Vault),
+            _ => None,
+        }
+    }
+
+    /// The name as written in config.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Keyring => "keyring",
+            BackendChoice::Vault => "vault",
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the backend choice came from, for `status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Env,
+    File(PathBuf),
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Env => write!(f, "{ENV_BACKEND}"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Default => f.write_str("the default"),
+        }
+    }
+}
+
+/// Why the configuration could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{ENV_BACKEND}={0:?} is not a backend: use auto, keyring or vault")]
+    BadEnv(String),
+    #[error("{path}: {reason}")]
+    Bad { path: PathBuf, reason: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Path(#[from] paths::PathError),
+}
+
+/// The settings in config.toml. Keys this version does not know are ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub backend: BackendChoice,
+}
+
+/// `$XDG_CONFIG_HOME/composer-keyd/config.toml`.
+pub fn path() -> Result<PathBuf, ConfigError> {
+    Ok(paths::config_dir()?.join(FILE_NAME))
+}
+
+/// Reads config.toml; a missing file gives the defaults.
+pub fn load_from(path: &Path) -> Result<Option<Config>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| ConfigError::Bad {
+            path: path.into(),
+            reason: format!(
+                "{}; `backend` must be \"auto\", \"keyring\" or \"vault\"",
+                e.message()
+            ),
+        })
+}
+
+/// The backend `COMPOSER_KEYD_BACKEND` forces, if it is set.
+pub fn env_backend() -> Result<Option<BackendChoice>, ConfigError> {
+    match std::env::var(ENV_BACKEND) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => BackendChoice::parse(&v)
+            .map(Some)
+            .ok_or(ConfigError::BadEnv(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            Err(ConfigError::BadEnv(v.to_string_lossy().into_owned()))
+        }
+    }
+}
+
+/// The backend to use and where that choice came from: the environment wins over the file.
+pub fn backend() -> Result<(BackendChoice, Source), ConfigError> {
+    if let Some(b) = env_backend()? {
+        return Ok((b, Source::Env));
+    }
+    let path = path()?;
+    Ok(match load_from(&path)? {
+        Some(c) => (c.backend, Source::File(path)),
+        None => (BackendChoice::Auto, Source::Default),
+    })
+}
+
+/// Sets `backend` in config.toml, keeping every other line (comments included) as it is.
+/// The write is atomic; the result is parsed before it replaces the file.
+pub fn set_backend(path: &Path, choice: BackendChoice) -> Result<(), ConfigError> {
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let text = with_backend(&old, choice);
+    let parsed: Config = toml::from_str(&text).map_err(|e| ConfigError::Bad {
+        path: path.into(),
+        reason: format!("cannot set `backend` in it: {}", e.message()),
+    })?;
+    if parsed.backend != choice {
+        return Err(ConfigError::Bad {
+            path: path.into(),
+            reason: "cannot set `backend` in it; edit it by hand".into(),
+        });
+    }
+    let write = |source| ConfigError::Write {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        paths::create_private_dir(dir).map_err(write)?;
+    }
+    crate::atomic::write(path, text.as_bytes(), 0o600).map_err(write)
+}
+
+/// Replaces the top-level `backend = ...` line, or adds one before the first table.
+fn with_backend(old: &str, choice: BackendChoice) -> String {
+    let line = format!("backend = \"{choice}\"");
+    let mut out = Vec::new();
+    let mut done = false;
+    let mut in_table = false;
+    for l in old.lines() {
+        let t = l.trim_start();
+        if t.starts_with('[') && !done {
+            out.push(line.clone());
+            done = true;
+        }
+        in_table |= t.starts_with('[');
+        let is_backend = !in_table
+            && t.strip_prefix("backend")
+                .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if is_backend {
+            if !done {
+                out.push(line.clone());
+                done = true;
+            }
+            continue;
+        }
+        out.push(l.to_owned());
+    }
+    if !done {
+        out.push(line);
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_ignores_unknown_keys() {
+        let c: Config = toml::from_str("backend = \"vault\"\nother = 1\n").unwrap();
+        assert_eq!(c.backend, BackendChoice::Vault);
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.backend, BackendChoice::Auto);
+        assert!(toml::from_str::<Config>("backend = \"tpm\"").is_err());
+    }
+
+    #[test]
+    fn set_backend_keeps_the_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c/config.toml");
+        set_backend(&p, BackendChoice::Vault).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "backend = \"vault\"\n"
+        );
+        std::fs::write(
+            &p,
+            "# mine\nbackend = \"auto\" # was auto\nx = 1\n[t]\nbackend = \"no\"\n",
+        )
+        .unwrap();
+        set_backend(&p, BackendChoice::Keyring).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "# mine\nbackend = \"keyring\"\nx = 1\n[t]\nbackend = \"no\"\n"
+        );
+        std::fs::write(&p, "[t]\nk = 2\n").unwrap();
+        set_backend(&p, BackendChoice::Vault).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "backend = \"vault\"\n[t]\nk = 2\n"
+        );
+        assert_eq!(
+            load_from(&p).unwrap().unwrap().backend,
+            BackendChoice::Vault
+        );
+    }
+}

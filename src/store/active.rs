@@ -1,0 +1,105 @@
+//! The daemon's backend as one `Store`: the keyring or the vault, chosen at start and switched by `migrate`.
+
+use super::{SlotKey, Store, StoreError};
+use crate::protocol::BackendKind;
+use crate::secret::Secret;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// The store in use, why it was chosen, and where the vault lives (for `status` and `migrate`).
+pub struct Active {
+    current: RwLock<(Arc<dyn Store>, String)>,
+    vault_path: PathBuf,
+}
+
+impl Active {
+    /// Wraps the chosen store.
+    pub fn new(store: Arc<dyn Store>, reason: String, vault_path: PathBuf) -> Active {
+        Active {
+            current: RwLock::new((store, reason)),
+            vault_path,
+        }
+    }
+
+    /// The store in use now.
+    pub fn current(&self) -> Arc<dyn Store> {
+        // Writers only swap the pair; a poisoned lock still holds a whole one.
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
+    /// Why the store in use was chosen, in a sentence.
+    pub fn reason(&self) -> String {
+        // As in `current`.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// The vault file, whether or not the vault is in use.
+    pub fn vault_path(&self) -> &Path {
+        &self.vault_path
+    }
+
+    /// Whether the vault file exists.
+    pub fn vault_exists(&self) -> bool {
+        self.vault_path.exists()
+    }
+
+    /// Makes `store` the one in use.
+    pub fn replace(&self, store: Arc<dyn Store>, reason: String) {
+        // As in `current`.
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (store, reason);
+    }
+}
+
+impl Store for Active {
+    fn kind(&self) -> BackendKind {
+        self.current().kind()
+    }
+
+    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
+        self.current().get(key)
+    }
+
+    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
+        self.current().set(key, secret)
+    }
+
+    fn delete(&self, key: &SlotKey) -> Result<(), StoreError> {
+        self.current().delete(key)
+    }
+
+    fn set_many(&self, items: &[(SlotKey, Secret<Vec<u8>>)]) -> Result<(), StoreError> {
+        self.current().set_many(items)
+    }
+
+    fn delete_many(&self, keys: &[SlotKey]) -> Result<(), StoreError> {
+        self.current().delete_many(keys)
+    }
+
+    fn unlock(&self, passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {
+        self.current().unlock(passphrase)
+    }
+
+    fn lock(&self) {
+        self.current().lock()
+    }
+
+    fn needs_passphrase(&self) -> bool {
+        self.current().needs_passphrase()
+    }
+
+    fn change_passphrase(
+        &self,
+        old: &Secret<String>,
+        new: &Secret<String>,
+    ) -> Result<(), StoreError> {
+        self.current().change_passphrase(old, new)
+    }
+
+    fn as_active(&self) -> Option<&Active> {
+        Some(self)
+    }
+}

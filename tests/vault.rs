@@ -1,0 +1,503 @@
+//! Integration tests of the vault backend with no D-Bus session at all: backend choice,
+//! lifecycle, no plaintext on disk, kill -9 during writes, damaged files and unlock timers.
+
+mod support;
+
+use composer_keyd::credential::Origin;
+use composer_keyd::secret::Secret;
+use composer_keyd::store::vault::VaultStore;
+use composer_keyd::store::{Slot, SlotKey, Store, StoreError};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::{request, Daemon, TestEnv, BIN};
+
+const PUB: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const PRIV: &str = "0f9e8d7c6b5a49382716f5e4d3c2b1a0";
+const TOKEN: &str = "ghp_vaulttesttoken0123456789";
+const PW: &str = "correct horse battery staple";
+
+/// A bare environment (no D-Bus) whose vault uses a low scrypt work factor, for speed.
+fn fast_env() -> TestEnv {
+    let mut t = TestEnv::bare();
+    t.env
+        .insert("COMPOSER_KEYD_TEST_SCRYPT_LOG_N".into(), "12".into());
+    t
+}
+
+fn vault_path(t: &TestEnv) -> PathBuf {
+    PathBuf::from(&t.env["XDG_DATA_HOME"]).join("composer-keyd/vault.age")
+}
+
+fn status(t: &TestEnv) -> serde_json::Value {
+    request(&t.socket(), "GET", "/v1/status", None)
+        .unwrap()
+        .json()
+}
+
+fn lookup(t: &TestEnv, origin: &str) -> support::Reply {
+    request(
+        &t.socket(),
+        "GET",
+        &format!("/v1/credentials/{origin}"),
+        None,
+    )
+    .unwrap()
+}
+
+fn create(t: &TestEnv) {
+    let out = t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
+    assert!(out.contains("Created the vault"), "{out}");
+}
+
+fn add_bearer(t: &TestEnv, origin: &str, token: &str) {
+    t.ok(&["add", origin, "--type", "bearer"], &format!("{token}\n"));
+}
+
+/// Opens the vault file with the library, as a fresh daemon would.
+fn open(t: &TestEnv, pw: &str) -> Result<VaultStore, StoreError> {
+    let v = VaultStore::new(vault_path(t));
+    v.unlock(Some(&Secret::from(pw)))?;
+    Ok(v)
+}
+
+fn has(v: &VaultStore, origin: &str) -> bool {
+    let key = SlotKey::new(&Origin::parse(origin).unwrap(), None, Slot::Current);
+    v.get(&key).unwrap().is_some()
+}
+
+/// Waits (bounded: 400 x 50 ms) until the daemon's log contains `needle`.
+fn wait_log(d: &Daemon, needle: &str) {
+    for _ in 0..400 {
+        if d.log_text().contains(needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{needle:?} never appeared in the log: {}", d.log_text());
+}
+
+/// Polls status every 200 ms (bounded: 150 polls) until `locked` is `want`.
+fn poll_until_locked(t: &TestEnv, want: bool) -> usize {
+    for i in 0..150 {
+        if status(t)["locked"] == want {
+            return i;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the daemon never became locked={want}");
+}
+
+/// Starts the CLI with `stdin` and leaves it running.
+fn spawn_cli(t: &TestEnv, args: &[&str], stdin: &str) -> Child {
+    let mut c = t
+        .command(BIN)
+        .arg("--no-autostart")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    c
+}
+
+#[test]
+fn auto_chooses_the_vault_and_says_why() {
+    let mut t = fast_env();
+    assert!(!t.env.contains_key("DBUS_SESSION_BUS_ADDRESS"));
+    let mut d = t.start_daemon(&[]);
+    let s: serde_json::Value = serde_json::from_str(&t.ok(&["status", "--json"], "")).unwrap();
+    assert_eq!(s["backend"], "vault", "{s}");
+    assert_eq!(s["locked"], true);
+    assert_eq!(s["vault_exists"], false);
+    let why = s["backend_reason"].as_str().unwrap();
+    assert!(
+        why.contains("auto") && why.contains("no OS keyring answered"),
+        "{why}"
+    );
+    let text = t.ok(&["status"], "");
+    assert!(text.contains("backend:     vault (auto"), "{text}");
+    assert!(text.contains("not created yet"), "{text}");
+    d.stop();
+
+    // config.toml picks the backend, and status names the file.
+    let cfg = PathBuf::from(&t.env["XDG_CONFIG_HOME"]).join("composer-keyd/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, "backend = \"keyring\"\n").unwrap();
+    let mut d = t.start_daemon(&[]);
+    let s = status(&t);
+    assert_eq!(s["backend"], "keyring", "{s}");
+    assert!(s["backend_reason"]
+        .as_str()
+        .unwrap()
+        .contains(&cfg.display().to_string()));
+    d.stop();
+
+    // The environment wins over the file.
+    t.env.insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
+    let mut d = t.start_daemon(&[]);
+    let s = status(&t);
+    assert_eq!(s["backend"], "vault");
+    assert_eq!(s["backend_reason"], "COMPOSER_KEYD_BACKEND=vault");
+    d.stop();
+
+    // A value that names no backend stops the daemon with a clear error.
+    t.env.insert("COMPOSER_KEYD_BACKEND".into(), "tpm".into());
+    let out = run_bounded(&t, &["serve"]);
+    assert!(!out.0, "serve accepted a bad backend");
+    assert!(
+        out.1
+            .contains("COMPOSER_KEYD_BACKEND=\"tpm\" is not a backend"),
+        "{}",
+        out.1
+    );
+    t.env.remove("COMPOSER_KEYD_BACKEND");
+    std::fs::write(&cfg, "backend = \"floppy\"\n").unwrap();
+    let out = run_bounded(&t, &["serve"]);
+    assert!(!out.0 && out.1.contains("config.toml"), "{}", out.1);
+}
+
+/// Runs the binary, killing it after 20 s; returns (success, stderr).
+fn run_bounded(t: &TestEnv, args: &[&str]) -> (bool, String) {
+    let mut c = t
+        .command(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if c.try_wait().unwrap().is_some() {
+            let out = c.wait_with_output().unwrap();
+            return (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.kill();
+    panic!("{args:?} did not exit");
+}
+
+/// The real work factor, so this is also the proof that the age CLI reads our files.
+#[test]
+fn lifecycle_no_plaintext_and_the_age_cli() {
+    let t = TestEnv::bare();
+    let mut d = t.start_daemon(&[]);
+    let out = t.cli(&["unlock"], "one\ntwo\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differ"));
+    assert!(!vault_path(&t).exists());
+    create(&t);
+    assert_eq!(status(&t)["locked"], false);
+    assert_eq!(status(&t)["vault_exists"], true);
+
+    t.ok(&["add", "repo.magento.com"], &format!("{PUB}\n{PRIV}\n"));
+    t.ok(
+        &["add", "github.com", "--type", "github-oauth"],
+        &format!("{TOKEN}\n"),
+    );
+    let list: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--json"], "")).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(
+        lookup(&t, "repo.magento.com").json()["credential"]["password"],
+        PRIV
+    );
+    assert_eq!(
+        lookup(&t, "github.com").json()["credential"]["token"],
+        TOKEN
+    );
+
+    // Nothing on disk holds a secret or a public key in plaintext; the vault not even the origins.
+    for needle in [PUB, PRIV, TOKEN] {
+        assert_eq!(
+            t.files_containing(needle),
+            Vec::<PathBuf>::new(),
+            "{needle}"
+        );
+        assert!(!d.log_text().contains(needle), "{needle} in the log");
+    }
+    let bytes = std::fs::read(vault_path(&t)).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n-> scrypt "));
+    for needle in ["repo.magento.com", "github.com", "http-basic", "password"] {
+        assert!(
+            !support::contains(&bytes, needle.as_bytes()),
+            "{needle} in the vault"
+        );
+    }
+
+    // In an emergency, the standard age tool decrypts it with the passphrase.
+    support::require("age", "age");
+    support::require("script", "util-linux");
+    let plain = t.dir.path().join("emergency.json");
+    let mut age = t
+        .command("script")
+        .args(["-qec"])
+        .arg(format!(
+            "age -d -o {} {}",
+            plain.display(),
+            vault_path(&t).display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = age.stdin.take().unwrap();
+        // age opens the terminal before it reads; give it a moment, then type.
+        std::thread::sleep(Duration::from_millis(500));
+        stdin.write_all(format!("{PW}\n").as_bytes()).unwrap();
+    }
+    assert!(age.wait().unwrap().success(), "age -d failed");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&plain).unwrap()).unwrap();
+    let creds = &json["credentials"]["composer-keyd"];
+    assert_eq!(creds["repo.magento.com"]["username"], PUB);
+    assert_eq!(creds["repo.magento.com"]["password"], PRIV);
+    assert_eq!(creds["github.com"]["token"], TOKEN);
+    std::fs::remove_file(&plain).unwrap();
+
+    // After a restart: locked until unlocked; a wrong passphrase is refused.
+    assert!(d.stop().success());
+    let _d = t.start_daemon(&[]);
+    assert_eq!(status(&t)["locked"], true);
+    let r = lookup(&t, "repo.magento.com");
+    assert_eq!((r.status, r.kind().as_str()), (423, "locked"));
+    let out = t.cli(&["unlock"], "not it\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    let r = request(
+        &t.socket(),
+        "POST",
+        "/v1/unlock",
+        Some(r#"{"passphrase":"nope"}"#),
+    )
+    .unwrap();
+    assert_eq!((r.status, r.kind().as_str()), (401, "wrong-passphrase"));
+    assert_eq!(status(&t)["locked"], true);
+    t.ok(&["unlock"], &format!("{PW}\n"));
+    assert_eq!(
+        lookup(&t, "repo.magento.com").json()["credential"]["password"],
+        PRIV
+    );
+
+    // passwd: the old passphrase stops working, the new one unlocks.
+    let out = t.cli(&["passwd"], "wrong\nnew pass\nnew pass\n");
+    assert!(!out.status.success());
+    t.ok(&["passwd"], &format!("{PW}\nnew pass\nnew pass\n"));
+    t.ok(&["lock"], "");
+    assert!(!t.cli(&["unlock"], &format!("{PW}\n")).status.success());
+    t.ok(&["unlock"], "new pass\n");
+    assert_eq!(
+        lookup(&t, "github.com").json()["credential"]["token"],
+        TOKEN
+    );
+}
+
+#[test]
+fn the_first_add_creates_the_vault() {
+    let t = fast_env();
+    let mut d = t.start_daemon(&[]);
+    t.ok(
+        &["add", "repo.magento.com"],
+        &format!("{PW}\n{PW}\n{PUB}\n{PRIV}\n"),
+    );
+    assert_eq!(status(&t)["vault_exists"], true);
+    assert_eq!(status(&t)["locked"], false);
+    assert_eq!(
+        lookup(&t, "repo.magento.com").json()["credential"]["username"],
+        PUB
+    );
+    d.stop();
+    // With a vault that exists, `add` does not ask for a passphrase: it says to unlock.
+    let _d = t.start_daemon(&[]);
+    let out = t.cli(
+        &["add", "github.com", "--type", "github-oauth"],
+        &format!("{TOKEN}\n"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unlock"));
+    assert!(has(&open(&t, PW).unwrap(), "repo.magento.com"));
+}
+
+#[test]
+fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
+    let mut t = fast_env();
+    let mut d = t.start_daemon(&[]);
+    create(&t);
+    add_bearer(&t, "first.example", "tok-first");
+    d.stop();
+    let stages = [
+        "vault-before-write",
+        "vault-temp-created",
+        "vault-before-rename",
+        "vault-after-rename",
+    ];
+    for (i, stage) in stages.iter().enumerate() {
+        t.env
+            .insert("COMPOSER_KEYD_TEST_PAUSE".into(), (*stage).into());
+        let mut d = t.start_daemon(&[]);
+        t.env.remove("COMPOSER_KEYD_TEST_PAUSE");
+        t.ok(&["unlock"], &format!("{PW}\n"));
+        let origin = format!("new{i}.example");
+        let mut writer = spawn_cli(&t, &["add", &origin, "--type", "bearer"], "tok-new\n");
+        wait_log(&d, &format!("test hook: paused at {stage}"));
+        d.kill9();
+        let _ = writer.kill();
+        let _ = writer.wait();
+        let v = open(&t, PW).unwrap_or_else(|e| panic!("{stage}: the vault does not open: {e}"));
+        assert!(has(&v, "first.example"), "{stage}: the old content is gone");
+        assert_eq!(
+            has(&v, &origin),
+            *stage == "vault-after-rename",
+            "{stage}: the file is neither the old nor the new one"
+        );
+    }
+    // Kills at arbitrary moments of a stream of writes.
+    for round in 0..5u64 {
+        let mut d = t.start_daemon(&[]);
+        t.ok(&["unlock"], &format!("{PW}\n"));
+        let sock = t.socket();
+        let writer = std::thread::spawn(move || {
+            for n in 0..200 {
+                let body =
+                    format!(r#"{{"credential":{{"type":"bearer","token":"t{round}-{n}"}}}}"#);
+                let path = format!("/v1/credentials/r{round}-{n}.example");
+                if request(&sock, "PUT", &path, Some(&body)).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(150 + 97 * round));
+        d.kill9();
+        writer.join().unwrap();
+        let v = open(&t, PW).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(has(&v, "first.example"));
+    }
+    let _d = t.start_daemon(&[]);
+    t.ok(&["unlock"], &format!("{PW}\n"));
+    assert_eq!(
+        lookup(&t, "first.example").json()["credential"]["token"],
+        "tok-first"
+    );
+}
+
+#[test]
+fn a_damaged_vault_is_reported_and_kept_byte_for_byte() {
+    let t = fast_env();
+    let mut d = t.start_daemon(&[]);
+    create(&t);
+    add_bearer(&t, "one.example", "tok-one");
+    d.stop();
+    let path = vault_path(&t);
+    let good = std::fs::read(&path).unwrap();
+    let mut flipped = good.clone();
+    let mid = good.len() - 20;
+    flipped[mid] ^= 0x01;
+    for (what, bytes) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("a flipped byte", flipped),
+        ("empty", Vec::new()),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        let mut d = t.start_daemon(&[]);
+        assert_eq!(status(&t)["vault_exists"], true, "{what}");
+        let out = t.cli(&["unlock"], &format!("{PW}\n"));
+        assert!(!out.status.success(), "{what}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("cannot be read") && err.contains("left as it is"),
+            "{what}: {err}"
+        );
+        let r = request(
+            &t.socket(),
+            "POST",
+            "/v1/unlock",
+            Some(&format!(r#"{{"passphrase":"{PW}"}}"#)),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (500, "vault-corrupt"),
+            "{what}"
+        );
+        assert!(!t
+            .cli(&["add", "two.example", "--type", "bearer"], "t\n")
+            .status
+            .success());
+        d.stop();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{what}: the file changed"
+        );
+    }
+    std::fs::write(&path, &good).unwrap();
+    let _d = t.start_daemon(&[]);
+    t.ok(&["unlock"], &format!("{PW}\n"));
+    assert_eq!(
+        lookup(&t, "one.example").json()["credential"]["token"],
+        "tok-one"
+    );
+}
+
+#[test]
+fn idle_ttl_locks_and_status_polling_does_not_extend_it() {
+    let t = fast_env();
+    let _d = t.start_daemon(&["--idle-ttl", "2s"]);
+    create(&t);
+    add_bearer(&t, "idle.example", "tok-idle");
+    let s = status(&t);
+    assert_eq!(s["locked"], false);
+    assert!(s["lock_in_secs"].as_u64().is_some_and(|n| n <= 2), "{s}");
+    // Only status calls from here on: they must not keep it open.
+    let polls = poll_until_locked(&t, true);
+    assert!(polls > 0, "it was locked before the first poll");
+    let r = lookup(&t, "idle.example");
+    assert_eq!((r.status, r.kind().as_str()), (423, "locked"));
+    assert!(status(&t).get("lock_in_secs").is_none());
+
+    // Releases restart the idle timer: releasing every 300 ms keeps it open past the TTL.
+    t.ok(&["unlock"], &format!("{PW}\n"));
+    let start = Instant::now();
+    for _ in 0..12 {
+        assert_eq!(lookup(&t, "idle.example").status, 200);
+        assert_eq!(status(&t)["locked"], false);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        start.elapsed() > Duration::from_secs(2),
+        "the loop must outlast the TTL"
+    );
+    poll_until_locked(&t, true);
+}
+
+#[test]
+fn max_ttl_locks_whatever_the_use() {
+    let t = fast_env();
+    let _d = t.start_daemon(&["--max-ttl", "3s"]);
+    create(&t);
+    add_bearer(&t, "max.example", "tok-max");
+    // Bounded: 150 x (release + status + 100 ms).
+    let mut locked = false;
+    for _ in 0..150 {
+        let r = lookup(&t, "max.example");
+        if r.status == 423 {
+            locked = true;
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(locked, "max-ttl never locked a daemon in use");
+    assert_eq!(status(&t)["locked"], true);
+    t.ok(&["unlock"], &format!("{PW}\n"));
+    assert_eq!(lookup(&t, "max.example").status, 200);
+}
