@@ -206,6 +206,8 @@ pub fn new_meta(origin: Origin, project: Option<String>, kind: CredentialType, n
         rotated: None,
         last_used: None,
         has_previous: false,
+        confirm: false,
+        allow_exe: Vec::new(),
     }
 }
 

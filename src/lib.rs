@@ -13,7 +13,10 @@
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 
+//! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
+
 pub mod atomic;
+pub mod audit;
 pub mod authjson;
 pub mod check;
 pub mod client;
@@ -21,6 +24,7 @@ pub mod composer_home;
 pub mod config;
 pub mod credential;
 pub mod error;
+pub mod harden;
 pub mod index;
 pub mod paths;
 pub mod protocol;

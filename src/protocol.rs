@@ -132,6 +132,12 @@ pub struct CredentialInfo {
     pub last_used: Option<u64>,
     /// Whether `rotate --rollback` has a previous secret to restore.
     pub has_previous: bool,
+    /// Each release is confirmed through the daemon's askpass program first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
+    /// Released only to peers running one of these executables (canonical paths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_exe: Vec<String>,
 }
 
 /// `GET /v1/credentials`.
@@ -177,6 +183,12 @@ pub struct PutCredential {
     /// Refuse when a different secret is already stored (import without `--replace`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_clobber: bool,
+    /// Set (or clear) confirmation before each release; `None` keeps what is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<bool>,
+    /// Set the allowed executables (empty: any); `None` keeps what is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_exe: Option<Vec<String>>,
 }
 
 /// What a `PUT` did.
@@ -322,6 +334,7 @@ mod tests {
         let p: PutCredential =
             serde_json::from_str(r#"{"credential":{"type":"bearer","token":"t"}}"#).unwrap();
         assert!(!p.rotate && !p.no_clobber && p.label.is_none());
+        assert!(p.confirm.is_none() && p.allow_exe.is_none());
         assert_eq!(
             serde_json::to_string(&p).unwrap(),
             r#"{"credential":{"type":"bearer","token":"t"}}"#

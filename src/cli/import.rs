@@ -146,6 +146,8 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 label: Some(format!("imported from {}", src.name())),
                 rotate: false,
                 no_clobber: !a.replace,
+                confirm: None,
+                allow_exe: None,
             };
             let reply: PutReply = client
                 .call(

@@ -53,6 +53,8 @@ pub struct AddArgs {
     /// For gitlab-token: also ask for a username.
     #[arg(long)]
     with_username: bool,
+    #[command(flatten)]
+    policy: super::policy::PolicyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +143,8 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
             label: a.label,
             rotate: false,
             no_clobber: false,
+            confirm: a.policy.confirm(),
+            allow_exe: a.policy.allow_exe()?,
         },
     )
     .await?;
@@ -174,6 +178,8 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
             label: None,
             rotate: true,
             no_clobber: false,
+            confirm: None,
+            allow_exe: None,
         },
     )
     .await?;

@@ -5,6 +5,9 @@ mod doctor;
 mod exec;
 mod import;
 mod keys;
+mod limits;
+mod log;
+mod policy;
 mod prompt;
 mod scan;
 mod serve;
@@ -76,6 +79,8 @@ enum Command {
     Service(service::ServiceArgs),
     /// Set everything up: service, backend, Composer plugin, import, then doctor.
     Setup(setup::SetupArgs),
+    /// Show the audit log: every release, refusal and change, with the process that asked.
+    Log(log::LogArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -107,6 +112,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Scan(args) = cli.command {
         return scan::run(args);
     }
+    if let Command::Log(args) = cli.command {
+        return log::run(args);
+    }
     init_cli_logging();
     if let Command::Service(args) = cli.command {
         return service::run(args, socket);
@@ -121,7 +129,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(_) | Command::Service(_) => unreachable!("handled above"),
+            Command::Serve(_) | Command::Service(_) | Command::Log(_) => {
+                unreachable!("handled above")
+            }
             Command::Add(a) => keys::add(&ctx, a).await,
             Command::List(a) => keys::list(&ctx, a).await,
             Command::Remove(t) => keys::remove(&ctx, t).await,

@@ -4,15 +4,13 @@ use anyhow::Context;
 use clap::Args;
 use composer_keyd::server::daemon::{self, Options};
 use composer_keyd::server::timers::Ttl;
-use composer_keyd::server::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Seconds a single keyring or vault call may take before it answers backend-unavailable.
-    #[arg(long, default_value_t = 5, value_name = "SECS")]
-    backend_timeout: u64,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
     /// Exit after SECS without connections, when systemd or launchd holds the socket
     /// (it starts the daemon again on the next connection). Ignored otherwise.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -34,17 +32,25 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e} (write e.g. 90s, 15m or 2h)"))
 }
 
-/// Binds the socket, opens the store and serves until SIGTERM or SIGINT.
+/// Hardens the process, binds the socket, opens the store and serves until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
     init_logging();
+    // First, before any secret is read and before the runtime's threads exist.
+    let hardened = composer_keyd::harden::harden_process();
+    let mut limits = args.limits.limits();
+    limits.fit_open_files(hardened.open_files);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Keyring calls run here; a few threads serve them all, and a hung backend cannot
+        // pile up hundreds of (with mlockall, fully locked) thread stacks.
+        .max_blocking_threads(16)
         .build()
         .context("starting the async runtime")?;
     let opts = Options {
         socket,
-        backend_timeout: Duration::from_secs(args.backend_timeout.max(1)),
-        limits: Limits::default(),
+        limits,
+        askpass: args.limits.askpass(),
+        audit: args.limits.audit(composer_keyd::paths::state_dir()?),
         idle_exit: args.idle_exit.map(Duration::from_secs),
         ttl: Ttl {
             idle: args.idle_ttl.filter(|d| !d.is_zero()),
@@ -58,8 +64,18 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    // Under systemd, journald stamps each line itself. Colours only on a terminal (and
+    // never with NO_COLOR), so log files and the journal hold plain text.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(colour && !journal);
+    let _ = if journal {
+        fmt.without_time().try_init()
+    } else {
+        fmt.try_init()
+    }; // a second init (tests) keeps the first subscriber
 }

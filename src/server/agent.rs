@@ -1,6 +1,9 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
+use super::policy::{Confirm, Rule};
 use super::timers::{Clock, Ttl};
+use super::Peer;
+use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Index, Meta};
@@ -46,12 +49,15 @@ impl AsRef<[u8]> for Released {
 
 impl Released {
     fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
+        // Both copies live as long as the cache: keep them out of swap and core dumps.
+        crate::harden::protect_credential(&credential);
         let reply = CredentialReply {
             origin: origin.clone(),
             project,
             credential: Arc::new(credential),
         };
         let json = to_json_zeroizing(&reply);
+        crate::harden::protect(&json);
         Arc::new(Released { reply, json })
     }
 }
@@ -90,6 +96,8 @@ pub struct Agent {
     started: Instant,
     /// Wakes the timer task when a deadline moves earlier (unlock, new limits).
     timer_changed: tokio::sync::Notify,
+    audit: Audit,
+    confirm: Confirm,
 }
 
 impl Agent {
@@ -110,6 +118,8 @@ impl Agent {
             writer: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             timer_changed: tokio::sync::Notify::new(),
+            audit: Audit::disabled(),
+            confirm: Confirm::default(),
         }
     }
 
@@ -203,8 +213,19 @@ impl Agent {
         self.inner().index.applicable(project)
     }
 
-    /// The credential that wins for `origin` looked up from `project`.
+    /// The credential that wins for `origin` looked up from `project`, by a caller we know
+    /// nothing about: a credential with a policy is refused.
     pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<Arc<Released>> {
+        self.release(origin, project, &Peer::unknown()).await
+    }
+
+    /// The credential that wins, provided its policy is still `rule` (which `release` checked).
+    async fn get_as(
+        &self,
+        origin: &Origin,
+        project: Option<&Path>,
+        rule: &Rule,
+    ) -> Result<Arc<Released>> {
         let (key, generation) = {
             let mut inner = self.inner();
             if inner.locked {
@@ -218,6 +239,12 @@ impl Agent {
                 return Err(Error::Disabled {
                     what: describe(origin, meta.project.as_deref()),
                 });
+            }
+            if Rule::of(meta) != *rule {
+                return Err(Error::Forbidden(
+                    "the credential's policy changed while the release was checked; try again"
+                        .into(),
+                ));
             }
             meta.last_used = Some(now_secs());
             let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
@@ -311,6 +338,11 @@ impl Agent {
         req: PutCredential,
     ) -> Result<PutReply> {
         req.credential.validate()?;
+        let allow_exe = req
+            .allow_exe
+            .as_deref()
+            .map(super::policy::canonical_exes)
+            .transpose()?;
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
         let scope = project.as_deref();
@@ -354,6 +386,12 @@ impl Agent {
         meta.kind = req.credential.kind();
         if req.label.is_some() {
             meta.label = req.label.clone();
+        }
+        if let Some(c) = req.confirm {
+            meta.confirm = c;
+        }
+        if let Some(exes) = allow_exe {
+            meta.allow_exe = exes;
         }
         let changed = outcome != PutOutcome::Unchanged || existing.as_ref() != Some(&meta);
         {
@@ -508,5 +546,6 @@ fn backend_name(kind: BackendKind) -> &'static str {
 }
 
 mod backend;
+mod release;
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,10 @@ use super::agent::{Agent, AgentConfig};
 use super::idle::Activity;
 use super::intake::{self, IntakeError};
 use super::notify::Notifier;
+use super::policy::Confirm;
 use super::timers::{self, Ttl};
 use super::{run_with, Limits};
+use crate::audit::Audit;
 use crate::config::{self, BackendChoice, Source};
 use crate::index::Index;
 use crate::paths;
@@ -40,8 +42,10 @@ pub enum StartError {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub socket: PathBuf,
-    pub backend_timeout: Duration,
     pub limits: Limits,
+    /// The program that confirms releases of `--confirm` credentials.
+    pub askpass: Option<PathBuf>,
+    pub audit: crate::audit::AuditConfig,
     /// The unlock timers (`--idle-ttl`, `--max-ttl`).
     pub ttl: Ttl,
     /// Exit after this long without connections, when a service manager holds the socket.
@@ -54,12 +58,12 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     // First, while no other thread exists: both read and clear environment variables.
     let notifier = Notifier::from_env();
     let listener = intake::open(&opts.socket)?;
-    let (store, reason) = open_store(opts.backend_timeout).await?;
+    let (store, reason) = open_store(opts.limits.backend_timeout).await?;
     // Vault calls are local CPU work (scrypt, plus the pause after a wrong passphrase),
     // not a service that may hang: give them room.
     let backend_timeout = match store.kind() {
-        crate::protocol::BackendKind::Vault => opts.backend_timeout.max(VAULT_TIMEOUT),
-        _ => opts.backend_timeout,
+        crate::protocol::BackendKind::Vault => opts.limits.backend_timeout.max(VAULT_TIMEOUT),
+        _ => opts.limits.backend_timeout,
     };
     tracing::info!(backend = ?store.kind(), "backend: {reason}");
     let index_path = paths::index_path()?;
@@ -71,7 +75,12 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     };
     // Asked at idle time: would a fresh daemon start locked (a vault without its key)?
     let restarts_locked = Arc::clone(&store);
-    let agent = Arc::new(Agent::new(store, index, cfg));
+    let confirm = Confirm::new(opts.askpass.clone(), opts.limits.confirm_timeout);
+    let agent = Arc::new(
+        Agent::new(store, index, cfg)
+            .with_audit(open_audit(opts.audit.clone()))
+            .with_confirm(confirm),
+    );
     agent.set_ttl(opts.ttl);
     let timer = tokio::spawn(timers::watch(Arc::clone(&agent)));
     let shown = listener.path.as_deref().unwrap_or(&opts.socket).display();
@@ -140,6 +149,15 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     intake::remove_bound(listener.bound);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the audit log; without it the daemon still serves, and says so.
+fn open_audit(cfg: crate::audit::AuditConfig) -> Audit {
+    let dir = cfg.dir.clone();
+    Audit::open(cfg).unwrap_or_else(|e| {
+        tracing::error!("cannot open the audit log in {}: {e}", dir.display());
+        Audit::disabled()
+    })
 }
 
 /// The longest a vault call may take.

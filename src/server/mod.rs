@@ -6,17 +6,22 @@ pub mod daemon;
 pub mod idle;
 pub mod intake;
 pub mod notify;
+pub mod policy;
 pub mod routes;
+pub mod stall;
 pub mod timers;
 
 use agent::Agent;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use stall::StallGuard;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
@@ -27,12 +32,19 @@ pub struct Limits {
     pub max_body: usize,
     /// Largest request head (hyper's read buffer); larger heads get 431.
     pub max_head: usize,
-    /// Time a client has to send a complete request head, against slowloris.
+    /// Time a client has to send a complete request head, against slowloris. hyper starts
+    /// this clock again whenever a keep-alive connection goes idle, so it is also the idle time-out.
     pub header_timeout: Duration,
+    /// Time a response write may stay blocked on a peer that does not read.
+    pub write_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// Time to let open connections finish at shutdown.
     pub drain_timeout: Duration,
+    /// The longest a single keyring or vault call may take.
+    pub backend_timeout: Duration,
+    /// Time the user has to answer a `--confirm` dialog.
+    pub confirm_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -41,17 +53,60 @@ impl Default for Limits {
             max_body: 64 * 1024,
             max_head: 16 * 1024,
             header_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
             max_connections: 8192,
             drain_timeout: Duration::from_secs(5),
+            backend_timeout: Duration::from_secs(5),
+            confirm_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// Who is on the other end of a connection, from SO_PEERCRED.
-#[derive(Clone, Copy, Debug)]
+/// File descriptors kept free of connections: the store's D-Bus link, the index, the audit
+/// log, askpass pipes, the listener.
+const RESERVED_FDS: u64 = 64;
+
+impl Limits {
+    /// Lowers `max_connections` so that connections cannot exhaust `open_files` descriptors
+    /// (past that, accept would fail and the store could not open its files).
+    pub fn fit_open_files(&mut self, open_files: u64) {
+        let room = usize::try_from(open_files.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+        if self.max_connections > room {
+            tracing::warn!(
+                "only {open_files} open files allowed: serving at most {} connections at once",
+                room.max(1)
+            );
+            self.max_connections = room.max(1);
+        }
+    }
+}
+
+/// Who is on the other end of a connection, from SO_PEERCRED and `/proc/PID/exe`.
+#[derive(Clone, Debug)]
 pub struct Peer {
     pub uid: u32,
     pub pid: Option<i32>,
+    /// The peer's executable, read when the connection was accepted.
+    pub exe: Option<PathBuf>,
+}
+
+impl Peer {
+    /// A caller we know nothing about (in-process use); every policy refuses it.
+    pub fn unknown() -> Peer {
+        Peer {
+            uid: crate::paths::euid(),
+            pid: None,
+            exe: None,
+        }
+    }
+
+    /// The peer's fields for an audit record.
+    pub fn audit(&self, mut rec: crate::audit::Record) -> crate::audit::Record {
+        rec.pid = self.pid;
+        rec.uid = Some(self.uid);
+        rec.exe = self.exe.as_ref().map(|e| e.to_string_lossy().into_owned());
+        rec
+    }
 }
 
 /// Serves `listener` until `shutdown` completes, then drains open connections.
@@ -103,13 +158,24 @@ pub async fn run_with(
             Ok(c) if c.uid() == me => Peer {
                 uid: c.uid(),
                 pid: c.pid(),
+                exe: c.pid().and_then(crate::harden::process_exe),
             },
             Ok(c) => {
+                let peer = Peer {
+                    uid: c.uid(),
+                    pid: c.pid(),
+                    exe: c.pid().and_then(crate::harden::process_exe),
+                };
                 tracing::warn!(
                     uid = c.uid(),
                     pid = c.pid(),
                     "refused a connection from another user"
                 );
+                let rec = crate::audit::Record {
+                    reason: Some("the peer is another user".into()),
+                    ..crate::audit::Record::new(crate::audit::Event::RejectPeer)
+                };
+                agent.audit().record(&peer.audit(rec));
                 continue;
             }
             Err(e) => {
@@ -117,22 +183,13 @@ pub async fn run_with(
                 continue;
             }
         };
-        let agent = Arc::clone(&agent);
-        let lim = Arc::clone(&limits);
-        let service = service_fn(move |req| {
-            let agent = Arc::clone(&agent);
-            let lim = Arc::clone(&lim);
-            async move {
-                Ok::<_, std::convert::Infallible>(routes::handle(&agent, &lim, peer, req).await)
-            }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(limits.max_head)
-            .writev(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let conn = serve_connection(
+            stream,
+            Arc::clone(&agent),
+            Arc::clone(&limits),
+            peer,
+            Some(graceful.watcher()),
+        );
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
@@ -145,5 +202,39 @@ pub async fn run_with(
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("gave up waiting for open connections"),
+    }
+}
+
+/// Serves one accepted connection with the daemon's limits until the peer is done, a limit
+/// ends it, or `graceful` (when given) starts a shutdown.
+pub async fn serve_connection<S>(
+    stream: S,
+    agent: Arc<Agent>,
+    limits: Arc<Limits>,
+    peer: Peer,
+    graceful: Option<Watcher>,
+) -> Result<(), hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = Arc::new(peer);
+    let lim = Arc::clone(&limits);
+    let service = service_fn(move |req| {
+        let agent = Arc::clone(&agent);
+        let lim = Arc::clone(&lim);
+        let peer = Arc::clone(&peer);
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(&agent, &lim, &peer, req).await) }
+    });
+    let io = TokioIo::new(StallGuard::new(stream, limits.write_timeout));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // hyper panics below its 8 KiB minimum.
+        .max_buf_size(limits.max_head.max(8192))
+        .writev(true)
+        .serve_connection(io, service);
+    match graceful {
+        Some(w) => w.watch(conn).await,
+        None => conn.await,
     }
 }

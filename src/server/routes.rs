@@ -3,6 +3,7 @@
 use super::agent::Agent;
 use super::body::WipeBody;
 use super::{Limits, Peer};
+use crate::audit::{Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
 use crate::protocol::{
@@ -27,19 +28,40 @@ const MAX_PROJECT_LEN: usize = 4096;
 pub async fn handle(
     agent: &Agent,
     limits: &Limits,
-    peer: Peer,
+    peer: &Peer,
     req: Request<Incoming>,
 ) -> Response<WipeBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    match route(agent, limits, peer, req).await {
-        Ok(resp) => resp,
+    let mut note = Record::default();
+    match route(agent, limits, peer, req, &mut note).await {
+        Ok(resp) => {
+            if note.event.is_some() {
+                note.time = crate::audit::now();
+                agent.audit().record(&peer.audit(note));
+            }
+            resp
+        }
         Err(e) => {
             let kind = e.kind();
             tracing::info!(%method, path = %sanitize(&path), pid = ?peer.pid, kind = ?kind, "refused: {e}");
+            let rec = Record {
+                kind: Some(kind),
+                reason: Some(crate::audit::printable(&e.to_string())),
+                origin: note.origin.take(),
+                project: note.project.take(),
+                ..Record::new(Event::Refuse)
+            };
+            agent.audit().record(&peer.audit(rec));
             error_response(&e)
         }
     }
+}
+
+/// Fills in what an audit record says about a credential route.
+fn noted(note: &mut Record, event: Event, scope: Option<&str>) {
+    note.event = Some(event);
+    note.scope = scope.map(str::to_owned);
 }
 
 /// Encodes an error as `{"error": {"kind", "message"}}` with its status.
@@ -79,14 +101,20 @@ fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
 async fn route(
     agent: &Agent,
     limits: &Limits,
-    peer: Peer,
+    peer: &Peer,
     req: Request<Incoming>,
+    note: &mut Record,
 ) -> Result<Response<WipeBody>, Error> {
     let path = req.uri().path().to_owned();
     let query = Query::parse(req.uri().query())?;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let method = req.method().clone();
     let unknown = || Error::UnknownRoute(format!("{method} {}", sanitize(&path)));
+    if let ["v1", "credentials", o, ..] = segments.as_slice() {
+        // For the audit record only; the route below refuses a bad origin.
+        note.origin = parse_origin(o).ok().map(|o| o.to_string());
+        note.project = query.project.clone();
+    }
     match (&method, segments.as_slice()) {
         (&Method::GET, ["v1", "status"]) => ok(&agent.status()),
         (&Method::GET, ["v1", "origins"]) => ok(&crate::protocol::OriginList {
@@ -98,8 +126,9 @@ async fn route(
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.lookup_project()?;
-            let released = agent.get(&origin, project.as_deref()).await?;
+            let released = agent.release(&origin, project.as_deref(), peer).await?;
             tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
+            noted(note, Event::Release, released.reply.project.as_deref());
             Ok(body_response(
                 StatusCode::OK,
                 WipeBody::shared(released.clone()),
@@ -113,27 +142,33 @@ async fn route(
             let put: PutCredential = decode_put(&body)?;
             let reply = agent.put(&origin, project, put).await?;
             tracing::info!(origin = %origin, scope = ?reply.info.project, outcome = ?reply.outcome, "stored");
+            noted(note, Event::Store, reply.info.project.as_deref());
             ok(&reply)
         }
         (&Method::DELETE, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.scope_project()?;
-            ok(&agent.delete(&origin, project.as_deref()).await?)
+            let info = agent.delete(&origin, project.as_deref()).await?;
+            noted(note, Event::Remove, info.project.as_deref());
+            ok(&info)
         }
         (&Method::POST, ["v1", "credentials", o, action]) => {
             let origin = parse_origin(o)?;
             let project = query.scope_project()?;
             let p = project.as_deref();
-            match *action {
-                "disable" => ok(&agent.set_enabled(&origin, p, false).await?),
-                "enable" => ok(&agent.set_enabled(&origin, p, true).await?),
-                "rollback" => ok(&agent.rollback(&origin, p).await?),
-                _ => Err(unknown()),
-            }
+            let (event, info) = match *action {
+                "disable" => (Event::Disable, agent.set_enabled(&origin, p, false).await?),
+                "enable" => (Event::Enable, agent.set_enabled(&origin, p, true).await?),
+                "rollback" => (Event::Rollback, agent.rollback(&origin, p).await?),
+                _ => return Err(unknown()),
+            };
+            noted(note, event, info.project.as_deref());
+            ok(&info)
         }
         (&Method::POST, ["v1", "lock"]) => {
             agent.lock();
             tracing::info!(pid = ?peer.pid, "locked");
+            noted(note, Event::Lock, None);
             ok(&Ack { ok: true })
         }
         (&Method::POST, ["v1", "unlock"]) => {
@@ -145,6 +180,7 @@ async fn route(
             };
             agent.unlock(unlock.passphrase).await?;
             tracing::info!(pid = ?peer.pid, "unlocked");
+            noted(note, Event::Unlock, None);
             ok(&Ack { ok: true })
         }
         (&Method::POST, ["v1", "passwd"]) => {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -136,6 +138,11 @@ impl TestEnv {
         });
         assert!(owned, "gnome-keyring did not claim org.freedesktop.secrets");
         t
+    }
+
+    /// The gnome-keyring-daemon's pid, to stop and resume it.
+    pub fn keyring_pid(&self) -> Option<u32> {
+        self.keyring.as_ref().map(Child::id)
     }
 
     pub fn home(&self) -> PathBuf {

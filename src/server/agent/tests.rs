@@ -25,6 +25,8 @@ fn put(c: Credential) -> PutCredential {
         label: None,
         rotate: false,
         no_clobber: false,
+        confirm: None,
+        allow_exe: None,
     }
 }
 

@@ -1,0 +1,440 @@
+//! The audit log: every credential release, refusal and change, with who asked, as JSON lines in a size-rotated file in the state dir (and on stderr for journald under systemd). Never a secret.
+
+use crate::protocol::ErrorKind;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// The log file's name in the state dir; rotated copies get `.1`, `.2`, ...
+pub const FILE_NAME: &str = "audit.log";
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A credential was handed to a peer.
+    Release,
+    /// A request was refused (policy, disabled, locked, not found, bad input, backend).
+    Refuse,
+    /// A connection from another user was closed before a byte was read.
+    RejectPeer,
+    Store,
+    Remove,
+    Enable,
+    Disable,
+    Rollback,
+    Lock,
+    Unlock,
+    /// An event a newer daemon wrote.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub event: Option<Event>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The stored credential's scope (its project), when one was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The project directory the peer asked from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Why a request was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ErrorKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The peer's executable (`/proc/PID/exe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+}
+
+/// The time now, as records spell it.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Record {
+    /// A record of `event`, timed now.
+    pub fn new(event: Event) -> Record {
+        Record {
+            time: now(),
+            event: Some(event),
+            ..Record::default()
+        }
+    }
+
+    /// When it happened, if the time field parses.
+    pub fn when(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339_weak(&self.time).ok()
+    }
+
+    /// One human line: time, event, origin and scope, then the peer.
+    pub fn to_line(&self) -> String {
+        use std::fmt::Write as _;
+        let event = self.event.map_or("unknown".into(), |e| name(&e));
+        let mut line = format!("{} {event:<11}", self.time);
+        if let Some(o) = &self.origin {
+            let _ = write!(line, " {o}");
+        }
+        if let Some(s) = &self.scope {
+            let _ = write!(line, " scope={}", printable(s));
+        }
+        if let Some(p) = &self.project {
+            let _ = write!(line, " project={}", printable(p));
+        }
+        if let Some(pid) = self.pid {
+            let _ = write!(line, " pid={pid}");
+        }
+        if let Some(uid) = self.uid {
+            let _ = write!(line, " uid={uid}");
+        }
+        if let Some(exe) = &self.exe {
+            let _ = write!(line, " exe={}", printable(exe));
+        }
+        if let Some(k) = self.kind {
+            let _ = write!(line, " kind={}", name(&k));
+        }
+        if let Some(r) = &self.reason {
+            let _ = write!(line, " ({})", printable(r));
+        }
+        line
+    }
+}
+
+/// The wire name of an enum value (`reject-peer`, `forbidden`).
+fn name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Text from a peer, made safe for one log line: control characters become `?`, length is capped.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Where the log goes and how much of it is kept.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// The state dir; the log is `dir/audit.log`.
+    pub dir: PathBuf,
+    /// Rotate when the file would grow past this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept (`audit.log.1` .. `audit.log.N`).
+    pub keep: usize,
+}
+
+impl AuditConfig {
+    /// 4 MiB per file, 5 rotated files: about 100,000 releases.
+    pub fn in_dir(dir: PathBuf) -> AuditConfig {
+        AuditConfig {
+            dir,
+            max_bytes: 4 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+struct Sink {
+    cfg: AuditConfig,
+    file: Option<File>,
+    size: u64,
+    /// A write failed and was reported; report again only after a success.
+    failing: bool,
+}
+
+/// The daemon's audit log. Writes are synchronous and unbuffered, so a kill -9 loses no
+/// record that was written, and a failure to write never blocks a release (it is logged).
+#[derive(Default)]
+pub struct Audit {
+    sink: Option<Mutex<Sink>>,
+    /// Also write each record to stderr, which systemd hands to journald.
+    journal: bool,
+}
+
+impl Audit {
+    /// An audit log that records nothing (unit tests, tools).
+    pub fn disabled() -> Audit {
+        Audit::default()
+    }
+
+    /// Opens (creating) the log in `cfg.dir`, mode 0600 in a 0700 dir.
+    pub fn open(cfg: AuditConfig) -> io::Result<Audit> {
+        crate::paths::create_private_dir(&cfg.dir)?;
+        let (file, size) = open_file(&cfg.dir.join(FILE_NAME))?;
+        Ok(Audit {
+            sink: Some(Mutex::new(Sink {
+                cfg,
+                file: Some(file),
+                size,
+                failing: false,
+            })),
+            journal: stderr_is_journal(),
+        })
+    }
+
+    /// Appends one record.
+    pub fn record(&self, rec: &Record) {
+        if self.journal {
+            // One write per line, so lines from other threads never interleave with it.
+            let line = format!("<5>audit: {}\n", rec.to_line());
+            let _ = io::stderr().lock().write_all(line.as_bytes()); // stderr gone: nothing to do
+        }
+        let Some(sink) = &self.sink else { return };
+        // Records are plain strings and numbers: serializing cannot fail.
+        let mut line = serde_json::to_vec(rec).expect("audit records serialize");
+        line.push(b'\n');
+        // Only this function takes the lock and it does not panic while holding it.
+        let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+        match s.append(&line) {
+            Ok(()) => s.failing = false,
+            Err(e) if !s.failing => {
+                s.failing = true;
+                tracing::warn!("cannot write the audit log: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Sink {
+    fn path(&self) -> PathBuf {
+        self.cfg.dir.join(FILE_NAME)
+    }
+
+    fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.size > 0 && self.size + line.len() as u64 > self.cfg.max_bytes {
+            self.file = None;
+            rotate(&self.cfg)?;
+            self.size = 0;
+        }
+        if self.file.is_none() {
+            let (f, size) = open_file(&self.path())?;
+            self.file = Some(f);
+            self.size = size;
+        }
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        match f.write_all(line) {
+            Ok(()) => {
+                self.size += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Reopen next time: the file may have been removed or its disk remounted.
+                self.file = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn open_file(path: &Path) -> io::Result<(File, u64)> {
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let size = f.metadata()?.len();
+    Ok((f, size))
+}
+
+fn rotated(dir: &Path, n: usize) -> PathBuf {
+    dir.join(format!("{FILE_NAME}.{n}"))
+}
+
+/// `audit.log.N-1` -> `.N`, ..., `audit.log` -> `.1`; the oldest beyond `keep` is removed.
+fn rotate(cfg: &AuditConfig) -> io::Result<()> {
+    let dir = &cfg.dir;
+    if cfg.keep == 0 {
+        return std::fs::remove_file(dir.join(FILE_NAME));
+    }
+    match std::fs::remove_file(rotated(dir, cfg.keep)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    for n in (1..cfg.keep).rev() {
+        match std::fs::rename(rotated(dir, n), rotated(dir, n + 1)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::rename(dir.join(FILE_NAME), rotated(dir, 1))
+}
+
+/// Whether stderr is the journal: `JOURNAL_STREAM` names its device and inode (systemd.exec(5)).
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // SAFETY: fstat writes only into the zeroed struct we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 2 is always a valid descriptor number; fstat fails cleanly if it is closed.
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+}
+
+/// Every record in the log dir at or after `since`, oldest first. Lines that do not parse
+/// (a torn last line after a crash, a newer format) are skipped and counted.
+pub fn read(dir: &Path, since: Option<SystemTime>) -> io::Result<(Vec<Record>, usize)> {
+    let mut numbered: Vec<(usize, PathBuf)> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let n = name.to_str()?.strip_prefix(FILE_NAME)?.strip_prefix('.')?;
+                Some((n.parse().ok()?, e.path()))
+            })
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    // The highest number is the oldest.
+    numbered.sort_by_key(|n| std::cmp::Reverse(n.0));
+    let mut files: Vec<PathBuf> = numbered.into_iter().map(|(_, p)| p).collect();
+    files.push(dir.join(FILE_NAME));
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for path in files {
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in io::BufReader::new(f).split(b'\n') {
+            let line = line?;
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(r) if since.is_none_or(|s| r.when().is_some_and(|w| w >= s)) => out.push(r),
+                Ok(_) => {}
+                Err(_) => bad += 1,
+            }
+        }
+    }
+    Ok((out, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(origin: &str) -> Record {
+        Record {
+            origin: Some(origin.into()),
+            pid: Some(42),
+            uid: Some(1000),
+            exe: Some("/usr/bin/php8.2".into()),
+            ..Record::new(Event::Release)
+        }
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_n() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            dir: d.path().to_path_buf(),
+            max_bytes: 1000,
+            keep: 2,
+        };
+        let audit = Audit::open(cfg).unwrap();
+        for i in 0..100 {
+            audit.record(&rec(&format!("o{i}.example")));
+        }
+        let names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        for n in ["audit.log", "audit.log.1", "audit.log.2"] {
+            let size = std::fs::metadata(d.path().join(n)).unwrap().len();
+            assert!(size <= 1000, "{n} is {size} bytes");
+        }
+        let (all, bad) = read(d.path(), None).unwrap();
+        assert_eq!(bad, 0);
+        // The newest records survive, in order.
+        assert_eq!(all.last().unwrap().origin.as_deref(), Some("o99.example"));
+        let nums: Vec<usize> = all
+            .iter()
+            .map(|r| {
+                r.origin.as_ref().unwrap()[1..]
+                    .split('.')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+        assert!(nums.len() < 100 && nums.len() > 5);
+    }
+
+    #[test]
+    fn read_filters_by_time_and_skips_torn_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let old = Record {
+            time: "2020-01-01T00:00:00.000Z".into(),
+            ..rec("old.example")
+        };
+        let mut text = serde_json::to_string(&old).unwrap();
+        text.push('\n');
+        text.push_str(&serde_json::to_string(&rec("new.example")).unwrap());
+        text.push_str("\n{\"time\":\"20");
+        std::fs::write(d.path().join(FILE_NAME), text).unwrap();
+        let (all, bad) = read(d.path(), None).unwrap();
+        assert_eq!((all.len(), bad), (2, 1));
+        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let (recent, _) = read(d.path(), Some(hour_ago)).unwrap();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].origin.as_deref(), Some("new.example"));
+    }
+
+    #[test]
+    fn lines_are_printable() {
+        let r = Record {
+            exe: Some("/tmp/evil\nFAKE LINE".into()),
+            kind: Some(ErrorKind::Forbidden),
+            ..rec("a.example")
+        };
+        let line = r.to_line();
+        assert!(!line.contains('\n'));
+        assert!(
+            line.contains("release") && line.contains("kind=forbidden"),
+            "{line}"
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""event":"release""#), "{json}");
+        let unknown: Record =
+            serde_json::from_str(r#"{"time":"2020-01-01T00:00:00Z","event":"teleport"}"#).unwrap();
+        assert_eq!(unknown.event, Some(Event::Unknown));
+    }
+}

@@ -1,0 +1,404 @@
+//! Process hardening for the daemon: no core dumps, no same-uid ptrace, secret memory kept out of swap and dumps, and enough file descriptors.
+//!
+//! # Locking memory: why two modes
+//!
+//! Secrets pass through buffers we do not own (hyper's read buffer, zbus's
+//! messages, serde's temporaries), so only `mlockall(MCL_CURRENT|MCL_FUTURE)`
+//! keeps every copy out of swap. But with `MCL_FUTURE` every later `mmap`
+//! (thread stacks, malloc arenas) counts in full against `RLIMIT_MEMLOCK`, and
+//! once over it allocations fail and the daemon aborts. So:
+//!
+//! - **All** (`mlockall`): when `RLIMIT_MEMLOCK` is unlimited or we hold
+//!   `CAP_IPC_LOCK` (root, or a unit with `LimitMEMLOCK=infinity`).
+//! - **Pages**: otherwise (8 MiB is the usual default). The long-lived copies,
+//!   the decrypted cache, have their pages locked one by one ([`protect`]),
+//!   until the kernel says the limit is reached. Transient copies are wiped on
+//!   free by the zeroizing global allocator instead.
+//!
+//! Either way the pages holding cached secrets get `MADV_DONTDUMP`, because a
+//! `core_pattern` pipe with `suid_dumpable=2` still dumps a non-dumpable process.
+
+use crate::credential::Credential;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+/// How memory holding secrets is kept out of swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryLock {
+    /// `mlockall(MCL_CURRENT | MCL_FUTURE)`: every page of the process.
+    All,
+    /// The pages of cached secrets, one by one, within `RLIMIT_MEMLOCK` (bytes).
+    Pages { limit: u64 },
+    /// Not locked (no support on this platform).
+    Off,
+}
+
+/// What [`harden_process`] managed to do; each step that failed says why in the log.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Linux: `PR_SET_DUMPABLE` is 0 (no core dump, no same-uid ptrace, /proc/PID owned by root).
+    pub not_dumpable: bool,
+    /// macOS: `PT_DENY_ATTACH` is in force.
+    pub deny_attach: bool,
+    /// `RLIMIT_CORE` is 0.
+    pub no_core: bool,
+    pub memory: MemoryLock,
+    /// The soft `RLIMIT_NOFILE` after raising it to the hard limit.
+    pub open_files: u64,
+}
+
+const MODE_OFF: u8 = 0;
+const MODE_ALL: u8 = 1;
+const MODE_PAGES: u8 = 2;
+
+/// The mode [`protect`] works in; set once by [`harden_process`].
+static MODE: AtomicU8 = AtomicU8::new(MODE_OFF);
+/// Set when the kernel refused to lock more pages, so we stop asking (and warn once).
+static LOCK_BUDGET_SPENT: AtomicBool = AtomicBool::new(false);
+/// The soft `RLIMIT_NOFILE` we started with, restored in child processes (askpass).
+static ORIGINAL_NOFILE: AtomicU64 = AtomicU64::new(0);
+
+/// Hardens this process. Call it first thing in `serve`, before any secret is read.
+pub fn harden_process() -> Report {
+    let report = Report {
+        not_dumpable: set_not_dumpable(),
+        deny_attach: deny_attach(),
+        no_core: set_no_core(),
+        memory: lock_memory(),
+        open_files: raise_nofile(),
+    };
+    tracing::info!(
+        not_dumpable = report.not_dumpable,
+        deny_attach = report.deny_attach,
+        no_core = report.no_core,
+        memory = ?report.memory,
+        open_files = report.open_files,
+        "process hardened"
+    );
+    report
+}
+
+#[cfg(target_os = "linux")]
+fn set_not_dumpable() -> bool {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes integer arguments only and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!(
+            "PR_SET_DUMPABLE failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    rc == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_not_dumpable() -> bool {
+    false
+}
+
+#[cfg(target_os = "macos")]
+fn deny_attach() -> bool {
+    // SAFETY: PT_DENY_ATTACH ignores its pid, address and data arguments.
+    let rc = unsafe { libc::ptrace(libc::PT_DENY_ATTACH, 0, std::ptr::null_mut(), 0) };
+    if rc != 0 {
+        tracing::warn!("PT_DENY_ATTACH failed: {}", std::io::Error::last_os_error());
+    }
+    rc == 0
+}
+
+#[cfg(not(target_os = "macos"))]
+fn deny_attach() -> bool {
+    false
+}
+
+fn set_no_core() -> bool {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    if rc != 0 {
+        tracing::warn!(
+            "setting RLIMIT_CORE to 0 failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    rc == 0
+}
+
+/// `rlim_t` is u64 on Linux and macOS but not on every libc.
+#[allow(clippy::unnecessary_cast)]
+fn rlim(v: libc::rlim_t) -> u64 {
+    v as u64
+}
+
+fn getrlimit(resource: libc::c_int) -> Option<libc::rlimit> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct we pass. The cast is for the
+    // resource type, which differs between libcs.
+    let rc = unsafe { libc::getrlimit(resource as _, &mut r) };
+    (rc == 0).then_some(r)
+}
+
+/// Raises the soft limit on open files to the hard one, so `max_connections` can be reached.
+fn raise_nofile() -> u64 {
+    let Some(mut r) = getrlimit(libc::RLIMIT_NOFILE as libc::c_int) else {
+        return 1024;
+    };
+    ORIGINAL_NOFILE.store(rlim(r.rlim_cur), Ordering::Relaxed);
+    if r.rlim_cur < r.rlim_max {
+        let wanted = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass and nothing else.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            r.rlim_cur = r.rlim_max;
+        } else {
+            // macOS refuses RLIM_INFINITY for open files; OPEN_MAX is what it takes.
+            let capped = libc::rlimit {
+                rlim_cur: r.rlim_max.min(10240),
+                rlim_max: r.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &capped) } == 0 {
+                r.rlim_cur = capped.rlim_cur;
+            }
+        }
+    }
+    rlim(r.rlim_cur)
+}
+
+/// The soft open-files limit the daemon started with (what a child should get back).
+pub fn original_nofile() -> Option<u64> {
+    match ORIGINAL_NOFILE.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
+/// Whether this process may lock memory beyond `RLIMIT_MEMLOCK` (Linux `CAP_IPC_LOCK`).
+fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+fn lock_memory() -> MemoryLock {
+    let limit = getrlimit(libc::RLIMIT_MEMLOCK as libc::c_int).map_or(0, |r| rlim(r.rlim_cur));
+    let unlimited = limit == rlim(libc::RLIM_INFINITY) || has_cap_ipc_lock();
+    if unlimited && lock_all() {
+        MODE.store(MODE_ALL, Ordering::Relaxed);
+        return MemoryLock::All;
+    }
+    if cfg!(unix) {
+        MODE.store(MODE_PAGES, Ordering::Relaxed);
+        return MemoryLock::Pages { limit };
+    }
+    MemoryLock::Off
+}
+
+#[cfg(target_os = "linux")]
+fn lock_all() -> bool {
+    // SAFETY: mlockall takes flags only.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+    if rc != 0 {
+        tracing::warn!(
+            "mlockall failed, locking secret pages only: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    rc == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lock_all() -> bool {
+    // macOS declares mlockall but does not implement it.
+    false
+}
+
+/// Keeps the pages under `bytes` out of swap (when locking pages one by one) and out of core dumps.
+/// Does nothing until [`harden_process`] ran, so the CLI and unit tests are unaffected.
+pub fn protect(bytes: &[u8]) {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_ALL => {
+            dont_dump(bytes);
+        }
+        MODE_PAGES => {
+            dont_dump(bytes);
+            if !LOCK_BUDGET_SPENT.load(Ordering::Relaxed) {
+                if let Err(e) = lock_pages(bytes) {
+                    LOCK_BUDGET_SPENT.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        "RLIMIT_MEMLOCK reached ({e}); further secrets are not locked in memory. \
+                         Raise it (LimitMEMLOCK= in the service unit) to lock them all"
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`protect`] for every secret field of a credential, over each string's whole capacity.
+pub fn protect_credential(cred: &Credential) {
+    for (_, secret) in cred.fields() {
+        let s = secret.expose();
+        // SAFETY: the String owns `capacity` bytes from `as_ptr`; we only pass the address
+        // range to the kernel and never read the bytes past `len`.
+        let whole = unsafe { std::slice::from_raw_parts(s.as_ptr(), s.capacity()) };
+        protect(whole);
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// The page-aligned range covering `bytes`.
+fn page_range(bytes: &[u8]) -> Option<(*mut libc::c_void, usize)> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let page = page_size();
+    let start = bytes.as_ptr() as usize & !(page - 1);
+    let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(page) * page;
+    Some((start as *mut libc::c_void, end - start))
+}
+
+/// Locks the pages under `bytes` into RAM. A page stays locked after its secret is freed:
+/// other data may share it, and unlocking is not reference-counted.
+pub fn lock_pages(bytes: &[u8]) -> std::io::Result<()> {
+    let Some((addr, len)) = page_range(bytes) else {
+        return Ok(());
+    };
+    // SAFETY: the range covers pages of a live allocation; mlock changes no contents.
+    if unsafe { libc::mlock(addr, len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn dont_dump(bytes: &[u8]) {
+    if let Some((addr, len)) = page_range(bytes) {
+        // SAFETY: the range covers pages of a live allocation; MADV_DONTDUMP only sets a
+        // flag on the mapping and changes no contents. A failure leaves the default.
+        let _ = unsafe { libc::madvise(addr, len, libc::MADV_DONTDUMP) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn dont_dump(_bytes: &[u8]) {}
+
+/// The executable of process `pid` (`/proc/PID/exe` on Linux), when it can be read.
+#[cfg(target_os = "linux")]
+pub fn process_exe(pid: i32) -> Option<std::path::PathBuf> {
+    if pid <= 0 {
+        return None;
+    }
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The executable of process `pid` (`proc_pidpath` on macOS), when it can be read.
+#[cfg(target_os = "macos")]
+pub fn process_exe(pid: i32) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    if pid <= 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; libc::PROC_PIDPATHINFO_MAXSIZE as usize];
+    // SAFETY: proc_pidpath writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::proc_pidpath(pid, buf.as_mut_ptr().cast(), buf.len() as u32) };
+    let n = usize::try_from(n).ok().filter(|&n| n > 0)?;
+    Some(std::ffi::OsStr::from_bytes(&buf[..n]).into())
+}
+
+/// No way to tell a process's executable on this platform.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn process_exe(_pid: i32) -> Option<std::path::PathBuf> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_kb(field: &str) -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn locked_pages_show_in_vmlck_and_are_not_dumped() {
+        let page = page_size();
+        // A buffer of its own pages, so the flags we look for are on it alone.
+        let buf = vec![7u8; page * 4];
+        let inner = &buf[page..page * 2];
+        let before = status_kb("VmLck:");
+        match lock_pages(inner) {
+            Ok(()) => assert!(status_kb("VmLck:") > before, "VmLck grew"),
+            // An unprivileged run over its RLIMIT_MEMLOCK: the refusal is the answer.
+            Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EPERM))),
+        }
+        dont_dump(inner);
+        let (addr, _) = page_range(inner).unwrap();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut in_range = false;
+        let mut flags = None;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((a, b)) = range.split_once('-') {
+                    if let (Ok(a), Ok(b)) =
+                        (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                    {
+                        in_range = (a..b).contains(&(addr as usize));
+                        continue;
+                    }
+                }
+            }
+            if in_range {
+                if let Some(f) = line.strip_prefix("VmFlags:") {
+                    flags = Some(f.to_owned());
+                }
+            }
+        }
+        let flags = flags.expect("the page is mapped");
+        assert!(flags.split_whitespace().any(|f| f == "dd"), "{flags}");
+    }
+
+    #[test]
+    fn page_range_covers_the_bytes() {
+        let page = page_size();
+        let buf = vec![0u8; page * 3];
+        let s = &buf[10..page + 20];
+        let (addr, len) = page_range(s).unwrap();
+        assert_eq!(addr as usize % page, 0);
+        assert!(addr as usize <= s.as_ptr() as usize);
+        assert!(addr as usize + len >= s.as_ptr() as usize + s.len());
+        assert!(page_range(&[]).is_none());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn exe_of_self() {
+        let me = process_exe(std::process::id() as i32).unwrap();
+        assert_eq!(me, std::env::current_exe().unwrap());
+        assert_eq!(process_exe(0), None);
+    }
+}

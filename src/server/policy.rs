@@ -1,0 +1,311 @@
+//! Per-credential release policy: only to allowed executables (`--allow-exe`), and only after the user confirms through an askpass program (`--confirm`, as `ssh-add -c`).
+
+use super::Peer;
+use crate::error::{Error, Result};
+use crate::index::Meta;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use zeroize::Zeroizing;
+
+/// The daemon's askpass program: `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS`.
+pub const ENV_ASKPASS: &str = "COMPOSER_KEYD_ASKPASS";
+/// Most allowed executables one credential may list.
+pub const MAX_ALLOWED_EXES: usize = 16;
+
+/// What a credential demands before it is released.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub confirm: bool,
+    pub allow_exe: Vec<String>,
+}
+
+impl Rule {
+    /// The rule stored with a credential.
+    pub fn of(meta: &Meta) -> Rule {
+        Rule {
+            confirm: meta.confirm,
+            allow_exe: meta.allow_exe.clone(),
+        }
+    }
+
+    /// No condition at all.
+    pub fn is_open(&self) -> bool {
+        !self.confirm && self.allow_exe.is_empty()
+    }
+}
+
+/// Checks an `allow_exe` list from a client: absolute paths of existing files, made
+/// canonical so they compare equal to `/proc/PID/exe`.
+pub fn canonical_exes(list: &[String]) -> Result<Vec<String>> {
+    if list.len() > MAX_ALLOWED_EXES {
+        return Err(Error::BadRequest(format!(
+            "at most {MAX_ALLOWED_EXES} allowed executables per credential"
+        )));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for p in list {
+        if !p.starts_with('/') || p.len() > 4096 || p.contains('\0') {
+            return Err(Error::BadRequest(
+                "an allowed executable must be an absolute path".into(),
+            ));
+        }
+        let real = std::fs::canonicalize(p).map_err(|e| {
+            Error::BadRequest(format!(
+                "the allowed executable {} cannot be resolved: {e}",
+                crate::audit::printable(p)
+            ))
+        })?;
+        if !real.is_file() {
+            return Err(Error::BadRequest(format!(
+                "the allowed executable {} is not a file",
+                real.display()
+            )));
+        }
+        let real = real.to_string_lossy().into_owned();
+        if !out.contains(&real) {
+            out.push(real);
+        }
+    }
+    Ok(out)
+}
+
+/// Asks the user, through an askpass program, before a release.
+pub struct Confirm {
+    program: Option<PathBuf>,
+    timeout: Duration,
+    /// One dialog at a time, as ssh-agent shows them.
+    dialog: tokio::sync::Mutex<()>,
+}
+
+impl Default for Confirm {
+    fn default() -> Confirm {
+        Confirm::new(None, Duration::from_secs(30))
+    }
+}
+
+impl Confirm {
+    /// Confirms with `program` (none: every confirmation is refused), waiting at most `timeout`.
+    pub fn new(program: Option<PathBuf>, timeout: Duration) -> Confirm {
+        Confirm {
+            program,
+            timeout,
+            dialog: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The program from `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS`.
+    pub fn program_from_env() -> Option<PathBuf> {
+        [ENV_ASKPASS, "SSH_ASKPASS"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .find(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// The askpass program in use.
+    pub fn program(&self) -> Option<&Path> {
+        self.program.as_deref()
+    }
+
+    /// Runs the askpass program with `prompt`. Allowed only when it exits 0 and prints
+    /// nothing or `yes` (ssh's rule); a denial, a failure or the time-out refuses.
+    async fn ask(&self, prompt: &str) -> Result<()> {
+        let Some(program) = &self.program else {
+            return Err(Error::Forbidden(format!(
+                "this credential needs confirmation and the daemon has no askpass program: \
+                 start it with {ENV_ASKPASS} (or SSH_ASKPASS) set, or `serve --askpass PATH`"
+            )));
+        };
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = || {
+            Error::Forbidden(format!(
+                "not confirmed within {} s; the release was refused",
+                self.timeout.as_secs()
+            ))
+        };
+        let _one = tokio::time::timeout_at(deadline, self.dialog.lock())
+            .await
+            .map_err(|_| timed_out())?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.arg(prompt)
+            .env("SSH_ASKPASS_PROMPT", "confirm")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(n) = crate::harden::original_nofile() {
+            let back = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: runs in the forked child before exec; getrlimit/setrlimit are
+            // async-signal-safe and touch only the structs on this stack frame.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut cur = back;
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) == 0 {
+                        cur.rlim_cur = back.rlim_cur.min(cur.rlim_max);
+                        // Best effort: a child with our raised limit still works.
+                        let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &cur);
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Forbidden(format!(
+                "the askpass program {} could not run ({e}); the release was refused",
+                program.display()
+            ))
+        })?;
+        let pgid = child.id();
+        let mut stdout = child.stdout.take();
+        let answer = async {
+            let mut out = Zeroizing::new(Vec::new());
+            if let Some(s) = stdout.as_mut() {
+                // At most a line: a confirm dialog prints nothing or "yes".
+                let _ = s.take(256).read_to_end(&mut out).await; // a read error leaves `out` short: denied below unless the exit says yes
+            }
+            let status = child.wait().await;
+            (status, out)
+        };
+        let Ok((status, out)) = tokio::time::timeout_at(deadline, answer).await else {
+            if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: kill has no memory effects; the group is the askpass child's own,
+                // so stray helpers it started (a shell's `sleep`) go too.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+            return Err(timed_out());
+        };
+        let said = String::from_utf8_lossy(&out);
+        let said = said.trim();
+        match status {
+            Ok(s) if s.success() && (said.is_empty() || said.eq_ignore_ascii_case("yes")) => Ok(()),
+            Ok(_) => Err(Error::Forbidden(
+                "the user did not confirm the release".into(),
+            )),
+            Err(e) => Err(Error::Forbidden(format!(
+                "the askpass program failed ({e}); the release was refused"
+            ))),
+        }
+    }
+}
+
+/// Checks `rule` for a release of `what` to `peer`: the executable first (no dialog for a
+/// process that would be refused anyway), then the confirmation.
+pub async fn check(rule: &Rule, confirm: &Confirm, peer: &Peer, what: &str) -> Result<()> {
+    if !rule.allow_exe.is_empty() {
+        let allowed = peer
+            .exe
+            .as_deref()
+            .is_some_and(|exe| rule.allow_exe.iter().any(|a| Path::new(a) == exe));
+        if !allowed {
+            let exe = peer
+                .exe
+                .as_deref()
+                .map_or("an unknown executable".into(), |e| e.display().to_string());
+            return Err(Error::Forbidden(format!(
+                "the credential for {what} is released only to {}; the request came from {}",
+                rule.allow_exe.join(", "),
+                crate::audit::printable(&exe)
+            )));
+        }
+    }
+    if rule.confirm {
+        confirm.ask(&prompt(peer, what)).await?;
+    }
+    Ok(())
+}
+
+/// The question the askpass program shows; one printable line.
+fn prompt(peer: &Peer, what: &str) -> String {
+    let exe = peer
+        .exe
+        .as_deref()
+        .map_or("an unknown program".into(), |e| e.display().to_string());
+    let pid = peer.pid.map_or("?".into(), |p| p.to_string());
+    crate::audit::printable(&format!(
+        "composer-keyd: allow {exe} (pid {pid}) to use the credential for {what}?"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn peer(exe: Option<&str>) -> Peer {
+        Peer {
+            uid: 0,
+            pid: Some(1),
+            exe: exe.map(PathBuf::from),
+        }
+    }
+
+    #[tokio::test]
+    async fn askpass_answers() {
+        let d = tempfile::tempdir().unwrap();
+        let rule = Rule {
+            confirm: true,
+            allow_exe: vec![],
+        };
+        let t = Duration::from_secs(5);
+        let yes = Confirm::new(Some(script(d.path(), "yes", "exit 0")), t);
+        assert!(check(&rule, &yes, &peer(None), "a.example").await.is_ok());
+        let typed_yes = Confirm::new(Some(script(d.path(), "typed", "echo yes")), t);
+        assert!(check(&rule, &typed_yes, &peer(None), "a").await.is_ok());
+        for (name, body) in [("no", "exit 1"), ("junk", "echo hunter2")] {
+            let c = Confirm::new(Some(script(d.path(), name, body)), t);
+            let e = check(&rule, &c, &peer(None), "a").await.unwrap_err();
+            assert_eq!(e.kind(), crate::protocol::ErrorKind::Forbidden, "{name}");
+            assert!(!e.to_string().contains("hunter2"));
+        }
+        let none = Confirm::new(None, t);
+        assert!(check(&rule, &none, &peer(None), "a").await.is_err());
+        let missing = Confirm::new(Some(d.path().join("absent")), t);
+        assert!(check(&rule, &missing, &peer(None), "a").await.is_err());
+        // A dialog nobody answers: refused at the time-out, its whole process group killed.
+        let marker = d.path().join("still-running");
+        let slow = Confirm::new(
+            Some(script(
+                d.path(),
+                "slow",
+                &format!("sleep 3; touch {}", marker.display()),
+            )),
+            Duration::from_millis(300),
+        );
+        let e = check(&rule, &slow, &peer(None), "a").await.unwrap_err();
+        assert!(e.to_string().contains("not confirmed"), "{e}");
+        std::thread::sleep(Duration::from_millis(3500));
+        assert!(!marker.exists(), "the askpass group was killed");
+    }
+
+    #[tokio::test]
+    async fn allowed_executables() {
+        let rule = Rule {
+            confirm: false,
+            allow_exe: canonical_exes(&["/bin/sh".into()]).unwrap(),
+        };
+        let sh = rule.allow_exe[0].clone();
+        let c = Confirm::default();
+        assert!(check(&rule, &c, &peer(Some(&sh)), "a").await.is_ok());
+        let e = check(&rule, &c, &peer(Some("/usr/bin/node")), "a")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("/usr/bin/node"), "{e}");
+        assert!(check(&rule, &c, &peer(None), "a").await.is_err());
+        assert!(canonical_exes(&["relative/php".into()]).is_err());
+        assert!(canonical_exes(&["/nonexistent/php".into()]).is_err());
+        assert!(canonical_exes(&["/tmp".into()]).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! Process state of the real daemon: not dumpable (its /proc files belong to root when it runs as an
+//! unprivileged user), core limit 0, memory locked, open-files limit raised.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+use support::net::status_kb;
+use support::TestEnv;
+
+const NOBODY: u32 = 65534;
+
+fn owner(path: impl AsRef<Path>) -> u32 {
+    std::fs::metadata(path).unwrap().uid()
+}
+
+fn core_limit(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap()
+        .to_owned();
+    line.split_whitespace()
+        .skip(4)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn chown_tree(dir: &Path, uid: u32) {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: lchown reads the NUL-terminated path we own.
+    assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0);
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            chown_tree(&e.path(), uid);
+        } else {
+            let c = std::ffi::CString::new(e.path().as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0);
+        }
+    }
+}
+
+/// Runs `args` as nobody, with this test's environment.
+fn as_nobody(t: &TestEnv, args: &[&str], log: &Path) -> Child {
+    t.command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn unprivileged_daemon_is_not_dumpable_and_has_no_core_limit() {
+    support::require("setpriv", "util-linux");
+    support::require("sleep", "coreutils");
+    let t = TestEnv::bare();
+    let bin = t.dir.path().join("composer-keyd");
+    std::fs::copy(support::BIN, &bin).unwrap();
+    let log = t.dir.path().join("nobody-daemon.log");
+    std::fs::write(&log, b"").unwrap();
+    chown_tree(t.dir.path(), NOBODY);
+
+    // Control: an ordinary process of nobody's has its /proc files owned by nobody.
+    let mut control = as_nobody(&t, &["sleep", "30"], &t.dir.path().join("sleep.log"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(owner(format!("/proc/{}/environ", control.id())), NOBODY);
+    let _ = control.kill(); // the control has served its purpose
+    let _ = control.wait();
+
+    let mut d = as_nobody(&t, &[bin.to_str().unwrap(), "serve"], &log);
+    let pid = d.id();
+    // Bounded: 200 x 25 ms until it says it listens.
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening"))
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(ready, "the daemon did not start as nobody: {text}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid_line.contains(&NOBODY.to_string()), "{uid_line}");
+    for f in ["environ", "mem", "maps", "fd"] {
+        assert_eq!(
+            owner(format!("/proc/{pid}/{f}")),
+            0,
+            "/proc/{pid}/{f} belongs to root: the daemon is not dumpable"
+        );
+    }
+    assert_eq!(core_limit(pid), "0 0");
+    // Without CAP_IPC_LOCK and with the usual 8 MiB RLIMIT_MEMLOCK, secrets are locked page by page.
+    assert!(text.contains("memory=Pages"), "{text}");
+    assert!(text.contains("not_dumpable=true"), "{text}");
+
+    // Root is another user to this daemon: refused, and the refusal is in nobody's audit log.
+    let out = t
+        .command(support::BIN)
+        .args(["--no-autostart", "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let audit = t.home().join(".local/state/composer-keyd/audit.log");
+    let audit = std::fs::read_to_string(&audit).unwrap_or_default();
+    assert!(
+        audit.contains(r#""event":"reject-peer""#) && audit.contains(r#""uid":0"#),
+        "{audit}"
+    );
+
+    // SAFETY: kill has no memory effects; the pid is this test's daemon.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    assert!(d.wait().unwrap().success());
+}
+
+#[test]
+fn daemon_locks_its_memory_and_raises_open_files() {
+    let t = TestEnv::with_keyring(true);
+    let d = t.start_daemon(&[]);
+    t.ok(
+        &["add", "x.example", "--type", "bearer"],
+        "process-test-token\n",
+    );
+    let pid = d.pid();
+    assert_eq!(core_limit(pid), "0 0");
+    let lck = status_kb(pid, "VmLck:").unwrap();
+    let rss = status_kb(pid, "VmRSS:").unwrap();
+    // Root holds CAP_IPC_LOCK, so the daemon locks everything (mlockall).
+    assert!(
+        lck > 0 && lck * 10 >= rss * 9,
+        "VmLck {lck} kB of VmRSS {rss} kB"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<&str> = nofile.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(
+        v[0], v[1],
+        "the soft open-files limit was raised to the hard one"
+    );
+    assert!(d.log_text().contains("process hardened"));
+}
