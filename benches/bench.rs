@@ -8,7 +8,7 @@ mod support;
 mod wire;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{request, TestEnv};
 
@@ -244,6 +244,9 @@ fn main() {
         "flat",
     );
 
+    drop(d);
+    plugin_cost(&mut report, if quick { 3 } else { 11 });
+
     let md = report.markdown();
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report.md");
     let _ = std::fs::write(&out, &md);
@@ -289,6 +292,73 @@ fn vault_cold_path(report: &mut Report) {
     report.row(
         "cold lookup after unlock, vault (median of 5)",
         ms(median(firsts)),
+        "".into(),
+        "",
+    );
+}
+
+/// The same `composer install` through the plugin and with a plaintext auth.json
+/// (tests/plugin_overhead.py: alternating runs, medians), plus `activate()` alone.
+fn plugin_cost(report: &mut Report, runs: usize) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugin_overhead.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(runs.to_string())
+        .arg(support::BIN)
+        .output();
+    let text = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            let why = String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_owned();
+            report.row(
+                "composer install, plugin vs auth.json",
+                format!("n/a ({why})"),
+                "".into(),
+                "≤ 2 ms",
+            );
+            return;
+        }
+        Err(e) => {
+            report.row(
+                "composer install, plugin vs auth.json",
+                format!("n/a ({e})"),
+                "".into(),
+                "≤ 2 ms",
+            );
+            return;
+        }
+    };
+    let find = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l.trim_start_matches(prefix).trim().to_owned())
+            .unwrap_or_default()
+    };
+    report.row(
+        &format!("composer install, plaintext auth.json (median of {runs})"),
+        find("plaintext"),
+        "".into(),
+        "",
+    );
+    report.row(
+        &format!("composer install, through the plugin (median of {runs})"),
+        find("plugin    "),
+        "".into(),
+        "",
+    );
+    report.row(
+        "plugin overhead per composer install",
+        find("plugin overhead:"),
+        "".into(),
+        "≤ 2 ms",
+    );
+    report.row(
+        "plugin activate() alone, 1 origin",
+        find("activate() against the daemon (1 origin):"),
         "".into(),
         "",
     );
