@@ -10,14 +10,7 @@ const PUB: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const PRIV: &str = "0f9e8d7c6b5a49382716f5e4d3c2b1a0";
 
 fn get(t: &TestEnv, origin: &str, project: Option<&Path>) -> support::Reply {
-    let q = project.map_or(String::new(), |p| format!("?project={}", p.display()));
-    request(
-        &t.socket(),
-        "GET",
-        &format!("/v1/credentials/{origin}{q}"),
-        None,
-    )
-    .unwrap()
+    t.lookup(origin, project)
 }
 
 /// One lifecycle: add, list, read, disable, enable, rotate, rollback, restart, remove.

@@ -8,7 +8,7 @@ use composer_keyd::secret::Secret;
 use composer_keyd::store::vault::VaultStore;
 use composer_keyd::store::{Slot, SlotKey, Store, StoreError};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::{request, Daemon, TestEnv, BIN};
 
@@ -86,22 +86,6 @@ fn poll_until_locked(t: &TestEnv, want: bool) -> usize {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("the daemon never became locked={want}");
-}
-
-/// Starts the CLI with `stdin` and leaves it running.
-fn spawn_cli(t: &TestEnv, args: &[&str], stdin: &str) -> Child {
-    let mut c = t
-        .command(BIN)
-        .arg("--no-autostart")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    c
 }
 
 #[test]
@@ -347,7 +331,7 @@ fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
         t.env.remove("COMPOSER_KEYD_TEST_PAUSE");
         t.ok(&["unlock"], &format!("{PW}\n"));
         let origin = format!("new{i}.example");
-        let mut writer = spawn_cli(&t, &["add", &origin, "--type", "bearer"], "tok-new\n");
+        let mut writer = t.spawn_cli(&["add", &origin, "--type", "bearer"], "tok-new\n");
         wait_log(&d, &format!("test hook: paused at {stage}"));
         d.kill9();
         let _ = writer.kill();

@@ -8,9 +8,8 @@ use composer_keyd::secret::Secret;
 use composer_keyd::store::vault::VaultStore;
 use composer_keyd::store::{Slot, SlotKey, Store};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use support::{request, Daemon, TestEnv, BIN};
+use support::{request, Daemon, TestEnv};
 
 const PUB: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const PRIV: &str = "0f9e8d7c6b5a49382716f5e4d3c2b1a0";
@@ -38,19 +37,6 @@ fn status(t: &TestEnv) -> serde_json::Value {
         .json()
 }
 
-fn get(t: &TestEnv, origin: &str, project: Option<&Path>) -> serde_json::Value {
-    let q = project.map_or(String::new(), |p| format!("?project={}", p.display()));
-    let r = request(
-        &t.socket(),
-        "GET",
-        &format!("/v1/credentials/{origin}{q}"),
-        None,
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{origin}: {}", r.body);
-    r.json()["credential"].clone()
-}
-
 /// The keyring entry for an account, via libsecret's own tool.
 fn in_keyring(t: &TestEnv, service: &str, account: &str) -> Option<String> {
     support::require("secret-tool", "libsecret-tools");
@@ -73,13 +59,13 @@ fn vault_has(t: &TestEnv, account: &str) -> bool {
 
 /// Every credential the test stored, read through the daemon.
 fn check_all(t: &TestEnv, project: &Path) {
-    assert_eq!(get(t, "repo.magento.com", None)["password"], PRIV);
+    assert_eq!(t.credential("repo.magento.com", None)["password"], PRIV);
     assert_eq!(
-        get(t, "repo.magento.com", Some(project))["username"],
+        t.credential("repo.magento.com", Some(project))["username"],
         "acme-pub"
     );
-    assert_eq!(get(t, "github.com", None)["token"], "ghp_second");
-    assert_eq!(get(t, "127.0.0.1:8080", None)["token"], "tok-port");
+    assert_eq!(t.credential("github.com", None)["token"], "ghp_second");
+    assert_eq!(t.credential("127.0.0.1:8080", None)["token"], "tok-port");
 }
 
 fn wait_log(d: &Daemon, needle: &str) {
@@ -142,7 +128,7 @@ fn migrate_keyring_to_vault_and_back_keeps_everything() {
     t.ok(&["unlock"], &format!("{PW}\n"));
     check_all(&t, &project);
     t.ok(&["rotate", "--rollback", "github.com"], "");
-    assert_eq!(get(&t, "github.com", None)["token"], "ghp_first");
+    assert_eq!(t.credential("github.com", None)["token"], "ghp_first");
     t.ok(&["rotate", "--rollback", "github.com"], "");
 
     // vault -> keyring, from a locked daemon: it unlocks first (one line).
@@ -189,7 +175,7 @@ fn an_interrupted_migration_loses_nothing_and_a_rerun_completes_it() {
     // Crash while the vault is being written with the copies (its second write, after
     // the one that created it): the keyring stays in use.
     let mut d = start_paused(&mut t, "vault-before-rename@2");
-    let mut cli = spawn(&t, &["migrate", "--to", "vault"], &format!("{PW}\n{PW}\n"));
+    let mut cli = t.spawn_cli(&["migrate", "--to", "vault"], &format!("{PW}\n{PW}\n"));
     wait_log(&d, "test hook: paused at vault-before-rename");
     d.kill9();
     let _ = cli.kill();
@@ -208,7 +194,7 @@ fn an_interrupted_migration_loses_nothing_and_a_rerun_completes_it() {
     // Back to the keyring, crashing while the vault is being emptied after the switch.
     let mut d = start_paused(&mut t, "vault-before-rename");
     t.ok(&["unlock"], &format!("{PW}\n"));
-    let mut cli = spawn(&t, &["migrate", "--to", "keyring"], "");
+    let mut cli = t.spawn_cli(&["migrate", "--to", "keyring"], "");
     wait_log(&d, "test hook: paused at vault-before-rename");
     d.kill9();
     let _ = cli.kill();
@@ -236,27 +222,12 @@ fn start_paused(t: &mut TestEnv, stage: &str) -> Daemon {
     d
 }
 
-fn spawn(t: &TestEnv, args: &[&str], stdin: &str) -> std::process::Child {
-    use std::io::Write;
-    let mut c = t
-        .command(BIN)
-        .arg("--no-autostart")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    c
-}
-
 #[test]
 fn keyring_timer_wipes_the_cache_and_refuses_until_unlock() {
     let t = TestEnv::with_keyring(true);
     let _d = t.start_daemon(&["--idle-ttl", "2s"]);
     t.ok(&["add", "bearer.example", "--type", "bearer"], "tok-k\n");
-    assert_eq!(get(&t, "bearer.example", None)["token"], "tok-k");
+    assert_eq!(t.credential("bearer.example", None)["token"], "tok-k");
     // Bounded: 150 x 200 ms, status calls only.
     let locked = (0..150).any(|_| {
         let l = status(&t)["locked"] == true;
@@ -269,5 +240,5 @@ fn keyring_timer_wipes_the_cache_and_refuses_until_unlock() {
     let r = request(&t.socket(), "GET", "/v1/credentials/bearer.example", None).unwrap();
     assert_eq!((r.status, r.kind().as_str()), (423, "locked"));
     t.ok(&["unlock"], "");
-    assert_eq!(get(&t, "bearer.example", None)["token"], "tok-k");
+    assert_eq!(t.credential("bearer.example", None)["token"], "tok-k");
 }

@@ -71,16 +71,7 @@ pub fn text(o: &Output) -> String {
 
 /// The credential the daemon releases for `origin` looked up from `project`.
 pub fn credential(t: &TestEnv, origin: &str, project: Option<&Path>) -> serde_json::Value {
-    let q = project.map_or(String::new(), |p| format!("?project={}", p.display()));
-    let r = request(
-        &t.socket(),
-        "GET",
-        &format!("/v1/credentials/{origin}{q}"),
-        None,
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{origin}: {}", r.body);
-    r.json()["credential"].clone()
+    t.credential(origin, project)
 }
 
 /// Every stored credential's metadata, sorted by origin and project.

@@ -180,6 +180,40 @@ impl TestEnv {
         child.wait_with_output().expect("wait for composer-keyd")
     }
 
+    /// Starts the CLI (no autostart) with `stdin` and leaves it running, output discarded.
+    pub fn spawn_cli(&self, args: &[&str], stdin: &str) -> Child {
+        let mut c = self
+            .command(BIN)
+            .arg("--no-autostart")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run composer-keyd");
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c
+    }
+
+    /// `GET /v1/credentials/{origin}?project=DIR`, as the plugin sends it.
+    pub fn lookup(&self, origin: &str, project: Option<&Path>) -> Reply {
+        let q = project.map_or(String::new(), |p| format!("?project={}", p.display()));
+        request(
+            &self.socket(),
+            "GET",
+            &format!("/v1/credentials/{origin}{q}"),
+            None,
+        )
+        .expect("the daemon answers")
+    }
+
+    /// The credential released for `origin` from `project`, asserting it is released.
+    pub fn credential(&self, origin: &str, project: Option<&Path>) -> serde_json::Value {
+        let r = self.lookup(origin, project);
+        assert_eq!(r.status, 200, "{origin}: {}", r.body);
+        r.json()["credential"].clone()
+    }
+
     /// Runs the CLI and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str], stdin: &str) -> String {
         let out = self.cli(args, stdin);
