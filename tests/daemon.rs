@@ -387,6 +387,43 @@ fn cli_refuses_bad_input_with_one_line() {
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     let out = t.cli(&["add", "repo.magento.com"], "short\nkey\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("32 characters"));
+    let out = t.cli(&["add", "repo.magento.com"], "only-the-public-key\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("before the private-key"), "{err}");
+    assert!(err.contains("(public-key, private-key)"), "{err}");
+}
+
+/// At a terminal, `add repo.magento.com` asks in the Marketplace's words.
+#[test]
+fn magento_prompt_names_public_and_private_key() {
+    support::require("script", "bsdutils");
+    let t = TestEnv::with_keyring(true);
+    let _d = t.start_daemon(&[]);
+    let cmd = format!("{} --no-autostart add repo.magento.com", support::BIN);
+    let out = t
+        .command("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            // The pty echoes nothing once rpassword turns echo off; both lines are read whole.
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{PUB}\n{PRIV}\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("run script(1)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("repo.magento.com public key: "), "{screen}");
+    assert!(
+        screen.contains("repo.magento.com private key: "),
+        "{screen}"
+    );
+    assert!(!screen.contains("username"), "{screen}");
+    assert_eq!(t.credential("repo.magento.com", None)["username"], PUB);
 }
 
 #[test]

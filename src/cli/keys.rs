@@ -89,14 +89,28 @@ fn parse_type(s: &str) -> anyhow::Result<CredentialType> {
     })
 }
 
+/// The field names the prompt shows: the Marketplace's own words for repo.magento.com, whose
+/// "Access Keys" page calls the pair a public and a private key.
+fn prompt_names(
+    kind: CredentialType,
+    with_username: bool,
+    origin: &Origin,
+) -> &'static [&'static str] {
+    match kind {
+        CredentialType::HttpBasic if origin.as_str() == "repo.magento.com" => {
+            &["public-key", "private-key"]
+        }
+        _ => kind.fields(with_username),
+    }
+}
+
 /// Reads the secret fields of `kind` and builds the credential.
 fn read_credential(
     kind: CredentialType,
     with_username: bool,
     origin: &Origin,
 ) -> anyhow::Result<Credential> {
-    let names = kind.fields(with_username);
-    let fields = prompt::read_fields(names, origin.as_str())?;
+    let fields = prompt::read_fields(prompt_names(kind, with_username, origin), origin.as_str())?;
     let cred = Credential::from_fields(kind, fields)?;
     if origin.as_str() == "repo.magento.com" {
         if let Credential::HttpBasic { username, password } = &cred {
