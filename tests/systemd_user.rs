@@ -208,15 +208,71 @@ fn main_pid(t: &TestEnv) -> u32 {
     .expect("a MainPID")
 }
 
+/// A directory that PrivateTmp= leaves visible to the service, holding the test's temp dirs
+/// and a copy of the binary: the cargo target dir, unless the checkout itself sits in /tmp or
+/// /var/tmp, then a fresh directory under the real HOME. Removed when dropped.
+struct Outside {
+    root: PathBuf,
+    tmp: PathBuf,
+    bin: PathBuf,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let hidden = |p: &Path| p.starts_with("/tmp") || p.starts_with("/var/tmp");
+        let parent = if hidden(&target) {
+            let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+            assert!(
+                !hidden(&home),
+                "both the checkout and HOME are under /tmp: PrivateTmp= would hide them"
+            );
+            home.join(".cache")
+        } else {
+            target
+        };
+        std::fs::create_dir_all(&parent).unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("ckd-systemd-")
+            .tempdir_in(&parent)
+            .unwrap()
+            .keep();
+        let tmp = root.join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let bin = root.join("composer-keyd");
+        std::fs::copy(support::BIN, &bin).unwrap();
+        Outside { root, tmp, bin }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        // Best effort in a destructor; the tree holds only this test's files.
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 #[test]
 fn a_real_user_manager_runs_the_hardened_units() {
-    // PrivateTmp= hides /tmp from the daemon: keep the test's HOME, bus and runtime dir
-    // elsewhere. This is the only test in this binary, so nothing races on the variable.
-    std::env::set_var("TMPDIR", env!("CARGO_TARGET_TMPDIR"));
+    // PrivateTmp= hides /tmp and /var/tmp from the daemon: keep the test's HOME, bus, runtime
+    // dir and the binary the unit runs elsewhere. This is the only test in this binary, so
+    // nothing races on the variable.
+    let base = Outside::new();
+    std::env::set_var("TMPDIR", &base.tmp);
     let t = TestEnv::with_keyring(true);
     let _manager = UserManager::start(&t);
+    // `service install` writes its own executable's path into ExecStart=.
+    let installer = |args: &[&str]| -> String {
+        let out = t.command(&base.bin).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
 
-    let out = t.ok(&["service", "install"], "");
+    let out = installer(&["service", "install"]);
     assert!(
         out.contains("ran `systemctl --user enable --now composer-keyd.socket`"),
         "{out}"
@@ -283,11 +339,11 @@ fn a_real_user_manager_runs_the_hardened_units() {
     assert_eq!(st["socket_state"], "active");
     assert_eq!(st["service_state"], "active");
     assert_eq!(st["socket"], sock.to_str().unwrap());
-    let again = t.ok(&["service", "install"], "");
+    let again = installer(&["service", "install"]);
     assert!(again.contains("nothing changed"), "{again}");
 
     // With --idle-exit the daemon leaves when idle, and systemd starts it again.
-    let out = t.ok(&["service", "install", "--idle-exit", "1"], "");
+    let out = installer(&["service", "install", "--idle-exit", "1"]);
     assert!(out.contains("try-restart composer-keyd.service"), "{out}");
     let first = request(&sock, "GET", "/v1/status", None).unwrap().json()["pid"].clone();
     // Bounded: 600 x 50 ms.
@@ -314,7 +370,7 @@ fn a_real_user_manager_runs_the_hardened_units() {
     let second = request(&sock, "GET", "/v1/status", None).unwrap().json()["pid"].clone();
     assert_ne!(first, second, "a new daemon answers");
 
-    let out = t.ok(&["service", "uninstall"], "");
+    let out = installer(&["service", "uninstall"]);
     assert!(out.contains("disable --now"), "{out}");
     assert!(!unit_path.exists());
     assert!(
