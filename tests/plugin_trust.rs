@@ -84,7 +84,12 @@ impl Impostor {
             }
             if let Ok(Some(st)) = child.try_wait() {
                 let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("the impostor exited with {st}: {err}");
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -184,7 +189,10 @@ fn an_impostor_socket_in_a_shared_tmpdir_gets_no_byte() {
     assert_eq!(out.status.code(), without.status.code());
     // The impostor's pair never reached the repository either.
     assert!(
-        server.requests().iter().all(|r| r["refused"] != "wrong basic"),
+        server
+            .requests()
+            .iter()
+            .all(|r| r["refused"] != "wrong basic"),
         "{:?}",
         server.requests()
     );

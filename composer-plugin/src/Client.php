@@ -81,7 +81,6 @@ final class Client
     /**
      * `GET /v1/origins?project=DIR`: the origins that apply to a project, without secrets.
      *
-     * @param string|null $project
      * @return array<int, array{origin: string, type: string, project: string|null, enabled: bool}>
      */
     public function origins(?string $project): array
@@ -109,8 +108,6 @@ final class Client
     /**
      * `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for the project.
      *
-     * @param string      $origin
-     * @param string|null $project
      * @return array<string, mixed> the credential object, with its "type"
      */
     public function credential(string $origin, ?string $project): array
@@ -126,9 +123,7 @@ final class Client
     /**
      * `PUT /v1/credentials/{origin}`: stores a credential (unscoped when $project is null).
      *
-     * @param string               $origin
      * @param array<string, mixed> $credential
-     * @param string|null          $project
      * @return string the outcome: created, replaced, unchanged, conflict, ...
      */
     public function store(string $origin, array $credential, ?string $project = null): string
@@ -142,10 +137,6 @@ final class Client
         return isset($reply['outcome']) && is_string($reply['outcome']) ? $reply['outcome'] : self::OUTCOME_UNKNOWN;
     }
 
-    /**
-     * @param string|null $project
-     * @return string
-     */
     private static function projectQuery(?string $project): string
     {
         return $project === null || $project === '' ? '' : '?project=' . rawurlencode($project);
@@ -154,9 +145,6 @@ final class Client
     /**
      * Sends one request and returns the decoded JSON object of a 2xx reply.
      *
-     * @param string      $method
-     * @param string      $path
-     * @param string|null $body
      * @return array<string, mixed>
      */
     public function request(string $method, string $path, ?string $body = null): array
@@ -192,8 +180,6 @@ final class Client
 
     /**
      * @param resource $stream
-     * @param string   $data
-     * @param float    $deadline
      */
     private function send($stream, string $data, float $deadline): void
     {
@@ -215,8 +201,6 @@ final class Client
      * Reads until the reply is complete (Content-Length reached, last chunk, or EOF).
      *
      * @param resource $stream
-     * @param float    $deadline
-     * @return string
      */
     private function receive($stream, float $deadline): string
     {
@@ -255,7 +239,6 @@ final class Client
 
     /**
      * @param resource $stream
-     * @param float    $deadline
      */
     private static function armTimeout($stream, float $deadline): void
     {
@@ -272,9 +255,6 @@ final class Client
     /**
      * Whether $raw already holds a whole response, so a daemon that keeps the
      * connection open does not cost a timeout.
-     *
-     * @param string $raw
-     * @return bool
      */
     private static function isComplete(string $raw): bool
     {
@@ -315,9 +295,6 @@ final class Client
 
     /**
      * Decodes a chunked body; null while it is incomplete or malformed.
-     *
-     * @param string $body
-     * @return string|null
      */
     private static function dechunk(string $body): ?string
     {
@@ -350,8 +327,6 @@ final class Client
 
     /**
      * Turns a raw HTTP response into the decoded JSON object, or throws the daemon's typed error.
-     *
-     * @param string $raw
      * @return array<string, mixed>
      */
     public static function parse(string $raw): array

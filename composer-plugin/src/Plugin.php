@@ -124,6 +124,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         foreach ($origins as $entry) {
             $key = strtolower($entry['origin']);
             if (!isset($needed[$key])) {
+                // Least privilege: released only if a download of this run asks for it.
+                $this->io->writeError('composer-keyd: not loading ' . $entry['origin'] . ' now: this project does not name it', true, IOInterface::VERY_VERBOSE);
                 continue;
             }
             $origin = $needed[$key];
