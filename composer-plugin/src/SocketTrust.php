@@ -45,6 +45,21 @@ final class SocketTrust
     }
 
     /**
+     * check() for the caller whose euid is $euid; an unknown euid (null) is refused,
+     * since no owner can then be compared.
+     *
+     * @throws DaemonException
+     */
+    public static function target(string $socket, bool $explicit, ?int $euid): string
+    {
+        if ($euid === null) {
+            throw self::refuse($socket, 'this process\'s user id is unknown (no posix extension, no /proc/self/status), so the socket\'s owner cannot be checked; enable PHP\'s posix extension');
+        }
+
+        return self::check($socket, $explicit, $euid);
+    }
+
+    /**
      * Checks $socket for a caller with effective uid $euid and returns the
      * symlink-free path to connect to.
      *

@@ -215,6 +215,19 @@ test('the effective uid is read from /proc/self/status without ext-posix', funct
     same(posix_geteuid(), SocketTrust::euid());
 });
 
+test('an unknown effective uid is refused, with the fix', function () {
+    $dir = mkdir_as(trust_dir() . '/keyd', 0700);
+    $sock = sock_file("$dir/agent.sock");
+    same($sock, SocketTrust::target($sock, false, 0));
+    $e = refusal(function () use ($sock) {
+        SocketTrust::target($sock, false, null);
+    });
+    same(DaemonException::UNTRUSTED, $e->getKind());
+    contains("refusing to use $sock: this process's user id is unknown", $e->getMessage());
+    contains("enable PHP's posix extension", $e->getMessage());
+    trust_cleanup();
+});
+
 test('an untrusted socket receives no byte, and the client says why', function () {
     $d = start_daemon(array('*' => array('body' => fixture('origins.json'))));
     try {
