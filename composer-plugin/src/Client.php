@@ -13,33 +13,47 @@ final class Client
     /** Replies larger than this are refused; the daemon's largest reply is a few KiB. */
     const MAX_REPLY = 1048576;
 
+    /** PUT outcomes (protocol.rs PutOutcome) the plugin tells apart. */
+    const OUTCOME_CONFLICT = 'conflict';
+    const OUTCOME_UNKNOWN = 'unknown';
+
     /** @var string */
     private $socket;
+    /** @var bool whether the path came from COMPOSER_KEYD_SOCK rather than a default directory */
+    private $explicit;
     /** @var float seconds allowed for one whole exchange: connect, write, read */
     private $timeout;
     /** @var string */
     private $userAgent;
 
     /**
-     * @param string $socket  path of the daemon's Unix socket
-     * @param float  $timeout seconds for one request, connect included
-     * @param string $version the plugin's version, sent in User-Agent
+     * @param string $socket   path of the daemon's Unix socket
+     * @param float  $timeout  seconds for one request, connect included
+     * @param string $version  the plugin's version, sent in User-Agent
+     * @param bool   $explicit false for a default path, whose directory must be the caller's, mode 0700
      */
-    public function __construct($socket, $timeout = 1.5, $version = 'dev')
+    public function __construct(string $socket, float $timeout = 1.5, string $version = 'dev', bool $explicit = true)
     {
-        $this->socket = (string) $socket;
-        $this->timeout = (float) $timeout;
+        $this->socket = $socket;
+        $this->timeout = $timeout;
         $this->userAgent = 'composer-keyd-plugin/' . $version;
+        $this->explicit = $explicit;
+    }
+
+    /** A client for the socket this environment names, checked by the rule that fits its origin. */
+    public static function fromEnvironment(float $timeout, string $version): self
+    {
+        $explicit = getenv('COMPOSER_KEYD_SOCK');
+
+        return new self(self::defaultSocket(), $timeout, $version, is_string($explicit) && $explicit !== '');
     }
 
     /**
      * The socket path the daemon listens on by default:
      * $COMPOSER_KEYD_SOCK, else $XDG_RUNTIME_DIR/composer-keyd/agent.sock,
-     * else ${TMPDIR:-/tmp}/composer-keyd-$UID/agent.sock.
-     *
-     * @return string
+     * else ${TMPDIR:-/tmp}/composer-keyd-$EUID/agent.sock.
      */
-    public static function defaultSocket()
+    public static function defaultSocket(): string
     {
         $explicit = getenv('COMPOSER_KEYD_SOCK');
         if (is_string($explicit) && $explicit !== '') {
@@ -53,14 +67,13 @@ final class Client
         if (!is_string($tmp) || $tmp === '') {
             $tmp = '/tmp';
         }
-        // Without ext-posix, getmyuid() is the script owner's uid: right for a per-user install.
-        $uid = function_exists('posix_geteuid') ? posix_geteuid() : getmyuid();
+        // An unknown euid names no one's directory; the trust check then refuses it with the reason.
+        $uid = SocketTrust::euid();
 
-        return rtrim($tmp, '/') . '/composer-keyd-' . $uid . '/agent.sock';
+        return rtrim($tmp, '/') . '/composer-keyd-' . ($uid === null ? 'unknown' : $uid) . '/agent.sock';
     }
 
-    /** @return string */
-    public function getSocket()
+    public function getSocket(): string
     {
         return $this->socket;
     }
@@ -68,10 +81,9 @@ final class Client
     /**
      * `GET /v1/origins?project=DIR`: the origins that apply to a project, without secrets.
      *
-     * @param string|null $project
      * @return array<int, array{origin: string, type: string, project: string|null, enabled: bool}>
      */
-    public function origins($project)
+    public function origins(?string $project): array
     {
         $reply = $this->request('GET', '/v1/origins' . self::projectQuery($project));
         if (!isset($reply['origins']) || !is_array($reply['origins'])) {
@@ -96,11 +108,9 @@ final class Client
     /**
      * `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for the project.
      *
-     * @param string      $origin
-     * @param string|null $project
      * @return array<string, mixed> the credential object, with its "type"
      */
-    public function credential($origin, $project)
+    public function credential(string $origin, ?string $project): array
     {
         $reply = $this->request('GET', '/v1/credentials/' . rawurlencode($origin) . self::projectQuery($project));
         if (!isset($reply['credential']) || !is_array($reply['credential']) || !isset($reply['credential']['type']) || !is_string($reply['credential']['type'])) {
@@ -113,12 +123,10 @@ final class Client
     /**
      * `PUT /v1/credentials/{origin}`: stores a credential (unscoped when $project is null).
      *
-     * @param string               $origin
      * @param array<string, mixed> $credential
-     * @param string|null          $project
      * @return string the outcome: created, replaced, unchanged, conflict, ...
      */
-    public function store($origin, array $credential, $project = null)
+    public function store(string $origin, array $credential, ?string $project = null): string
     {
         $body = json_encode(array('credential' => $credential, 'no_clobber' => true));
         if (!is_string($body)) {
@@ -126,14 +134,10 @@ final class Client
         }
         $reply = $this->request('PUT', '/v1/credentials/' . rawurlencode($origin) . self::projectQuery($project), $body);
 
-        return isset($reply['outcome']) && is_string($reply['outcome']) ? $reply['outcome'] : 'unknown';
+        return isset($reply['outcome']) && is_string($reply['outcome']) ? $reply['outcome'] : self::OUTCOME_UNKNOWN;
     }
 
-    /**
-     * @param string|null $project
-     * @return string
-     */
-    private static function projectQuery($project)
+    private static function projectQuery(?string $project): string
     {
         return $project === null || $project === '' ? '' : '?project=' . rawurlencode($project);
     }
@@ -141,19 +145,18 @@ final class Client
     /**
      * Sends one request and returns the decoded JSON object of a 2xx reply.
      *
-     * @param string      $method
-     * @param string      $path
-     * @param string|null $body
      * @return array<string, mixed>
      */
-    public function request($method, $path, $body = null)
+    public function request(string $method, string $path, ?string $body = null): array
     {
+        // Checked on every request, connecting to the checked symlink-free path, not the configured one.
+        $target = SocketTrust::target($this->socket, $this->explicit, SocketTrust::euid());
         $deadline = microtime(true) + $this->timeout;
         $errno = 0;
         $errstr = '';
-        $stream = @stream_socket_client('unix://' . $this->socket, $errno, $errstr, $this->timeout, STREAM_CLIENT_CONNECT);
+        $stream = @stream_socket_client('unix://' . $target, $errno, $errstr, $this->timeout, STREAM_CLIENT_CONNECT);
         if (!is_resource($stream)) {
-            $why = $errstr !== '' ? $errstr : (file_exists($this->socket) ? 'cannot connect' : 'no such socket');
+            $why = $errstr !== '' ? $errstr : (file_exists($target) ? 'cannot connect' : 'no such socket');
             throw new DaemonException(DaemonException::ABSENT, 'no composer-keyd daemon on ' . $this->socket . ' (' . $why . ')');
         }
         try {
@@ -173,10 +176,8 @@ final class Client
 
     /**
      * @param resource $stream
-     * @param string   $data
-     * @param float    $deadline
      */
-    private function send($stream, $data, $deadline)
+    private function send($stream, string $data, float $deadline): void
     {
         while ($data !== '') {
             self::armTimeout($stream, $deadline);
@@ -196,10 +197,8 @@ final class Client
      * Reads until the reply is complete (Content-Length reached, last chunk, or EOF).
      *
      * @param resource $stream
-     * @param float    $deadline
-     * @return string
      */
-    private function receive($stream, $deadline)
+    private function receive($stream, float $deadline): string
     {
         $raw = '';
         while (true) {
@@ -236,17 +235,15 @@ final class Client
 
     /**
      * @param resource $stream
-     * @param float    $deadline
      */
-    private static function armTimeout($stream, $deadline)
+    private static function armTimeout($stream, float $deadline): void
     {
         $left = max(0.001, $deadline - microtime(true));
         $seconds = (int) floor($left);
         @stream_set_timeout($stream, $seconds, (int) (($left - $seconds) * 1000000));
     }
 
-    /** @return DaemonException */
-    private function timedOut()
+    private function timedOut(): DaemonException
     {
         return new DaemonException(DaemonException::TIMEOUT, sprintf('the composer-keyd daemon on %s did not answer within %.1f s', $this->socket, $this->timeout));
     }
@@ -254,11 +251,8 @@ final class Client
     /**
      * Whether $raw already holds a whole response, so a daemon that keeps the
      * connection open does not cost a timeout.
-     *
-     * @param string $raw
-     * @return bool
      */
-    private static function isComplete($raw)
+    private static function isComplete(string $raw): bool
     {
         $end = strpos($raw, "\r\n\r\n");
         if ($end === false) {
@@ -280,7 +274,7 @@ final class Client
      * @param string $head the header block without the status line's trailing CRLF CRLF
      * @return array<string, string> lower-cased names
      */
-    private static function headers($head)
+    private static function headers(string $head): array
     {
         $headers = array();
         $lines = explode("\r\n", $head);
@@ -297,11 +291,8 @@ final class Client
 
     /**
      * Decodes a chunked body; null while it is incomplete or malformed.
-     *
-     * @param string $body
-     * @return string|null
      */
-    private static function dechunk($body)
+    private static function dechunk(string $body): ?string
     {
         $out = '';
         $pos = 0;
@@ -332,11 +323,9 @@ final class Client
 
     /**
      * Turns a raw HTTP response into the decoded JSON object, or throws the daemon's typed error.
-     *
-     * @param string $raw
      * @return array<string, mixed>
      */
-    public static function parse($raw)
+    public static function parse(string $raw): array
     {
         $end = strpos($raw, "\r\n\r\n");
         if ($end === false || !preg_match('{^HTTP/1\.[01] (\d{3})}', $raw, $m)) {

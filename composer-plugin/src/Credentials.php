@@ -18,7 +18,7 @@ final class Credentials
      * @param array<string, mixed> $credential a wire credential, with "type"
      * @return array{0: string, 1: string}|null
      */
-    public static function toPair(array $credential)
+    public static function toPair(array $credential): ?array
     {
         $type = isset($credential['type']) ? $credential['type'] : null;
         switch ($type) {
@@ -52,7 +52,7 @@ final class Credentials
      * @param string $type
      * @return string|null
      */
-    public static function domainsKey($type)
+    public static function domainsKey(string $type): ?string
     {
         switch ($type) {
             case 'github-oauth':
@@ -75,7 +75,7 @@ final class Credentials
      * @param array{0: string, 1: string} $pair
      * @return string|null
      */
-    public static function problem($type, array $pair)
+    public static function problem(string $type, array $pair): ?string
     {
         if ($type === 'github-oauth' && !preg_match('{^[.A-Za-z0-9_-]+$}', $pair[0])) {
             return 'the GitHub token has characters GitHub tokens never have';
@@ -91,7 +91,7 @@ final class Credentials
      * @param string $password
      * @return array<string, string>
      */
-    public static function fromPair($username, $password)
+    public static function fromPair(string $username, string $password): array
     {
         switch ($password) {
             case 'bearer':
@@ -113,7 +113,7 @@ final class Credentials
      * @param string $pass
      * @return array{0: string, 1: string}|null
      */
-    private static function pair(array $c, $user, $pass)
+    private static function pair(array $c, string $user, string $pass): ?array
     {
         if (!self::filled($c, $user) || !self::filled($c, $pass)) {
             return null;
@@ -129,7 +129,7 @@ final class Credentials
      * @param string $marker
      * @return array{0: string, 1: string}|null
      */
-    private static function marker(array $c, $marker)
+    private static function marker(array $c, string $marker): ?array
     {
         return self::filled($c, 'token') ? array($c['token'], $marker) : null;
     }
@@ -139,7 +139,7 @@ final class Credentials
      * @param string $key
      * @return bool
      */
-    private static function filled(array $c, $key)
+    private static function filled(array $c, string $key): bool
     {
         return isset($c[$key]) && is_string($c[$key]) && $c[$key] !== '';
     }

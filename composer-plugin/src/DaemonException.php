@@ -1,7 +1,9 @@
 <?php
 
 /*
- * A failed exchange with the composer-keyd daemon. Its message never holds a secret.
+ * A failed exchange with the composer-keyd daemon, typed by kind: the wire's
+ * error kinds the plugin acts on, and the client's own (absent, untrusted, ...).
+ * Its message never holds a secret.
  */
 
 namespace ComposerKeyd;
@@ -14,43 +16,39 @@ final class DaemonException extends \RuntimeException
     const TIMEOUT = 'timeout';
     /** The reply is not HTTP, not JSON, or not the expected shape. */
     const BAD_REPLY = 'bad-reply';
+    /** The socket fails the trust rule: another user could have put it there; nothing was sent. */
+    const UNTRUSTED = 'untrusted-socket';
 
-    /** @var string a wire kind (locked, disabled, not-found, ...) or one of the constants above */
+    /** Wire kinds (protocol.rs ErrorKind) the plugin acts on; others are kept as sent. */
+    const NOT_FOUND = 'not-found';
+    const DISABLED = 'disabled';
+    const LOCKED = 'locked';
+
+    /** @var string a wire kind or one of the constants above */
     private $kind;
     /** @var int the HTTP status, 0 when there was none */
     private $status;
 
-    /**
-     * @param string $kind
-     * @param string $message
-     * @param int    $status
-     */
-    public function __construct($kind, $message, $status = 0)
+    public function __construct(string $kind, string $message, int $status = 0)
     {
         parent::__construct($message);
-        $this->kind = (string) $kind;
-        $this->status = (int) $status;
+        $this->kind = $kind;
+        $this->status = $status;
     }
 
-    /** @return string */
-    public function getKind()
+    public function getKind(): string
     {
         return $this->kind;
     }
 
-    /** @return int */
-    public function getStatus()
+    public function getStatus(): int
     {
         return $this->status;
     }
 
-    /**
-     * Whether the daemon cannot be talked to at all (as opposed to a refusal it sent).
-     *
-     * @return bool
-     */
-    public function isUnreachable()
+    /** Whether the daemon cannot be talked to at all (as opposed to a refusal it sent). */
+    public function isUnreachable(): bool
     {
-        return $this->kind === self::ABSENT || $this->kind === self::TIMEOUT || $this->kind === self::BAD_REPLY;
+        return in_array($this->kind, array(self::ABSENT, self::TIMEOUT, self::BAD_REPLY, self::UNTRUSTED), true);
     }
 }

@@ -5,7 +5,9 @@
  * daemon into Composer's IO at activation, serves origins that appear only at
  * download time, offers prompted credentials to the daemon instead of
  * auth.json, and names composer-keyd when a run fails after using its
- * credentials. A daemon that is absent, locked or hung never breaks Composer.
+ * credentials. It loads only the origins the project names (least privilege)
+ * and talks only to a socket that passes the trust rule. A daemon that is
+ * absent, untrusted, locked or hung never breaks Composer.
  */
 
 namespace ComposerKeyd;
@@ -52,7 +54,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     /** @var bool */
     private $succeeded = false;
 
-    public static function getSubscribedEvents()
+    public static function getSubscribedEvents(): array
     {
         return array(
             'command' => 'onCommand',
@@ -64,7 +66,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         );
     }
 
-    public function activate(Composer $composer, IOInterface $io)
+    public function activate(Composer $composer, IOInterface $io): void
     {
         $this->composer = $composer;
         $this->io = $io;
@@ -73,21 +75,20 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         register_shutdown_function(array($this, 'onShutdown'));
     }
 
-    public function deactivate(Composer $composer, IOInterface $io)
+    public function deactivate(Composer $composer, IOInterface $io): void
     {
     }
 
-    public function uninstall(Composer $composer, IOInterface $io)
+    public function uninstall(Composer $composer, IOInterface $io): void
     {
     }
 
     /**
      * Runs a step so that no failure of ours can break Composer's run.
      *
-     * @param callable $step
-     * @param mixed    $arg
+     * @param mixed $arg
      */
-    private function guard($step, $arg = null)
+    private function guard(callable $step, $arg = null): void
     {
         try {
             call_user_func($step, $arg);
@@ -100,11 +101,14 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         }
     }
 
-    /** Loads every origin the daemon has for this project; VCS (git) paths read IO and fire no event. */
-    private function load()
+    /**
+     * Loads the origins this project names that the daemon has; VCS (git) paths read IO
+     * and fire no event, so these cannot wait. Any other origin waits for a download.
+     */
+    private function load(): void
     {
         $this->project = self::projectRoot();
-        $client = new Client(Client::defaultSocket(), 1.5, self::VERSION);
+        $client = Client::fromEnvironment(1.5, self::VERSION);
         try {
             $origins = $client->origins($this->project);
         } catch (DaemonException $e) {
@@ -116,9 +120,17 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         // Prompted credentials go to the daemon (offered after they work), never to auth.json.
         $this->storeAuths = $this->composer->getConfig()->get('store-auths');
         $this->composer->getConfig()->merge(array('config' => array('store-auths' => false)));
+        $needed = $this->neededOrigins();
         foreach ($origins as $entry) {
-            $origin = $entry['origin'];
+            $key = strtolower($entry['origin']);
+            if (!isset($needed[$key])) {
+                // Least privilege: released only if a download of this run asks for it.
+                $this->io->writeError('composer-keyd: not loading ' . $entry['origin'] . ' now: this project does not name it', true, IOInterface::VERY_VERBOSE);
+                continue;
+            }
+            $origin = $needed[$key];
             $this->asked[$origin] = true;
+            $this->asked[$entry['origin']] = true;
             if (!$entry['enabled']) {
                 $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s is disabled; run `composer-keyd enable %s` to use it</warning>', $origin, $origin));
                 continue;
@@ -127,11 +139,30 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
                 $this->io->writeError('composer-keyd: ' . $origin . ' already has credentials in Composer\'s config (auth.json or COMPOSER_AUTH); keeping those', true, IOInterface::VERBOSE);
                 continue;
             }
-            $this->fetch($origin, $origin);
+            $this->fetch($entry['origin'], $origin);
             if ($this->client === null || $this->locked) {
                 return;
             }
         }
+    }
+
+    /** @return array<string, string> lower-cased origin => origin as Composer spells it */
+    private function neededOrigins(): array
+    {
+        $config = $this->composer->getConfig();
+        $repositories = array_merge(array_values($config->getRepositories()), $this->composer->getPackage()->getRepositories());
+        $forges = array();
+        foreach (array('github-domains', 'gitlab-domains', 'forgejo-domains') as $key) {
+            $domains = $config->get($key);
+            if (is_array($domains)) {
+                $forges = array_merge($forges, $domains);
+            }
+        }
+        $originOf = function (string $url) use ($config): string {
+            return Url::getOrigin($config, $url);
+        };
+
+        return ProjectOrigins::collect($repositories, ProjectOrigins::readLock(Factory::getComposerFile()), $originOf, $forges);
     }
 
     /**
@@ -141,7 +172,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
      * @param string $origin the origin as Composer spells it
      * @return bool whether credentials were set
      */
-    private function fetch($lookup, $origin)
+    private function fetch(string $lookup, string $origin): bool
     {
         try {
             $credential = $this->client->credential($lookup, $this->project);
@@ -171,13 +202,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         return true;
     }
 
-    /**
-     * As BaseIO does: a token for a host makes Composer treat that host as the forge.
-     *
-     * @param string|null $key
-     * @param string      $origin
-     */
-    private function addDomain($key, $origin)
+    /** As BaseIO does: a token for a host makes Composer treat that host as the forge. */
+    private function addDomain(?string $key, string $origin): void
     {
         if ($key === null) {
             return;
@@ -189,15 +215,16 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         }
     }
 
-    /**
-     * Says what went wrong in one line, and stops talking to a daemon that cannot answer.
-     *
-     * @param DaemonException $e
-     * @param string|null     $origin
-     */
-    private function report(DaemonException $e, $origin)
+    /** Says what went wrong in one line, and stops talking to a daemon that cannot answer. */
+    private function report(DaemonException $e, ?string $origin): void
     {
         switch ($e->getKind()) {
+            case DaemonException::UNTRUSTED:
+                // Nothing was sent; Composer's own store-auths stays, as without the plugin.
+                $this->client = null;
+                $this->io->writeError('<warning>composer-keyd: ' . $e->getMessage() . '</warning>');
+
+                return;
             case DaemonException::ABSENT:
                 $this->client = null;
                 $this->io->writeError('composer-keyd: ' . $e->getMessage() . '; continuing with Composer\'s own credentials', true, IOInterface::VERBOSE);
@@ -209,7 +236,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
                 $this->io->writeError('<warning>composer-keyd: ' . $e->getMessage() . '; continuing without it</warning>');
 
                 return;
-            case 'locked':
+            case DaemonException::LOCKED:
                 if (!$this->locked) {
                     $this->io->writeError('<warning>' . self::LOCKED_LINE . '</warning>');
                     // A locked daemon cannot take prompted credentials: Composer's own choice applies again.
@@ -218,11 +245,11 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
                 $this->locked = true;
 
                 return;
-            case 'not-found':
+            case DaemonException::NOT_FOUND:
                 $this->io->writeError('composer-keyd: no credential for ' . $origin, true, IOInterface::VERY_VERBOSE);
 
                 return;
-            case 'disabled':
+            case DaemonException::DISABLED:
                 $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s is disabled; run `composer-keyd enable %s` to use it</warning>', $origin, $origin));
 
                 return;
@@ -230,47 +257,42 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         $this->io->writeError('<warning>composer-keyd: ' . ($origin === null ? '' : $origin . ': ') . $e->getMessage() . '</warning>');
     }
 
-    /** @param \Composer\Plugin\CommandEvent $event */
-    public function onCommand($event)
+    public function onCommand(\Composer\Plugin\CommandEvent $event): void
     {
         $this->guard(array($this, 'command'), $event);
     }
 
-    /** @param \Composer\Plugin\PreFileDownloadEvent $event */
-    public function onPreFileDownload($event)
+    public function onPreFileDownload(\Composer\Plugin\PreFileDownloadEvent $event): void
     {
         $this->guard(array($this, 'preDownload'), $event);
     }
 
-    /** @param \Composer\Plugin\PostFileDownloadEvent $event */
-    public function onPostFileDownload($event)
+    public function onPostFileDownload(\Composer\Plugin\PostFileDownloadEvent $event): void
     {
         unset($this->pending[$event->getUrl()]);
         $this->guard(array($this, 'offerPrompted'));
     }
 
-    public function onSuccess()
+    public function onSuccess(): void
     {
         $this->succeeded = true;
         $this->guard(array($this, 'offerPrompted'));
     }
 
     /** Names composer-keyd and the fix when a run that used its credentials did not succeed. */
-    public function onShutdown()
+    public function onShutdown(): void
     {
         $this->guard(array($this, 'hintOnFailure'));
     }
 
-    /** @param \Composer\Plugin\CommandEvent $event */
-    private function command($event)
+    private function command(\Composer\Plugin\CommandEvent $event): void
     {
         $this->command = $event->getCommandName();
         $input = $event->getInput();
         $this->scripts = !($input->hasOption('no-scripts') && $input->getOption('no-scripts'));
     }
 
-    /** @param \Composer\Plugin\PreFileDownloadEvent $event */
-    private function preDownload($event)
+    private function preDownload(\Composer\Plugin\PreFileDownloadEvent $event): void
     {
         $url = $event->getProcessedUrl();
         if (!preg_match('{^https?://}i', $url)) {
@@ -288,7 +310,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     }
 
     /** Offers credentials typed at Composer's prompt, once they have worked, to the daemon. */
-    private function offerPrompted()
+    private function offerPrompted(): void
     {
         if ($this->client === null || $this->locked || !$this->io->isInteractive()) {
             return;
@@ -315,7 +337,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
                 $this->report($e, $origin);
                 continue;
             }
-            if ($outcome === 'conflict') {
+            if ($outcome === Client::OUTCOME_CONFLICT) {
                 $this->io->writeError(sprintf('<warning>composer-keyd already holds other credentials for %s; replace them with `composer-keyd rotate %s`</warning>', $origin, $origin));
             } else {
                 $this->io->writeError(sprintf('composer-keyd: stored the credentials for %s (%s)', $origin, $outcome));
@@ -323,7 +345,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         }
     }
 
-    private function hintOnFailure()
+    private function hintOnFailure(): void
     {
         if ($this->io === null || $this->succeeded || !$this->scripts || $this->served === array()
             || !in_array($this->command, array('install', 'update', 'require', 'remove', 'reinstall', 'create-project'), true)) {
@@ -342,7 +364,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     }
 
     /** @return array<string, int> served origins of the root package's VCS repositories */
-    private function vcsOrigins()
+    private function vcsOrigins(): array
     {
         $origins = array();
         foreach ($this->composer->getPackage()->getRepositories() as $repo) {
@@ -359,12 +381,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         return $origins;
     }
 
-    /**
-     * The directory of the composer.json in use, resolved through symlinks.
-     *
-     * @return string|null
-     */
-    private static function projectRoot()
+    /** The directory of the composer.json in use, resolved through symlinks. */
+    private static function projectRoot(): ?string
     {
         $dir = dirname(Factory::getComposerFile());
         $real = @realpath($dir);

@@ -138,7 +138,9 @@ test('an absent daemon (no socket file) is absent, without a warning', function 
 });
 
 test('a stale socket file (connection refused) is absent, without a warning', function () {
-    $path = sys_get_temp_dir() . '/ckd-stale-' . getmypid() . '.sock';
+    $dir = sys_get_temp_dir() . '/ckd-stale-' . getmypid();
+    mkdir($dir, 0700);
+    $path = "$dir/agent.sock";
     $server = stream_socket_server('unix://' . $path);
     fclose($server);
     try {
@@ -149,6 +151,7 @@ test('a stale socket file (connection refused) is absent, without a warning', fu
         same(DaemonException::ABSENT, $e->getKind());
     } finally {
         @unlink($path);
+        @rmdir($dir);
     }
 });
 

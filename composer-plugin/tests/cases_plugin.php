@@ -22,26 +22,42 @@ require_once dirname(__DIR__) . '/src/Plugin.php';
 
 /**
  * Activates the plugin for a fresh project against $spec (null: no daemon) and
- * returns [io output, authentications, config].
+ * returns [io output, authentications, config, requests]. The project names $repos
+ * (default: the origins the fixtures use) and has $lock as its composer.lock.
  */
-function activate_with($spec, $verbosity = OutputInterface::VERBOSITY_NORMAL, array $auth = array())
+function activate_with($spec, $verbosity = OutputInterface::VERBOSITY_NORMAL, array $auth = array(), ?array $repos = null, ?array $lock = null, ?int $socketDirOwner = null)
 {
+    if ($repos === null) {
+        $repos = array();
+        foreach (array('http://127.0.0.1:8080', 'https://repo.example.com', 'https://git.example.com/acme/x.git', 'https://repo.magento.com', 'https://repo.packagist.com/acme/') as $url) {
+            $repos[] = array('type' => 'composer', 'url' => $url);
+        }
+    }
     $project = sys_get_temp_dir() . '/ckd-project-' . getmypid() . '-' . mt_rand();
     mkdir($project);
-    file_put_contents("$project/composer.json", '{}');
+    file_put_contents("$project/composer.json", json_encode(array('repositories' => $repos)));
+    if ($lock !== null) {
+        file_put_contents("$project/composer.lock", json_encode($lock));
+    }
     $project = realpath($project);
     putenv("COMPOSER=$project/composer.json");
     $d = $spec === null ? null : start_daemon(is_callable($spec) ? $spec($project) : $spec);
+    if ($socketDirOwner !== null) {
+        chown($d['dir'], $socketDirOwner);
+    }
     putenv('COMPOSER_KEYD_SOCK=' . ($d === null ? "$project/none/agent.sock" : $d['sock']));
     try {
         $io = new BufferIO('', $verbosity, new OutputFormatter(false, \Composer\Factory::createAdditionalStyles()));
         $config = new \Composer\Config(false, $project);
+        $config->merge(array('repositories' => $repos));
         foreach ($auth as $origin => $pair) {
             $io->setAuthentication($origin, $pair[0], $pair[1]);
         }
         $composer = new \Composer\Composer();
         $composer->setConfig($config);
-        $composer->setPackage(new \Composer\Package\RootPackage('test/project', '1.0.0.0', '1.0.0'));
+        $root = new \Composer\Package\RootPackage('test/project', '1.0.0.0', '1.0.0');
+        $root->setRepositories($repos);
+        $composer->setPackage($root);
         $plugin = new \ComposerKeyd\Plugin();
         $plugin->activate($composer, $io);
 
@@ -53,6 +69,7 @@ function activate_with($spec, $verbosity = OutputInterface::VERBOSITY_NORMAL, ar
         putenv('COMPOSER');
         putenv('COMPOSER_KEYD_SOCK');
         @unlink("$project/composer.json");
+        @unlink("$project/composer.lock");
         @rmdir($project);
     }
 }
@@ -138,4 +155,68 @@ test('credentials from Composer\'s own config win over the daemon', function () 
     }, OutputInterface::VERBOSITY_NORMAL, array('repo.magento.com' => array('mine', 'pw')));
     same(array('username' => 'mine', 'password' => 'pw'), $auth['repo.magento.com']);
     same(1, count($log), 'no credential fetched');
+});
+
+/** A daemon holding $origins (all http-basic, enabled), answering each credential. */
+function daemon_with(array $origins): callable
+{
+    return function ($p) use ($origins) {
+        $list = array();
+        $spec = array();
+        foreach ($origins as $origin) {
+            $list[] = array('origin' => $origin, 'type' => 'http-basic', 'project' => null, 'enabled' => true);
+            $spec['GET /v1/credentials/' . rawurlencode($origin) . q($p)] = array('body' => json_encode(array(
+                'origin' => $origin, 'project' => null, 'credential' => array('type' => 'http-basic', 'username' => "u-$origin", 'password' => 'p'),
+            )));
+        }
+        $spec['GET /v1/origins' . q($p)] = array('body' => json_encode(array('origins' => $list)));
+
+        return $spec;
+    };
+}
+
+/** The origins whose credentials the daemon was asked for. */
+function fetched(array $log): array
+{
+    $out = array();
+    foreach ($log as $entry) {
+        if (preg_match('{^GET /v1/credentials/([^?]+)}', $entry['request'], $m)) {
+            $out[] = rawurldecode($m[1]);
+        }
+    }
+
+    return $out;
+}
+
+test('least privilege: only the origins the project names are fetched at activation', function () {
+    $repos = array(array('type' => 'composer', 'url' => 'http://127.0.0.1:8080'), array('packagist.org' => false));
+    list(, $auth, , $log) = activate_with(daemon_with(array('repo.magento.com', '127.0.0.1:8080', 'github.com')), OutputInterface::VERBOSITY_NORMAL, array(), $repos);
+    same(array('127.0.0.1:8080'), fetched($log));
+    same(array('127.0.0.1:8080'), array_keys($auth));
+});
+
+test('least privilege: composer.lock\'s hosts and a forge reached over ssh are loaded', function () {
+    $repos = array(array('type' => 'vcs', 'url' => 'git@github.com:acme/private.git'), array('packagist.org' => false));
+    $lock = array('packages' => array(array('name' => 'acme/a', 'dist' => array('type' => 'zip', 'url' => 'https://CDN.example.com/a.zip'))));
+    list(, $auth, , $log) = activate_with(daemon_with(array('cdn.example.com', 'github.com', 'repo.magento.com')), OutputInterface::VERBOSITY_NORMAL, array(), $repos, $lock);
+    same(array('cdn.example.com', 'github.com'), fetched($log));
+    // Set under Composer's own spelling of the origin, which is what it looks up.
+    same(array('CDN.example.com', 'github.com'), array_keys($auth));
+});
+
+test('least privilege: packagist.org is loaded while Composer\'s default repository is on', function () {
+    list(, , , $log) = activate_with(daemon_with(array('packagist.org', 'repo.magento.com')), OutputInterface::VERBOSITY_NORMAL, array(), array());
+    same(array('packagist.org'), fetched($log));
+    list(, , , $log) = activate_with(daemon_with(array('packagist.org')), OutputInterface::VERBOSITY_NORMAL, array(), array(array('packagist.org' => false)));
+    same(array(), fetched($log));
+});
+
+test('an untrusted socket: one line naming it, nothing sent, IO and store-auths untouched', function () {
+    list($out, $auth, $config, $log) = activate_with(daemon_with(array('127.0.0.1:8080')), OutputInterface::VERBOSITY_NORMAL, array(), null, null, 65534);
+    same(array(), $log, 'requests the socket received');
+    same(array(), $auth);
+    same('prompt', $config->get('store-auths'));
+    same(1, substr_count($out, "\n"), $out);
+    contains('composer-keyd: refusing to use ', $out);
+    contains('is owned by uid 65534 (nobody), not by you (uid 0) or root; remove it', $out);
 });

@@ -5,11 +5,16 @@
  * shared wire fixtures and a fake daemon (absent, refused, locked, disabled,
  * hung, malformed), and the plugin's activation inside Debian's Composer.
  * Run: php composer-plugin/tests/run.php   (last line: "N passed, N failed")
+ * The runner needs PHP >= 7.4 (proc_open with an argument array); the plugin itself runs on 7.2.5.
  */
 
 error_reporting(E_ALL);
+if (PHP_VERSION_ID < 70400) {
+    fwrite(STDERR, "the plugin's tests need PHP >= 7.4 (proc_open with an argument array); this is " . PHP_VERSION . "\n");
+    exit(2);
+}
 $root = dirname(__DIR__);
-foreach (array('DaemonException', 'Client', 'Credentials') as $class) {
+foreach (array('DaemonException', 'SocketTrust', 'Client', 'Credentials', 'ProjectOrigins') as $class) {
     require_once $root . '/src/' . $class . '.php';
 }
 
@@ -20,6 +25,8 @@ use ComposerKeyd\DaemonException;
 $GLOBALS['passed'] = 0;
 $GLOBALS['failed'] = 0;
 $GLOBALS['warnings'] = array();
+/** Every fake daemon's pid, to prove at the end that none survives the run. */
+$GLOBALS['children'] = array();
 $fixtures = dirname(dirname(__DIR__)) . '/tests/fixtures/wire';
 
 // Like Composer's ErrorHandler: any warning that escapes is a failure.
@@ -89,7 +96,9 @@ function start_daemon(array $spec)
     mkdir($dir, 0700);
     file_put_contents("$dir/spec.json", json_encode($spec));
     $cmd = array(PHP_BINARY, __DIR__ . '/fake_daemon.php', "$dir/agent.sock", "$dir/spec.json", "$dir/log");
-    $proc = proc_open(implode(' ', array_map('escapeshellarg', $cmd)), array(), $pipes);
+    // The array form execs PHP directly: no `sh -c` between, so proc_terminate reaches the daemon itself.
+    $proc = proc_open($cmd, array(), $pipes);
+    $GLOBALS['children'][] = proc_get_status($proc)['pid'];
     // Bounded wait for the socket to appear.
     for ($i = 0; $i < 500 && !file_exists("$dir/agent.sock.ready"); $i++) {
         usleep(10000);
@@ -104,7 +113,8 @@ function start_daemon(array $spec)
 function requests(array $d)
 {
     $out = array();
-    foreach (file($d['dir'] . '/log', FILE_IGNORE_NEW_LINES) ?: array() as $line) {
+    $lines = is_file($d['dir'] . '/log') ? file($d['dir'] . '/log', FILE_IGNORE_NEW_LINES) : array();
+    foreach ($lines ?: array() as $line) {
         $out[] = json_decode($line, true);
     }
 
@@ -114,6 +124,7 @@ function requests(array $d)
 function stop_daemon(array $d)
 {
     proc_terminate($d['proc']);
+    // proc_close waits for the exit, so the pid is reaped before the next test.
     proc_close($d['proc']);
     foreach (array('agent.sock', 'agent.sock.ready', 'spec.json', 'log') as $f) {
         @unlink($d['dir'] . '/' . $f);
@@ -121,9 +132,23 @@ function stop_daemon(array $d)
     @rmdir($d['dir']);
 }
 
+/** Whether $pid is still a process (a zombie counts: it was not reaped). */
+function alive(int $pid): bool
+{
+    return is_dir("/proc/$pid");
+}
+
 require __DIR__ . '/cases_encoding.php';
 require __DIR__ . '/cases_client.php';
+require __DIR__ . '/cases_trust.php';
+require __DIR__ . '/cases_origins.php';
 require __DIR__ . '/cases_plugin.php';
+
+test('no fake daemon outlives the tests', function () {
+    same(true, count($GLOBALS['children']) > 0, 'fake daemons were started');
+    $alive = array_values(array_filter($GLOBALS['children'], 'alive'));
+    same(array(), $alive, 'fake daemon pids still running');
+});
 
 echo $GLOBALS['passed'] . ' passed, ' . $GLOBALS['failed'] . " failed\n";
 exit($GLOBALS['failed'] === 0 ? 0 : 1);

@@ -16,7 +16,7 @@ use std::process::Command;
 pub const PACKAGE: &str = crate::composer_home::PLUGIN_PACKAGE;
 
 /// The plugin's files, relative to its directory; one binary installs its own plugin.
-pub const FILES: [(&str, &str); 5] = [
+pub const FILES: [(&str, &str); 7] = [
     (
         "composer.json",
         include_str!("../../composer-plugin/composer.json"),
@@ -36,6 +36,14 @@ pub const FILES: [(&str, &str); 5] = [
     (
         "src/Plugin.php",
         include_str!("../../composer-plugin/src/Plugin.php"),
+    ),
+    (
+        "src/ProjectOrigins.php",
+        include_str!("../../composer-plugin/src/ProjectOrigins.php"),
+    ),
+    (
+        "src/SocketTrust.php",
+        include_str!("../../composer-plugin/src/SocketTrust.php"),
     ),
 ];
 
