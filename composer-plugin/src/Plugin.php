@@ -132,6 +132,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
                 return;
             }
         }
+        GitCredentials::configure(array_keys($this->served), $this->project, $this->composer->getConfig()->get('secure-http') === false);
     }
 
     /**
