@@ -9,7 +9,7 @@
 
 error_reporting(E_ALL);
 $root = dirname(__DIR__);
-foreach (array('DaemonException', 'Client', 'Credentials') as $class) {
+foreach (array('DaemonException', 'Client', 'Credentials', 'GitCredentials') as $class) {
     require_once $root . '/src/' . $class . '.php';
 }
 
@@ -124,6 +124,7 @@ function stop_daemon(array $d)
 require __DIR__ . '/cases_encoding.php';
 require __DIR__ . '/cases_client.php';
 require __DIR__ . '/cases_plugin.php';
+require __DIR__ . '/cases_git.php';
 
 echo $GLOBALS['passed'] . ' passed, ' . $GLOBALS['failed'] . " failed\n";
 exit($GLOBALS['failed'] === 0 ? 0 : 1);
