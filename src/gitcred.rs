@@ -134,9 +134,9 @@ pub fn answer(cred: &Credential, req: &Request) -> Answer {
             token,
             username: None,
         } => fixed("oauth2", token),
-        Credential::Bearer { token } if req.has_capability("authtype") => Answer::Bearer {
-            token: z(token),
-        },
+        Credential::Bearer { token } if req.has_capability("authtype") => {
+            Answer::Bearer { token: z(token) }
+        }
         Credential::Bearer { .. } => {
             Answer::Nothing("a bearer token needs git 2.46 or later (capability authtype)")
         }

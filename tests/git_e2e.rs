@@ -27,7 +27,10 @@ struct GitServer {
 
 impl GitServer {
     fn start(git_root: &Path, packages_json: &str) -> GitServer {
-        let dir = tempfile::Builder::new().prefix("ckd-git-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ckd-git-")
+            .tempdir()
+            .unwrap();
         let config = json!({
             "ready": dir.path().join("ready"), "log": dir.path().join("requests.jsonl"),
             "git_root": git_root, "user": USER, "token": TOKEN, "packages_json": packages_json,
@@ -146,7 +149,10 @@ fn scan_proc(r: &mut PollResult) {
     };
     for e in rd.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         for file in ["cmdline", "environ"] {
@@ -170,16 +176,26 @@ fn scan_proc(r: &mut PollResult) {
 }
 
 fn git_out(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", text(&out));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// A bare repository `widget.git` (acme/widget 1.0.0) in its own dir, and its commit.
 fn widget_repo() -> (tempfile::TempDir, String) {
-    let root = tempfile::Builder::new().prefix("ckd-gitroot-").tempdir().unwrap();
+    let root = tempfile::Builder::new()
+        .prefix("ckd-gitroot-")
+        .tempdir()
+        .unwrap();
     git_repo(root.path(), "widget", "acme/widget", "1.0.0");
-    let sha = git_out(&root.path().join("widget.git"), &["rev-parse", "1.0.0^{commit}"]);
+    let sha = git_out(
+        &root.path().join("widget.git"),
+        &["rev-parse", "1.0.0^{commit}"],
+    );
     (root, sha)
 }
 
@@ -195,6 +211,7 @@ fn packages_json(sha: &str) -> String {
 }
 
 fn assert_clean(what: &str, poll: &PollResult) {
+    eprintln!("{what}: {} rounds over /proc", poll.rounds);
     assert!(
         poll.hits.is_empty(),
         "{what}: the token was readable in /proc ({} rounds):\n{}",
@@ -206,7 +223,8 @@ fn assert_clean(what: &str, poll: &PollResult) {
 #[test]
 fn composer_source_and_dist_installs_keep_the_token_out_of_argv_environ_and_files() {
     let (mut t, _d) = composer_env();
-    t.env.insert("COMPOSER_KEYD_BIN".into(), support::BIN.into());
+    t.env
+        .insert("COMPOSER_KEYD_BIN".into(), support::BIN.into());
     t.env.insert("GIT_CONFIG_NOSYSTEM".into(), "1".into());
     let (root, sha) = widget_repo();
     let server = GitServer::start(root.path(), &packages_json(&sha));
@@ -219,16 +237,29 @@ fn composer_source_and_dist_installs_keep_the_token_out_of_argv_environ_and_file
         vec![json!({"type": "vcs", "url": format!("{}/git/widget.git", server.base())})],
         json!({"acme/widget": "^1.0"}),
     );
-    add(&t, &server.origin(), "http-basic", Some(&src), &[USER, TOKEN]);
+    add(
+        &t,
+        &server.origin(),
+        "http-basic",
+        Some(&src),
+        &[USER, TOKEN],
+    );
     let poll = Poller::start();
     let out = composer(&t, &src, &["install", "--prefer-source", "-vvv"]);
     let poll = poll.finish();
-    assert!(out.status.success(), "composer install failed: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "composer install failed: {}",
+        text(&out)
+    );
     assert!(src.join("vendor/acme/widget/src/Widget.php").is_file());
     assert!(src.join("vendor/acme/widget/.git").is_dir(), "not a clone");
     assert!(server.git_accepted(), "git never authenticated");
     assert_clean("composer install --prefer-source", &poll);
-    assert!(poll.saw_helper_env, "no git child had the helper configured");
+    assert!(
+        poll.saw_helper_env,
+        "no git child had the helper configured"
+    );
     assert!(!text(&out).contains(TOKEN));
 
     // As a dist: the zip over Composer's own HTTP, credentials in a header.
@@ -242,7 +273,11 @@ fn composer_source_and_dist_installs_keep_the_token_out_of_argv_environ_and_file
     let poll = Poller::start();
     let out = composer(&t, &dist, &["install", "--prefer-dist", "-vvv"]);
     let poll = poll.finish();
-    assert!(out.status.success(), "composer install failed: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "composer install failed: {}",
+        text(&out)
+    );
     assert!(dist.join("vendor/acme/widget/src/Widget.php").is_file());
     assert!(!dist.join("vendor/acme/widget/.git").exists(), "not a dist");
     assert!(server
@@ -284,19 +319,37 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     let home = t.home();
 
     // The protocol, directly: the right host gets the pair, any other nothing.
-    let req = format!("protocol=http\nhost={}\npath=git/widget.git\n\n", server.origin());
+    let req = format!(
+        "protocol=http\nhost={}\npath=git/widget.git\n\n",
+        server.origin()
+    );
     let out = helper(&t, "get", &req);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("username={USER}\npassword={TOKEN}\n")
     );
     let out = helper(&t, "get", "protocol=https\nhost=elsewhere.example\n\n");
-    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{}", text(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        text(&out)
+    );
     // store and erase are ignored without --allow-store: nothing stored changes.
-    helper(&t, "erase", &format!("{req}username={USER}\npassword={TOKEN}\n"));
-    helper(&t, "store", "protocol=https\nhost=new.example\nusername=a\npassword=b\n");
+    helper(
+        &t,
+        "erase",
+        &format!("{req}username={USER}\npassword={TOKEN}\n"),
+    );
+    helper(
+        &t,
+        "store",
+        "protocol=https\nhost=new.example\nusername=a\npassword=b\n",
+    );
     let list = t.ok(&["list"], "");
-    assert!(!list.contains("DISABLED") && !list.contains("new.example"), "{list}");
+    assert!(
+        !list.contains("DISABLED") && !list.contains("new.example"),
+        "{list}"
+    );
 
     // Without the helper, git has no credential and cannot prompt.
     let before = git_clone(&t, &url, &home.join("c0"));
@@ -308,19 +361,29 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     assert!(config.contains("git-credential"), "{config}");
     // A second install adds nothing.
     t.ok(&["git-credential", "install", "--host", &server.base()], "");
-    assert_eq!(std::fs::read_to_string(home.join(".gitconfig")).unwrap(), config);
+    assert_eq!(
+        std::fs::read_to_string(home.join(".gitconfig")).unwrap(),
+        config
+    );
 
     let poll = Poller::start();
     let cloned = git_clone(&t, &url, &home.join("c1"));
     let poll = poll.finish();
-    assert!(cloned.status.success(), "clone with the helper: {}", text(&cloned));
+    assert!(
+        cloned.status.success(),
+        "clone with the helper: {}",
+        text(&cloned)
+    );
     assert!(home.join("c1/src/Widget.php").is_file());
     assert_clean("git clone", &poll);
     assert_no_plaintext(&t, TOKEN);
 
     t.ok(&["git-credential", "uninstall"], "");
     let config = std::fs::read_to_string(home.join(".gitconfig")).unwrap_or_default();
-    assert!(!config.contains("composer-keyd") && !config.contains("[credential"), "{config}");
+    assert!(
+        !config.contains("composer-keyd") && !config.contains("[credential"),
+        "{config}"
+    );
     let after = git_clone(&t, &url, &home.join("c2"));
     assert!(!after.status.success(), "cloned after uninstall");
     let err = text(&after);

@@ -276,10 +276,7 @@ fn uninstall(args: HostArgs) -> anyhow::Result<ExitCode> {
         removed += 1;
         // install created the section; leave none behind when nothing else is in it.
         let section = key.strip_suffix(".helper").unwrap_or(key);
-        let rest = git_config(&[
-            "--get-regexp",
-            &format!("^{}\\.", regex_escape(section)),
-        ])?;
+        let rest = git_config(&["--get-regexp", &format!("^{}\\.", regex_escape(section))])?;
         if rest.trim().is_empty() {
             let _ = git_config(&["--remove-section", section]);
         }

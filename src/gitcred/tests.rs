@@ -30,7 +30,9 @@ fn parses_git_request_and_origin() {
     assert!(req("protocol=ssh\nhost=example.com\n").origin().is_none());
     assert!(req("protocol=https\n").origin().is_none());
     assert!(req("protocol=https\nhost=a/b\n").origin().is_none());
-    assert!(req("protocol=https\r\nhost=example.com\r\n").origin().is_some());
+    assert!(req("protocol=https\r\nhost=example.com\r\n")
+        .origin()
+        .is_some());
 }
 
 #[test]
@@ -99,7 +101,10 @@ fn bearer_only_with_authtype_capability() {
 #[test]
 fn another_username_in_the_url_gets_nothing() {
     let c = cred(CredentialType::HttpBasic, &["alice", "p"]);
-    assert_eq!(rendered(&c, &req("protocol=https\nhost=h\nusername=bob\n")), "");
+    assert_eq!(
+        rendered(&c, &req("protocol=https\nhost=h\nusername=bob\n")),
+        ""
+    );
     assert_eq!(
         rendered(&c, &req("protocol=https\nhost=h\nusername=alice\n")),
         "username=alice\npassword=p\n"

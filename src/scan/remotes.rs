@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn placeholders_and_plain_urls_are_not_findings() {
-        assert!(analyze("[remote \"o\"]\n url = https://${TOKEN}@h/x\n url = git@h:x.git\n url = https://h/x\n").is_empty());
+        assert!(analyze(
+            "[remote \"o\"]\n url = https://${TOKEN}@h/x\n url = git@h:x.git\n url = https://h/x\n"
+        )
+        .is_empty());
     }
 
     #[test]
@@ -108,7 +111,13 @@ mod tests {
         .unwrap();
         scan_git_dir(&git, &mut found, &mut problems);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].line(), format!("{}: url-credentials for h.example at remote.origin.url", git.join("config").display()));
+        assert_eq!(
+            found[0].line(),
+            format!(
+                "{}: url-credentials for h.example at remote.origin.url",
+                git.join("config").display()
+            )
+        );
         // And through the tree walk `scan` does.
         let (walked, _) = super::super::scan_paths(&[dir.path().to_path_buf()], None);
         assert_eq!(walked, found);
