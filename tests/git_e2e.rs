@@ -319,10 +319,11 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     let home = t.home();
 
     // The protocol, directly: the right host gets the pair, any other nothing.
-    let req = format!(
-        "protocol=http\nhost={}\npath=git/widget.git\n\n",
+    let base = format!(
+        "protocol=http\nhost={}\npath=git/widget.git\n",
         server.origin()
     );
+    let req = format!("{base}\n");
     let out = helper(&t, "get", &req);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -338,7 +339,7 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     helper(
         &t,
         "erase",
-        &format!("{req}username={USER}\npassword={TOKEN}\n"),
+        &format!("{base}username={USER}\npassword={TOKEN}\n"),
     );
     helper(
         &t,
@@ -391,6 +392,32 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
         err.contains("terminal prompts disabled") || err.contains("could not read Username"),
         "{err}"
     );
+
+    // Opted in: store adds what worked without replacing anything, erase disables.
+    let optin = |op: &str, request: &str| {
+        let out = t.cli(&["git-credential", "--allow-store", op], request);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    optin(
+        "store",
+        "protocol=https\nhost=new.example\nusername=a\npassword=b\n",
+    );
+    optin("store", &format!("{base}username=other\npassword=other\n"));
+    let c = t.credential(&server.origin(), None);
+    assert_eq!(c["password"], TOKEN, "store replaced a stored secret");
+    assert_eq!(t.credential("new.example", None)["username"], "a");
+    optin("erase", &format!("{base}username={USER}\npassword=wrong\n"));
+    assert!(!t.ok(&["list"], "").contains("DISABLED"));
+    optin(
+        "erase",
+        &format!("{base}username={USER}\npassword={TOKEN}\n"),
+    );
+    assert!(
+        t.ok(&["list"], "").contains("DISABLED"),
+        "erase did not disable"
+    );
+    let out = helper(&t, "get", &req);
+    assert!(out.stdout.is_empty(), "a disabled credential was released");
 
     // No daemon: git gets nothing, quietly, and moves on.
     d.stop();
