@@ -288,6 +288,16 @@ fn composer_source_and_dist_installs_keep_the_token_out_of_argv_environ_and_file
     assert_no_plaintext(&t, TOKEN);
 }
 
+fn feed_stdin(child: &mut Child, input: &str) {
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+}
+
 fn git_clone(t: &support::TestEnv, url: &str, dest: &Path) -> Output {
     t.command("git")
         .args(["clone", "-q", url])
@@ -335,6 +345,43 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
         "{}",
         text(&out)
     );
+    // Git runs the helper in the repository: its working directory picks a project's scope.
+    let shop = home.join("shop");
+    std::fs::create_dir_all(&shop).unwrap();
+    add(
+        &t,
+        &server.origin(),
+        "http-basic",
+        Some(&shop),
+        &["shop", "shop-secret"],
+    );
+    let scoped = |dir: &Path| {
+        let mut child = t
+            .command(support::BIN)
+            .args(["git-credential", "get"])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        feed_stdin(&mut child, &req);
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    assert_eq!(scoped(&shop), "username=shop\npassword=shop-secret\n");
+    assert_eq!(
+        scoped(&home),
+        format!("username={USER}\npassword={TOKEN}\n")
+    );
+    t.ok(
+        &[
+            "remove",
+            &server.origin(),
+            "--project",
+            shop.to_str().unwrap(),
+        ],
+        "",
+    );
+
     // store and erase are ignored without --allow-store: nothing stored changes.
     helper(
         &t,

@@ -39,7 +39,7 @@ final class GitCredentials
             $value .= ' --project ' . escapeshellarg($project);
         }
         $count = getenv('GIT_CONFIG_COUNT');
-        $n = is_string($count) && ctype_digit($count) ? (int) $count : 0;
+        $n = is_string($count) && preg_match('{^[0-9]+$}', $count) ? (int) $count : 0;
         $existing = array();
         for ($i = 0; $i < $n; $i++) {
             $existing[getenv('GIT_CONFIG_KEY_' . $i) . "\n" . getenv('GIT_CONFIG_VALUE_' . $i)] = true;
