@@ -12,6 +12,7 @@
 //! - [`composer_home`], [`authjson`], [`scan`], [`check`]: Composer's own files, moving
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
+//! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
 
@@ -24,6 +25,7 @@ pub mod composer_home;
 pub mod config;
 pub mod credential;
 pub mod error;
+pub mod gitcred;
 pub mod harden;
 pub mod index;
 pub mod paths;

@@ -1,5 +1,5 @@
 //! Finding plaintext Composer credentials: auth.json files, `config` blocks and repository
-//! URLs in composer.json/config.json/composer.lock, COMPOSER_AUTH, and a git history.
+//! URLs in composer.json/config.json/composer.lock, COMPOSER_AUTH, git remotes, and a git history.
 //!
 //! A [`Finding`] names a file, an origin and a type, never the secret.
 
@@ -280,6 +280,8 @@ fn walk(
             // History is for --git-history; the object store is not plaintext files.
             if name != ".git" {
                 walk(&path, depth + 1, home, seen, found, problems);
+            } else {
+                remotes::scan_git_dir(&path, found, problems);
             }
         } else if ft.is_file() {
             let kind = match kind_of(&name) {
@@ -348,6 +350,7 @@ pub fn scan_env(value: &str) -> Vec<Finding> {
 }
 
 mod git;
+mod remotes;
 pub use git::scan_git_history;
 
 #[cfg(test)]

@@ -197,6 +197,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         $this->addDomain(Credentials::domainsKey($type), $origin);
         $this->io->setAuthentication($origin, $pair[0], $pair[1]);
         $this->served[$origin] = $pair;
+        GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false);
         $this->io->writeError(sprintf('composer-keyd: using the %s credential for %s', $type, $origin), true, IOInterface::VERBOSE);
 
         return true;

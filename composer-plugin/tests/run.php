@@ -14,7 +14,7 @@ if (PHP_VERSION_ID < 70400) {
     exit(2);
 }
 $root = dirname(__DIR__);
-foreach (array('DaemonException', 'SocketTrust', 'Client', 'Credentials', 'ProjectOrigins') as $class) {
+foreach (array('DaemonException', 'SocketTrust', 'Client', 'Credentials', 'ProjectOrigins', 'GitCredentials') as $class) {
     require_once $root . '/src/' . $class . '.php';
 }
 
@@ -143,6 +143,7 @@ require __DIR__ . '/cases_client.php';
 require __DIR__ . '/cases_trust.php';
 require __DIR__ . '/cases_origins.php';
 require __DIR__ . '/cases_plugin.php';
+require __DIR__ . '/cases_git.php';
 
 test('no fake daemon outlives the tests', function () {
     same(true, count($GLOBALS['children']) > 0, 'fake daemons were started');

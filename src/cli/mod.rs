@@ -3,6 +3,7 @@
 mod check;
 mod doctor;
 mod exec;
+mod git_credential;
 mod import;
 mod keys;
 mod limits;
@@ -81,6 +82,8 @@ enum Command {
     Setup(setup::SetupArgs),
     /// Show the audit log: every release, refusal and change, with the process that asked.
     Log(log::LogArgs),
+    /// Git's credential helper, backed by the daemon; `install` adds it to your git config.
+    GitCredential(git_credential::GitCredentialArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Migrate(a) => vault::migrate(&ctx, a).await,
             Command::Shim(a) => shim::run(a),
             Command::Setup(a) => setup::run(&ctx, a).await,
+            Command::GitCredential(a) => git_credential::run(&ctx, a).await,
         }
     })
 }

@@ -16,7 +16,7 @@ use std::process::Command;
 pub const PACKAGE: &str = crate::composer_home::PLUGIN_PACKAGE;
 
 /// The plugin's files, relative to its directory; one binary installs its own plugin.
-pub const FILES: [(&str, &str); 7] = [
+pub const FILES: [(&str, &str); 8] = [
     (
         "composer.json",
         include_str!("../../composer-plugin/composer.json"),
@@ -32,6 +32,10 @@ pub const FILES: [(&str, &str); 7] = [
     (
         "src/DaemonException.php",
         include_str!("../../composer-plugin/src/DaemonException.php"),
+    ),
+    (
+        "src/GitCredentials.php",
+        include_str!("../../composer-plugin/src/GitCredentials.php"),
     ),
     (
         "src/Plugin.php",

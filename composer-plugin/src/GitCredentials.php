@@ -1,0 +1,99 @@
+<?php
+
+/*
+ * Points the git processes Composer starts at `composer-keyd git-credential`
+ * for exactly the origins this plugin serves, through GIT_CONFIG_COUNT /
+ * GIT_CONFIG_KEY_n / GIT_CONFIG_VALUE_n in this process's environment, which
+ * every child inherits; the user's git config is not touched.
+ *
+ * Why this keeps secrets out of argv: Composer's Util\Git::runCommand() runs
+ * git with the plain URL first (for GitHub, once per github-protocols entry)
+ * and builds `https://user:pass@host/...` from IO's credentials only when that
+ * attempt fails. With this helper configured, git fetches the credential
+ * itself on the server's 401, the plain attempt succeeds, and the embedded URL
+ * is never built. Composer's own HTTP (GitHub/GitLab APIs, dists) still takes
+ * the credentials from IO, in request headers, as before.
+ */
+
+namespace ComposerKeyd;
+
+final class GitCredentials
+{
+    /**
+     * Adds one `credential.<url>.helper` entry per origin and scheme.
+     *
+     * @param string[]    $origins   origins whose credential this plugin set in IO
+     * @param string|null $project   the project root, passed on because git runs in
+     *                               Composer's cache or temp dir, not the project
+     * @param bool        $allowHttp also plain http (only when secure-http is off)
+     * @return int how many entries were added
+     */
+    public static function configure(array $origins, $project, $allowHttp)
+    {
+        $bin = self::binary();
+        if ($bin === null || $origins === array()) {
+            return 0;
+        }
+        $value = '!' . escapeshellarg($bin) . ' git-credential';
+        if (is_string($project)) {
+            $value .= ' --project ' . escapeshellarg($project);
+        }
+        $count = getenv('GIT_CONFIG_COUNT');
+        $n = is_string($count) && preg_match('{^[0-9]+$}', $count) ? (int) $count : 0;
+        $existing = array();
+        for ($i = 0; $i < $n; $i++) {
+            $existing[getenv('GIT_CONFIG_KEY_' . $i) . "\n" . getenv('GIT_CONFIG_VALUE_' . $i)] = true;
+        }
+        $added = 0;
+        foreach ($origins as $origin) {
+            foreach ($allowHttp ? array('https', 'http') : array('https') as $scheme) {
+                $key = 'credential.' . $scheme . '://' . $origin . '.helper';
+                if (isset($existing[$key . "\n" . $value])) {
+                    continue;
+                }
+                self::putEnv('GIT_CONFIG_KEY_' . $n, $key);
+                self::putEnv('GIT_CONFIG_VALUE_' . $n, $value);
+                $n++;
+                $added++;
+            }
+        }
+        if ($added > 0) {
+            self::putEnv('GIT_CONFIG_COUNT', (string) $n);
+        }
+
+        return $added;
+    }
+
+    /**
+     * The composer-keyd binary: $COMPOSER_KEYD_BIN, else the first on PATH.
+     *
+     * @return string|null
+     */
+    public static function binary()
+    {
+        $bin = getenv('COMPOSER_KEYD_BIN');
+        if (is_string($bin) && $bin !== '') {
+            return is_file($bin) && is_executable($bin) ? $bin : null;
+        }
+        $path = getenv('PATH');
+        foreach (explode(PATH_SEPARATOR, is_string($path) ? $path : '') as $dir) {
+            if ($dir !== '' && is_file($dir . '/composer-keyd') && is_executable($dir . '/composer-keyd')) {
+                return $dir . '/composer-keyd';
+            }
+        }
+
+        return null;
+    }
+
+    /**
+     * As Composer's Platform::putEnv: child processes are built from $_SERVER/$_ENV too.
+     *
+     * @param string $name
+     * @param string $value
+     */
+    private static function putEnv($name, $value)
+    {
+        putenv($name . '=' . $value);
+        $_SERVER[$name] = $_ENV[$name] = $value;
+    }
+}

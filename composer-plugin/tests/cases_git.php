@@ -1,0 +1,35 @@
+<?php
+
+/* GitCredentials: the GIT_CONFIG_* entries that point Composer's git children at the helper. */
+
+use ComposerKeyd\GitCredentials;
+
+test('git helper entries are appended after existing GIT_CONFIG_COUNT entries, once', function () {
+    $bin = tempnam(sys_get_temp_dir(), 'ckd-bin');
+    chmod($bin, 0700);
+    putenv('COMPOSER_KEYD_BIN=' . $bin);
+    putenv('GIT_CONFIG_COUNT=1');
+    putenv('GIT_CONFIG_KEY_0=core.askPass');
+    putenv('GIT_CONFIG_VALUE_0=');
+    try {
+        same(2, GitCredentials::configure(array('127.0.0.1:8080'), "/srv/it's", true), 'added');
+        same('3', getenv('GIT_CONFIG_COUNT'), 'count');
+        same('3', $_SERVER['GIT_CONFIG_COUNT'], '$_SERVER count');
+        same('core.askPass', getenv('GIT_CONFIG_KEY_0'), 'kept');
+        same('credential.https://127.0.0.1:8080.helper', getenv('GIT_CONFIG_KEY_1'), 'https key');
+        same('credential.http://127.0.0.1:8080.helper', getenv('GIT_CONFIG_KEY_2'), 'http key');
+        same('!' . escapeshellarg($bin) . " git-credential --project '/srv/it'\\''s'", getenv('GIT_CONFIG_VALUE_1'), 'value');
+        same(0, GitCredentials::configure(array('127.0.0.1:8080'), "/srv/it's", true), 'second activation');
+        same(1, GitCredentials::configure(array('github.com'), null, false), 'https only');
+        same('credential.https://github.com.helper', getenv('GIT_CONFIG_KEY_3'), 'github key');
+        same('4', getenv('GIT_CONFIG_COUNT'), 'count after');
+        putenv('COMPOSER_KEYD_BIN=' . $bin . '-missing');
+        same(0, GitCredentials::configure(array('example.com'), null, false), 'no binary, no entries');
+    } finally {
+        foreach (array('COMPOSER_KEYD_BIN', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0', 'GIT_CONFIG_KEY_1', 'GIT_CONFIG_VALUE_1', 'GIT_CONFIG_KEY_2', 'GIT_CONFIG_VALUE_2', 'GIT_CONFIG_KEY_3', 'GIT_CONFIG_VALUE_3') as $name) {
+            putenv($name);
+            unset($_SERVER[$name], $_ENV[$name]);
+        }
+        unlink($bin);
+    }
+});
