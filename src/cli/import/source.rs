@@ -59,8 +59,12 @@ pub fn open(
     };
     let here = atomic::check_target(&dir, &at);
     let target = if meta.file_type().is_symlink() {
-        let target = std::fs::canonicalize(&at)
-            .map_err(|e| format!("{} is a symlink that cannot be followed: {e}", path.display()))?;
+        let target = std::fs::canonicalize(&at).map_err(|e| {
+            format!(
+                "{} is a symlink that cannot be followed: {e}",
+                path.display()
+            )
+        })?;
         if let Err(u) = &here {
             // Whoever can write the link's directory picks the file it names.
             let q = format!(
