@@ -450,3 +450,55 @@ fn no_error_echoes_a_urls_userinfo() {
         "{said:?}"
     );
 }
+
+#[test]
+fn other_atomic_writes_refuse_a_directory_others_can_write() {
+    let t = TestEnv::with_keyring(true);
+    // `shim install`'s global composer.json, in a COMPOSER_HOME that others can write.
+    let home = t.dir.path().join("composer-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = t.cli(
+        &[
+            "shim",
+            "install",
+            "--composer-home",
+            home.to_str().unwrap(),
+            "--composer",
+            "/bin/false",
+        ],
+        "",
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("refusing to change") && said.contains("chmod go-w"),
+        "{said}"
+    );
+    assert!(!home.join("composer.json").exists());
+
+    // The daemon's index, in a data directory that its group can write.
+    let _d = t.start_daemon(&[]);
+    t.ok(&["add", "one.example", "--type", "bearer"], "tok-1\n");
+    let data = PathBuf::from(&t.env["XDG_DATA_HOME"]).join("composer-keyd");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let out = t.cli(&["add", "two.example", "--type", "bearer"], "tok-2\n");
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("refusing to change"), "{said}");
+    assert_eq!(
+        leftovers_any(&data),
+        Vec::<PathBuf>::new(),
+        "no temp file left behind"
+    );
+}
+
+/// Every temp file of ours in `dir`, whatever file it was for.
+fn leftovers_any(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".keyd-tmp"))
+        .collect()
+}

@@ -131,7 +131,7 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         backend_word(ctx.connect().await?).await
     };
-    print_plan(&sources, &plans, store);
+    print_plan(&sources, &plans, store, failed);
     if a.dry_run {
         println!("Dry run: nothing was stored and no file was changed.");
         return Ok(exit(failed));
@@ -268,8 +268,14 @@ async fn backend_word(client: &Client) -> &'static str {
     }
 }
 
-fn print_plan(sources: &[Source], plans: &[(Vec<Entry>, Vec<Skipped>)], store: &str) {
-    if sources.is_empty() {
+/// `failed`: a file was already refused with its reason, so "none found" would be untrue.
+fn print_plan(
+    sources: &[Source],
+    plans: &[(Vec<Entry>, Vec<Skipped>)],
+    store: &str,
+    failed: bool,
+) {
+    if sources.is_empty() && !failed {
         println!("No auth.json found (looked in COMPOSER_HOME and the current project).");
     }
     for (src, (entries, skipped)) in sources.iter().zip(plans) {
