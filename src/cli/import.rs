@@ -269,12 +269,7 @@ async fn backend_word(client: &Client) -> &'static str {
 }
 
 /// `failed`: a file was already refused with its reason, so "none found" would be untrue.
-fn print_plan(
-    sources: &[Source],
-    plans: &[(Vec<Entry>, Vec<Skipped>)],
-    store: &str,
-    failed: bool,
-) {
+fn print_plan(sources: &[Source], plans: &[(Vec<Entry>, Vec<Skipped>)], store: &str, failed: bool) {
     if sources.is_empty() && !failed {
         println!("No auth.json found (looked in COMPOSER_HOME and the current project).");
     }
