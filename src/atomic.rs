@@ -43,7 +43,7 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     write_with(path, bytes, mode, &mut |_| {})
 }
 
-/// [`write`], calling `at` at each [`Stage`].
+/// [`write()`], calling `at` at each [`Stage`].
 pub fn write_with(
     path: &Path,
     bytes: &[u8],
@@ -99,7 +99,7 @@ pub fn write_opts(
 }
 
 /// Removes `path` (a file in a directory the caller may change) and syncs its directory,
-/// with the same refusal as [`write`].
+/// with the same refusal as [`write()`].
 pub fn remove(path: &Path, shared: Shared) -> io::Result<()> {
     let name = path
         .file_name()

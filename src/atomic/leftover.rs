@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// How every temp file of [`super::write`] ends: `.NAME.<12 random>.keyd-tmp`.
+/// How every temp file of [`super::write()`] ends: `.NAME.<12 random>.keyd-tmp`.
 pub const TEMP_SUFFIX: &str = ".keyd-tmp";
 
 /// The file a temp file name belongs to, when `name` is one of ours: today's

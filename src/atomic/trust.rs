@@ -54,7 +54,7 @@ pub fn untrusted(e: Untrusted) -> io::Error {
 }
 
 impl Untrusted {
-    /// The [`Untrusted`] inside an error from [`super::write`], if that is why it failed.
+    /// The [`Untrusted`] inside an error from [`super::write()`], if that is why it failed.
     pub fn from_io(e: &io::Error) -> Option<&Untrusted> {
         e.get_ref().and_then(|i| i.downcast_ref::<Untrusted>())
     }
