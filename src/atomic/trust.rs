@@ -23,6 +23,8 @@ pub enum UntrustedReason {
     /// A directory that group or other users can write (a sticky directory counts when it
     /// holds the file itself, since others can still create names in it).
     WritableByOthers { path: PathBuf, mode: u32, uid: u32 },
+    /// A directory on the way could not be inspected (it vanished, or is unreadable).
+    Uninspectable { path: PathBuf },
 }
 
 impl fmt::Display for UntrustedReason {
@@ -42,6 +44,11 @@ impl fmt::Display for UntrustedReason {
                 path.display(),
                 mode & 0o7777,
                 user_name(*uid),
+                path.display()
+            ),
+            UntrustedReason::Uninspectable { path } => write!(
+                f,
+                "{} cannot be inspected, so nobody can vouch for it",
                 path.display()
             ),
         }
@@ -81,10 +88,8 @@ pub fn check_target(dir: &Path, file: &Path) -> Result<(), Untrusted> {
     let trusted_owner = |uid: u32| uid == me || uid == 0;
     for (depth, d) in dir.ancestors().enumerate() {
         let m = std::fs::symlink_metadata(d).map_err(|_| {
-            // The directory vanished or cannot be read: nobody can vouch for it.
-            refuse(UntrustedReason::OwnedBy {
+            refuse(UntrustedReason::Uninspectable {
                 path: d.to_path_buf(),
-                uid: u32::MAX,
             })
         })?;
         if !trusted_owner(m.uid()) || m.file_type().is_symlink() {
