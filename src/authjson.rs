@@ -6,7 +6,8 @@
 //! indentation, unescaped slashes and Unicode, a final newline.
 
 use crate::atomic;
-use crate::credential::{Credential, CredentialType, Origin};
+use crate::atomic::{Shared, Stage};
+use crate::credential::{redact_userinfo, Credential, CredentialType, Origin};
 use crate::secret::Secret;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -31,6 +32,9 @@ pub enum AuthJsonError {
     NotObject { what: String },
     #[error("cannot rewrite {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    /// Another user could redirect the rewrite; nothing was changed.
+    #[error("{0}")]
+    Untrusted(#[from] atomic::Untrusted),
 }
 
 /// One credential found in an auth.json-shaped document.
@@ -131,7 +135,8 @@ impl AuthDoc {
             for (key, value) in group {
                 let skip = |reason: &str| Skipped {
                     kind: kind_key.clone(),
-                    key: key.clone(),
+                    // A key such as `https://user:pass@host` is not an origin, and is shown.
+                    key: redact_userinfo(key).into_owned(),
                     reason: reason.to_owned(),
                 };
                 let Some(kind) = kind else {
@@ -380,21 +385,45 @@ pub enum Scrubbed {
     Untouched,
 }
 
-/// Rewrites `path` without the given entries, atomically and keeping its mode; a file left
-/// holding nothing is removed. The file is read again first, and an entry is removed only
-/// when it still holds the secret that was stored, so a concurrent change is never lost.
-/// A symlinked auth.json is rewritten at its target.
+/// Rewrites `path` without the given entries, atomically and keeping its mode (without
+/// setuid, setgid or sticky bits); a file left holding nothing is removed. The file is read
+/// again first, and an entry is removed only when it still holds the secret that was stored,
+/// so a concurrent change is never lost. A symlinked auth.json is rewritten at its target.
+/// A file that another user could redirect is refused (see [`atomic::check_target`]).
 pub fn scrub(path: &Path, moved: &[&Entry]) -> Result<Scrubbed, AuthJsonError> {
+    scrub_with(path, moved, Shared::Refuse, &mut |_| {})
+}
+
+/// [`scrub`], with the caller's choice about shared directories, calling `at` at each stage
+/// of the rewrite (crash tests).
+pub fn scrub_with(
+    path: &Path,
+    moved: &[&Entry],
+    shared: Shared,
+    at: &mut dyn FnMut(Stage),
+) -> Result<Scrubbed, AuthJsonError> {
+    let read_err = |source| AuthJsonError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let is_link = match fs::symlink_metadata(path) {
+        Ok(m) => m.file_type().is_symlink(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Scrubbed::Untouched),
+        Err(e) => return Err(read_err(e)),
+    };
+    if is_link && shared == Shared::Refuse {
+        // Whoever can write the link's directory chooses the target.
+        let dir = atomic::dir_of(path).map_err(read_err)?;
+        atomic::check_target(&dir, &dir.join(path.file_name().unwrap_or_default()))?;
+    }
     let target = match fs::canonicalize(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Scrubbed::Untouched),
-        Err(source) => {
-            return Err(AuthJsonError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(e) => return Err(read_err(e)),
     };
+    if shared == Shared::Refuse {
+        atomic::check_target(&atomic::dir_of(&target).map_err(read_err)?, &target)?;
+    }
     let Some(mut file) = read_file(&target)? else {
         return Ok(Scrubbed::Untouched);
     };
@@ -405,25 +434,23 @@ pub fn scrub(path: &Path, moved: &[&Entry]) -> Result<Scrubbed, AuthJsonError> {
     if removed == 0 {
         return Ok(Scrubbed::Untouched);
     }
-    let write_err = |source| AuthJsonError::Write {
-        path: path.to_path_buf(),
-        source,
+    let write_err = |source: io::Error| match atomic::Untrusted::from_io(&source) {
+        Some(u) => AuthJsonError::Untrusted(u.clone()),
+        None => AuthJsonError::Write {
+            path: path.to_path_buf(),
+            source,
+        },
     };
     if file.doc.holds_nothing() {
-        fs::remove_file(&target).map_err(write_err)?;
-        if let Some(dir) = target.parent() {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(write_err)?;
-        }
+        atomic::remove(&target, shared).map_err(write_err)?;
         return Ok(Scrubbed::Removed { removed });
     }
     let mode = fs::metadata(&target)
         .map_err(write_err)?
         .permissions()
         .mode()
-        & 0o7777;
-    atomic::write(&target, &file.doc.to_pretty(), mode).map_err(write_err)?;
+        & 0o777;
+    atomic::write_opts(&target, &file.doc.to_pretty(), mode, shared, at).map_err(write_err)?;
     file.path = target;
     Ok(Scrubbed::Rewritten { removed })
 }

@@ -317,6 +317,39 @@ impl Origin {
     }
 }
 
+/// `s` with the userinfo of every URL or `user:pass@host` in it replaced by `***`, for
+/// messages that show what the user typed: that part may be a password.
+pub fn redact_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains('@') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let is_sep = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        let end = rest.find(is_sep).unwrap_or(rest.len());
+        let (token, after) = rest.split_at(end);
+        let (scheme, tail) = token
+            .find("://")
+            .map_or(("", token), |i| token.split_at(i + 3));
+        let auth_end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
+        let (authority, path) = tail.split_at(auth_end);
+        match authority.rsplit_once('@') {
+            Some((_, host)) => {
+                out.push_str(scheme);
+                out.push_str("***@");
+                out.push_str(host);
+                out.push_str(path);
+            }
+            None => out.push_str(token),
+        }
+        let sep_len = after.chars().next().map_or(0, char::len_utf8);
+        out.push_str(&after[..sep_len]);
+        rest = &after[sep_len..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn split_host_port(s: &str) -> Result<(&str, Option<u16>), OriginError> {
     let (host, port) = if s.starts_with('[') {
         match s.find(']') {
@@ -368,6 +401,19 @@ impl std::str::FromStr for Origin {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redact_userinfo_hides_every_userinfo() {
+        use super::redact_userinfo as r;
+        assert_eq!(r("https://user:pass@host/x"), "https://***@host/x");
+        assert_eq!(r("user:pass@host:8080"), "***@host:8080");
+        assert_eq!(
+            r("cannot reach `git+https://tok@h.example` or 'http://a:b@c/d?e'"),
+            "cannot reach `git+https://***@h.example` or 'http://***@c/d?e'"
+        );
+        assert_eq!(r("repo.magento.com"), "repo.magento.com");
+        assert_eq!(r("x: p@ss@h"), "x: ***@h");
+    }
+
     use super::*;
 
     fn o(s: &str) -> Result<String, OriginError> {

@@ -3,8 +3,9 @@
 //!
 //! A [`Finding`] names a file, an origin and a type, never the secret.
 
+use crate::atomic::leftover_base;
 use crate::authjson::AuthDoc;
-use crate::credential::{CredentialType, Origin};
+use crate::credential::{redact_userinfo, CredentialType, Origin};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -28,7 +29,8 @@ pub struct Finding {
     pub at: String,
     /// The origin it is for, or `-` when none can be told.
     pub origin: String,
-    /// The auth.json type, or `url-credentials`, `auth-header`, `unreadable`.
+    /// The auth.json type, or `url-credentials`, `auth-header`, `unreadable`,
+    /// [`LEFTOVER_TEMP`].
     #[serde(rename = "type")]
     pub kind: String,
 }
@@ -74,6 +76,17 @@ fn kind_of(name: &str) -> Option<FileKind> {
 
 /// Finds credentials in one file's bytes: `(origin, type, where)` for each.
 fn analyze(kind: FileKind, bytes: &[u8]) -> Vec<(String, String, String)> {
+    let mut hits = analyze_raw(kind, bytes);
+    for (_, _, at) in &mut hits {
+        // Object keys on the way may be URLs with a password in them.
+        if let std::borrow::Cow::Owned(clean) = redact_userinfo(at) {
+            *at = clean;
+        }
+    }
+    hits
+}
+
+fn analyze_raw(kind: FileKind, bytes: &[u8]) -> Vec<(String, String, String)> {
     let mut hits = Vec::new();
     let doc = match AuthDoc::parse(bytes, "file") {
         Ok(d) => d,
@@ -156,7 +169,11 @@ fn is_blank(v: &Value) -> bool {
 }
 
 fn origin_of_key(key: &str) -> String {
-    Origin::parse(key).map_or_else(|_| key.chars().take(100).collect(), |o| o.to_string())
+    // A key that is not an origin is shown as written, less any userinfo (a password).
+    Origin::parse(key).map_or_else(
+        |_| redact_userinfo(key).chars().take(100).collect(),
+        |o| o.to_string(),
+    )
 }
 
 fn is_auth_header(h: &str) -> bool {
@@ -243,6 +260,10 @@ pub fn scan_paths(paths: &[PathBuf], home: Option<&Path>) -> (Vec<Finding>, Vec<
             walk(p, 0, home, &mut seen, &mut found, &mut problems);
         } else {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if leftover_base(name).is_some() && meta.is_file() {
+                found.push(leftover_finding(p));
+                continue;
+            }
             let kind = kind_of(name).unwrap_or(FileKind::Composer);
             scan_file(p, kind, &mut seen, &mut found, &mut problems);
         }
@@ -283,6 +304,8 @@ fn walk(
             } else {
                 remotes::scan_git_dir(&path, found, problems);
             }
+        } else if ft.is_file() && leftover_base(&name).is_some() {
+            found.push(leftover_finding(&path));
         } else if ft.is_file() {
             let kind = match kind_of(&name) {
                 Some(k) => k,
@@ -291,6 +314,20 @@ fn walk(
             };
             scan_file(&path, kind, seen, found, problems);
         }
+    }
+}
+
+/// The kind of finding for a temp file that a killed write left behind.
+pub const LEFTOVER_TEMP: &str = "leftover-temp-file";
+
+/// A temp file of ours that a killed write left: it may hold a whole auth.json in plaintext.
+fn leftover_finding(path: &Path) -> Finding {
+    Finding {
+        file: path.display().to_string(),
+        commit: None,
+        at: "(the whole file: left by an interrupted write)".into(),
+        origin: "-".into(),
+        kind: LEFTOVER_TEMP.into(),
     }
 }
 

@@ -254,3 +254,43 @@ fn scrub_follows_a_symlink() {
         "{\n    \"bearer\": {\n        \"b.com\": \"u\"\n    }\n}\n"
     );
 }
+
+#[test]
+fn a_key_with_userinfo_is_skipped_without_echoing_it() {
+    let doc = AuthDoc::parse(
+        br#"{"bearer": {"https://deploy:hunter2@repo.example.com": "tok"}}"#,
+        "t",
+    )
+    .unwrap();
+    let (entries, skipped) = doc.entries();
+    assert!(entries.is_empty());
+    assert_eq!(skipped[0].key, "https://***@repo.example.com");
+    assert!(!format!("{skipped:?}").contains("hunter2"));
+}
+
+#[test]
+fn scrub_refuses_a_directory_others_can_write_and_keeps_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let p = shared.join("auth.json");
+    let text = r#"{"_note": "x", "bearer": {"a.example": "tok"}}"#;
+    fs::write(&p, text).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o4640)).unwrap();
+    let doc = AuthDoc::parse(text.as_bytes(), "t").unwrap();
+    let (entries, _) = doc.entries();
+    let moved: Vec<&Entry> = entries.iter().collect();
+    match scrub(&p, &moved) {
+        Err(AuthJsonError::Untrusted(u)) => assert_eq!(u.target, fs::canonicalize(&p).unwrap()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fs::read_to_string(&p).unwrap(), text);
+    // Allowed explicitly: rewritten, and the setuid bit is not carried over.
+    let done = scrub_with(&p, &moved, Shared::Allow, &mut |_| {}).unwrap();
+    assert_eq!(done, Scrubbed::Rewritten { removed: 1 });
+    assert_eq!(
+        fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
+}

@@ -187,7 +187,12 @@ pub async fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let wanted: Vec<Origin> = a
         .origins
         .iter()
-        .map(|o| Origin::parse(o).with_context(|| format!("`{o}` is not an origin")))
+        .map(|o| {
+            Origin::parse(o).with_context(|| {
+                let shown = composer_keyd::credential::redact_userinfo(o);
+                format!("`{shown}` is not an origin")
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
     let client = ctx.connect().await?;
     let mut all = targets(client, project.as_deref()).await?;

@@ -6,10 +6,11 @@
 use super::Ctx;
 use anyhow::Context;
 use clap::Args;
+use composer_keyd::atomic::{Shared, Stage};
 use composer_keyd::authjson::{self, AuthDoc, Entry, Scrubbed, Skipped};
-use composer_keyd::client::credential_path;
-use composer_keyd::composer_home::{self, Project};
-use composer_keyd::protocol::{PutCredential, PutOutcome, PutReply};
+use composer_keyd::client::{credential_path, Client};
+use composer_keyd::composer_home;
+use composer_keyd::protocol::{BackendKind, PutCredential, PutOutcome, PutReply, Status};
 use composer_keyd::secret::to_json_zeroizing;
 use hyper::Method;
 use std::path::{Path, PathBuf};
@@ -30,23 +31,14 @@ pub struct ImportArgs {
     /// Import COMPOSER_AUTH from the environment (only it, unless FILEs are given too).
     #[arg(long)]
     from_env: bool,
+    /// Read and rewrite auth.json files in directories that other users own or can write.
+    /// They could swap the file while it is rewritten; without this, such files are refused.
+    #[arg(long)]
+    allow_shared_dir: bool,
 }
 
-/// Where entries come from, and the scope they get.
-struct Source {
-    /// `None` for COMPOSER_AUTH.
-    path: Option<PathBuf>,
-    scope: Option<String>,
-    doc: AuthDoc,
-}
-
-impl Source {
-    fn name(&self) -> String {
-        self.path
-            .as_ref()
-            .map_or_else(|| "$COMPOSER_AUTH".to_owned(), |p| p.display().to_string())
-    }
-}
+mod source;
+use source::{Allow, Source};
 
 /// A test hook: with COMPOSER_KEYD_TEST_PAUSE=POINT the import stops at POINT for up to a
 /// minute, so a test can kill it there. Debug builds only, like the vault's hooks.
@@ -55,6 +47,15 @@ async fn pause(point: &str) {
     {
         eprintln!("composer-keyd: test pause at {point}");
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
+}
+
+/// [`pause`] for points inside a synchronous file write.
+fn pause_blocking(point: &str) {
+    if cfg!(debug_assertions) && std::env::var("COMPOSER_KEYD_TEST_PAUSE").is_ok_and(|p| p == point)
+    {
+        eprintln!("composer-keyd: test pause at {point}");
+        std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }
 
@@ -85,18 +86,18 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     let mut sources = Vec::new();
     let mut seen = Vec::new();
+    let allow = Allow {
+        shared_dir: a.allow_shared_dir,
+        dry_run: a.dry_run,
+    };
     for (path, explicit) in candidates {
         let canon = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if seen.contains(&canon) {
             continue;
         }
         seen.push(canon);
-        match authjson::read_file(&path) {
-            Ok(Some(file)) => sources.push(Source {
-                scope: scope_of(&path, &home, project.as_ref()),
-                path: Some(path),
-                doc: file.doc,
-            }),
+        match source::open(&path, &home, project.as_ref(), &allow) {
+            Ok(Some(src)) => sources.push(src),
             Ok(None) if explicit => {
                 eprintln!("composer-keyd: {} does not exist", path.display());
                 failed = true;
@@ -114,6 +115,7 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 let v = zeroize::Zeroizing::new(v);
                 sources.push(Source {
                     path: None,
+                    target: None,
                     scope: None,
                     doc: AuthDoc::parse(v.as_bytes(), "COMPOSER_AUTH")?,
                 });
@@ -123,8 +125,13 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
     }
 
     let plans: Vec<(Vec<Entry>, Vec<Skipped>)> = sources.iter().map(|s| s.doc.entries()).collect();
-    print_plan(&sources, &plans);
     let total: usize = plans.iter().map(|p| p.0.len()).sum();
+    let store = if a.dry_run || total == 0 {
+        backend_word(&ctx.client).await
+    } else {
+        backend_word(ctx.connect().await?).await
+    };
+    print_plan(&sources, &plans, store, failed);
     if a.dry_run {
         println!("Dry run: nothing was stored and no file was changed.");
         return Ok(exit(failed));
@@ -185,17 +192,27 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
             }
             moved.push(e);
         }
-        let Some(path) = &src.path else { continue };
+        let Some(path) = src.file() else { continue };
         if !skipped.is_empty() {
             failed = true;
         }
-        match authjson::scrub(path, &moved) {
+        let shared = if a.allow_shared_dir {
+            Shared::Allow
+        } else {
+            Shared::Refuse
+        };
+        let mut at = |stage| {
+            if stage == Stage::BeforeRename {
+                pause_blocking("import-scrub-before-rename");
+            }
+        };
+        match authjson::scrub_with(path, &moved, shared, &mut at) {
             Ok(Scrubbed::Rewritten { removed }) => println!(
                 "Scrubbed {}: {removed} secret(s) removed, the rest kept.",
                 path.display()
             ),
             Ok(Scrubbed::Removed { removed }) => println!(
-                "Removed {}: its {removed} secret(s) are in the keyring and nothing else was left.",
+                "Removed {}: its {removed} secret(s) are in the {store} and nothing else was left.",
                 path.display()
             ),
             Ok(Scrubbed::Untouched) => {}
@@ -237,26 +254,23 @@ fn exit(failed: bool) -> ExitCode {
     }
 }
 
-/// The project a file's entries are bound to: none for COMPOSER_HOME's auth.json; the
-/// project root for an auth.json beside a composer.json or in `var/composer_home`.
-fn scope_of(path: &Path, home: &Path, project: Option<&Project>) -> Option<String> {
-    let canon = std::fs::canonicalize(path).ok()?;
-    let dir = canon.parent()?;
-    if std::fs::canonicalize(home).is_ok_and(|h| h == dir) {
-        return None;
+/// What the daemon keeps secrets in, for messages: its backend when it answers, else a word
+/// that is true of every backend.
+async fn backend_word(client: &Client) -> &'static str {
+    match client.call::<Status>(Method::GET, "/v1/status", None).await {
+        Ok(st) => match st.backend {
+            BackendKind::Keyring => "keyring",
+            BackendKind::Vault => "vault",
+            BackendKind::Memory => "memory store",
+            _ => "store",
+        },
+        Err(_) => "store",
     }
-    let root = if dir.ends_with("var/composer_home") {
-        dir.parent()?.parent()?
-    } else {
-        dir
-    };
-    let is_project =
-        project.is_some_and(|p| p.root == root) || root.join("composer.json").is_file();
-    is_project.then(|| root.to_string_lossy().into_owned())
 }
 
-fn print_plan(sources: &[Source], plans: &[(Vec<Entry>, Vec<Skipped>)]) {
-    if sources.is_empty() {
+/// `failed`: a file was already refused with its reason, so "none found" would be untrue.
+fn print_plan(sources: &[Source], plans: &[(Vec<Entry>, Vec<Skipped>)], store: &str, failed: bool) {
+    if sources.is_empty() && !failed {
         println!("No auth.json found (looked in COMPOSER_HOME and the current project).");
     }
     for (src, (entries, skipped)) in sources.iter().zip(plans) {
@@ -269,7 +283,7 @@ fn print_plan(sources: &[Source], plans: &[(Vec<Entry>, Vec<Skipped>)]) {
             println!("  nothing to import");
         }
         for e in entries {
-            println!("  {:<16} {}  -> keyring", e.kind.as_str(), e.origin);
+            println!("  {:<16} {}  -> {store}", e.kind.as_str(), e.origin);
         }
         for s in skipped {
             println!("  {:<16} {}  left in place: {}", s.kind, s.key, s.reason);

@@ -25,8 +25,10 @@ pub struct Target {
 
 impl Target {
     fn resolve(&self) -> anyhow::Result<(Origin, Option<String>)> {
-        let origin = Origin::parse(&self.origin)
-            .with_context(|| format!("`{}` is not an origin", printable(&self.origin)))?;
+        let origin = Origin::parse(&self.origin).with_context(|| {
+            let shown = composer_keyd::credential::redact_userinfo(&self.origin);
+            format!("`{}` is not an origin", printable(&shown))
+        })?;
         let project = match &self.project {
             Some(dir) => Some(
                 std::fs::canonicalize(dir)

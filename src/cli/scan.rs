@@ -76,6 +76,9 @@ pub fn fix_for(f: &Finding) -> String {
         );
     }
     match f.kind.as_str() {
+        scan::LEFTOVER_TEMP => format!(
+            "delete it with `rm -- {file}`: a composer-keyd write was killed before it finished, and the file it was replacing is intact (`composer-keyd import` also removes these next to the auth.json files it handles)"
+        ),
         "unreadable" => format!("fix the JSON in {file}, then run `composer-keyd import {file}`"),
         "url-credentials" => format!(
             "remove user:password@ from the URL at {} in {file}, then `{}`",

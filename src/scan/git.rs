@@ -94,7 +94,11 @@ fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, ScanError> {
         if err.contains("not a git repository") {
             return Err(ScanError::NotARepo(dir.to_path_buf()));
         }
-        return Err(ScanError::Git(err.lines().next().unwrap_or("").to_owned()));
+        // git quotes remote URLs in its errors, userinfo included.
+        let first = err.lines().next().unwrap_or("");
+        return Err(ScanError::Git(
+            crate::credential::redact_userinfo(first).into_owned(),
+        ));
     }
     Ok(out.stdout)
 }

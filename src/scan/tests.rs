@@ -121,3 +121,37 @@ fn tree_walk_finds_nested_and_skips_git() {
         "$COMPOSER_AUTH: github-oauth for github.com at environment"
     );
 }
+
+#[test]
+fn userinfo_in_keys_and_paths_is_never_shown() {
+    let text =
+        r#"{"http-basic": {"https://u:hunter2@h.example": {"username": "u", "password": "p"}}}"#;
+    let h = hits(FileKind::Auth, text);
+    assert_eq!(h[0].0, "https://***@h.example");
+    let text = r#"{"repositories": {"https://u:hunter2@h.example": {"url": "https://x:hunter2@h.example"}}}"#;
+    for (origin, _, at) in hits(FileKind::Composer, text) {
+        assert!(
+            !origin.contains("hunter2") && !at.contains("hunter2"),
+            "{origin} {at}"
+        );
+    }
+}
+
+#[test]
+fn leftover_temp_files_are_reported_symlinks_are_not() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join(".auth.json.tmp.99"), "{}").unwrap();
+    std::fs::write(d.path().join(".config.json.AbCdEf012345.keyd-tmp"), "{}").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", d.path().join(".auth.json.tmp.98")).unwrap();
+    let (found, _) = scan_paths(&[d.path().to_path_buf()], None);
+    let mut names: Vec<&str> = found
+        .iter()
+        .filter(|f| f.kind == LEFTOVER_TEMP)
+        .map(|f| f.file.rsplit('/').next().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [".auth.json.tmp.99", ".config.json.AbCdEf012345.keyd-tmp"]
+    );
+}

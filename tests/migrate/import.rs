@@ -406,3 +406,27 @@ fn kill9_at_any_point_loses_nothing_and_a_rerun_finishes() {
         assert_imported(&t, &s);
     }
 }
+
+#[test]
+fn on_the_vault_import_names_the_vault() {
+    let mut t = TestEnv::bare();
+    t.env
+        .insert("COMPOSER_KEYD_TEST_SCRYPT_LOG_N".into(), "12".into());
+    t.env.insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
+    let _d = t.start_daemon(&[]);
+    t.ok(&["unlock"], "vault-pw-1\nvault-pw-1\n");
+    let home = composer_home(&t);
+    let global = home.join("auth.json");
+    write_mode(
+        &global,
+        &json!({"bearer": {"packages.example.com": "bearer_vault_1"}}).to_string(),
+        0o600,
+    );
+    let out = run_in(&t, t.dir.path(), &["import"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("packages.example.com  -> vault"), "{said}");
+    assert!(said.contains("secret(s) are in the vault"), "{said}");
+    assert!(!said.contains("keyring"), "{said}");
+    assert_no_secret(&said, &["bearer_vault_1"]);
+}

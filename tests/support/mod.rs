@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod attacker;
 pub mod net;
 
 use std::collections::BTreeMap;
