@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod impostor;
 pub mod net;
 
 use std::collections::BTreeMap;
