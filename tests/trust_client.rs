@@ -141,14 +141,14 @@ fn a_squatter_cannot_get_a_pid_signalled() {
     let sock = s.tmp().join("composer-keyd-0/agent.sock");
     let mut imp = s.impostor(&sock, &status(999, sleep.id()), true);
     let o = run(&t, &["status"], "", &t.home());
-    assert_refused(&o, &sock, sock.parent().unwrap(), "uid 65534 (nobody)");
-    assert!(imp.received().is_empty());
     // Bounded: give a signal 20 x 25 ms to land.
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(25));
         assert!(alive(&mut sleep), "the bystander was killed");
     }
     assert!(imp.alive());
+    assert_refused(&o, &sock, sock.parent().unwrap(), "uid 65534 (nobody)");
+    assert!(imp.received().is_empty());
     let _ = sleep.kill();
     let _ = sleep.wait();
 }
@@ -162,14 +162,14 @@ fn a_same_uid_impostor_cannot_get_another_pid_signalled() {
     let sock = t.socket();
     let mut imp = s.impostor(&sock, &status(999, sleep.id()), false);
     let o = run(&t, &["status"], "", &t.home());
-    let err = stderr(&o);
-    assert!(!o.status.success(), "{err}");
-    assert!(err.contains("is not a composer-keyd daemon of yours"), "{err}");
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(25));
         assert!(alive(&mut sleep), "the bystander was killed");
     }
     assert!(imp.alive(), "the impostor (not verified as composer-keyd) was killed");
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("is not a composer-keyd daemon of yours"), "{err}");
     let _ = sleep.kill();
     let _ = sleep.wait();
 }
