@@ -148,7 +148,11 @@ pub fn prepare_socket_dir(dir: &Path) -> Result<(), PathError> {
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(dir)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => PathError::Symlink(dir.to_path_buf()),
+            // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; the
+            // lstat only picks the message, the refusal is already decided.
+            Some(libc::ELOOP | libc::ENOTDIR) if is_symlink(dir) => {
+                PathError::Symlink(dir.to_path_buf())
+            }
             Some(libc::ENOTDIR) => PathError::NotADirectory(dir.to_path_buf()),
             _ => io_err(e),
         })?;
@@ -176,6 +180,10 @@ pub fn prepare_socket_dir(dir: &Path) -> Result<(), PathError> {
         });
     }
     Ok(())
+}
+
+fn is_symlink(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Checks an existing socket directory without changing it.
