@@ -289,10 +289,7 @@ impl Client {
                     "`composer-keyd serve` exited with {status}; run it in a terminal to see why"
                 )));
             }
-            match self
-                .call::<Status>(Method::GET, "/v1/status", None)
-                .await
-            {
+            match self.call::<Status>(Method::GET, "/v1/status", None).await {
                 Ok(_) => return Ok(()),
                 Err(ClientError::NotRunning { .. }) => continue,
                 Err(e) => return Err(e),

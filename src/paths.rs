@@ -94,7 +94,13 @@ pub const PLUGIN_DIR_NAME: &str = "composer-plugin";
 pub fn private_dirs() -> Result<Vec<PathBuf>, PathError> {
     let data = data_dir()?;
     let plugin = data.join(PLUGIN_DIR_NAME);
-    let mut dirs = vec![config_dir()?, data, state_dir()?, plugin.join("src"), plugin];
+    let mut dirs = vec![
+        config_dir()?,
+        data,
+        state_dir()?,
+        plugin.join("src"),
+        plugin,
+    ];
     dirs.sort();
     dirs.dedup();
     Ok(dirs)

@@ -31,7 +31,11 @@ impl Placement {
     pub fn of(socket: &Path, default_dirs: &[PathBuf]) -> Placement {
         let parent = absolute(socket).and_then(|p| p.parent().map(Path::to_path_buf));
         match parent {
-            Some(p) if default_dirs.iter().any(|d| absolute(d).as_deref() == Some(&p)) => {
+            Some(p)
+                if default_dirs
+                    .iter()
+                    .any(|d| absolute(d).as_deref() == Some(&p)) =>
+            {
                 Placement::Default
             }
             _ => Placement::Explicit,
@@ -97,20 +101,42 @@ pub enum Problem {
         root_allowed: bool,
     },
     /// Writable by group or others (and not a root-owned sticky directory on the way).
-    Writable { path: PathBuf, mode: u32 },
+    Writable {
+        path: PathBuf,
+        mode: u32,
+    },
     /// A private directory with group or other permission bits.
-    Mode { path: PathBuf, mode: u32 },
+    Mode {
+        path: PathBuf,
+        mode: u32,
+    },
     /// A shared sticky directory (such as /tmp) cannot hold the socket itself.
-    Sticky { path: PathBuf, mode: u32 },
+    Sticky {
+        path: PathBuf,
+        mode: u32,
+    },
     /// A symlink owned by another user.
-    LinkOwner { path: PathBuf, owner: Owner },
+    LinkOwner {
+        path: PathBuf,
+        owner: Owner,
+    },
     /// A symlink where a real directory is required.
-    Symlink { path: PathBuf },
-    NotADirectory { path: PathBuf },
-    NotASocket { path: PathBuf },
-    TooManyLinks { path: PathBuf },
+    Symlink {
+        path: PathBuf,
+    },
+    NotADirectory {
+        path: PathBuf,
+    },
+    NotASocket {
+        path: PathBuf,
+    },
+    TooManyLinks {
+        path: PathBuf,
+    },
     /// The process behind the socket runs as another user.
-    Peer { uid: Owner },
+    Peer {
+        uid: Owner,
+    },
 }
 
 /// A refused socket or directory: one line with the path, the offending owner and the fix.
@@ -272,10 +298,7 @@ fn walk_dir(
             return Err(refuse(Problem::Writable { path: cur, mode }).into());
         }
         // Follow the steps until the next directory to judge.
-        loop {
-            let Some(name) = pending.pop_front() else {
-                break;
-            };
+        while let Some(name) = pending.pop_front() {
             if name == ".." {
                 cur.pop();
                 break;
@@ -329,11 +352,13 @@ fn judge_last(
 ) -> Result<(), Untrusted> {
     let path = dir.to_path_buf();
     match last {
-        Last::Socket(Placement::Default) | Last::Private if owner != me => Err(refuse(Problem::Owner {
-            path,
-            owner: Owner(owner),
-            root_allowed: false,
-        })),
+        Last::Socket(Placement::Default) | Last::Private if owner != me => {
+            Err(refuse(Problem::Owner {
+                path,
+                owner: Owner(owner),
+                root_allowed: false,
+            }))
+        }
         Last::Socket(Placement::Default) if mode & 0o077 != 0 => {
             Err(refuse(Problem::Mode { path, mode }))
         }
@@ -354,7 +379,11 @@ pub fn check_socket(socket: &Path, placement: Placement) -> Result<Checked, Chec
 }
 
 /// [`check_socket`] for caller uid `me` (tests judge paths as another user would).
-pub fn check_socket_as(socket: &Path, placement: Placement, me: u32) -> Result<Checked, CheckError> {
+pub fn check_socket_as(
+    socket: &Path,
+    placement: Placement,
+    me: u32,
+) -> Result<Checked, CheckError> {
     let refuse = |problem| Untrusted {
         subject: socket.to_path_buf(),
         problem,

@@ -96,7 +96,11 @@ fn add_sends_nothing_to_a_squatted_socket() {
         &t.home(),
     );
     assert_refused(&o, &sock, sock.parent().unwrap(), "uid 65534 (nobody)");
-    assert!(imp.received().is_empty(), "the impostor received {:?}", String::from_utf8_lossy(&imp.received()));
+    assert!(
+        imp.received().is_empty(),
+        "the impostor received {:?}",
+        String::from_utf8_lossy(&imp.received())
+    );
     assert!(!stderr(&o).contains(PRIV));
 }
 
@@ -105,7 +109,11 @@ fn unlock_sends_nothing_to_a_squatted_socket() {
     let (_s, t, imp, sock) = squatted();
     let o = run(&t, &["unlock"], &format!("{PASSPHRASE}\n"), &t.home());
     assert_refused(&o, &sock, sock.parent().unwrap(), "uid 65534 (nobody)");
-    assert!(imp.received().is_empty(), "the impostor received {:?}", String::from_utf8_lossy(&imp.received()));
+    assert!(
+        imp.received().is_empty(),
+        "the impostor received {:?}",
+        String::from_utf8_lossy(&imp.received())
+    );
 }
 
 #[test]
@@ -120,13 +128,24 @@ fn import_sends_nothing_and_keeps_auth_json() {
     std::fs::write(&auth, &text).unwrap();
     let o = run(&t, &["import", auth.to_str().unwrap()], "", &project);
     assert_refused(&o, &sock, sock.parent().unwrap(), "uid 65534 (nobody)");
-    assert!(imp.received().is_empty(), "the impostor received {:?}", String::from_utf8_lossy(&imp.received()));
-    assert_eq!(std::fs::read_to_string(&auth).unwrap(), text, "auth.json changed");
+    assert!(
+        imp.received().is_empty(),
+        "the impostor received {:?}",
+        String::from_utf8_lossy(&imp.received())
+    );
+    assert_eq!(
+        std::fs::read_to_string(&auth).unwrap(),
+        text,
+        "auth.json changed"
+    );
 }
 
 /// A `sleep` standing in for any process the attacker wants dead.
 fn bystander() -> std::process::Child {
-    Command::new("sleep").arg("600").spawn().expect("start sleep")
+    Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("start sleep")
 }
 
 fn alive(c: &mut std::process::Child) -> bool {
@@ -166,10 +185,16 @@ fn a_same_uid_impostor_cannot_get_another_pid_signalled() {
         std::thread::sleep(Duration::from_millis(25));
         assert!(alive(&mut sleep), "the bystander was killed");
     }
-    assert!(imp.alive(), "the impostor (not verified as composer-keyd) was killed");
+    assert!(
+        imp.alive(),
+        "the impostor (not verified as composer-keyd) was killed"
+    );
     let err = stderr(&o);
     assert!(!o.status.success(), "{err}");
-    assert!(err.contains("is not a composer-keyd daemon of yours"), "{err}");
+    assert!(
+        err.contains("is not a composer-keyd daemon of yours"),
+        "{err}"
+    );
     let _ = sleep.kill();
     let _ = sleep.wait();
 }
@@ -191,13 +216,20 @@ fn a_real_daemon_is_verified_by_its_peer_pid() {
 fn nobody_is_refused(s: &Sandbox, sock: &Path, listener: &UnixListener, offender: &str) {
     let cli = s.cli_copy();
     let o = s
-        .as_nobody(&[cli.as_os_str(), "--no-autostart".as_ref(), "status".as_ref()])
+        .as_nobody(&[
+            cli.as_os_str(),
+            "--no-autostart".as_ref(),
+            "status".as_ref(),
+        ])
         .env("COMPOSER_KEYD_SOCK", sock)
         .output()
         .unwrap();
     let err = stderr(&o);
     assert!(!o.status.success(), "{err}");
-    assert!(err.contains(&format!("refusing to use {}: ", sock.display())), "{err}");
+    assert!(
+        err.contains(&format!("refusing to use {}: ", sock.display())),
+        "{err}"
+    );
     assert!(err.contains(offender), "{offender:?} not in {err}");
     listener.set_nonblocking(true).unwrap();
     assert!(
@@ -216,7 +248,12 @@ fn a_non_root_caller_refuses_a_dir_of_another_user_or_group_writable() {
     let l = UnixListener::bind(&sock).unwrap();
     chmod(&sock, 0o777);
     std::os::unix::fs::chown(&theirs, Some(1234), Some(1234)).unwrap();
-    nobody_is_refused(&s, &sock, &l, &format!("{} is owned by uid 1234", theirs.display()));
+    nobody_is_refused(
+        &s,
+        &sock,
+        &l,
+        &format!("{} is owned by uid 1234", theirs.display()),
+    );
 
     let shared = s.dir.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
@@ -225,7 +262,15 @@ fn a_non_root_caller_refuses_a_dir_of_another_user_or_group_writable() {
     chmod(&sock, 0o777);
     std::os::unix::fs::chown(&shared, Some(NOBODY), Some(NOBODY)).unwrap();
     chmod(&shared, 0o770);
-    nobody_is_refused(&s, &sock, &l, &format!("{} is writable by other users (mode 0770)", shared.display()));
+    nobody_is_refused(
+        &s,
+        &sock,
+        &l,
+        &format!(
+            "{} is writable by other users (mode 0770)",
+            shared.display()
+        ),
+    );
 }
 
 fn refusal(r: Result<Checked, CheckError>) -> Problem {
@@ -255,7 +300,13 @@ fn a_socket_root_put_in_a_root_owned_dir_is_admitted_for_its_owner() {
         Checked::Trusted(t) => t,
         other => panic!("{other:?}"),
     };
-    assert_eq!(t, TrustedSocket { owner: 1234, via_root_dir: true });
+    assert_eq!(
+        t,
+        TrustedSocket {
+            owner: 1234,
+            via_root_dir: true
+        }
+    );
     assert!(t.admits_peer(1234, NOBODY));
     assert!(t.admits_peer(NOBODY, NOBODY));
     assert!(!t.admits_peer(4321, NOBODY));
@@ -283,7 +334,11 @@ fn sticky_root_dir_is_a_step_never_the_parent() {
         Ok(Checked::Trusted(_))
     ));
     assert!(matches!(
-        refusal(trust::check_socket_as(&sticky.join("agent.sock"), Placement::Explicit, 0)),
+        refusal(trust::check_socket_as(
+            &sticky.join("agent.sock"),
+            Placement::Explicit,
+            0
+        )),
         Problem::Sticky { .. }
     ));
     // A sticky directory of another user is no safe step.
@@ -340,9 +395,18 @@ fn add_waiting_for_its_secret_is_not_dumpable_and_has_no_core() {
     // (trusted) stand-in answers that it is a keyring daemon.
     let mut st = status(composer_keyd::protocol::PROTOCOL, 1);
     st["backend"] = "keyring".into();
-    let _daemon = s.impostor(&s.tmp().join(format!("composer-keyd-{NOBODY}/agent.sock")), &st, true);
+    let _daemon = s.impostor(
+        &s.tmp().join(format!("composer-keyd-{NOBODY}/agent.sock")),
+        &st,
+        true,
+    );
     let mut child = s
-        .as_nobody(&[cli.as_os_str(), "--no-autostart".as_ref(), "add".as_ref(), "repo.example.org".as_ref()])
+        .as_nobody(&[
+            cli.as_os_str(),
+            "--no-autostart".as_ref(),
+            "add".as_ref(),
+            "repo.example.org".as_ref(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -357,7 +421,11 @@ fn add_waiting_for_its_secret_is_not_dumpable_and_has_no_core() {
     let _ = child.wait();
     assert!(no_core, "RLIMIT_CORE of `add` never became 0");
     assert_eq!(exe.unwrap(), cli, "the pid is the CLI's");
-    assert_eq!(owner.unwrap(), 0, "/proc/PID of `add` (running as nobody) is not root-owned: it is dumpable");
+    assert_eq!(
+        owner.unwrap(),
+        0,
+        "/proc/PID of `add` (running as nobody) is not root-owned: it is dumpable"
+    );
 }
 
 /// Runs the CLI with its stdout a pipe whose reader is already gone.
@@ -391,15 +459,75 @@ fn list_log_and_scan_end_quietly_when_the_reader_goes() {
     std::fs::create_dir_all(&state).unwrap();
     let empty = t.home().join("empty-project");
     std::fs::create_dir(&empty).unwrap();
-    for args in [
-        &["--no-autostart", "list"][..],
-        &["log"][..],
-        &["scan"][..],
-    ] {
+    for args in [&["--no-autostart", "list"][..], &["log"][..], &["scan"][..]] {
         let o = with_closed_stdout(&t, args, &empty);
         let err = stderr(&o);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(err.is_empty(), "{args:?} printed: {err}");
         assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
     }
+}
+
+/// Runs `serve`, which must exit on its own (bounded: 400 x 25 ms); a daemon that starts
+/// instead is stopped and the test fails.
+fn serve_refused(t: &TestEnv) -> Output {
+    let mut child = t
+        .command(BIN)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = (0..400).any(|_| {
+        let done = matches!(child.try_wait(), Ok(Some(_)));
+        if !done {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        done
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve started with a directory others can write");
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn serve_refuses_and_doctor_reports_dirs_others_can_write() {
+    let t = TestEnv::with_keyring(true);
+    let data = t.home().join(".local/share/composer-keyd");
+    std::fs::create_dir_all(&data).unwrap();
+    chmod(&data, 0o775);
+    let serve = serve_refused(&t);
+    let err = stderr(&serve);
+    assert_eq!(serve.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "refusing to use {0}: {0} is writable by other users (mode 0775)",
+            data.display()
+        )),
+        "{err}"
+    );
+    assert!(!t.socket().exists(), "the daemon bound its socket");
+    let doctor = t.cli(&["doctor", "--offline"], "");
+    let out = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        out.contains(&format!(
+            "PROBLEM  private directory: refusing to use {}",
+            data.display()
+        )),
+        "{out}"
+    );
+
+    // The plugin's copy, which Composer loads PHP from, may not be a symlink either.
+    chmod(&data, 0o700);
+    let elsewhere = t.home().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, data.join("composer-plugin")).unwrap();
+    let serve = serve_refused(&t);
+    let err = stderr(&serve);
+    assert_eq!(serve.status.code(), Some(1), "{err}");
+    assert!(err.contains("composer-plugin is a symlink"), "{err}");
 }

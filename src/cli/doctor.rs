@@ -6,8 +6,8 @@ use super::{scan, Ctx};
 use clap::Args;
 use composer_keyd::client::{credential_path, ClientError};
 use composer_keyd::composer_home::{self, PLUGIN_PACKAGE};
-use composer_keyd::{paths, trust};
 use composer_keyd::protocol::{CredentialReply, ErrorKind, Status, PROTOCOL, VERSION};
+use composer_keyd::{paths, trust};
 use hyper::Method;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -175,7 +175,10 @@ fn private_dirs(r: &mut Report) {
     if bad == 0 {
         r.ok(
             "private directories",
-            format!("{} checked, each yours and writable only by you (or not created yet)", dirs.len()),
+            format!(
+                "{} checked, each yours and writable only by you (or not created yet)",
+                dirs.len()
+            ),
         );
     }
 }

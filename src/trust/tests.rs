@@ -60,7 +60,10 @@ fn sticky_dir_cannot_be_the_parent() {
     let _l = UnixListener::bind(&sock).unwrap();
     let p = problem(check_socket(&sock, Placement::Explicit));
     std::fs::remove_file(&sock).unwrap();
-    assert!(matches!(p, Problem::Sticky { ref path, .. } if path == Path::new("/tmp")), "{p:?}");
+    assert!(
+        matches!(p, Problem::Sticky { ref path, .. } if path == Path::new("/tmp")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -145,7 +148,10 @@ fn a_symlink_loop_ends() {
     std::os::unix::fs::symlink("b", t.path().join("a")).unwrap();
     std::os::unix::fs::symlink("a", t.path().join("b")).unwrap();
     assert!(matches!(
-        problem(check_socket(&t.path().join("a/x/agent.sock"), Placement::Explicit)),
+        problem(check_socket(
+            &t.path().join("a/x/agent.sock"),
+            Placement::Explicit
+        )),
         Problem::TooManyLinks { .. }
     ));
 }
@@ -184,10 +190,23 @@ fn another_caller_is_refused_our_directory_in_one_line() {
     assert_eq!(owner.0, me);
     let line = err.to_string();
     assert!(!line.contains('\n'), "{line}");
-    assert!(line.starts_with(&format!("refusing to use {}: {}", sock.display(), path.display())), "{line}");
+    assert!(
+        line.starts_with(&format!(
+            "refusing to use {}: {}",
+            sock.display(),
+            path.display()
+        )),
+        "{line}"
+    );
     assert!(line.contains(&format!("owned by uid {me}")), "{line}");
-    assert!(line.contains(&format!("not by you (uid {other})")), "{line}");
-    assert!(line.ends_with("set XDG_RUNTIME_DIR or COMPOSER_KEYD_SOCK to a private directory"), "{line}");
+    assert!(
+        line.contains(&format!("not by you (uid {other})")),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("set XDG_RUNTIME_DIR or COMPOSER_KEYD_SOCK to a private directory"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -201,13 +220,19 @@ fn private_dirs() {
     chmod(&d, 0o775);
     assert!(matches!(
         check_private_dir(&d),
-        Err(CheckError::Untrusted(Untrusted { problem: Problem::Writable { .. }, .. }))
+        Err(CheckError::Untrusted(Untrusted {
+            problem: Problem::Writable { .. },
+            ..
+        }))
     ));
     let link = t.path().join("link");
     std::os::unix::fs::symlink(&d, &link).unwrap();
     assert!(matches!(
         check_private_dir(&link),
-        Err(CheckError::Untrusted(Untrusted { problem: Problem::Symlink { .. }, .. }))
+        Err(CheckError::Untrusted(Untrusted {
+            problem: Problem::Symlink { .. },
+            ..
+        }))
     ));
 }
 
