@@ -531,3 +531,67 @@ fn serve_refuses_and_doctor_reports_dirs_others_can_write() {
     assert_eq!(serve.status.code(), Some(1), "{err}");
     assert!(err.contains("composer-plugin is a symlink"), "{err}");
 }
+
+#[test]
+fn a_non_root_user_replaces_its_own_stale_non_dumpable_daemon() {
+    // The stale daemon: nobody's, non-dumpable as ours is (so nobody cannot read its exe),
+    // running as `composer-keyd` and speaking another protocol.
+    let s = Sandbox::new();
+    let cli = s.cli_copy();
+    let stale_exe = s.bin().join("stale").join("composer-keyd");
+    std::fs::create_dir(stale_exe.parent().unwrap()).unwrap();
+    chmod(stale_exe.parent().unwrap(), 0o755);
+    std::fs::copy(
+        std::fs::canonicalize("/usr/bin/python3").unwrap(),
+        &stale_exe,
+    )
+    .unwrap();
+    chmod(&stale_exe, 0o755);
+    let home = s.tmp().join("nobody-home");
+    std::fs::create_dir(&home).unwrap();
+    chmod(&home, 0o700);
+    std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock = s.tmp().join(format!("composer-keyd-{NOBODY}/agent.sock"));
+    let mut stale = s.impostor_as(
+        &sock,
+        &status(0, 1),
+        true,
+        &stale_exe,
+        &[("IMPOSTOR_NOT_DUMPABLE", "1")],
+    );
+    let readable = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "readlink",
+        ])
+        .arg(format!("/proc/{}/exe", stale.child.id()))
+        .output()
+        .unwrap();
+    assert!(
+        !readable.status.success(),
+        "the stale daemon's exe is readable to nobody: the fallback is not exercised"
+    );
+
+    let o = s
+        .as_nobody(&[cli.as_os_str(), "status".as_ref(), "--json".as_ref()])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    // The daemon the CLI started, stopped here whatever happened.
+    let started = out["pid"].as_i64().filter(|_| out["protocol"] == 1);
+    if let Some(pid) = started {
+        // SAFETY: kill has no memory effects; the pid is the daemon this test caused.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        assert!(gone, "the started daemon did not stop");
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(started.is_some(), "{out}");
+    assert!(!stale.alive(), "the stale daemon still runs");
+}

@@ -15,6 +15,9 @@ pub const NOBODY: u32 = 65534;
 const IMPOSTOR_PY: &str = r#"
 import json, os, socket, sys, threading, urllib.parse
 sock_path, record_path, status_path = sys.argv[1], sys.argv[2], sys.argv[3]
+if os.environ.get("IMPOSTOR_NOT_DUMPABLE"):
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, as the real daemon does
 os.makedirs(os.path.dirname(sock_path), mode=0o700, exist_ok=True)
 record = open(record_path, "ab", buffering=0)
 lock = threading.Lock()
@@ -135,6 +138,25 @@ impl Sandbox {
     /// Starts an impostor on `socket`, as `nobody` when `as_nobody`, else as the caller,
     /// answering `/v1/status` with `status` (JSON).
     pub fn impostor(&self, socket: &Path, status: &serde_json::Value, as_nobody: bool) -> Impostor {
+        self.impostor_as(
+            socket,
+            status,
+            as_nobody,
+            Path::new("/usr/bin/python3"),
+            &[],
+        )
+    }
+
+    /// [`Sandbox::impostor`] run by the interpreter `python` (e.g. a copy under another
+    /// name) with extra environment `env`.
+    pub fn impostor_as(
+        &self,
+        socket: &Path,
+        status: &serde_json::Value,
+        as_nobody: bool,
+        python: &Path,
+        env: &[(&str, &str)],
+    ) -> Impostor {
         let n = std::fs::read_dir(self.tmp()).unwrap().count();
         let record = self.tmp().join(format!("record-{n}"));
         let status_file = self.bin().join(format!("status-{n}.json"));
@@ -142,7 +164,7 @@ impl Sandbox {
         chmod(&status_file, 0o644);
         let script = self.bin().join("impostor.py");
         let argv: Vec<&std::ffi::OsStr> = vec![
-            "/usr/bin/python3".as_ref(),
+            python.as_os_str(),
             script.as_os_str(),
             socket.as_os_str(),
             record.as_os_str(),
@@ -156,6 +178,7 @@ impl Sandbox {
             c
         };
         let child = cmd
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
