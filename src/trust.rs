@@ -101,42 +101,23 @@ pub enum Problem {
         root_allowed: bool,
     },
     /// Writable by group or others (and not a root-owned sticky directory on the way).
-    Writable {
-        path: PathBuf,
-        mode: u32,
-    },
+    Writable { path: PathBuf, mode: u32 },
     /// A private directory with group or other permission bits.
-    Mode {
-        path: PathBuf,
-        mode: u32,
-    },
+    Mode { path: PathBuf, mode: u32 },
     /// A shared sticky directory (such as /tmp) cannot hold the socket itself.
-    Sticky {
-        path: PathBuf,
-        mode: u32,
-    },
+    Sticky { path: PathBuf, mode: u32 },
     /// A symlink owned by another user.
-    LinkOwner {
-        path: PathBuf,
-        owner: Owner,
-    },
+    LinkOwner { path: PathBuf, owner: Owner },
     /// A symlink where a real directory is required.
-    Symlink {
-        path: PathBuf,
-    },
-    NotADirectory {
-        path: PathBuf,
-    },
-    NotASocket {
-        path: PathBuf,
-    },
-    TooManyLinks {
-        path: PathBuf,
-    },
+    Symlink { path: PathBuf },
+    /// A file where a directory is expected on the way.
+    NotADirectory { path: PathBuf },
+    /// The socket's path holds something else, or a symlink.
+    NotASocket { path: PathBuf },
+    /// More symlinks than the kernel would follow (a loop).
+    TooManyLinks { path: PathBuf },
     /// The process behind the socket runs as another user.
-    Peer {
-        uid: Owner,
-    },
+    Peer { uid: Owner },
 }
 
 /// A refused socket or directory: one line with the path, the offending owner and the fix.
