@@ -1,6 +1,7 @@
 //! The CLI's HTTP client over the Unix socket, with autostart of a daemon when nothing listens.
 
-use crate::protocol::{ErrorBody, ErrorKind, PROTOCOL};
+use crate::protocol::{ErrorBody, ErrorKind, Status, PROTOCOL};
+use crate::trust::{self, CheckError, Checked, PeerCred, Placement, Untrusted};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -31,6 +32,10 @@ pub enum ClientError {
     Protocol(String),
     #[error("could not start the daemon: {0}")]
     Autostart(String),
+    /// Someone other than the caller or root could have put the socket there, or another
+    /// user's process listens on it: nothing was sent.
+    #[error(transparent)]
+    UntrustedSocket(#[from] Untrusted),
 }
 
 impl ClientError {
@@ -47,14 +52,18 @@ impl ClientError {
 #[derive(Clone, Debug)]
 pub struct Client {
     path: PathBuf,
+    placement: Placement,
     timeout: Duration,
 }
 
 impl Client {
-    /// A client for the socket at `path`.
+    /// A client for the socket at `path`; a path in one of the default socket directories
+    /// gets their stricter check.
     pub fn new(path: PathBuf) -> Client {
+        let placement = Placement::of(&path, &crate::paths::default_socket_dirs());
         Client {
             path,
+            placement,
             timeout: Duration::from_secs(30),
         }
     }
@@ -71,18 +80,44 @@ impl Client {
         path_and_query: &str,
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<T, ClientError> {
-        let bytes = tokio::time::timeout(self.timeout, self.send(method, path_and_query, body))
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
-        serde_json::from_slice(&bytes.1).map_err(|e| ClientError::Protocol(e.to_string()))
+        Ok(self.call_with_peer(method, path_and_query, body).await?.0)
     }
 
-    async fn send(
+    /// [`Client::call`], also returning who answered.
+    async fn call_with_peer<T: DeserializeOwned>(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<Zeroizing<Vec<u8>>>,
-    ) -> Result<(u16, Zeroizing<Vec<u8>>), ClientError> {
+    ) -> Result<(T, Option<PeerCred>), ClientError> {
+        let (bytes, peer) =
+            tokio::time::timeout(self.timeout, self.send(method, path_and_query, body))
+                .await
+                .map_err(|_| ClientError::Timeout(self.timeout))??;
+        let value =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok((value, peer))
+    }
+
+    /// Connects only to a socket that passes the trust rule, and keeps the connection only
+    /// when the peer runs as us or root (or as the socket's owner, for a socket root put in
+    /// a root-owned directory). Nothing has been sent when this fails.
+    async fn connect(&self) -> Result<(UnixStream, Option<PeerCred>), ClientError> {
+        let trusted = match trust::check_socket(&self.path, self.placement) {
+            Ok(Checked::Trusted(t)) => t,
+            Ok(Checked::Missing) => {
+                return Err(ClientError::NotRunning {
+                    path: self.path.clone(),
+                })
+            }
+            Err(CheckError::Untrusted(u)) => return Err(u.into()),
+            Err(CheckError::Io { source, .. }) => {
+                return Err(ClientError::Connect {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
         let stream = UnixStream::connect(&self.path).await.map_err(|source| {
             if matches!(
                 source.kind(),
@@ -98,6 +133,29 @@ impl Client {
                 }
             }
         })?;
+        let me = trust::euid();
+        let peer = match trust::peer_cred(std::os::fd::AsFd::as_fd(&stream)) {
+            Ok(p) if trusted.admits_peer(p.uid, me) => Some(p),
+            Ok(p) => return Err(trust::peer_refused(&self.path, p.uid, me).into()),
+            // Where the OS has no peer credentials, the walk is the check.
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => None,
+            Err(source) => {
+                return Err(ClientError::Connect {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        Ok((stream, peer))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<PeerCred>), ClientError> {
+        let (stream, peer) = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Closed(e.to_string()))?;
@@ -137,35 +195,35 @@ impl Client {
                 Err(_) => ClientError::Protocol(format!("HTTP {status} without an error body")),
             });
         }
-        Ok((status, bytes))
+        Ok((bytes, peer))
     }
 
     /// Checks that a daemon answers, starting one in the background when none listens
-    /// (as gpg-agent's clients do) unless `autostart` is off.
+    /// (as gpg-agent's clients do) unless `autostart` is off. Nothing is started or stopped
+    /// at a socket that fails the trust rule.
     pub async fn ensure_running(&self, autostart: bool) -> Result<(), ClientError> {
         match self
-            .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
+            .call_with_peer::<Status>(Method::GET, "/v1/status", None)
             .await
         {
-            Ok(s) if s.protocol == PROTOCOL => Ok(()),
-            Ok(s) if autostart => {
-                // A daemon from an older or newer build: replace it, as rbw does.
+            Ok((s, _)) if s.protocol == PROTOCOL => Ok(()),
+            Ok((s, peer)) if autostart => {
+                // A daemon from an older or newer build: replace it, as rbw does. The pid is
+                // the kernel's word for who listens, never the one in the reply.
+                let pid = peer.and_then(|p| p.pid);
                 tracing::warn!(
                     "the daemon (pid {}) speaks protocol {} and this CLI {PROTOCOL}; restarting it",
-                    s.pid,
+                    pid.map_or("unknown".into(), |p| p.to_string()),
                     s.protocol
                 );
-                self.stop_daemon(s.pid).await?;
-                match self
-                    .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
-                    .await
-                {
+                self.stop_daemon(pid, s.protocol).await?;
+                match self.call::<Status>(Method::GET, "/v1/status", None).await {
                     // The service manager already started the new binary on its socket.
                     Ok(now) if now.protocol == PROTOCOL => Ok(()),
                     _ => self.start().await,
                 }
             }
-            Ok(s) => Err(ClientError::Protocol(format!(
+            Ok((s, _)) => Err(ClientError::Protocol(format!(
                 "the daemon speaks protocol {} and this CLI {PROTOCOL}; restart it",
                 s.protocol
             ))),
@@ -176,11 +234,19 @@ impl Client {
 
     /// Sends SIGTERM to a stale daemon and waits (at most 5 s) until it is gone: its socket
     /// stops answering, or (under socket activation, where the manager keeps the socket)
-    /// another process answers.
-    async fn stop_daemon(&self, pid: u32) -> Result<(), ClientError> {
-        let pid = i32::try_from(pid).map_err(|_| ClientError::Protocol("bad pid".into()))?;
-        // SAFETY: kill has no memory effects. The pid came from the daemon on our own
-        // uid-checked socket, and signalling another user's process would fail with EPERM.
+    /// another process answers. Only a pid verified as a composer-keyd of ours is signalled.
+    async fn stop_daemon(&self, pid: Option<i32>, protocol: u32) -> Result<(), ClientError> {
+        let me = trust::euid();
+        let Some(pid) = pid.filter(|&p| trust::is_our_daemon(p, me)) else {
+            return Err(ClientError::Autostart(format!(
+                "the process on {} speaks protocol {protocol}, not {PROTOCOL}, and is not a \
+                 composer-keyd daemon of yours that this CLI can verify; stop it yourself \
+                 (`systemctl --user restart composer-keyd.service`, or kill it)",
+                self.path.display()
+            )));
+        };
+        // SAFETY: kill has no memory effects. The pid is the peer of a connection that passed
+        // the trust rule, and /proc shows it is a composer-keyd process of ours.
         if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
             return Err(ClientError::Autostart(format!(
                 "could not stop the stale daemon (pid {pid}): {}",
@@ -189,15 +255,13 @@ impl Client {
         }
         for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if UnixStream::connect(&self.path).await.is_err() {
-                return Ok(());
-            }
             // A short probe: a socket-activated replacement may be starting up.
-            let probe = self.call::<crate::protocol::Status>(Method::GET, "/v1/status", None);
-            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
-                if s.pid != pid as u32 {
-                    return Ok(());
-                }
+            let probe = self.call_with_peer::<Status>(Method::GET, "/v1/status", None);
+            match tokio::time::timeout(Duration::from_millis(500), probe).await {
+                Ok(Err(ClientError::NotRunning { .. })) => return Ok(()),
+                Ok(Err(e @ ClientError::UntrustedSocket(_))) => return Err(e),
+                Ok(Ok((_, peer))) if peer.and_then(|p| p.pid) != Some(pid) => return Ok(()),
+                _ => {}
             }
         }
         Err(ClientError::Autostart(format!(
@@ -225,10 +289,7 @@ impl Client {
                     "`composer-keyd serve` exited with {status}; run it in a terminal to see why"
                 )));
             }
-            match self
-                .call::<crate::protocol::Status>(Method::GET, "/v1/status", None)
-                .await
-            {
+            match self.call::<Status>(Method::GET, "/v1/status", None).await {
                 Ok(_) => return Ok(()),
                 Err(ClientError::NotRunning { .. }) => continue,
                 Err(e) => return Err(e),

@@ -1,4 +1,4 @@
-//! Process hardening for the daemon: no core dumps, no same-uid ptrace, secret memory kept out of swap and dumps, and enough file descriptors.
+//! Process hardening for the daemon (and the CLI commands that hold secrets): no core dumps, no same-uid ptrace, secret memory kept out of swap and dumps, and enough file descriptors.
 //!
 //! # Locking memory: why two modes
 //!
@@ -75,6 +75,18 @@ pub fn harden_process() -> Report {
         "process hardened"
     );
     report
+}
+
+/// Hardens a CLI command that holds a secret (`add`, `unlock`, `import`, `exec`, ...): no
+/// core dump and no same-uid ptrace. Memory is left alone: the CLI is short-lived and its
+/// heap is wiped on free by the zeroizing allocator. Returns whether every step took.
+pub fn harden_cli() -> bool {
+    let dumpable = if cfg!(target_os = "linux") {
+        set_not_dumpable()
+    } else {
+        deny_attach()
+    };
+    set_no_core() && dumpable
 }
 
 #[cfg(target_os = "linux")]
@@ -238,14 +250,20 @@ fn lock_all() -> bool {
 /// Keeps the pages under `bytes` out of swap (when locking pages one by one) and out of core dumps.
 /// Does nothing until [`harden_process`] ran, so the CLI and unit tests are unaffected.
 pub fn protect(bytes: &[u8]) {
+    protect_region(bytes.as_ptr() as usize, bytes.len());
+}
+
+/// [`protect`] for the address range `addr .. addr + len`, which may include memory that is
+/// allocated but not initialised: only the address range goes to the kernel, no byte is read.
+fn protect_region(addr: usize, len: usize) {
     match MODE.load(Ordering::Relaxed) {
         MODE_ALL => {
-            dont_dump(bytes);
+            dont_dump(addr, len);
         }
         MODE_PAGES => {
-            dont_dump(bytes);
+            dont_dump(addr, len);
             if !LOCK_BUDGET_SPENT.load(Ordering::Relaxed) {
-                if let Err(e) = lock_pages(bytes) {
+                if let Err(e) = lock_region(addr, len) {
                     LOCK_BUDGET_SPENT.store(true, Ordering::Relaxed);
                     tracing::warn!(
                         "RLIMIT_MEMLOCK reached ({e}); further secrets are not locked in memory. \
@@ -258,14 +276,13 @@ pub fn protect(bytes: &[u8]) {
     }
 }
 
-/// [`protect`] for every secret field of a credential, over each string's whole capacity.
+/// [`protect`] for every secret field of a credential, over each string's whole capacity:
+/// a string that grew may have left earlier copies in its spare capacity.
 pub fn protect_credential(cred: &Credential) {
     for (_, secret) in cred.fields() {
         let s = secret.expose();
-        // SAFETY: the String owns `capacity` bytes from `as_ptr`; we only pass the address
-        // range to the kernel and never read the bytes past `len`.
-        let whole = unsafe { std::slice::from_raw_parts(s.as_ptr(), s.capacity()) };
-        protect(whole);
+        // The spare capacity is uninitialised, so no slice may cover it: pass the range.
+        protect_region(s.as_ptr() as usize, s.capacity());
     }
 }
 
@@ -275,21 +292,25 @@ fn page_size() -> usize {
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
-/// The page-aligned range covering `bytes`.
-fn page_range(bytes: &[u8]) -> Option<(*mut libc::c_void, usize)> {
-    if bytes.is_empty() {
+/// The page-aligned range covering `addr .. addr + len`.
+fn page_range(addr: usize, len: usize) -> Option<(*mut libc::c_void, usize)> {
+    if len == 0 {
         return None;
     }
     let page = page_size();
-    let start = bytes.as_ptr() as usize & !(page - 1);
-    let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(page) * page;
+    let start = addr & !(page - 1);
+    let end = (addr + len).div_ceil(page) * page;
     Some((start as *mut libc::c_void, end - start))
 }
 
 /// Locks the pages under `bytes` into RAM. A page stays locked after its secret is freed:
 /// other data may share it, and unlocking is not reference-counted.
 pub fn lock_pages(bytes: &[u8]) -> std::io::Result<()> {
-    let Some((addr, len)) = page_range(bytes) else {
+    lock_region(bytes.as_ptr() as usize, bytes.len())
+}
+
+fn lock_region(addr: usize, len: usize) -> std::io::Result<()> {
+    let Some((addr, len)) = page_range(addr, len) else {
         return Ok(());
     };
     // SAFETY: the range covers pages of a live allocation; mlock changes no contents.
@@ -300,8 +321,8 @@ pub fn lock_pages(bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
-fn dont_dump(bytes: &[u8]) {
-    if let Some((addr, len)) = page_range(bytes) {
+fn dont_dump(addr: usize, len: usize) {
+    if let Some((addr, len)) = page_range(addr, len) {
         // SAFETY: the range covers pages of a live allocation; MADV_DONTDUMP only sets a
         // flag on the mapping and changes no contents. A failure leaves the default.
         let _ = unsafe { libc::madvise(addr, len, libc::MADV_DONTDUMP) };
@@ -309,7 +330,7 @@ fn dont_dump(bytes: &[u8]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn dont_dump(_bytes: &[u8]) {}
+fn dont_dump(_addr: usize, _len: usize) {}
 
 /// The executable of process `pid` (`/proc/PID/exe` on Linux), when it can be read.
 #[cfg(target_os = "linux")]
@@ -365,8 +386,8 @@ mod tests {
             // An unprivileged run over its RLIMIT_MEMLOCK: the refusal is the answer.
             Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EPERM))),
         }
-        dont_dump(inner);
-        let (addr, _) = page_range(inner).unwrap();
+        dont_dump(inner.as_ptr() as usize, inner.len());
+        let (addr, _) = page_range(inner.as_ptr() as usize, inner.len()).unwrap();
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let mut in_range = false;
         let mut flags = None;
@@ -396,11 +417,11 @@ mod tests {
         let page = page_size();
         let buf = vec![0u8; page * 3];
         let s = &buf[10..page + 20];
-        let (addr, len) = page_range(s).unwrap();
+        let (addr, len) = page_range(s.as_ptr() as usize, s.len()).unwrap();
         assert_eq!(addr as usize % page, 0);
         assert!(addr as usize <= s.as_ptr() as usize);
         assert!(addr as usize + len >= s.as_ptr() as usize + s.len());
-        assert!(page_range(&[]).is_none());
+        assert!(page_range(s.as_ptr() as usize, 0).is_none());
     }
 
     #[cfg(target_os = "linux")]

@@ -6,7 +6,8 @@
 //! - [`protocol`]: the `/v1` wire types shared by server, client and the PHP shim's fixtures.
 //! - [`store`]: the `Store` trait and its backends; [`index`]: the non-secret metadata file.
 //! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
-//! - [`client`]: the CLI's HTTP client over the socket.
+//! - [`client`]: the CLI's HTTP client over the socket; [`trust`]: who may have put a socket
+//!   or directory where we look (checked before a client sends a byte).
 //! - [`service`]: the systemd user units and the launchd agent: render, install, status.
 //! - [`paths`], [`atomic`]: where files live and how they are written.
 //! - [`composer_home`], [`authjson`], [`scan`], [`check`]: Composer's own files, moving
@@ -36,3 +37,4 @@ pub mod server;
 pub mod service;
 pub mod shim;
 pub mod store;
+pub mod trust;

@@ -29,8 +29,7 @@ pub enum PathError {
 
 /// The effective uid of this process.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    crate::trust::euid()
 }
 
 /// The socket path: `$COMPOSER_KEYD_SOCK`, else `$XDG_RUNTIME_DIR/composer-keyd/agent.sock`,
@@ -39,14 +38,32 @@ pub fn socket_path() -> PathBuf {
     if let Some(p) = std::env::var_os(ENV_SOCK).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        return Path::new(&rt).join("composer-keyd").join("agent.sock");
-    }
+    let dir = runtime_socket_dir().unwrap_or_else(tmp_socket_dir);
+    dir.join("agent.sock")
+}
+
+/// `$XDG_RUNTIME_DIR/composer-keyd`, when XDG_RUNTIME_DIR is set.
+fn runtime_socket_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|p| !p.is_empty())
+        .map(|rt| Path::new(&rt).join("composer-keyd"))
+}
+
+/// `${TMPDIR:-/tmp}/composer-keyd-$EUID`.
+fn tmp_socket_dir() -> PathBuf {
     let tmp = std::env::var_os("TMPDIR")
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
     tmp.join(format!("composer-keyd-{}", euid()))
-        .join("agent.sock")
+}
+
+/// The directories we create for the socket ourselves, which must be ours and 0700 however
+/// the socket path was configured.
+pub fn default_socket_dirs() -> Vec<PathBuf> {
+    runtime_socket_dir()
+        .into_iter()
+        .chain([tmp_socket_dir()])
+        .collect()
 }
 
 fn project_dirs() -> Result<directories::ProjectDirs, PathError> {
@@ -69,6 +86,36 @@ pub fn state_dir() -> Result<PathBuf, PathError> {
     Ok(dirs.state_dir().unwrap_or(dirs.data_dir()).to_path_buf())
 }
 
+/// Where `shim install` keeps the plugin's copy, under the data dir.
+pub const PLUGIN_DIR_NAME: &str = "composer-plugin";
+
+/// The directories that hold our files and must be private to us: config, data, state and
+/// the plugin's copy (Composer loads PHP from it, so a stranger's edit there runs as us).
+pub fn private_dirs() -> Result<Vec<PathBuf>, PathError> {
+    let data = data_dir()?;
+    let plugin = data.join(PLUGIN_DIR_NAME);
+    let mut dirs = vec![
+        config_dir()?,
+        data,
+        state_dir()?,
+        plugin.join("src"),
+        plugin,
+    ];
+    dirs.sort();
+    dirs.dedup();
+    Ok(dirs)
+}
+
+/// Each of [`private_dirs`] that fails the rule of [`crate::trust::check_private_dir`]
+/// (ours, not writable by others, not a symlink, reached through our or root's directories),
+/// with why. Directories that do not exist yet pass: they are created private.
+pub fn unsafe_private_dirs() -> Result<Vec<(PathBuf, crate::trust::CheckError)>, PathError> {
+    Ok(private_dirs()?
+        .into_iter()
+        .filter_map(|d| crate::trust::check_private_dir(&d).err().map(|e| (d, e)))
+        .collect())
+}
+
 /// The index file.
 pub fn index_path() -> Result<PathBuf, PathError> {
     Ok(data_dir()?.join("index.json"))
@@ -83,29 +130,66 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates the socket directory if needed, then refuses it unless it is a real
-/// directory, owned by us, with no group or other permissions.
+/// directory, owned by us, with no group or other permissions. Race-free: the checks and
+/// the mode change act on a descriptor opened without following a symlink, so nothing
+/// swapped in between `mkdir` and them can be changed or trusted by mistake.
 pub fn prepare_socket_dir(dir: &Path) -> Result<(), PathError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let io_err = |source| PathError::Io {
         path: dir.to_path_buf(),
         source,
     };
-    match fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent).map_err(io_err)?;
-            }
-            match fs::DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err(e)),
-            }
-            // The umask can only narrow 0700, but set it exactly as rbw does.
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if fs::symlink_metadata(parent).is_err() {
+            fs::create_dir_all(parent).map_err(io_err)?;
         }
-        Err(e) => return Err(io_err(e)),
-        Ok(_) => {}
     }
-    check_socket_dir(dir)
+    let created = match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(io_err(e)),
+    };
+    let handle = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; the
+            // lstat only picks the message, the refusal is already decided.
+            Some(libc::ELOOP | libc::ENOTDIR) if is_symlink(dir) => {
+                PathError::Symlink(dir.to_path_buf())
+            }
+            Some(libc::ENOTDIR) => PathError::NotADirectory(dir.to_path_buf()),
+            _ => io_err(e),
+        })?;
+    let meta = handle.metadata().map_err(io_err)?;
+    let me = euid();
+    if meta.uid() != me {
+        return Err(PathError::WrongOwner {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    if created {
+        // The umask can only narrow 0700, but set it exactly as rbw does; on the descriptor,
+        // so it lands on the directory we just checked.
+        handle
+            .set_permissions(fs::Permissions::from_mode(0o700))
+            .map_err(io_err)?;
+    }
+    let mode = handle.metadata().map_err(io_err)?.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(PathError::WrongMode {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn is_symlink(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Checks an existing socket directory without changing it.

@@ -70,8 +70,13 @@ for _ in range(50):
     c.sendall(("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)).encode())
     c.close()
 "#;
+    // The CLI signals only a process whose executable is composer-keyd: the stale daemon
+    // is python3 under that name, as an older build would be.
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("/usr/bin/python3 (python3)");
+    let stale = t.dir.path().join("composer-keyd");
+    std::fs::copy(&python, &stale).unwrap();
     let mut child = t
-        .command("python3")
+        .command(&stale)
         .args(["-c", fake])
         .arg(t.socket())
         .stdout(Stdio::piped())

@@ -204,6 +204,10 @@ fn another_uid_is_refused() {
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&bin)
         .args(["--no-autostart", "status", "--json"])
+        // For nobody, run/composer-keyd would be its own default socket directory, which the
+        // CLI refuses before connecting (root owns it). Named explicitly, a root-owned socket
+        // in root-owned directories passes the client's rule, so the daemon's check is tested.
+        .env_remove("XDG_RUNTIME_DIR")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -101,12 +101,9 @@ fn unprivileged_daemon_is_not_dumpable_and_has_no_core_limit() {
     assert!(text.contains("not_dumpable=true"), "{text}");
 
     // Root is another user to this daemon: refused, and the refusal is in nobody's audit log.
-    let out = t
-        .command(support::BIN)
-        .args(["--no-autostart", "status"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    // A raw connection: the CLI itself would not connect (nobody's directory fails its rule).
+    let refused = support::request(&t.socket(), "GET", "/v1/status", None);
+    assert!(refused.is_err(), "root was served: {refused:?}");
     let audit = t.home().join(".local/state/composer-keyd/audit.log");
     let audit = std::fs::read_to_string(&audit).unwrap_or_default();
     assert!(

@@ -6,8 +6,8 @@ use super::{scan, Ctx};
 use clap::Args;
 use composer_keyd::client::{credential_path, ClientError};
 use composer_keyd::composer_home::{self, PLUGIN_PACKAGE};
-use composer_keyd::paths;
 use composer_keyd::protocol::{CredentialReply, ErrorKind, Status, PROTOCOL, VERSION};
+use composer_keyd::{paths, trust};
 use hyper::Method;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -74,6 +74,14 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
             }
             Some(s)
         }
+        Err(ClientError::UntrustedSocket(u)) => {
+            r.problem(
+                "socket",
+                u.to_string(),
+                "nothing was sent to it; see the fix above",
+            );
+            None
+        }
         Err(e) => {
             let detail = match &e {
                 ClientError::NotRunning { .. } => {
@@ -105,6 +113,8 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         ),
         None => {}
     }
+
+    private_dirs(&mut r);
 
     if let Some(s) = &status {
         backend(ctx, s, &mut r).await;
@@ -138,6 +148,38 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{} problem(s) found.", r.problems);
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The config, data and state directories and the plugin's copy: `serve` refuses to start
+/// while any of them fails.
+fn private_dirs(r: &mut Report) {
+    let dirs = match paths::private_dirs() {
+        Ok(d) => d,
+        Err(e) => return r.problem("private directories", e.to_string(), "set HOME"),
+    };
+    let mut bad = 0;
+    for d in &dirs {
+        if let Err(e) = trust::check_private_dir(d) {
+            bad += 1;
+            let fix = match &e {
+                trust::CheckError::Untrusted(_) => format!(
+                    "`chown $(id -u) {0} && chmod 700 {0}` if it is yours, else remove it; the daemon refuses to start until then",
+                    d.display()
+                ),
+                trust::CheckError::Io { .. } => "check the directory's permissions".to_owned(),
+            };
+            r.problem("private directory", e.to_string(), fix);
+        }
+    }
+    if bad == 0 {
+        r.ok(
+            "private directories",
+            format!(
+                "{} checked, each yours and writable only by you (or not created yet)",
+                dirs.len()
+            ),
+        );
     }
 }
 

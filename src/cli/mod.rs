@@ -119,6 +119,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return log::run(args);
     }
     init_cli_logging();
+    if holds_secrets(&cli.command) {
+        // Before a secret is read: a core file or a same-uid debugger would otherwise see it.
+        composer_keyd::harden::harden_cli();
+    }
     if let Command::Service(args) = cli.command {
         return service::run(args, socket);
     }
@@ -156,6 +160,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
         }
     })
+}
+
+/// The commands that read a secret from the user or the daemon, or a passphrase (`setup`
+/// runs `import`).
+fn holds_secrets(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Add(_)
+            | Command::Rotate(_)
+            | Command::Unlock
+            | Command::Passwd
+            | Command::Migrate(_)
+            | Command::Import(_)
+            | Command::Setup(_)
+            | Command::Exec(_)
+    )
 }
 
 fn init_cli_logging() {

@@ -35,6 +35,7 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 /// Hardens the process, binds the socket, opens the store and serves until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
     init_logging();
+    refuse_unsafe_dirs()?;
     // First, before any secret is read and before the runtime's threads exist.
     let hardened = composer_keyd::harden::harden_process();
     let mut limits = args.limits.limits();
@@ -58,6 +59,20 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         },
     };
     rt.block_on(daemon::serve(opts))?;
+    Ok(())
+}
+
+/// The daemon reads the index, the vault and its config from these directories and writes
+/// the audit log there: one another user could write to would let them change what it
+/// serves or read, so it does not start.
+fn refuse_unsafe_dirs() -> anyhow::Result<()> {
+    let bad = composer_keyd::paths::unsafe_private_dirs()?;
+    if let Some((_, first)) = bad.first() {
+        for (_, e) in &bad[1..] {
+            tracing::error!("{e}");
+        }
+        anyhow::bail!("{first} (`composer-keyd doctor` lists every directory it checks)");
+    }
     Ok(())
 }
 

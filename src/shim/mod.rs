@@ -195,7 +195,7 @@ impl Shim {
     pub fn new(home: PathBuf, data_dir: &Path, composer: OsString) -> Shim {
         Shim {
             home,
-            plugin_dir: data_dir.join("composer-plugin"),
+            plugin_dir: data_dir.join(crate::paths::PLUGIN_DIR_NAME),
             state_file: data_dir.join("shim-state.json"),
             composer,
         }
