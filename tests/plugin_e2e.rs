@@ -372,7 +372,8 @@ fn prompted_credentials_go_to_the_daemon_not_auth_json() {
     // An interactive run, as a person at a terminal: `script` gives Composer a pty.
     support::require("script", "util-linux");
     let cmd = format!(
-        "composer --no-ansi --working-dir='{}' install",
+        "'{}' --no-ansi --working-dir='{}' install",
+        composer_bin(),
         dir.display()
     );
     let child = t

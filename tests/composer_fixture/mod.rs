@@ -14,7 +14,9 @@ use std::time::Duration;
 /// Fails, naming the Debian package, when a tool the plugin tests need is missing.
 pub fn require_tools() {
     support::require("php", "php-cli");
-    support::require("composer", "composer");
+    if std::env::var_os("COMPOSER_BIN").is_none() {
+        support::require("composer", "composer");
+    }
     support::require("unzip", "unzip");
     support::require("git", "git");
     support::require("python3", "python3");
@@ -93,9 +95,24 @@ pub fn project(t: &TestEnv, name: &str, repos: Vec<Value>, require: Value) -> Pa
     dir
 }
 
+/// The Composer under test: `$COMPOSER_BIN` (scripts/test sets it for each Composer of the
+/// opt-in matrix), else Debian's `composer` on PATH.
+pub fn composer_bin() -> String {
+    match std::env::var("COMPOSER_BIN") {
+        Ok(bin) if !bin.is_empty() => {
+            assert!(
+                Path::new(&bin).is_file(),
+                "COMPOSER_BIN={bin} is not a file"
+            );
+            bin
+        }
+        _ => "composer".into(),
+    }
+}
+
 /// Runs Composer in `dir` with this test's environment.
 pub fn composer(t: &TestEnv, dir: &Path, args: &[&str]) -> Output {
-    t.command("composer")
+    t.command(composer_bin())
         .arg("--no-ansi")
         .arg(format!("--working-dir={}", dir.display()))
         .args(args)
