@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod git_server;
+
 use crate::support::{self, TestEnv};
 use serde_json::{json, Value};
 use std::io::Write;
