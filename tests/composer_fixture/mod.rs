@@ -31,6 +31,11 @@ pub fn composer_env() -> (TestEnv, support::Daemon) {
     isolate_composer(&mut t);
     let d = t.start_daemon(&[]);
     install_plugin(&t);
+    // As for a user who installed composer-keyd: the plugin finds the binary on PATH and
+    // points Composer's git at its credential helper.
+    let bin_dir = Path::new(support::BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), t.env["PATH"]);
+    t.env.insert("PATH".into(), path);
     (t, d)
 }
 
