@@ -403,8 +403,20 @@ fn a_transitive_git_source_on_an_origin_the_project_never_names_gets_its_credent
         }},
     }});
     let app_host = GitServer::start(app_root.path(), &packages.to_string(), USER, TOKEN_APP);
-    add(&t, &app_host.origin(), "http-basic", None, &[USER, TOKEN_APP]);
-    add(&t, &widget_host.origin(), "http-basic", None, &[USER, TOKEN]);
+    add(
+        &t,
+        &app_host.origin(),
+        "http-basic",
+        None,
+        &[USER, TOKEN_APP],
+    );
+    add(
+        &t,
+        &widget_host.origin(),
+        "http-basic",
+        None,
+        &[USER, TOKEN],
+    );
     let dir = project(
         &t,
         "transitive",
@@ -434,7 +446,10 @@ fn a_transitive_git_source_on_an_origin_the_project_never_names_gets_its_credent
         widget_host.requests()
     );
     assert_clean("a transitive git source", &poll);
-    assert!(poll.saw_helper_env, "no git child had the helper configured");
+    assert!(
+        poll.saw_helper_env,
+        "no git child had the helper configured"
+    );
     for secret in [TOKEN, TOKEN_APP] {
         assert!(!text(&out).contains(secret));
         assert_no_plaintext(&t, secret);

@@ -111,4 +111,3 @@ pub fn widget_repo() -> (tempfile::TempDir, String) {
     );
     (root, sha)
 }
-
