@@ -32,6 +32,9 @@ pub enum Error {
     Forbidden(String),
     #[error("no such route: {0}")]
     UnknownRoute(String),
+    /// The client did not send its whole request in time; the connection is closed.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 impl Error {
@@ -41,7 +44,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Disabled { .. } => ErrorKind::Disabled,
             Error::Locked => ErrorKind::Locked,
-            Error::BadRequest(_) | Error::Origin(_) => ErrorKind::BadRequest,
+            Error::BadRequest(_) | Error::Origin(_) | Error::TimedOut(_) => ErrorKind::BadRequest,
             Error::Credential(CredentialError::UnknownType(_)) => ErrorKind::UnsupportedType,
             Error::Credential(_) => ErrorKind::BadRequest,
             Error::Store(StoreError::Locked) => ErrorKind::Locked,

@@ -331,11 +331,14 @@ impl Agent {
     }
 
     /// Adds, replaces or rotates the credential for exactly `origin` and `project`.
+    /// A change to the credential's release policy is first checked against the policy it
+    /// has (see `guard`).
     pub async fn put(
         &self,
         origin: &Origin,
         project: Option<String>,
         req: PutCredential,
+        peer: &Peer,
     ) -> Result<PutReply> {
         req.credential.validate()?;
         let allow_exe = req
@@ -348,6 +351,13 @@ impl Agent {
         let scope = project.as_deref();
         let key = SlotKey::new(origin, scope, Slot::Current);
         let existing = self.inner().index.get(origin, scope).cloned();
+        let policy_change = match &existing {
+            Some(e) => {
+                self.guard_policy_change(e, req.confirm, allow_exe.as_deref(), peer)
+                    .await?
+            }
+            None => None,
+        };
         let old = match &existing {
             Some(_) => self.read(&key).await?,
             None => None,
@@ -403,6 +413,9 @@ impl Agent {
         }
         if changed {
             self.save_index().await?;
+        }
+        if let Some(change) = policy_change {
+            self.audit_policy(&meta, peer, change);
         }
         Ok(PutReply {
             outcome,
@@ -460,11 +473,19 @@ impl Agent {
         Ok(meta)
     }
 
-    /// Swaps the current secret with the one the last rotation replaced.
-    pub async fn rollback(&self, origin: &Origin, project: Option<&str>) -> Result<CredentialInfo> {
+    /// Swaps the current secret with the one the last rotation replaced, once `peer` passes
+    /// the credential's policy.
+    pub async fn rollback(
+        &self,
+        origin: &Origin,
+        project: Option<&str>,
+        peer: &Peer,
+    ) -> Result<CredentialInfo> {
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
         let mut meta = self.existing(origin, project)?;
+        self.guard_one(&meta, peer, "roll back to its previous secret")
+            .await?;
         let cur_key = SlotKey::new(origin, project, Slot::Current);
         let prev_key = SlotKey::new(origin, project, Slot::Previous);
         let previous = match self.read(&prev_key).await? {
@@ -546,6 +567,7 @@ fn backend_name(kind: BackendKind) -> &'static str {
 }
 
 mod backend;
+mod guard;
 mod release;
 #[cfg(test)]
 mod tests;

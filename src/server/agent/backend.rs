@@ -18,6 +18,7 @@ use crate::config::{self, BackendChoice};
 use crate::error::{Error, Result};
 use crate::protocol::{BackendKind, MigrateReply};
 use crate::secret::Secret;
+use crate::server::Peer;
 use crate::store::active::Active;
 use crate::store::keyring::KeyringStore;
 use crate::store::vault::VaultStore;
@@ -26,17 +27,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 impl Agent {
-    /// Changes the vault's passphrase; the vault need not be unlocked.
-    pub async fn passwd(&self, old: Secret<String>, new: Secret<String>) -> Result<()> {
+    /// Changes the vault's passphrase; the vault need not be unlocked. `peer` must pass the
+    /// strictest policy among the credentials, as for a release.
+    pub async fn passwd(&self, old: Secret<String>, new: Secret<String>, peer: &Peer) -> Result<()> {
         let _w = self.writer.lock().await;
+        self.guard_all(peer, "change the vault's passphrase").await?;
         self.backend(move |s| s.change_passphrase(&old, &new)).await
     }
 
-    /// Moves every credential to `to` and makes it the backend in use.
+    /// Moves every credential to `to` and makes it the backend in use. `peer` must pass the
+    /// strictest policy among the credentials: a vault made with a passphrase of the
+    /// caller's choosing releases them all.
     pub async fn migrate(
         &self,
         to: BackendKind,
         passphrase: Option<Secret<String>>,
+        peer: &Peer,
     ) -> Result<MigrateReply> {
         let choice = match to {
             BackendKind::Keyring => BackendChoice::Keyring,
@@ -49,6 +55,8 @@ impl Agent {
         };
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
+        self.guard_all(peer, &format!("move every credential to the {choice}"))
+            .await?;
         match config::env_backend() {
             Ok(Some(forced)) if forced != choice => {
                 return Err(Error::BadRequest(format!(
