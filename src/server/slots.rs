@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 pub struct Slots {
     max: usize,
     state: Mutex<State>,
-    /// Signalled whenever a connection ends.
-    freed: Notify,
+    /// Signalled whenever a connection ends or goes idle: either may make room.
+    changed: Notify,
 }
 
 #[derive(Default)]
@@ -38,7 +38,7 @@ impl Slots {
         Arc::new(Slots {
             max: max.max(1),
             state: Mutex::new(State::default()),
-            freed: Notify::new(),
+            changed: Notify::new(),
         })
     }
 
@@ -57,7 +57,7 @@ impl Slots {
     /// connection is inside a request, waits for one to finish.
     pub async fn acquire(self: &Arc<Self>) -> Slot {
         loop {
-            let freed = self.freed.notified();
+            let changed = self.changed.notified();
             {
                 let mut st = self.state();
                 if st.conns.len() < self.max {
@@ -93,7 +93,7 @@ impl Slots {
                     }
                 }
             }
-            freed.await;
+            changed.await;
         }
     }
 
@@ -111,6 +111,10 @@ impl Slots {
         let tick = st.tick;
         if let Some(c) = st.conns.get_mut(&id) {
             c.idle_since = idle.then_some(tick);
+        }
+        drop(st);
+        if idle {
+            self.changed.notify_one();
         }
     }
 }
@@ -141,7 +145,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.slots.state().conns.remove(&self.id);
-        self.slots.freed.notify_one();
+        self.slots.changed.notify_one();
     }
 }
 
@@ -190,8 +194,20 @@ mod tests {
             .await
             .expect("c is asked next");
         drop(c);
-        let _e = next.await.unwrap();
-        drop(busy);
-        drop((a, d));
+        let e = next.await.unwrap();
+        // All busy: the next one waits until one of them goes idle, then takes its place.
+        let (bd, be) = (d.busy(), e.busy());
+        let s = Arc::clone(&slots);
+        let next = tokio::spawn(async move { s.acquire().await });
+        tokio::task::yield_now().await;
+        assert!(!next.is_finished(), "no place while all are busy");
+        drop(bd);
+        tokio::time::timeout(Duration::from_secs(5), d.closing())
+            .await
+            .expect("d, idle now, is asked to close");
+        drop(d);
+        let _f = next.await.unwrap();
+        drop((busy, be));
+        drop((a, e));
     }
 }
