@@ -148,7 +148,6 @@ fn name<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-
 /// Where the log goes and how much of it is kept.
 #[derive(Clone, Debug)]
 pub struct AuditConfig {

@@ -136,10 +136,25 @@ fn rotate_to_an_empty_policy_then_rollback_is_refused_and_audited() {
     );
 
     // The attack: replace the secret with one's own and drop the policy, then roll back.
-    let put = call(&t, "PUT", "/v1/credentials/x.example", Some(EMPTY_POLICY_ROTATE));
-    assert_eq!((put.status, put.kind().as_str()), (403, "forbidden"), "{}", put.body);
+    let put = call(
+        &t,
+        "PUT",
+        "/v1/credentials/x.example",
+        Some(EMPTY_POLICY_ROTATE),
+    );
+    assert_eq!(
+        (put.status, put.kind().as_str()),
+        (403, "forbidden"),
+        "{}",
+        put.body
+    );
     let rb = call(&t, "POST", "/v1/credentials/x.example/rollback", None);
-    assert_eq!((rb.status, rb.kind().as_str()), (403, "forbidden"), "{}", rb.body);
+    assert_eq!(
+        (rb.status, rb.kind().as_str()),
+        (403, "forbidden"),
+        "{}",
+        rb.body
+    );
     let get = call(&t, "GET", "/v1/credentials/x.example", None);
     assert_eq!(get.status, 403, "{}", get.body);
     for r in [&put, &rb, &get] {
@@ -164,7 +179,12 @@ fn rotate_to_an_empty_policy_then_rollback_is_refused_and_audited() {
 
     // When the user agrees, the change is made, and audited as a policy change.
     ask.answer("yes");
-    let put = call(&t, "PUT", "/v1/credentials/x.example", Some(EMPTY_POLICY_ROTATE));
+    let put = call(
+        &t,
+        "PUT",
+        "/v1/credentials/x.example",
+        Some(EMPTY_POLICY_ROTATE),
+    );
     assert_eq!(put.status, 200, "{}", put.body);
     let all = audit(&t);
     let change = all
@@ -182,12 +202,24 @@ fn removing_an_allow_exe_policy_is_refused_to_other_programs() {
     let t = TestEnv::with_keyring(true);
     let _d = t.start_daemon(&[]);
     t.ok(
-        &["add", "repo.example", "--type", "bearer", "--allow-exe", PYTHON],
+        &[
+            "add",
+            "repo.example",
+            "--type",
+            "bearer",
+            "--allow-exe",
+            PYTHON,
+        ],
         &format!("{TOKEN}\n"),
     );
     let open = r#"{"credential":{"type":"bearer","token":"other"},"allow_exe":[]}"#;
     let r = call(&t, "PUT", "/v1/credentials/repo.example", Some(open));
-    assert_eq!((r.status, r.kind().as_str()), (403, "forbidden"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (403, "forbidden"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("change its release policy"), "{}", r.body);
     // The CLI is not the allowed program either.
     let out = t.cli(
@@ -210,7 +242,13 @@ fn removing_an_allow_exe_policy_is_refused_to_other_programs() {
     refusal(&audit(&t), "PUT /v1/credentials/repo.example");
 
     // The allowed program may change it.
-    let (_, resp) = py_request(&t, Path::new(PYTHON), "PUT", "/v1/credentials/repo.example", open);
+    let (_, resp) = py_request(
+        &t,
+        Path::new(PYTHON),
+        "PUT",
+        "/v1/credentials/repo.example",
+        open,
+    );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(list(&t)[0].get("allow_exe").is_none());
     let all = audit(&t);
@@ -235,7 +273,12 @@ fn migrate_and_passwd_are_held_to_the_strictest_policy_and_audited() {
     // A vault with a passphrase of the caller's choosing would hold every secret.
     let body = r#"{"to":"vault","passphrase":"attacker-pass"}"#;
     let r = call(&t, "POST", "/v1/migrate", Some(body));
-    assert_eq!((r.status, r.kind().as_str()), (403, "forbidden"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (403, "forbidden"),
+        "{}",
+        r.body
+    );
     assert!(!vault.exists(), "no vault was made");
     let s = call(&t, "GET", "/v1/status", None).json();
     assert_eq!(s["backend"], "keyring");
@@ -261,7 +304,12 @@ fn migrate_and_passwd_are_held_to_the_strictest_policy_and_audited() {
     ask.answer("no");
     let pw = r#"{"passphrase":"attacker-pass","new_passphrase":"second-pass"}"#;
     let r = call(&t, "POST", "/v1/passwd", Some(pw));
-    assert_eq!((r.status, r.kind().as_str()), (403, "forbidden"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (403, "forbidden"),
+        "{}",
+        r.body
+    );
     let v = VaultStore::new(vault.clone());
     v.unlock(Some(&Secret::from("attacker-pass")))
         .expect("the passphrase is unchanged");
@@ -303,7 +351,10 @@ fn the_confirm_prompt_leads_with_origin_and_pid_and_drops_format_characters() {
     let head = format!("composer-keyd: x.example - pid {pid} asks to use this credential.");
     assert!(p.starts_with(&head), "{p}");
     assert!(!p.chars().any(|c| is_format(c) || c.is_control()), "{p:?}");
-    assert!(p.contains("crafted-directory-"), "the program is still named: {p}");
+    assert!(
+        p.contains("crafted-directory-"),
+        "the program is still named: {p}"
+    );
 
     // `log`, as lines and as JSON, shows the record with no format character either.
     let lines = t.ok(&["log"], "");
@@ -316,7 +367,11 @@ fn the_confirm_prompt_leads_with_origin_and_pid_and_drops_format_characters() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|r| r["event"] == "refuse")
         .unwrap();
-    assert_eq!(rec["exe"], py.to_str().unwrap(), "JSON keeps the exact path");
+    assert_eq!(
+        rec["exe"],
+        py.to_str().unwrap(),
+        "JSON keeps the exact path"
+    );
 }
 
 #[test]
@@ -329,7 +384,8 @@ fn a_slow_body_is_cut_at_its_deadline() {
     )
     .unwrap();
     // The bound is 30 times the deadline; without a deadline this read would never end.
-    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let r = read_response(&mut slow, &mut Vec::new())
         .expect("the daemon answered before the client's bound")
         .expect("a response, not a silent close");
@@ -370,17 +426,28 @@ fn status_is_answered_within_the_plugins_deadline_when_the_cap_is_full_of_idle_c
     let mut idle: Vec<UnixStream> = (0..4).map(|_| kept_alive(&t)).collect();
     for round in 0..3 {
         let r = status_within_plugin_deadline(&t)
-            .unwrap_or_else(|e| panic!("round {round}: no answer within the plugin's deadline: {e}"))
+            .unwrap_or_else(|e| {
+                panic!("round {round}: no answer within the plugin's deadline: {e}")
+            })
             .expect("a response");
         assert_eq!(r.status, 200);
     }
     // The oldest idle ones made room; the newest stays open and is served.
-    assert!(is_closed(&mut idle[0]), "the longest-idle connection was closed");
+    assert!(
+        is_closed(&mut idle[0]),
+        "the longest-idle connection was closed"
+    );
     let last = idle.last_mut().unwrap();
     assert!(!is_closed(last));
     last.write_all(b"GET /v1/status HTTP/1.1\r\nHost: l\r\n\r\n")
         .unwrap();
-    assert_eq!(read_response(last, &mut Vec::new()).unwrap().unwrap().status, 200);
+    assert_eq!(
+        read_response(last, &mut Vec::new())
+            .unwrap()
+            .unwrap()
+            .status,
+        200
+    );
 
     // Connections that never sent a byte are idle too.
     let _fresh: Vec<UnixStream> = (0..4)

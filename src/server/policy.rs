@@ -1,6 +1,7 @@
 //! Per-credential release policy: only to allowed executables (`--allow-exe`), and only after the user confirms through an askpass program (`--confirm`, as `ssh-add -c`).
 
 use super::Peer;
+use crate::audit::{printable, printable_max};
 use crate::error::{Error, Result};
 use crate::index::Meta;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use zeroize::Zeroizing;
-use crate::audit::{printable, printable_max};
 
 /// The daemon's askpass program: `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS`.
 pub const ENV_ASKPASS: &str = "COMPOSER_KEYD_ASKPASS";
@@ -230,7 +230,10 @@ pub async fn check_all(
     }
     if rules.iter().any(|r| r.confirm) {
         confirm
-            .ask(&prompt(peer, subject, action), &format!("{action} ({})", printable(subject)))
+            .ask(
+                &prompt(peer, subject, action),
+                &format!("{action} ({})", printable(subject)),
+            )
             .await?;
     }
     Ok(())
@@ -384,7 +387,9 @@ mod tests {
             p.starts_with("composer-keyd: x.example - pid 1 asks to use this credential."),
             "{p}"
         );
-        assert!(!p.chars().any(|c| crate::audit::is_format(c) || c.is_control()));
+        assert!(!p
+            .chars()
+            .any(|c| crate::audit::is_format(c) || c.is_control()));
         assert!(p.chars().count() < 600, "{p}");
     }
 }

@@ -29,9 +29,15 @@ use std::sync::Arc;
 impl Agent {
     /// Changes the vault's passphrase; the vault need not be unlocked. `peer` must pass the
     /// strictest policy among the credentials, as for a release.
-    pub async fn passwd(&self, old: Secret<String>, new: Secret<String>, peer: &Peer) -> Result<()> {
+    pub async fn passwd(
+        &self,
+        old: Secret<String>,
+        new: Secret<String>,
+        peer: &Peer,
+    ) -> Result<()> {
         let _w = self.writer.lock().await;
-        self.guard_all(peer, "change the vault's passphrase").await?;
+        self.guard_all(peer, "change the vault's passphrase")
+            .await?;
         self.backend(move |s| s.change_passphrase(&old, &new)).await
     }
 

@@ -46,11 +46,25 @@ async fn scopes_reach_the_right_project() {
     let d = tempfile::tempdir().unwrap();
     let (a, _) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("global", "g")), &Peer::unknown()).await.unwrap();
-    a.put(&o, Some("/p/acme".into()), put(basic("acme", "a")), &Peer::unknown()).await
+    a.put(&o, None, put(basic("global", "g")), &Peer::unknown())
+        .await
         .unwrap();
-    a.put(&o, Some("/p/globex".into()), put(basic("globex", "b")), &Peer::unknown()).await
-        .unwrap();
+    a.put(
+        &o,
+        Some("/p/acme".into()),
+        put(basic("acme", "a")),
+        &Peer::unknown(),
+    )
+    .await
+    .unwrap();
+    a.put(
+        &o,
+        Some("/p/globex".into()),
+        put(basic("globex", "b")),
+        &Peer::unknown(),
+    )
+    .await
+    .unwrap();
     let get = |p: &'static str| a.get(&o, Some(Path::new(p)));
     assert_eq!(username(&get("/p/acme").await.unwrap()), "acme");
     assert_eq!(username(&get("/p/globex/sub").await.unwrap()), "globex");
@@ -66,10 +80,14 @@ async fn disable_enable_rotate_rollback_remove() {
     let d = tempfile::tempdir().unwrap();
     let (a, store) = agent(d.path());
     let o = origin();
-    let r = a.put(&o, None, put(basic("k1", "s1")), &Peer::unknown()).await.unwrap();
+    let r = a
+        .put(&o, None, put(basic("k1", "s1")), &Peer::unknown())
+        .await
+        .unwrap();
     assert_eq!(r.outcome, PutOutcome::Created);
     assert_eq!(
-        a.put(&o, None, put(basic("k1", "s1")), &Peer::unknown()).await
+        a.put(&o, None, put(basic("k1", "s1")), &Peer::unknown())
+            .await
             .unwrap()
             .outcome,
         PutOutcome::Unchanged
@@ -107,7 +125,9 @@ async fn no_clobber_reports_conflict() {
     let d = tempfile::tempdir().unwrap();
     let (a, _) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("k1", "s1")), &Peer::unknown()).await.unwrap();
+    a.put(&o, None, put(basic("k1", "s1")), &Peer::unknown())
+        .await
+        .unwrap();
     let mut p = put(basic("k1", "other"));
     p.no_clobber = true;
     assert_eq!(
@@ -122,11 +142,16 @@ async fn lock_wipes_and_refuses() {
     let d = tempfile::tempdir().unwrap();
     let (a, _) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("k", "s")), &Peer::unknown()).await.unwrap();
+    a.put(&o, None, put(basic("k", "s")), &Peer::unknown())
+        .await
+        .unwrap();
     a.lock();
     assert!(a.status().locked);
     assert_eq!(a.get(&o, None).await.unwrap_err().kind(), ErrorKind::Locked);
-    let err = a.put(&o, None, put(basic("x", "y")), &Peer::unknown()).await.unwrap_err();
+    let err = a
+        .put(&o, None, put(basic("x", "y")), &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     a.unlock(None).await.unwrap();
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k");
@@ -137,13 +162,18 @@ async fn unavailable_backend_is_typed_and_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let (a, store) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("k", "s")), &Peer::unknown()).await.unwrap();
+    a.put(&o, None, put(basic("k", "s")), &Peer::unknown())
+        .await
+        .unwrap();
     a.lock();
     a.unlock(None).await.unwrap();
     store.set_unavailable(true);
     let err = a.get(&o, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BackendUnavailable);
-    let err = a.put(&o, None, put(basic("k", "t")), &Peer::unknown()).await.unwrap_err();
+    let err = a
+        .put(&o, None, put(basic("k", "t")), &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BackendUnavailable);
     store.set_unavailable(false);
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k");
@@ -155,8 +185,14 @@ async fn rotate_without_credential_is_not_found() {
     let (a, _) = agent(d.path());
     let mut p = put(basic("k", "s"));
     p.rotate = true;
-    let err = a.put(&origin(), None, p, &Peer::unknown()).await.unwrap_err();
+    let err = a
+        .put(&origin(), None, p, &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    let err = a.rollback(&origin(), None, &Peer::unknown()).await.unwrap_err();
+    let err = a
+        .rollback(&origin(), None, &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
