@@ -459,3 +459,28 @@ fn status_is_answered_within_the_plugins_deadline_when_the_cap_is_full_of_idle_c
         .expect("a response");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_config_write_that_fails_answers_internal_and_switches_nothing() {
+    let mut t = TestEnv::with_keyring(true);
+    t.env
+        .insert("COMPOSER_KEYD_TEST_SCRYPT_LOG_N".into(), "12".into());
+    let _d = t.start_daemon(&[]);
+    t.ok(&["add", "open.example", "--type", "bearer"], "open-token\n");
+    // config.toml is a directory: writing it fails, through no fault of the request or backend.
+    let cfg = PathBuf::from(&t.env["XDG_CONFIG_HOME"]).join("composer-keyd/config.toml");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let body = r#"{"to":"vault","passphrase":"some-pass"}"#;
+    let r = call(&t, "POST", "/v1/migrate", Some(body));
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (500, "internal"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        call(&t, "GET", "/v1/status", None).json()["backend"],
+        "keyring"
+    );
+    assert_eq!(t.credential("open.example", None)["token"], "open-token");
+}

@@ -168,11 +168,9 @@ impl Agent {
             Ok(Ok(r)) => r.map_err(Error::from),
             Ok(Err(join)) => {
                 tracing::error!("a backend call panicked: {join}");
-                Err(StoreError::Unavailable {
-                    backend: "store",
-                    reason: "the backend call failed unexpectedly".into(),
-                }
-                .into())
+                Err(Error::Internal(
+                    "the backend call failed unexpectedly; see the daemon's log".into(),
+                ))
             }
             Err(_) => Err(StoreError::Timeout(backend_name(self.store.kind())).into()),
         }
@@ -317,7 +315,10 @@ impl Agent {
         let path = self.cfg.index_path.clone();
         tokio::task::spawn_blocking(move || Index::save_bytes(&path, &bytes))
             .await
-            .map_err(|e| Error::BadRequest(format!("index writer failed: {e}")))??;
+            .map_err(|e| {
+                tracing::error!("the index writer panicked: {e}");
+                Error::Internal("the index writer failed; see the daemon's log".into())
+            })??;
         Ok(())
     }
 

@@ -71,7 +71,7 @@ impl Agent {
                 )))
             }
             Ok(_) => {}
-            Err(e) => return Err(Error::BadRequest(e.to_string())),
+            Err(e) => return Err(Error::Internal(e.to_string())),
         }
         let config_path = config::path().map_err(config_error)?;
         let slots: Vec<SlotKey> = self
@@ -110,10 +110,9 @@ impl Agent {
         .await
         .map_err(|e| {
             tracing::error!("the migration panicked: {e}");
-            Error::Store(StoreError::Unavailable {
-                backend: "store",
-                reason: "the migration failed unexpectedly; nothing was removed, rerun it".into(),
-            })
+            Error::Internal(
+                "the migration failed unexpectedly; nothing was removed, rerun it".into(),
+            )
         })?
     }
 }
@@ -275,9 +274,8 @@ impl Migration<'_> {
     }
 }
 
+/// The daemon's own configuration failed (no config dir, a write that failed): not the
+/// backend's fault, nor the request's.
 fn config_error(e: config::ConfigError) -> Error {
-    Error::Store(StoreError::Unavailable {
-        backend: "configuration",
-        reason: e.to_string(),
-    })
+    Error::Internal(e.to_string())
 }
