@@ -126,14 +126,14 @@ async fn route(
     match (&method, segments.as_slice()) {
         (&Method::GET, ["v1", "status"]) => ok(&agent.status()),
         (&Method::GET, ["v1", "origins"]) => ok(&crate::protocol::OriginList {
-            origins: agent.origins(query.lookup_project()?.as_deref()),
+            origins: agent.origins(query.lookup_project().await.as_deref()),
         }),
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
             credentials: agent.list(),
         }),
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.lookup_project()?;
+            let project = query.lookup_project().await;
             let released = agent.release(&origin, project.as_deref(), peer).await?;
             tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
             noted(note, Event::Release, released.reply.project.as_deref());
@@ -145,7 +145,7 @@ async fn route(
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.scope_project()?;
+            let project = query.scope_project().await;
             let body = read_body(req, limits).await?;
             let put: PutCredential = decode_put(&body)?;
             let reply = agent.put(&origin, project, put, peer).await?;
@@ -155,14 +155,14 @@ async fn route(
         }
         (&Method::DELETE, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.scope_project()?;
+            let project = query.scope_project().await;
             let info = agent.delete(&origin, project.as_deref()).await?;
             noted(note, Event::Remove, info.project.as_deref());
             ok(&info)
         }
         (&Method::POST, ["v1", "credentials", o, action]) => {
             let origin = parse_origin(o)?;
-            let project = query.scope_project()?;
+            let project = query.scope_project().await;
             let p = project.as_deref();
             let (event, info) = match *action {
                 "disable" => (Event::Disable, agent.set_enabled(&origin, p, false).await?),
@@ -348,19 +348,21 @@ impl Query {
         Ok(Query { project })
     }
 
-    /// The project a lookup comes from, resolved through symlinks when it exists.
-    fn lookup_project(&self) -> Result<Option<PathBuf>, Error> {
-        Ok(self
-            .project
-            .as_ref()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p))))
+    /// The project a lookup comes from, resolved through symlinks when it exists. The
+    /// file system may be slow (NFS, a stalled FUSE mount), so it is resolved off the
+    /// daemon's single async thread.
+    async fn lookup_project(&self) -> Option<PathBuf> {
+        let p = PathBuf::from(self.project.as_ref()?);
+        let raw = p.clone();
+        let resolved = tokio::task::spawn_blocking(move || std::fs::canonicalize(&p).unwrap_or(p));
+        Some(resolved.await.unwrap_or(raw))
     }
 
     /// The exact scope a change addresses, canonical when the directory exists.
-    fn scope_project(&self) -> Result<Option<String>, Error> {
-        Ok(self
-            .lookup_project()?
-            .map(|p| p.to_string_lossy().into_owned()))
+    async fn scope_project(&self) -> Option<String> {
+        self.lookup_project()
+            .await
+            .map(|p| p.to_string_lossy().into_owned())
     }
 }
 
