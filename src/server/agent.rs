@@ -1,8 +1,8 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
+use super::peer::Peer;
 use super::policy::{Confirm, Rule};
 use super::timers::{Clock, Ttl};
-use super::Peer;
 use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};

@@ -5,7 +5,7 @@ use super::idle::Activity;
 use super::intake::{self, IntakeError};
 use super::notify::Notifier;
 use super::policy::Confirm;
-use super::timers::{self, Ttl};
+use super::timers::Ttl;
 use super::{run_with, Limits};
 use crate::audit::Audit;
 use crate::config::{self, BackendChoice, Source};
@@ -82,7 +82,7 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
             .with_confirm(confirm),
     );
     agent.set_ttl(opts.ttl);
-    let timer = tokio::spawn(timers::watch(Arc::clone(&agent)));
+    let timer = spawn_lock_timer(Arc::clone(&agent));
     let shown = listener.path.as_deref().unwrap_or(&opts.socket).display();
     tracing::info!(
         socket = %shown,
@@ -202,6 +202,29 @@ async fn probe_keyring(limit: Duration) -> Result<KeyringStore, String> {
         Ok(Err(e)) => Err(format!("the probe failed: {e}")),
         Err(_) => Err(format!("no answer within {limit:?}")),
     }
+}
+
+/// Locks the agent when an unlock timer runs out, until the daemon stops.
+fn spawn_lock_timer(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            // Take the wake-up before reading the deadline, so an unlock in between is not missed.
+            let changed = agent.timer_changed().notified();
+            match agent.lock_deadline() {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
+                            if agent.expire(std::time::Instant::now()) {
+                                tracing::info!("an unlock timer ran out: locked, decrypted secrets wiped");
+                            }
+                        }
+                        () = changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    })
 }
 
 /// Writes `last_used` times once a minute.

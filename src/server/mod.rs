@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod idle;
 pub mod intake;
 pub mod notify;
+pub mod peer;
 pub mod policy;
 pub mod routes;
 pub mod slots;
@@ -16,10 +17,10 @@ use agent::Agent;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+pub use peer::Peer;
 use slots::{Slot, Slots};
 use stall::StallGuard;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -82,34 +83,6 @@ impl Limits {
             );
             self.max_connections = room.max(1);
         }
-    }
-}
-
-/// Who is on the other end of a connection, from SO_PEERCRED and `/proc/PID/exe`.
-#[derive(Clone, Debug)]
-pub struct Peer {
-    pub uid: u32,
-    pub pid: Option<i32>,
-    /// The peer's executable, read when the connection was accepted.
-    pub exe: Option<PathBuf>,
-}
-
-impl Peer {
-    /// A caller we know nothing about (in-process use); every policy refuses it.
-    pub fn unknown() -> Peer {
-        Peer {
-            uid: crate::paths::euid(),
-            pid: None,
-            exe: None,
-        }
-    }
-
-    /// The peer's fields for an audit record.
-    pub fn audit(&self, mut rec: crate::audit::Record) -> crate::audit::Record {
-        rec.pid = self.pid;
-        rec.uid = Some(self.uid);
-        rec.exe = self.exe.as_ref().map(|e| e.to_string_lossy().into_owned());
-        rec
     }
 }
 

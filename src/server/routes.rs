@@ -2,7 +2,8 @@
 
 use super::agent::Agent;
 use super::body::WipeBody;
-use super::{Limits, Peer};
+use super::peer::Peer;
+use super::Limits;
 use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;

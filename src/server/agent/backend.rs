@@ -18,7 +18,7 @@ use crate::config::{self, BackendChoice};
 use crate::error::{Error, Result};
 use crate::protocol::{BackendKind, MigrateReply};
 use crate::secret::Secret;
-use crate::server::Peer;
+use crate::server::peer::Peer;
 use crate::store::active::Active;
 use crate::store::keyring::KeyringStore;
 use crate::store::vault::VaultStore;

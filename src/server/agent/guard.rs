@@ -4,8 +4,8 @@ use super::{describe, Agent};
 use crate::audit::{Event, Record};
 use crate::error::Result;
 use crate::index::Meta;
+use crate::server::peer::Peer;
 use crate::server::policy::{self, Rule};
-use crate::server::Peer;
 
 impl Agent {
     /// Checks `peer` against the policy `meta` has now before it may `action`.
