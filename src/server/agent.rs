@@ -12,6 +12,7 @@ use crate::protocol::{
     Status, PROTOCOL, VERSION,
 };
 use crate::secret::{to_json_zeroizing, Secret};
+use crate::store::active::Active;
 use crate::store::{Slot, SlotKey, Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,7 +70,8 @@ pub struct AgentConfig {
     pub index_path: PathBuf,
     /// The longest a single backend call may take.
     pub backend_timeout: Duration,
-    /// Why this backend was chosen, for `status`.
+    /// Why this backend was chosen, for `status` (`Agent::new`; the daemon's switchable
+    /// store carries its own).
     pub backend_reason: String,
 }
 
@@ -89,7 +91,7 @@ struct Inner {
 /// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
 /// so that the store and the index change in the same order.
 pub struct Agent {
-    store: Arc<dyn Store>,
+    store: Arc<Active>,
     cfg: AgentConfig,
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
@@ -101,8 +103,15 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Builds an agent over a store and a loaded index. A store that needs a passphrase starts locked.
+    /// Builds an agent over a store that is never switched and a loaded index.
     pub fn new(store: Arc<dyn Store>, index: Index, cfg: AgentConfig) -> Agent {
+        let fixed = Active::new(store, cfg.backend_reason.clone(), None);
+        Agent::over(Arc::new(fixed), index, cfg)
+    }
+
+    /// Builds an agent over the daemon's switchable store (`store::open`) and a loaded
+    /// index. A store that needs a passphrase starts locked.
+    pub fn over(store: Arc<Active>, index: Index, cfg: AgentConfig) -> Agent {
         let locked = store.needs_passphrase();
         Agent {
             store,
@@ -184,16 +193,13 @@ impl Agent {
             version: VERSION.into(),
             protocol: PROTOCOL,
             backend: self.store.kind(),
-            backend_reason: self
-                .store
-                .as_active()
-                .map_or_else(|| self.cfg.backend_reason.clone(), |a| a.reason()),
+            backend_reason: self.store.reason(),
             locked: inner.locked,
             credentials,
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
-            vault_exists: self.store.as_active().map(|a| a.vault_exists()),
+            vault_exists: self.store.vault_exists(),
             lock_in_secs: inner
                 .clock
                 .deadline()
