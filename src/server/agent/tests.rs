@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::credential::CredentialType;
-use crate::protocol::ErrorKind;
+use crate::protocol::{ErrorKind, PutCredential, PutOutcome};
 use crate::store::memory::MemoryStore;
 
 fn agent(dir: &Path) -> (Agent, Arc<MemoryStore>) {
