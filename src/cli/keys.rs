@@ -3,6 +3,7 @@
 use super::{prompt, Ctx};
 use anyhow::{bail, Context};
 use clap::Args;
+use composer_keyd::audit::printable;
 use composer_keyd::client::Action;
 use composer_keyd::credential::{Credential, CredentialType, Origin};
 use composer_keyd::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
@@ -322,12 +323,4 @@ fn target_args(info: &CredentialInfo) -> String {
 pub fn date(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
-}
-
-/// User input fit to echo back in an error: printable and short.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
