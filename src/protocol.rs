@@ -114,6 +114,9 @@ pub struct Status {
     /// Seconds until an unlock timer locks the daemon; absent when none will.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_in_secs: Option<u64>,
+    /// What the user must know about the unlocked store (the vault: an older copy put back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Non-secret facts about one stored credential (`GET /v1/credentials`, `list`).
@@ -259,6 +262,14 @@ pub struct MigrateReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     pub ok: bool,
+}
+
+/// `POST /v1/unlock`'s reply: an `Ack`, plus what the user must know about what was opened.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct UnlockReply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::{prompt, Ctx};
 use clap::Args;
-use composer_keyd::protocol::{Ack, BackendKind, Status, UnlockRequest};
+use composer_keyd::protocol::{Ack, BackendKind, Status, UnlockReply, UnlockRequest};
 use composer_keyd::secret::to_json_zeroizing;
 use hyper::Method;
 use std::process::ExitCode;
@@ -68,11 +68,14 @@ pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
         _ => UnlockRequest::default(),
     };
     let body = to_json_zeroizing(&req);
-    let _: Ack = ctx
+    let reply: UnlockReply = ctx
         .connect()
         .await?
         .call(Method::POST, "/v1/unlock", Some(body))
         .await?;
+    if let Some(w) = reply.warning {
+        eprintln!("composer-keyd: warning: {w}");
+    }
     Ok(create)
 }
 
@@ -118,6 +121,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!(
             "vault:       not created yet (`composer-keyd unlock` or the first `add` creates it)"
         );
+    }
+    if let Some(w) = &s.warning {
+        println!("WARNING:     {w}");
     }
     if let Some(secs) = s.lock_in_secs {
         println!(
