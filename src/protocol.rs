@@ -301,6 +301,7 @@ mod tests {
             pid: 1234,
             vault_exists: None,
             lock_in_secs: None,
+            warning: None,
         };
         same(&s, STATUS);
         assert_eq!(serde_json::from_str::<Status>(STATUS).unwrap(), s);
