@@ -224,6 +224,17 @@ impl VaultStore {
         }
     }
 
+    /// Makes sure the sidecar exists before a new vault.age goes in place (creation and
+    /// migration), so that a crash right after that rename leaves a sidecar behind the vault,
+    /// which is repaired silently, not a missing one, which is reported.
+    fn ensure_state(&self) {
+        if let found @ (state::Found::Missing | state::Found::Damaged(_)) =
+            state::read(&self.state_path())
+        {
+            self.save_state(&found.state());
+        }
+    }
+
     /// Opens identity.age with the passphrase; `None` when it does not exist.
     fn read_identity(&self, pass: &Secret<String>) -> Result<Option<x25519::Identity>, StoreError> {
         let path = self.identity_path();
@@ -341,6 +352,7 @@ impl VaultStore {
             Err(e) => return Err(e),
         };
         // After an old vault moved away, the new one still counts up from its generation.
+        self.ensure_state();
         let generation = state::read(&self.state_path()).state().generation + 1;
         let recipient = identity.to_public();
         let entries = Entries::new();

@@ -2,8 +2,8 @@
 //!
 //! The steps, each of which the next unlock recognises and completes:
 //!
-//! 1. identity.age is written (vault.age is still the old file, so the next unlock starts
-//!    again, reusing this identity);
+//! 1. identity.age is written, and the sidecar if there is none (vault.age is still the old
+//!    file, so the next unlock starts again, reusing this identity);
 //! 2. the old vault.age gets a second name, `vault.age.pre-identity` (a hard link: no copy,
 //!    and the file itself never changes);
 //! 3. the new vault.age replaces the old name atomically, then the sidecar gets its generation;
@@ -43,6 +43,7 @@ pub(super) fn run(v: &VaultStore, pass: &Secret<String>, bytes: &[u8]) -> Result
         Err(e) => return Err(e),
     };
     test_pause("migrate-identity-written");
+    v.ensure_state();
     keep_backup(v, bytes)?;
     test_pause("migrate-backup-kept");
     let generation = state::read(&v.state_path())
