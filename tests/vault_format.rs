@@ -76,11 +76,7 @@ fn write_legacy_vault(t: &TestEnv) -> Vec<u8> {
     w.finish().unwrap();
     let dir = data(t);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(
-        &dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::write(dir.join("vault.age"), &out).unwrap();
     out
 }
@@ -129,10 +125,17 @@ fn kill9_at_each_migration_step_leaves_the_old_or_the_new_vault() {
         let mut d = t.start_daemon(&[]);
         t.ok(&["unlock"], &format!("{PW}\n"));
         assert_eq!(status(&t)["locked"], false);
-        assert!(status(&t).get("warning").is_none(), "{stage}: {}", status(&t));
+        assert!(
+            status(&t).get("warning").is_none(),
+            "{stage}: {}",
+            status(&t)
+        );
         d.stop();
         let vault = std::fs::read(data(&t).join("vault.age")).unwrap();
-        assert!(vault.starts_with(b"age-encryption.org/v1\n-> X25519 "), "{stage}");
+        assert!(
+            vault.starts_with(b"age-encryption.org/v1\n-> X25519 "),
+            "{stage}"
+        );
         assert!(!data(&t).join("vault.age.pre-identity").exists(), "{stage}");
         // Every credential is there, read by a fresh reader.
         let got = contents(&t, &LEGACY);
@@ -165,11 +168,16 @@ fn an_older_vault_put_back_is_reported_not_served_silently() {
     );
     let s = status(&t);
     assert!(
-        s["warning"].as_str().is_some_and(|w| w.contains("older copy")),
+        s["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("older copy")),
         "{s}"
     );
     let text = t.ok(&["status"], "");
-    assert!(text.contains("WARNING:") && text.contains("older copy"), "{text}");
+    assert!(
+        text.contains("WARNING:") && text.contains("older copy"),
+        "{text}"
+    );
     assert!(d.log_text().contains("older copy"), "{}", d.log_text());
     let audit = std::fs::read_to_string(t.home().join(".local/state/composer-keyd/audit.log"))
         .unwrap_or_default();
@@ -220,10 +228,8 @@ fn the_wrong_passphrase_back_off_survives_a_restart() {
     );
     t.ok(&["unlock"], &format!("{PW}\n"));
     assert_eq!(status(&t)["locked"], false);
-    let sidecar: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data(&t).join("vault-state.json")).unwrap(),
-    )
-    .unwrap();
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data(&t).join("vault-state.json")).unwrap()).unwrap();
     assert_eq!(sidecar["failures"], 0, "{sidecar}");
 }
 
@@ -237,8 +243,14 @@ fn the_emergency_read_works_with_the_age_cli() {
     let t = TestEnv::bare();
     let _d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
-    t.ok(&["add", "repo.magento.com"], "pub-emergency\npriv-emergency\n");
-    t.ok(&["add", "github.com", "--type", "github-oauth"], &format!("{TOKEN}\n"));
+    t.ok(
+        &["add", "repo.magento.com"],
+        "pub-emergency\npriv-emergency\n",
+    );
+    t.ok(
+        &["add", "github.com", "--type", "github-oauth"],
+        &format!("{TOKEN}\n"),
+    );
     let dir = data(&t);
     let identity = std::fs::read(dir.join("identity.age")).unwrap();
     assert!(identity.starts_with(b"age-encryption.org/v1\n-> scrypt "));
@@ -272,7 +284,10 @@ fn the_emergency_read_works_with_the_age_cli() {
         }
     }
     let _ = age.kill();
-    assert!(age.wait().unwrap().success(), "the emergency command failed");
+    assert!(
+        age.wait().unwrap().success(),
+        "the emergency command failed"
+    );
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&plain).unwrap()).unwrap();
     let creds = &json["credentials"]["composer-keyd"];
     assert_eq!(creds["repo.magento.com"]["username"], "pub-emergency");

@@ -7,7 +7,8 @@ use crate::audit::{Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
 use crate::protocol::{
-    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockReply, UnlockRequest,
+    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockReply,
+    UnlockRequest,
 };
 use crate::secret::to_json_zeroizing;
 use bytes::Buf;

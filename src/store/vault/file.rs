@@ -145,7 +145,9 @@ pub(super) fn open_identity(
 pub(super) fn identity_text(identity: &x25519::Identity) -> Zeroizing<Vec<u8>> {
     let key = identity.to_string();
     let mut out = Zeroizing::new(Vec::with_capacity(200));
-    out.extend_from_slice(b"# composer-keyd vault identity: age -d -i <(age -d identity.age) vault.age\n");
+    out.extend_from_slice(
+        b"# composer-keyd vault identity: age -d -i <(age -d identity.age) vault.age\n",
+    );
     out.extend_from_slice(format!("# public key: {}\n", identity.to_public()).as_bytes());
     out.extend_from_slice(key.expose_secret().as_bytes());
     out.push(b'\n');

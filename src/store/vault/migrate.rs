@@ -135,7 +135,9 @@ fn verify(v: &VaultStore, pass: &Secret<String>, entries: &Entries) -> Result<()
     let identity = v
         .read_identity(pass)?
         .ok_or_else(|| differ("identity.age is missing"))?;
-    let (bytes, _) = v.read(&v.path)?.ok_or_else(|| differ("vault.age is missing"))?;
+    let (bytes, _) = v
+        .read(&v.path)?
+        .ok_or_else(|| differ("vault.age is missing"))?;
     let plain = file::open_identity(&bytes, &identity)
         .and_then(|p| parse(&p))
         .map_err(|_| differ("vault.age does not open with identity.age"))?;

@@ -277,14 +277,20 @@ fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
         v.unlock(Some(&pass("nope"))),
         Err(StoreError::WrongPassphrase)
     ));
-    assert!(!v.identity_path().exists(), "a wrong passphrase migrates nothing");
+    assert!(
+        !v.identity_path().exists(),
+        "a wrong passphrase migrates nothing"
+    );
     v.unlock(Some(&pass("pw"))).unwrap();
     assert_eq!(v.state().as_ref().unwrap().entries, before);
     assert!(std::fs::read(v.path())
         .unwrap()
         .starts_with(b"age-encryption.org/v1\n-> X25519 "));
     assert!(v.identity_path().exists());
-    assert!(!v.backup_path().exists(), "the old file is removed once verified");
+    assert!(
+        !v.backup_path().exists(),
+        "the old file is removed once verified"
+    );
     assert_eq!(sidecar(&v).generation, 1);
     assert!(v.warning().is_none());
     // A fresh reader opens the new pair with the same passphrase, and sees the same.
@@ -340,12 +346,8 @@ fn a_backup_that_differs_is_kept_and_reported() {
     v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
-    let other = file::seal_passphrase(
-        b"{\"format\":1,\"credentials\":{}}",
-        &pass("pw"),
-        10,
-    )
-    .unwrap();
+    let other =
+        file::seal_passphrase(b"{\"format\":1,\"credentials\":{}}", &pass("pw"), 10).unwrap();
     std::fs::write(v.backup_path(), &other).unwrap();
     match v.unlock(Some(&pass("pw"))) {
         Err(StoreError::Corrupt(m)) => assert!(m.contains("different credentials"), "{m}"),
@@ -368,7 +370,10 @@ fn an_older_copy_put_back_is_served_with_a_warning() {
     std::fs::write(v.path(), &old).unwrap();
     v.unlock(Some(&pass("pw"))).unwrap();
     let w = v.warning().expect("a rollback warning");
-    assert!(w.contains("older copy") && w.contains("generation 2"), "{w}");
+    assert!(
+        w.contains("older copy") && w.contains("generation 2"),
+        "{w}"
+    );
     assert!(w.contains("generation 3"), "{w}");
     assert!(v.get(&key("b.example", Slot::Current)).unwrap().is_none());
     assert_eq!(sidecar(&v).generation, 3, "unlock does not bless the copy");
@@ -439,7 +444,11 @@ fn the_back_off_delays_double_up_to_a_limit() {
         not_before: u64::MAX,
         ..Default::default()
     };
-    assert_eq!(far.wait(), state::MAX_DELAY, "a clock set back waits no longer");
+    assert_eq!(
+        far.wait(),
+        state::MAX_DELAY,
+        "a clock set back waits no longer"
+    );
 }
 
 #[test]
