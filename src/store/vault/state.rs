@@ -5,7 +5,10 @@
 //! put back. The back-off lives here too, so that restarting the daemon does not reset it.
 //! Nothing in it is secret.
 
+use super::{test_pause, VaultStore};
 use crate::atomic::{self, Stage};
+use crate::paths;
+use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::Path;
@@ -95,5 +98,74 @@ impl State {
     pub fn succeeded(&mut self) {
         self.failures = 0;
         self.not_before = 0;
+    }
+}
+
+impl VaultStore {
+    /// Runs a passphrase check under the back-off kept in the sidecar: a wait left over from
+    /// an earlier wrong passphrase (even one made before a restart) comes first, and a wrong
+    /// passphrase now costs a pause that doubles up to 16 s.
+    pub(super) fn with_backoff<T>(
+        &self,
+        check: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let sp = self.state_path();
+        let before = read(&sp).state();
+        let wait = before.wait();
+        if !wait.is_zero() {
+            tracing::warn!(
+                failures = before.failures,
+                "a wrong vault passphrase was tried recently; waiting {wait:?} before trying this one"
+            );
+            std::thread::sleep(wait);
+        }
+        let result = check();
+        // Read again: the check may have written the generation.
+        let mut now = read(&sp).state();
+        match &result {
+            Err(StoreError::WrongPassphrase) => {
+                let delay = now.failed();
+                tracing::warn!(
+                    failures = now.failures,
+                    "wrong vault passphrase; pausing {delay:?}"
+                );
+                self.save_state(&now);
+                std::thread::sleep(delay);
+            }
+            Ok(_) if now.failures > 0 || now.not_before > 0 => {
+                now.succeeded();
+                self.save_state(&now);
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Writes the sidecar. A failure is logged, not returned: the vault itself is written,
+    /// and the next unlock repairs a generation that lags behind.
+    pub(super) fn save_state(&self, s: &State) {
+        if let Some(dir) = self.path.parent() {
+            let _ = paths::create_private_dir(dir);
+        }
+        let path = self.state_path();
+        let result = write(&path, s, &mut |stage| {
+            test_pause(match stage {
+                Stage::TempCreated => "state-temp-created",
+                Stage::BeforeRename => "state-before-rename",
+                Stage::AfterRename => "state-after-rename",
+            })
+        });
+        if let Err(e) = result {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// Makes sure the sidecar exists before a new vault.age goes in place (creation and
+    /// migration), so that a crash right after that rename leaves a sidecar behind the vault,
+    /// which is repaired silently, not a missing one, which is reported.
+    pub(super) fn ensure_state(&self) {
+        if let found @ (Found::Missing | Found::Damaged(_)) = read(&self.state_path()) {
+            self.save_state(&found.state());
+        }
     }
 }
