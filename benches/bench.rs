@@ -74,6 +74,12 @@ fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let scale = if quick { 10 } else { 1 };
     let mut report = Report { rows: Vec::new() };
+    // `BENCH_ONLY=vault cargo bench --bench bench`: the vault rows alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("vault") {
+        vault_cold_path(&mut report);
+        println!("\n{}", report.markdown());
+        return;
+    }
     let mut t = TestEnv::with_keyring(true);
     t.env.insert("RUST_LOG".into(), "info".into());
     println!(
@@ -294,6 +300,60 @@ fn vault_cold_path(report: &mut Report) {
         ms(median(firsts)),
         "".into(),
         "",
+    );
+    vault_writes(&t, report);
+}
+
+/// Writes to an unlocked vault through the CLI, as a user makes them: `add`, `remove`, and
+/// `import` of an auth.json with 10 credentials.
+fn vault_writes(t: &TestEnv, report: &mut Report) {
+    let timed = |args: &[&str], stdin: &str| {
+        let t0 = Instant::now();
+        t.ok(args, stdin);
+        t0.elapsed()
+    };
+    let (mut adds, mut removes) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        let origin = format!("add{i}.example");
+        adds.push(timed(
+            &["add", &origin, "--type", "bearer"],
+            "bench-token-0123456789\n",
+        ));
+        removes.push(timed(&["remove", &origin], ""));
+    }
+    report.row(
+        "vault `add` after unlock, CLI (median of 5)",
+        ms(median(adds)),
+        "".into(),
+        "≤ 50 ms",
+    );
+    report.row(
+        "vault `remove` after unlock, CLI (median of 5)",
+        ms(median(removes)),
+        "".into(),
+        "≤ 50 ms",
+    );
+    let imports: Vec<Duration> = (0..3)
+        .map(|round| {
+            let entries: Vec<String> = (0..10)
+                .map(|i| {
+                    format!(
+                        r#""import{round}-{i}.example":{{"username":"u{i}","password":"bench-password-{i}"}}"#
+                    )
+                })
+                .collect();
+            let dir = t.dir.path().join(format!("import-{round}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("auth.json");
+            std::fs::write(&file, format!(r#"{{"http-basic":{{{}}}}}"#, entries.join(","))).unwrap();
+            timed(&["import", file.to_str().unwrap()], "")
+        })
+        .collect();
+    report.row(
+        "vault `import` of 10 credentials, CLI (median of 3)",
+        ms(median(imports)),
+        "".into(),
+        "≤ 1 s",
     );
 }
 

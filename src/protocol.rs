@@ -114,6 +114,9 @@ pub struct Status {
     /// Seconds until an unlock timer locks the daemon; absent when none will.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_in_secs: Option<u64>,
+    /// What the user must know about the unlocked store (the vault: an older copy put back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Non-secret facts about one stored credential (`GET /v1/credentials`, `list`).
@@ -261,6 +264,14 @@ pub struct Ack {
     pub ok: bool,
 }
 
+/// `POST /v1/unlock`'s reply: an `Ack`, plus what the user must know about what was opened.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct UnlockReply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +301,7 @@ mod tests {
             pid: 1234,
             vault_exists: None,
             lock_in_secs: None,
+            warning: None,
         };
         same(&s, STATUS);
         assert_eq!(serde_json::from_str::<Status>(STATUS).unwrap(), s);

@@ -57,7 +57,10 @@ pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
         }
         _ => UnlockRequest::default(),
     };
-    ctx.connect().await?.unlock(&req).await?;
+    let reply = ctx.connect().await?.unlock(&req).await?;
+    if let Some(w) = reply.warning {
+        eprintln!("composer-keyd: warning: {w}");
+    }
     Ok(create)
 }
 
@@ -103,6 +106,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!(
             "vault:       not created yet (`composer-keyd unlock` or the first `add` creates it)"
         );
+    }
+    if let Some(w) = &s.warning {
+        println!("WARNING:     {w}");
     }
     if let Some(secs) = s.lock_in_secs {
         println!(

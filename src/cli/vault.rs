@@ -4,9 +4,7 @@ use super::session::{send_unlock, status_of};
 use super::{prompt, Ctx};
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use composer_keyd::protocol::{Ack, BackendKind, MigrateReply, MigrateRequest, PasswdRequest};
-use composer_keyd::secret::to_json_zeroizing;
-use hyper::Method;
+use composer_keyd::protocol::{BackendKind, MigrateRequest, PasswdRequest};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -60,15 +58,11 @@ pub async fn passwd(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     v.truncate(2);
     let new_passphrase = v.swap_remove(1);
     let passphrase = v.swap_remove(0);
-    let body = to_json_zeroizing(&PasswdRequest {
+    let req = PasswdRequest {
         passphrase,
         new_passphrase,
-    });
-    let _: Ack = ctx
-        .connect()
-        .await?
-        .call(Method::POST, "/v1/passwd", Some(body))
-        .await?;
+    };
+    ctx.connect().await?.passwd(&req).await?;
     println!("Changed the vault's passphrase.");
     Ok(ExitCode::SUCCESS)
 }
@@ -96,11 +90,10 @@ pub async fn migrate(ctx: &Ctx, a: MigrateArgs) -> anyhow::Result<ExitCode> {
         _ if vault_exists => Some(prompt::read_passphrase(false)?),
         _ => None,
     };
-    let body = to_json_zeroizing(&MigrateRequest { to, passphrase });
-    let r: MigrateReply = ctx
+    let r = ctx
         .connect()
         .await?
-        .call(Method::POST, "/v1/migrate", Some(body))
+        .migrate(&MigrateRequest { to, passphrase })
         .await?;
     if s.backend != to {
         println!(

@@ -4,7 +4,7 @@ use super::{Client, ClientError};
 use crate::credential::Origin;
 use crate::protocol::{
     Ack, CredentialInfo, CredentialList, CredentialReply, MigrateReply, MigrateRequest, OriginList,
-    PasswdRequest, PutCredential, PutReply, Status, UnlockRequest,
+    PasswdRequest, PutCredential, PutReply, Status, UnlockReply, UnlockRequest,
 };
 use crate::secret::to_json_zeroizing;
 use hyper::Method;
@@ -52,7 +52,7 @@ impl Client {
     }
 
     /// `POST /v1/unlock`, with the vault's passphrase where the backend needs one.
-    pub async fn unlock(&self, req: &UnlockRequest) -> Result<Ack, ClientError> {
+    pub async fn unlock(&self, req: &UnlockRequest) -> Result<UnlockReply, ClientError> {
         self.call(Method::POST, "/v1/unlock", body(req)).await
     }
 

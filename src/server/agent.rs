@@ -203,6 +203,11 @@ impl Agent {
                 .clock
                 .deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()).as_secs()),
+            warning: if inner.locked {
+                None
+            } else {
+                self.store.warning()
+            },
         }
     }
 

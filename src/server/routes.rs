@@ -8,7 +8,8 @@ use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
 use crate::protocol::{
-    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockRequest,
+    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockReply,
+    UnlockRequest,
 };
 use crate::secret::to_json_zeroizing;
 use bytes::Buf;
@@ -190,7 +191,9 @@ async fn route(
             agent.unlock(unlock.passphrase).await?;
             tracing::info!(pid = ?peer.pid, "unlocked");
             noted(note, Event::Unlock, None);
-            ok(&Ack { ok: true })
+            let warning = agent.status().warning;
+            note.reason = warning.as_deref().map(crate::audit::printable);
+            ok(&UnlockReply { ok: true, warning })
         }
         (&Method::POST, ["v1", "passwd"]) => {
             let req: PasswdRequest = decode(&read_body(req, limits).await?)?;

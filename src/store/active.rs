@@ -92,6 +92,10 @@ impl Store for Active {
         self.current().needs_passphrase()
     }
 
+    fn warning(&self) -> Option<String> {
+        self.current().warning()
+    }
+
     fn change_passphrase(
         &self,
         old: &Secret<String>,

@@ -135,4 +135,9 @@ pub trait Store: Send + Sync {
     fn needs_passphrase(&self) -> bool {
         false
     }
+
+    /// Something about the stored data the user must be told (the vault: an old copy put back).
+    fn warning(&self) -> Option<String> {
+        None
+    }
 }

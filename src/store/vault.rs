@@ -1,18 +1,25 @@
-//! The vault backend: every secret in one age file encrypted to a passphrase (scrypt), decrypted only in the daemon's memory.
+//! The vault backend: secrets in `vault.age`, sealed to an X25519 identity that `identity.age` keeps under the passphrase.
 //!
-//! The plaintext is JSON, `{"format":1,"credentials":{SERVICE:{ACCOUNT:CREDENTIAL}}}`, so
-//! `age -d vault.age` shows a user their credentials in an emergency. Every change
-//! re-encrypts the whole file and replaces it atomically; a file that does not decrypt
-//! or parse is reported and never written over.
+//! Unlock runs scrypt once, to open identity.age, and keeps the identity in memory; a write
+//! seals vault.age to its recipient, with no passphrase work. `passwd` reseals identity.age
+//! only. The emergency read needs the stock age tool alone:
+//! `age -d -i <(age -d identity.age) vault.age`.
+//!
+//! The plaintext is JSON, `{"format":2,"generation":N,"credentials":{SERVICE:{ACCOUNT:CREDENTIAL}}}`.
+//! Every write raises the generation and records it in the sidecar (`state.rs`), so an older
+//! vault.age copied back is noticed. Every file is replaced atomically; a file that does not
+//! decrypt or parse is reported and never written over. A vault from before identity.age
+//! (sealed with the passphrase itself) is migrated on its first unlock (`migrate.rs`).
 
 use super::{SlotKey, Store, StoreError};
 use crate::atomic::{self, Stage};
 use crate::paths;
 use crate::protocol::BackendKind;
 use crate::secret::Secret;
-use file::{check_json, decrypt, encrypt, parse, serialize, Damage};
+use age::x25519;
+use file::{check_json, parse, serialize, Damage, Plain, Seal};
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -20,14 +27,15 @@ use std::time::Duration;
 
 /// The vault's file name in the data directory.
 pub const FILE_NAME: &str = "vault.age";
-/// The plaintext's format revision.
-const FORMAT: u32 = 1;
+/// The passphrase-sealed identity, next to the vault.
+pub const IDENTITY_FILE_NAME: &str = "identity.age";
+/// The pre-identity vault.age, kept under this name while its migration verifies.
+pub const BACKUP_FILE_NAME: &str = "vault.age.pre-identity";
+pub use state::FILE_NAME as STATE_FILE_NAME;
 /// scrypt work factor N = 2^18: what `age -p` itself uses, so the age CLI reads our files.
 const LOG_N: u8 = 18;
 /// The largest work factor accepted on reading: the age CLI's own limit.
 const MAX_LOG_N: u8 = 22;
-/// The longest pause after a wrong passphrase.
-const MAX_DELAY: Duration = Duration::from_secs(16);
 
 const NAME: &str = "vault";
 
@@ -61,17 +69,17 @@ impl Stamp {
     }
 }
 
-/// The decrypted vault, present only while unlocked. Dropping it zeroizes every secret.
+/// The unlocked vault. Dropping it zeroizes the identity (x25519-dalek's `StaticSecret`)
+/// and every secret (`Secret`'s Drop).
 struct Open {
-    passphrase: Secret<String>,
+    identity: x25519::Identity,
+    recipient: x25519::Recipient,
     entries: Entries,
     stamp: Stamp,
-}
-
-/// Serializes file access and counts failed passphrases.
-#[derive(Default)]
-struct Io {
-    failures: u32,
+    /// The generation the next write supersedes: the larger of vault.age's and the sidecar's.
+    generation: u64,
+    /// Something the user must hear about this vault (an old copy put back).
+    warning: Option<String>,
 }
 
 /// Secrets in an age-encrypted file, unlocked with a passphrase.
@@ -79,7 +87,8 @@ pub struct VaultStore {
     path: PathBuf,
     log_n: u8,
     state: Mutex<Option<Open>>,
-    io: Mutex<Io>,
+    /// Serializes every file access of this process.
+    io: Mutex<()>,
 }
 
 impl VaultStore {
@@ -89,13 +98,27 @@ impl VaultStore {
             path,
             log_n: test_log_n().unwrap_or(LOG_N),
             state: Mutex::new(None),
-            io: Mutex::new(Io::default()),
+            io: Mutex::new(()),
         }
     }
 
     /// The vault file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The identity file next to it.
+    pub fn identity_path(&self) -> PathBuf {
+        self.path.with_file_name(IDENTITY_FILE_NAME)
+    }
+
+    /// The sidecar with the generation and the back-off.
+    pub fn state_path(&self) -> PathBuf {
+        self.path.with_file_name(STATE_FILE_NAME)
+    }
+
+    fn backup_path(&self) -> PathBuf {
+        self.path.with_file_name(BACKUP_FILE_NAME)
     }
 
     /// Whether the vault file exists (an unreadable one counts as existing).
@@ -108,68 +131,88 @@ impl VaultStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn io(&self) -> MutexGuard<'_, Io> {
-        // As above: the guarded counter is always consistent.
+    fn io(&self) -> MutexGuard<'_, ()> {
+        // As above: it guards no data.
         self.io.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Decrypts and parses the file. Wrong passphrases cost a growing pause.
-    fn read_file(
-        &self,
-        io: &mut Io,
-        pass: &Secret<String>,
-    ) -> Result<(Entries, Stamp), StoreError> {
-        let result = self.decrypt_file(pass);
-        match &result {
-            Err(StoreError::WrongPassphrase) => {
-                io.failures = io.failures.saturating_add(1);
-                let delay = Duration::from_secs(1 << (io.failures - 1).min(4)).min(MAX_DELAY);
-                tracing::warn!(
-                    failures = io.failures,
-                    "wrong vault passphrase; pausing {delay:?}"
-                );
-                std::thread::sleep(delay);
-            }
-            Ok(_) => io.failures = 0,
-            Err(_) => {}
-        }
-        result
-    }
-
-    fn decrypt_file(&self, pass: &Secret<String>) -> Result<(Entries, Stamp), StoreError> {
+    /// Reads a whole file; `None` when it does not exist.
+    fn read(&self, path: &Path) -> Result<Option<(Vec<u8>, Stamp)>, StoreError> {
         let unreadable = |e: io::Error| StoreError::Unavailable {
             backend: NAME,
-            reason: format!("cannot read {}: {e}", self.path.display()),
+            reason: format!("cannot read {}: {e}", path.display()),
         };
-        let mut file = std::fs::File::open(&self.path).map_err(unreadable)?;
-        let stamp = Stamp::of(&self.path).map_err(unreadable)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(unreadable)?;
-        let plain = decrypt(&bytes, pass).map_err(|why| self.corrupt(why))?;
-        let entries = parse(&plain).map_err(|why| self.corrupt(why))?;
-        Ok((entries, stamp))
+        let bytes = match std::fs::read(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other.map_err(unreadable)?,
+        };
+        Ok(Some((bytes, Stamp::of(path).map_err(unreadable)?)))
     }
 
-    fn corrupt(&self, why: Damage) -> StoreError {
+    fn corrupt(&self, path: &Path, why: Damage) -> StoreError {
         match why {
             Damage::WrongPassphrase => StoreError::WrongPassphrase,
             Damage::Other(why) => StoreError::Corrupt(format!(
                 "the vault {} cannot be read ({why}); it was left as it is. Restore it from a backup, or move it away to start a new vault",
-                self.path.display()
+                path.display()
             )),
         }
     }
 
-    /// Encrypts `entries` to `pass` and replaces the file atomically.
-    fn write_file(&self, pass: &Secret<String>, entries: &Entries) -> Result<Stamp, StoreError> {
-        let failed = |e: io::Error| StoreError::Unavailable {
+    fn write_failed(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
+        move |e| StoreError::Unavailable {
             backend: NAME,
-            reason: format!("cannot write {}: {e}", self.path.display()),
+            reason: format!("cannot write {}: {e}", path.display()),
+        }
+    }
+
+    /// Opens identity.age with the passphrase; `None` when it does not exist.
+    fn read_identity(&self, pass: &Secret<String>) -> Result<Option<x25519::Identity>, StoreError> {
+        let path = self.identity_path();
+        let Some((bytes, _)) = self.read(&path)? else {
+            return Ok(None);
         };
-        let plain = serialize(entries);
-        let cipher = encrypt(&plain, pass, self.log_n).map_err(failed)?;
+        let plain = file::open_passphrase(&bytes, pass).map_err(|d| self.corrupt(&path, d))?;
+        file::parse_identity(&plain)
+            .map(Some)
+            .map_err(|d| self.corrupt(&path, d))
+    }
+
+    /// Seals `identity` with the passphrase into identity.age, atomically.
+    fn write_identity(
+        &self,
+        identity: &x25519::Identity,
+        pass: &Secret<String>,
+    ) -> Result<(), StoreError> {
+        let path = self.identity_path();
+        let failed = Self::write_failed(&path);
+        let cipher = file::seal_passphrase(&file::identity_text(identity), pass, self.log_n)
+            .map_err(&failed)?;
+        if let Some(dir) = path.parent() {
+            paths::create_private_dir(dir).map_err(&failed)?;
+        }
+        atomic::write_with(&path, &cipher, 0o600, &mut |stage| {
+            test_pause(match stage {
+                Stage::TempCreated => "identity-temp-created",
+                Stage::BeforeRename => "identity-before-rename",
+                Stage::AfterRename => "identity-after-rename",
+            })
+        })
+        .map_err(&failed)
+    }
+
+    /// Seals `entries` at `generation` to the recipient and replaces vault.age, then records
+    /// the generation in the sidecar. No passphrase work.
+    fn write_vault(
+        &self,
+        recipient: &x25519::Recipient,
+        generation: u64,
+        entries: &Entries,
+    ) -> Result<Stamp, StoreError> {
+        let failed = Self::write_failed(&self.path);
+        let cipher = file::seal_to(&serialize(generation, entries), recipient).map_err(&failed)?;
         if let Some(dir) = self.path.parent() {
-            paths::create_private_dir(dir).map_err(failed)?;
+            paths::create_private_dir(dir).map_err(&failed)?;
         }
         test_pause("vault-before-write");
         atomic::write_with(&self.path, &cipher, 0o600, &mut |stage| {
@@ -179,18 +222,138 @@ impl VaultStore {
                 Stage::AfterRename => "vault-after-rename",
             })
         })
-        .map_err(failed)?;
-        Stamp::of(&self.path).map_err(failed)
+        .map_err(&failed)?;
+        let stamp = Stamp::of(&self.path).map_err(&failed)?;
+        // After the vault, never before: a crash in between leaves the sidecar behind the
+        // vault, which the next unlock repairs, rather than ahead of it, which would look
+        // like a rollback.
+        let mut s = state::read(&self.state_path()).state();
+        s.generation = s.generation.max(generation);
+        self.save_state(&s);
+        Ok(stamp)
+    }
+
+    /// Opens the files with the passphrase: creates a vault when there is none, migrates one
+    /// from before identity.age, and finishes a migration a crash interrupted.
+    fn open_files(&self, pass: &Secret<String>) -> Result<Open, StoreError> {
+        let Some((bytes, stamp)) = self.read(&self.path)? else {
+            return self.create(pass);
+        };
+        match file::seal_of(&bytes).map_err(|d| self.corrupt(&self.path, d))? {
+            Seal::Passphrase => migrate::run(self, pass, &bytes),
+            Seal::Identity => {
+                let identity = self.read_identity(pass)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the vault {} is sealed to the key in {}, which is missing; restore that file from a backup. The vault was left as it is",
+                        self.path.display(),
+                        self.identity_path().display()
+                    ))
+                })?;
+                let plain = file::open_identity(&bytes, &identity)
+                    .and_then(|p| parse(&p))
+                    .map_err(|d| self.corrupt(&self.path, d))?;
+                migrate::finish(self, pass, &plain.entries)?;
+                Ok(self.opened(identity, plain, stamp))
+            }
+        }
+    }
+
+    /// A new, empty vault. An identity.age left by a creation that crashed is reused when it
+    /// opens with this passphrase, and never overwritten.
+    fn create(&self, pass: &Secret<String>) -> Result<Open, StoreError> {
+        if pass.is_blank() {
+            return Err(StoreError::Invalid(
+                "the new vault's passphrase is empty".into(),
+            ));
+        }
+        let identity = match self.read_identity(pass) {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                let id = x25519::Identity::generate();
+                self.write_identity(&id, pass)?;
+                id
+            }
+            Err(StoreError::WrongPassphrase) => {
+                return Err(StoreError::Invalid(format!(
+                    "{} exists without {} and does not open with this passphrase; if it belongs to a vault.age you moved, put that back; else move it away to start a new vault",
+                    self.identity_path().display(),
+                    self.path.display()
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        // After an old vault moved away, the new one still counts up from its generation.
+        self.ensure_state();
+        let generation = state::read(&self.state_path()).state().generation + 1;
+        let recipient = identity.to_public();
+        let entries = Entries::new();
+        let stamp = self.write_vault(&recipient, generation, &entries)?;
+        tracing::info!(path = %self.path.display(), "created a new vault");
+        Ok(Open {
+            identity,
+            recipient,
+            entries,
+            stamp,
+            generation,
+            warning: None,
+        })
+    }
+
+    /// The unlocked state, after checking the vault's generation against the sidecar.
+    fn opened(&self, identity: x25519::Identity, plain: Plain, stamp: Stamp) -> Open {
+        let sp = self.state_path();
+        let found = state::read(&sp);
+        let mut s = found.state();
+        let recorded = s.generation;
+        let warning = match found {
+            state::Found::Ok(_) if plain.generation < recorded => Some(format!(
+                "{} is an older copy: it is generation {}, but generation {recorded} was written here since ({}). Changes made after it are missing from it. It is served as it is, and the next change makes it current; if you did not put it back yourself, find out who did",
+                self.path.display(),
+                plain.generation,
+                sp.display()
+            )),
+            state::Found::Ok(_) => None,
+            state::Found::Missing => Some(format!(
+                "{} is missing, so whether {} is an older copy cannot be checked; it was recorded afresh at generation {}",
+                sp.display(),
+                self.path.display(),
+                plain.generation
+            )),
+            state::Found::Damaged(why) => Some(format!(
+                "{} cannot be used ({why}), so whether {} is an older copy cannot be checked; it was recorded afresh at generation {}",
+                sp.display(),
+                self.path.display(),
+                plain.generation
+            )),
+        };
+        if plain.generation > recorded {
+            // A crash between writing the vault and the sidecar, or a sidecar lost.
+            s.generation = plain.generation;
+            self.save_state(&s);
+        }
+        Open {
+            recipient: identity.to_public(),
+            identity,
+            entries: plain.entries,
+            stamp,
+            generation: plain.generation.max(recorded),
+            warning,
+        }
     }
 
     /// Applies `change` to a copy of the entries, writes it, then makes it current.
     /// Refuses when the file changed on disk since this process last saw it.
     fn modify(&self, change: impl FnOnce(&mut Entries)) -> Result<(), StoreError> {
         let _io = self.io();
-        let (pass, mut entries, stamp) = {
+        let (recipient, mut entries, stamp, generation) = {
             let st = self.state();
             let open = st.as_ref().ok_or(StoreError::Locked)?;
-            (open.passphrase.clone(), open.entries.clone(), open.stamp)
+            (
+                open.recipient.clone(),
+                open.entries.clone(),
+                open.stamp,
+                open.generation,
+            )
         };
         if Stamp::of(&self.path).ok() != Some(stamp) {
             return Err(StoreError::Unavailable {
@@ -202,28 +365,33 @@ impl VaultStore {
             });
         }
         change(&mut entries);
-        let stamp = self.write_file(&pass, &entries)?;
+        let stamp = self.write_vault(&recipient, generation + 1, &entries)?;
         // A lock that came in meanwhile wins: the file is written, memory stays wiped.
         if let Some(open) = self.state().as_mut() {
             open.entries = entries;
             open.stamp = stamp;
+            open.generation = generation + 1;
+            open.warning = None;
         }
         Ok(())
     }
 
     /// Removes temp files that a killed writer left behind; they hold only ciphertext.
     fn remove_stale_temps(&self) {
-        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+        let Some(dir) = self.path.parent() else {
             return;
         };
-        let prefix = format!(".{}.tmp.", name.to_string_lossy());
-        let ours = format!("{prefix}{}", std::process::id());
+        let prefixes: Vec<String> = [FILE_NAME, IDENTITY_FILE_NAME, STATE_FILE_NAME]
+            .iter()
+            .map(|n| format!(".{n}.tmp."))
+            .collect();
+        let ours = format!(".tmp.{}", std::process::id());
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with(&prefix) && n != ours {
+            if prefixes.iter().any(|p| n.starts_with(p)) && !n.ends_with(&ours) {
                 // Best effort: a temp file that stays holds only ciphertext.
                 let _ = std::fs::remove_file(e.path());
             }
@@ -293,36 +461,23 @@ impl Store for VaultStore {
         })
     }
 
-    /// Decrypts the vault with `passphrase`, or creates an empty one when there is no file.
+    /// Opens the vault with `passphrase`, or creates an empty one when there is none.
     fn unlock(&self, passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {
         let pass = passphrase.ok_or_else(|| {
             StoreError::Invalid("the vault needs its passphrase to unlock".into())
         })?;
-        let mut io = self.io();
-        let (entries, stamp) = if self.exists() {
-            self.read_file(&mut io, pass)?
-        } else {
-            if pass.is_blank() {
-                return Err(StoreError::Invalid(
-                    "the new vault's passphrase is empty".into(),
-                ));
-            }
-            let entries = Entries::new();
-            let stamp = self.write_file(pass, &entries)?;
-            tracing::info!(path = %self.path.display(), "created a new vault");
-            (entries, stamp)
-        };
-        *self.state() = Some(Open {
-            passphrase: pass.clone(),
-            entries,
-            stamp,
-        });
+        let _io = self.io();
+        let open = self.with_backoff(|| self.open_files(pass))?;
+        if let Some(w) = &open.warning {
+            tracing::warn!("{w}");
+        }
+        *self.state() = Some(open);
         self.remove_stale_temps();
         Ok(())
     }
 
     fn lock(&self) {
-        // Dropping `Open` zeroizes the passphrase and every secret (Secret's Drop).
+        // Dropping `Open` zeroizes the identity and every secret.
         *self.state() = None;
     }
 
@@ -330,6 +485,11 @@ impl Store for VaultStore {
         self.state().is_none()
     }
 
+    fn warning(&self) -> Option<String> {
+        self.state().as_ref().and_then(|o| o.warning.clone())
+    }
+
+    /// Reseals identity.age with the new passphrase; vault.age is not touched.
     fn change_passphrase(
         &self,
         old: &Secret<String>,
@@ -338,20 +498,18 @@ impl Store for VaultStore {
         if new.is_blank() {
             return Err(StoreError::Invalid("the new passphrase is empty".into()));
         }
-        let mut io = self.io();
+        let _io = self.io();
         if !self.exists() {
             return Err(StoreError::Invalid(format!(
                 "there is no vault at {} yet; `composer-keyd unlock` creates it",
                 self.path.display()
             )));
         }
-        let (entries, _) = self.read_file(&mut io, old)?;
-        let stamp = self.write_file(new, &entries)?;
-        if let Some(open) = self.state().as_mut() {
-            open.passphrase = new.clone();
-            open.entries = entries;
-            open.stamp = stamp;
-        }
+        // The whole open, not identity.age alone, so that a vault from before identity.age
+        // is migrated first and an interrupted migration finished with the old passphrase.
+        let open = self.with_backoff(|| self.open_files(old))?;
+        self.write_identity(&open.identity, new)?;
+        tracing::info!(path = %self.identity_path().display(), "resealed the vault's identity with the new passphrase");
         Ok(())
     }
 }
@@ -391,5 +549,7 @@ fn test_pause(stage: &str) {
 }
 
 mod file;
+mod migrate;
+mod state;
 #[cfg(test)]
 mod tests;

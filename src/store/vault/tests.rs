@@ -22,6 +22,13 @@ fn pass(s: &str) -> Secret<String> {
     Secret::from(s)
 }
 
+fn sidecar(v: &VaultStore) -> state::State {
+    match state::read(&v.state_path()) {
+        state::Found::Ok(s) => s,
+        _ => panic!("no readable sidecar"),
+    }
+}
+
 #[test]
 fn create_write_reopen() {
     let d = tempfile::tempdir().unwrap();
@@ -40,14 +47,19 @@ fn create_write_reopen() {
     assert_eq!(v.get(&k).unwrap().unwrap().expose(), SECRET.as_bytes());
 
     let bytes = std::fs::read(v.path()).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n-> X25519 "));
+    let id = std::fs::read(v.identity_path()).unwrap();
+    assert!(id.starts_with(b"age-encryption.org/v1\n-> scrypt "));
     for needle in ["pub-5f1e", "priv-9c2d", "repo.magento.com", "http-basic"] {
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
             "{needle} in the file"
         );
     }
-    let mode = std::fs::metadata(v.path()).unwrap().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    for f in [v.path().to_path_buf(), v.identity_path(), v.state_path()] {
+        let mode = std::fs::metadata(&f).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
 
     v.lock();
     assert!(matches!(v.get(&k), Err(StoreError::Locked)));
@@ -67,19 +79,23 @@ fn plaintext_is_readable_json() {
         "github.com@/p/x \"q\"".into(),
         Secret::new(SECRET.as_bytes().to_vec()),
     );
-    let text = serialize(&e);
+    let text = serialize(7, &e);
     let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
-    assert_eq!(v["format"], 1);
+    assert_eq!(v["format"], 2);
+    assert_eq!(v["generation"], 7);
     assert_eq!(
         v["credentials"]["composer-keyd"]["github.com@/p/x \"q\""]["password"],
         "priv-9c2d"
     );
     let back = parse(&text).ok().unwrap();
+    assert_eq!(back.generation, 7);
+    let back = back.entries;
     assert_eq!(
         back["composer-keyd"]["github.com@/p/x \"q\""].expose(),
         SECRET.as_bytes()
     );
-    assert!(serialize(&Entries::new()).starts_with(b"{\"format\":1,\"credentials\":{}}"));
+    assert!(serialize(1, &Entries::new())
+        .starts_with(b"{\"format\":2,\"generation\":1,\"credentials\":{}}"));
 }
 
 #[test]
@@ -92,10 +108,12 @@ fn wrong_passphrase_then_right() {
         v.unlock(Some(&pass("wrong"))),
         Err(StoreError::WrongPassphrase)
     ));
-    assert_eq!(v.io().failures, 1);
+    assert_eq!(sidecar(&v).failures, 1);
+    assert!(sidecar(&v).not_before > 0);
     assert!(v.needs_passphrase());
     v.unlock(Some(&pass("right"))).unwrap();
-    assert_eq!(v.io().failures, 0, "success resets the delay");
+    assert_eq!(sidecar(&v).failures, 0, "success resets the delay");
+    assert_eq!(sidecar(&v).not_before, 0);
 }
 
 #[test]
@@ -158,7 +176,15 @@ fn passwd_reencrypts() {
         v.change_passphrase(&pass("nope"), &pass("two")),
         Err(StoreError::WrongPassphrase)
     ));
+    let vault_before = std::fs::read(v.path()).unwrap();
+    let identity_before = std::fs::read(v.identity_path()).unwrap();
     v.change_passphrase(&pass("one"), &pass("two")).unwrap();
+    assert_eq!(
+        std::fs::read(v.path()).unwrap(),
+        vault_before,
+        "passwd reseals identity.age only"
+    );
+    assert_ne!(std::fs::read(v.identity_path()).unwrap(), identity_before);
     // Still unlocked, and later writes use the new passphrase.
     v.set(&key("b.example", Slot::Current), SECRET.as_bytes())
         .unwrap();
@@ -198,4 +224,283 @@ fn stale_temp_files_are_removed_on_unlock() {
     v.lock();
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(!stale.exists());
+}
+
+#[test]
+fn writes_leave_identity_alone_and_raise_the_generation() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    v.unlock(Some(&pass("pw"))).unwrap();
+    let identity = std::fs::read(v.identity_path()).unwrap();
+    assert_eq!(sidecar(&v).generation, 1);
+    for (i, origin) in ["a.example", "b.example", "c.example"].iter().enumerate() {
+        v.set(&key(origin, Slot::Current), SECRET.as_bytes())
+            .unwrap();
+        assert_eq!(sidecar(&v).generation, 2 + i as u64);
+    }
+    v.delete(&key("a.example", Slot::Current)).unwrap();
+    assert_eq!(sidecar(&v).generation, 5);
+    assert_eq!(std::fs::read(v.identity_path()).unwrap(), identity);
+    // The generation is inside the encryption too.
+    let w = vault(d.path());
+    w.unlock(Some(&pass("pw"))).unwrap();
+    assert_eq!(w.state().as_ref().unwrap().generation, 5);
+    assert!(w.warning().is_none());
+}
+
+/// Writes a vault as composer-keyd wrote it before identity.age: sealed with the passphrase.
+fn legacy(v: &VaultStore, pw: &str) -> Vec<u8> {
+    std::fs::create_dir_all(v.path().parent().unwrap()).unwrap();
+    let plain = format!(
+        "{{\"format\":1,\"credentials\":{{\"composer-keyd\":{{\n  \"a.example\":{SECRET},\n  \"b.example@/p\":{{\"type\":\"bearer\",\"token\":\"t\"}}}},\n\"composer-keyd.previous\":{{\n  \"a.example\":{{\"type\":\"bearer\",\"token\":\"old\"}}}}}}}}\n"
+    );
+    let bytes = file::seal_passphrase(plain.as_bytes(), &pass(pw), 10).unwrap();
+    std::fs::write(v.path(), &bytes).unwrap();
+    bytes
+}
+
+fn legacy_entries(v: &VaultStore) -> Entries {
+    let bytes = std::fs::read(v.path()).unwrap();
+    parse(&file::open_passphrase(&bytes, &pass("pw")).unwrap())
+        .unwrap()
+        .entries
+}
+
+#[test]
+fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    legacy(&v, "pw");
+    let before = legacy_entries(&v);
+    assert_eq!(before.values().map(|m| m.len()).sum::<usize>(), 3);
+    assert!(matches!(
+        v.unlock(Some(&pass("nope"))),
+        Err(StoreError::WrongPassphrase)
+    ));
+    assert!(
+        !v.identity_path().exists(),
+        "a wrong passphrase migrates nothing"
+    );
+    v.unlock(Some(&pass("pw"))).unwrap();
+    assert_eq!(v.state().as_ref().unwrap().entries, before);
+    assert!(std::fs::read(v.path())
+        .unwrap()
+        .starts_with(b"age-encryption.org/v1\n-> X25519 "));
+    assert!(v.identity_path().exists());
+    assert!(
+        !v.backup_path().exists(),
+        "the old file is removed once verified"
+    );
+    assert_eq!(sidecar(&v).generation, 1);
+    assert!(v.warning().is_none());
+    // A fresh reader opens the new pair with the same passphrase, and sees the same.
+    let w = vault(d.path());
+    w.unlock(Some(&pass("pw"))).unwrap();
+    assert_eq!(w.state().as_ref().unwrap().entries, before);
+    let scoped = SlotKey::new(
+        &Origin::parse("b.example").unwrap(),
+        Some("/p"),
+        Slot::Current,
+    );
+    assert!(w.get(&scoped).unwrap().is_some());
+    assert!(w.get(&key("a.example", Slot::Previous)).unwrap().is_some());
+}
+
+/// The states a kill -9 can leave during migration, rebuilt on disk: each unlocks to the
+/// same credentials and ends in the new format with no backup left.
+#[test]
+fn every_interrupted_migration_state_completes() {
+    for stage in ["identity written", "backup kept", "new vault in place"] {
+        let d = tempfile::tempdir().unwrap();
+        let v = vault(d.path());
+        let old = legacy(&v, "pw");
+        let before = legacy_entries(&v);
+        let id = age::x25519::Identity::generate();
+        v.write_identity(&id, &pass("pw")).unwrap();
+        if stage != "identity written" {
+            std::fs::hard_link(v.path(), v.backup_path()).unwrap();
+        }
+        if stage == "new vault in place" {
+            v.write_vault(&id.to_public(), 1, &before).unwrap();
+        }
+        let identity_file = std::fs::read(v.identity_path()).unwrap();
+        let w = vault(d.path());
+        w.unlock(Some(&pass("pw")))
+            .unwrap_or_else(|e| panic!("{stage}: {e}"));
+        assert_eq!(w.state().as_ref().unwrap().entries, before, "{stage}");
+        assert!(!w.backup_path().exists(), "{stage}: backup left");
+        assert_eq!(
+            std::fs::read(w.identity_path()).unwrap(),
+            identity_file,
+            "{stage}: the identity written first is reused"
+        );
+        assert_ne!(std::fs::read(w.path()).unwrap(), old, "{stage}");
+    }
+}
+
+#[test]
+fn a_backup_that_differs_is_kept_and_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    v.unlock(Some(&pass("pw"))).unwrap();
+    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+        .unwrap();
+    v.lock();
+    let other =
+        file::seal_passphrase(b"{\"format\":1,\"credentials\":{}}", &pass("pw"), 10).unwrap();
+    std::fs::write(v.backup_path(), &other).unwrap();
+    match v.unlock(Some(&pass("pw"))) {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("different credentials"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(v.backup_path()).unwrap(), other);
+}
+
+#[test]
+fn an_older_copy_put_back_is_served_with_a_warning() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    v.unlock(Some(&pass("pw"))).unwrap();
+    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+        .unwrap();
+    let old = std::fs::read(v.path()).unwrap();
+    v.set(&key("b.example", Slot::Current), SECRET.as_bytes())
+        .unwrap();
+    v.lock();
+    std::fs::write(v.path(), &old).unwrap();
+    v.unlock(Some(&pass("pw"))).unwrap();
+    let w = v.warning().expect("a rollback warning");
+    assert!(
+        w.contains("older copy") && w.contains("generation 2"),
+        "{w}"
+    );
+    assert!(w.contains("generation 3"), "{w}");
+    assert!(v.get(&key("b.example", Slot::Current)).unwrap().is_none());
+    assert_eq!(sidecar(&v).generation, 3, "unlock does not bless the copy");
+    // Locking and unlocking again still warns; a change makes the copy current.
+    v.lock();
+    v.unlock(Some(&pass("pw"))).unwrap();
+    assert!(v.warning().is_some());
+    v.set(&key("c.example", Slot::Current), SECRET.as_bytes())
+        .unwrap();
+    assert!(v.warning().is_none());
+    assert_eq!(sidecar(&v).generation, 4);
+    v.lock();
+    v.unlock(Some(&pass("pw"))).unwrap();
+    assert!(v.warning().is_none());
+}
+
+#[test]
+fn a_sidecar_behind_is_repaired_and_a_missing_one_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    v.unlock(Some(&pass("pw"))).unwrap();
+    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+        .unwrap();
+    v.lock();
+    // A crash between the vault's rename and the sidecar's: the sidecar lags by one.
+    let mut s = sidecar(&v);
+    s.generation = 1;
+    state::write(&v.state_path(), &s, &mut |_| {}).unwrap();
+    v.unlock(Some(&pass("pw"))).unwrap();
+    assert!(v.warning().is_none(), "{:?}", v.warning());
+    assert_eq!(sidecar(&v).generation, 2);
+    v.lock();
+    std::fs::remove_file(v.state_path()).unwrap();
+    v.unlock(Some(&pass("pw"))).unwrap();
+    assert!(v.warning().unwrap().contains("cannot be checked"));
+    assert_eq!(sidecar(&v).generation, 2);
+    v.lock();
+    std::fs::write(v.state_path(), b"{not json").unwrap();
+    v.unlock(Some(&pass("pw"))).unwrap();
+    assert!(v.warning().unwrap().contains("cannot be checked"));
+    assert_eq!(sidecar(&v).generation, 2);
+}
+
+#[test]
+fn the_back_off_is_kept_on_disk_for_the_next_process() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    v.unlock(Some(&pass("right"))).unwrap();
+    v.lock();
+    assert!(v.unlock(Some(&pass("wrong"))).is_err());
+    drop(v);
+    // A new process: the count goes on from where it was.
+    let w = vault(d.path());
+    assert_eq!(sidecar(&w).failures, 1);
+    assert!(w.unlock(Some(&pass("wrong again"))).is_err());
+    let s = sidecar(&w);
+    assert_eq!(s.failures, 2);
+    assert_eq!(state::delay(s.failures), Duration::from_secs(2));
+    w.unlock(Some(&pass("right"))).unwrap();
+    assert_eq!(sidecar(&w).failures, 0);
+}
+
+#[test]
+fn the_back_off_delays_double_up_to_a_limit() {
+    let got: Vec<u64> = (1..=7).map(|n| state::delay(n).as_secs()).collect();
+    assert_eq!(got, [1, 2, 4, 8, 16, 16, 16]);
+    let far = state::State {
+        not_before: u64::MAX,
+        ..Default::default()
+    };
+    assert_eq!(
+        far.wait(),
+        state::MAX_DELAY,
+        "a clock set back waits no longer"
+    );
+}
+
+#[test]
+fn a_damaged_or_missing_identity_is_reported_and_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    v.unlock(Some(&pass("pw"))).unwrap();
+    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+        .unwrap();
+    v.lock();
+    let vault_bytes = std::fs::read(v.path()).unwrap();
+    let good = std::fs::read(v.identity_path()).unwrap();
+    std::fs::write(v.identity_path(), &good[..good.len() - 7]).unwrap();
+    assert!(matches!(
+        v.unlock(Some(&pass("pw"))),
+        Err(StoreError::Corrupt(_))
+    ));
+    std::fs::remove_file(v.identity_path()).unwrap();
+    match v.unlock(Some(&pass("pw"))) {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("missing"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Another identity: vault.age does not open with it.
+    let other = age::x25519::Identity::generate();
+    v.write_identity(&other, &pass("pw")).unwrap();
+    match v.unlock(Some(&pass("pw"))) {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("identity.age"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(v.path()).unwrap(), vault_bytes);
+    std::fs::write(v.identity_path(), &good).unwrap();
+    v.unlock(Some(&pass("pw"))).unwrap();
+}
+
+#[test]
+fn a_leftover_identity_is_reused_or_refused_never_overwritten() {
+    let d = tempfile::tempdir().unwrap();
+    let v = vault(d.path());
+    std::fs::create_dir_all(d.path().join("data")).unwrap();
+    let id = age::x25519::Identity::generate();
+    v.write_identity(&id, &pass("first")).unwrap();
+    let leftover = std::fs::read(v.identity_path()).unwrap();
+    match v.unlock(Some(&pass("second"))) {
+        Err(StoreError::Invalid(m)) => assert!(m.contains("move it away"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(v.identity_path()).unwrap(), leftover);
+    assert!(!v.exists());
+    v.unlock(Some(&pass("first"))).unwrap();
+    assert_eq!(std::fs::read(v.identity_path()).unwrap(), leftover);
+    assert_eq!(
+        v.state().as_ref().unwrap().recipient.to_string(),
+        id.to_public().to_string()
+    );
 }
