@@ -372,10 +372,7 @@ where
 
 /// What to do about a verdict that is not ok; `None` for ok.
 pub fn advice(origin: &Origin, project: Option<&str>, verdict: &Verdict) -> Option<String> {
-    let target = match project {
-        Some(p) => format!("{origin} --project {p}"),
-        None => origin.to_string(),
-    };
+    let target = origin.as_typed(project);
     match verdict {
         Verdict::Ok { .. } => None,
         Verdict::Rejected { .. } if origin.as_str() == "repo.magento.com" => Some(format!(

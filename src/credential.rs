@@ -250,6 +250,20 @@ pub enum OriginError {
 const MAX_ORIGIN_LEN: usize = 253;
 
 impl Origin {
+    /// `ORIGIN`, or `ORIGIN --project DIR` with DIR shell-quoted where it needs it: the
+    /// arguments a user would type to name this credential again.
+    pub fn as_typed(&self, project: Option<&str>) -> String {
+        let Some(dir) = project else {
+            return self.0.clone();
+        };
+        let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c);
+        if !dir.is_empty() && dir.chars().all(plain) {
+            format!("{} --project {dir}", self.0)
+        } else {
+            format!("{} --project '{}'", self.0, dir.replace('\'', "'\\''"))
+        }
+    }
+
     /// Parses and normalizes `host[:port]`: lowercased, `*.github.com` folded to
     /// `github.com` (but not `codeload.github.com`), `repo.packagist.org` to `packagist.org`.
     pub fn parse(input: &str) -> Result<Origin, OriginError> {
@@ -495,6 +509,20 @@ mod tests {
             r#"{"type":"gitlab-token","token":"t"}"#
         );
         assert!(serde_json::from_str::<Credential>(r#"{"type":"ftp","token":"t"}"#).is_err());
+    }
+
+    #[test]
+    fn as_typed_quotes_only_what_needs_it() {
+        let o = Origin::parse("repo.magento.com").unwrap();
+        assert_eq!(o.as_typed(None), "repo.magento.com");
+        assert_eq!(
+            o.as_typed(Some("/srv/shop")),
+            "repo.magento.com --project /srv/shop"
+        );
+        assert_eq!(
+            o.as_typed(Some("/srv/Bob's shop")),
+            "repo.magento.com --project '/srv/Bob'\\''s shop'"
+        );
     }
 
     #[test]

@@ -218,10 +218,8 @@ async fn current_kind(
     {
         Some(c) => Ok(c.kind),
         None => bail!(
-            "no credential stored for {origin}{}; add one with `composer-keyd add`",
-            project
-                .map(|p| format!(" --project {p}"))
-                .unwrap_or_default()
+            "no credential stored for {}; add one with `composer-keyd add`",
+            origin.as_typed(project)
         ),
     }
 }
@@ -313,10 +311,7 @@ fn describe(info: &CredentialInfo) -> String {
 }
 
 fn target_args(info: &CredentialInfo) -> String {
-    match &info.project {
-        Some(p) => format!("{} --project {p}", info.origin),
-        None => info.origin.to_string(),
-    }
+    info.origin.as_typed(info.project.as_deref())
 }
 
 /// A Unix time as an RFC 3339 date, to the second.

@@ -15,10 +15,7 @@ pub struct Dur(pub Duration);
 impl FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Dur, String> {
-        let d = match s.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
-            Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string())?,
-        };
+        let d = super::duration::parse(s)?;
         if d.is_zero() {
             return Err("must be more than zero".into());
         }

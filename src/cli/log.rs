@@ -18,18 +18,19 @@ pub struct LogArgs {
 
 /// `--since`: how long ago, or when.
 fn parse_since(s: &str) -> anyhow::Result<SystemTime> {
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(SystemTime::now()
-            .checked_sub(d)
-            .unwrap_or(SystemTime::UNIX_EPOCH));
-    }
     if let Ok(t) = humantime::parse_rfc3339_weak(s) {
         return Ok(t);
     }
+    // A bare number could be seconds or a Unix time: ask for a unit rather than guess.
     if let Ok(n) = s.parse::<u64>() {
         bail!("--since {n}: give a unit, e.g. {n}s, {n}m or {n}h");
     }
-    bail!("--since {s:?}: expected a duration such as 30m, 2h or 7days, or a time such as 2026-05-01T12:00:00Z")
+    match super::duration::parse(s) {
+        Ok(d) => Ok(SystemTime::now()
+            .checked_sub(d)
+            .unwrap_or(SystemTime::UNIX_EPOCH)),
+        Err(e) => bail!("--since {s:?}: {e}, or a time such as 2026-05-01T12:00:00Z"),
+    }
 }
 
 /// Prints the audit records; reading needs no daemon.

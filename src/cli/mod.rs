@@ -2,6 +2,7 @@
 
 mod check;
 mod doctor;
+mod duration;
 mod exec;
 mod git_credential;
 mod import;

@@ -16,20 +16,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     idle_exit: Option<u64>,
     /// Lock after this long without a credential release (e.g. 15m, 1h; 0 = never).
-    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration::parse)]
     idle_ttl: Option<Duration>,
     /// Lock this long after unlock, however much it is used (e.g. 8h; 0 = never).
-    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration::parse)]
     max_ttl: Option<Duration>,
-}
-
-/// A duration as humantime writes it (`90s`, `15m`, `2h 30m`), or plain seconds.
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    s.trim()
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .or_else(|_| humantime::parse_duration(s))
-        .map_err(|e| format!("{e} (write e.g. 90s, 15m or 2h)"))
 }
 
 /// Hardens the process, binds the socket, opens the store and serves until SIGTERM or SIGINT.

@@ -376,10 +376,7 @@ impl Agent {
 
 /// `origin` or `origin --project DIR`, as a user would type it.
 fn describe(origin: &Origin, project: Option<&str>) -> String {
-    match project {
-        Some(p) => format!("{origin} --project {p}"),
-        None => origin.to_string(),
-    }
+    origin.as_typed(project)
 }
 
 fn backend_name(kind: BackendKind) -> &'static str {
