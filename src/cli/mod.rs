@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; each subcommand family lives in its own file.
 
 mod check;
+mod completions;
 mod doctor;
 mod exec;
 mod import;
@@ -81,6 +82,11 @@ enum Command {
     Setup(setup::SetupArgs),
     /// Show the audit log: every release, refusal and change, with the process that asked.
     Log(log::LogArgs),
+    /// Print a shell completion script: `composer-keyd completions bash > ...`.
+    Completions(completions::CompletionsArgs),
+    /// Write man pages, completions and packaged units into DIR (for package builds).
+    #[command(hide = true)]
+    DistFiles(completions::DistFilesArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -115,6 +121,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Log(args) = cli.command {
         return log::run(args);
     }
+    if let Command::Completions(args) = cli.command {
+        return completions::completions(args);
+    }
+    if let Command::DistFiles(args) = cli.command {
+        return completions::dist_files(args);
+    }
     init_cli_logging();
     if let Command::Service(args) = cli.command {
         return service::run(args, socket);
@@ -129,7 +141,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(_) | Command::Service(_) | Command::Log(_) => {
+            Command::Serve(_)
+            | Command::Service(_)
+            | Command::Log(_)
+            | Command::Completions(_)
+            | Command::DistFiles(_) => {
                 unreachable!("handled above")
             }
             Command::Add(a) => keys::add(&ctx, a).await,
