@@ -45,9 +45,8 @@ const SHELLS: [(Shell, &str); 3] = [
 /// this so that nothing shipped is written by hand or drifts from the CLI.
 pub fn dist_files(a: DistFilesArgs) -> anyhow::Result<ExitCode> {
     let dir = &a.dir;
-    let mkdir = |d: &Path| {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))
-    };
+    let mkdir =
+        |d: &Path| std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()));
 
     let man = dir.join("man");
     mkdir(&man)?;
@@ -65,12 +64,12 @@ pub fn dist_files(a: DistFilesArgs) -> anyhow::Result<ExitCode> {
     let units = dir.join("systemd");
     let wants = units.join("sockets.target.wants");
     mkdir(&wants)?;
-    write(
-        &units.join(SOCKET_UNIT),
-        render::socket_unit().as_bytes(),
-    )?;
+    write(&units.join(SOCKET_UNIT), render::socket_unit().as_bytes())?;
     let service = render::service_unit(&a.bin, None).context("rendering the service unit")?;
-    write(&units.join(composer_keyd::service::SERVICE_UNIT), service.as_bytes())?;
+    write(
+        &units.join(composer_keyd::service::SERVICE_UNIT),
+        service.as_bytes(),
+    )?;
     // Enabled for every user the way Debian's gnupg enables gpg-agent.socket: a link shipped
     // in the vendor unit directory, removed with the package.
     let link = wants.join(SOCKET_UNIT);

@@ -49,12 +49,27 @@ pub async fn run(ctx: &Ctx, a: SetupArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "already installed"
             };
-            println!("    {verb} for the {mgr}: the daemon starts on the first connection");
+            let whose = match service::packaged::packaged_dir() {
+                Some(dir) if mgr == service::Manager::Systemd => {
+                    format!(" (the package's units in {})", dir.display())
+                }
+                _ => String::new(),
+            };
+            println!("    {verb} for the {mgr}{whose}: the daemon starts on the first connection");
         }
-        None => println!(
-            "    no service manager runs here: the CLI starts the daemon when it is needed \
-             (`composer-keyd serve` runs it in the foreground)"
-        ),
+        None => {
+            println!(
+                "    no service manager runs here: the CLI starts the daemon when it is needed \
+                 (`composer-keyd serve` runs it in the foreground)"
+            );
+            if let Some(dir) = service::packaged::packaged_dir() {
+                println!(
+                    "    the package's units in {} serve the socket in sessions with a systemd \
+                     user manager",
+                    dir.display()
+                );
+            }
+        }
     }
 
     println!("==> backend");
