@@ -39,7 +39,10 @@ fn bash_loads_the_completion_script_and_completes_subcommands() {
     let words: Vec<&str> = text.lines().skip(1).collect();
     assert!(words.contains(&"serve"), "{words:?}");
     assert!(words.contains(&"service"), "{words:?}");
-    assert!(!words.contains(&"dist-files"), "a hidden command: {words:?}");
+    assert!(
+        !words.contains(&"dist-files"),
+        "a hidden command: {words:?}"
+    );
 }
 
 #[test]
@@ -112,4 +115,215 @@ fn dist_files_writes_man_pages_for_every_subcommand_and_the_packaged_units() {
         .args(["--bin", "/opt/ckd/bin/composer-keyd"]));
     let service = std::fs::read_to_string(d.join("systemd/composer-keyd.service")).unwrap();
     assert!(service.contains("\nExecStart=/opt/ckd/bin/composer-keyd serve\n"));
+}
+
+/// A `systemd --user` in a mount namespace where /usr/lib/systemd/user holds the units as the
+/// package installs them (host units kept, ours added); killed when dropped. The CLI runs in
+/// the same namespace through nsenter, so it sees the packaged units where a package puts them.
+struct PackagedManager {
+    child: std::process::Child,
+    user_ns: bool,
+}
+
+impl PackagedManager {
+    fn start(t: &support::TestEnv) -> PackagedManager {
+        require("unshare", "util-linux");
+        require("nsenter", "util-linux");
+        require("systemctl", "systemd");
+        let systemd = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("systemd's manager binary is missing: install the Debian package `systemd`");
+        let vendor = t.dir.path().join("vendor-units");
+        run(Command::new("cp")
+            .arg("-a")
+            .arg("/usr/lib/systemd/user/.")
+            .arg(&vendor));
+        let dist = t.dir.path().join("dist");
+        let bin = Path::new(BIN).canonicalize().unwrap();
+        run(Command::new(BIN)
+            .arg("dist-files")
+            .arg(&dist)
+            .arg("--bin")
+            .arg(&bin));
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(dist.join("systemd/."))
+            .arg(&vendor));
+        let runtime_units = Path::new(&t.env["XDG_RUNTIME_DIR"]).join("systemd/user");
+        std::fs::create_dir_all(&runtime_units).unwrap();
+        std::fs::write(
+            runtime_units.join("ckd-test.target"),
+            "[Unit]\nDescription=composer-keyd test session\n",
+        )
+        .unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let user_ns = unsafe { libc::geteuid() } != 0;
+        let ns: &[&str] = if user_ns {
+            &["--map-root-user", "--mount", "--propagation", "private"]
+        } else {
+            &["--mount", "--propagation", "private"]
+        };
+        let child = t
+            .command("unshare")
+            .args(ns)
+            .args(["sh", "-c"])
+            .arg(
+                "mount --bind \"$1\" /usr/lib/systemd/user && mount -t tmpfs tmpfs /run/systemd \
+                 && mkdir /run/systemd/system && exec \"$0\" --user --unit=ckd-test.target",
+            )
+            .arg(systemd)
+            .arg(&vendor)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(t.dir.path().join("manager.log")).unwrap())
+            .spawn()
+            .expect("start unshare");
+        let mut m = PackagedManager { child, user_ns };
+        let private = Path::new(&t.env["XDG_RUNTIME_DIR"]).join("systemd/private");
+        // Bounded: 400 x 50 ms.
+        let up = (0..400).any(|_| {
+            assert!(
+                m.child.try_wait().unwrap().is_none(),
+                "systemd --user exited: {}",
+                std::fs::read_to_string(t.dir.path().join("manager.log")).unwrap_or_default()
+            );
+            let ready = private.exists()
+                && m.inside(t, "systemctl", &["--user", "show-environment"])
+                    .status
+                    .success();
+            if !ready {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            ready
+        });
+        assert!(up, "systemd --user did not come up");
+        m
+    }
+
+    /// Runs `program args` in the manager's mount namespace, with the test's environment.
+    fn inside(&self, t: &support::TestEnv, program: &str, args: &[&str]) -> Output {
+        let pid = self.child.id().to_string();
+        let mut c = t.command("nsenter");
+        c.args(["-t", &pid]);
+        if self.user_ns {
+            c.args(["--user", "--preserve-credentials"]);
+        }
+        c.args(["--mount", "--", program]).args(args);
+        c.output().expect("run nsenter")
+    }
+
+    /// The CLI in the namespace, asserted to succeed; its stdout.
+    fn cli(&self, t: &support::TestEnv, args: &[&str]) -> String {
+        let out = self.inside(t, BIN, args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "composer-keyd {args:?} failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+}
+
+impl Drop for PackagedManager {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory effects; the pid is our own child's (unshare, sh, exec).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // Bounded: 200 x 50 ms for the manager to stop its units, then SIGKILL.
+        let gone = (0..200).any(|_| {
+            let done = matches!(self.child.try_wait(), Ok(Some(_)));
+            if !done {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            done
+        });
+        if !gone {
+            // Best effort in a destructor: the process may have exited meanwhile.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn with_packaged_units_install_uses_them_and_status_says_where_each_unit_comes_from() {
+    let t = support::TestEnv::bare();
+    let m = PackagedManager::start(&t);
+    let user_dir = t.home().join(".config/systemd/user");
+    let units = |st: &serde_json::Value| -> Vec<(String, String, String)> {
+        st["units"]
+            .as_array()
+            .expect("a units list")
+            .iter()
+            .map(|u| {
+                let s = |k: &str| u[k].as_str().unwrap_or("-").to_owned();
+                (s("path"), s("origin"), s("active"))
+            })
+            .collect()
+    };
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&m.cli(&t, &["service", "status", "--json"])).unwrap()
+    };
+
+    // --idle-exit needs a unit of the user's own: that copy shadows the package's.
+    let out = m.cli(&t, &["service", "install", "--idle-exit", "30"]);
+    assert!(out.contains("wrote "), "{out}");
+    let st = status();
+    let u = units(&st);
+    let own = user_dir.join("composer-keyd.socket");
+    assert_eq!(
+        u[0],
+        (own.display().to_string(), "user".into(), "active".into()),
+        "{st:#}"
+    );
+
+    // A plain install goes back to the package's units and removes the shadowing copies.
+    let out = m.cli(&t, &["service", "install"]);
+    assert!(
+        out.contains("using the package's units in /usr/lib/systemd/user"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("removed {}", own.display())), "{out}");
+    for unit in ["composer-keyd.socket", "composer-keyd.service"] {
+        assert!(
+            !user_dir.join(unit).exists(),
+            "a second copy of {unit} is left"
+        );
+    }
+    let st = status();
+    let u = units(&st);
+    let pkg = |name: &str| format!("/usr/lib/systemd/user/{name}");
+    assert_eq!(
+        u[0],
+        (
+            pkg("composer-keyd.socket"),
+            "package".into(),
+            "active".into()
+        ),
+        "{st:#}"
+    );
+    assert_eq!(u[1].0, pkg("composer-keyd.service"), "{st:#}");
+    assert_eq!(u[1].1, "package", "{st:#}");
+    assert_eq!(st["socket"], t.socket().to_str().unwrap(), "{st:#}");
+    let text = m.cli(&t, &["service", "status"]);
+    assert!(
+        text.contains("composer-keyd.socket active, from /usr/lib/systemd/user/composer-keyd.socket (package)"),
+        "{text}"
+    );
+
+    // Nothing left to do the second time, and still no copy.
+    let again = m.cli(&t, &["service", "install"]);
+    assert!(again.contains("already enabled and listening"), "{again}");
+    assert!(!user_dir.join("composer-keyd.socket").exists());
+
+    // Uninstall stops the socket; the package's files stay and say how to turn it off.
+    let out = m.cli(&t, &["service", "uninstall"]);
+    assert!(
+        out.contains("systemctl --user mask composer-keyd.socket"),
+        "{out}"
+    );
+    let st = status();
+    assert_ne!(units(&st)[0].2, "active", "{st:#}");
+    drop(m);
 }
