@@ -4,7 +4,7 @@ class ComposerKeyd < Formula
   desc "Keeps Composer credentials in the OS keyring and serves them to a Composer plugin"
   homepage "https://crates.io/crates/composer-keyd"
   url "https://static.crates.io/crates/composer-keyd/composer-keyd-0.1.0.crate"
-  sha256 "0000000000000000000000000000000000000000000000000000000000000000"
+  sha256 "c9f57860312bccb30a66b3940c7bc65e28bf8e6017cb09451d6887931b466acc"
   license any_of: ["MIT", "Apache-2.0"]
 
   depends_on "rust" => :build
