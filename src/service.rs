@@ -5,10 +5,12 @@
 
 #[cfg(target_os = "macos")]
 mod launchd;
+pub mod packaged;
 pub mod render;
 mod systemd;
 
 use crate::paths;
+pub use packaged::Origin;
 use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -219,6 +221,12 @@ pub fn install(opts: &InstallOptions) -> Result<Report, ServiceError> {
         manager: mgr,
         steps: Vec::new(),
     };
+    // A package's units name the packaged binary already; a copy of ours would shadow them
+    // and go stale on the next upgrade. Only a custom binary or --idle-exit needs our own.
+    let custom = opts.bin.is_some() || opts.idle_exit.is_some();
+    if let Some(dir) = packaged::packaged_dir().filter(|_| cfg!(target_os = "linux") && !custom) {
+        return install_packaged(report, &dir, opts);
+    }
     let files = rendered_files(opts)?;
     for (path, text) in &files {
         report.steps.push(write_if_changed(path, text)?);
@@ -238,6 +246,49 @@ pub fn install(opts: &InstallOptions) -> Result<Report, ServiceError> {
         ),
     }
     Ok(report)
+}
+
+/// `install` when a package put the units in `dir`: drops our own copies that would shadow
+/// them, then has the manager use the package's.
+fn install_packaged(
+    mut report: Report,
+    dir: &Path,
+    opts: &InstallOptions,
+) -> Result<Report, ServiceError> {
+    let user = systemd_unit_dir()?;
+    for unit in [SOCKET_UNIT, SERVICE_UNIT] {
+        remove_if_present(&mut report, &user.join(unit))?;
+    }
+    let changed = report.changed();
+    report.note(format!(
+        "using the package's units in {} (enabled for every user)",
+        dir.display()
+    ));
+    match report.manager {
+        Some(Manager::Systemd) => systemd::enable(&mut report, changed, opts)?,
+        _ => report.note(
+            "No systemd user manager is running in this session: the package's socket takes \
+             effect in a session with one. Until then the CLI starts the daemon when needed.",
+        ),
+    }
+    Ok(report)
+}
+
+fn remove_if_present(report: &mut Report, path: &Path) -> Result<(), ServiceError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => report.steps.push(Step::Removed {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServiceError::Io {
+                what: "removing",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    Ok(())
 }
 
 /// Stops and disables the service, then removes what `install` wrote.
@@ -261,20 +312,20 @@ pub fn uninstall() -> Result<Report, ServiceError> {
         _ => {}
     }
     for path in &paths {
-        match std::fs::remove_file(path) {
-            Ok(()) => report.steps.push(Step::Removed { path: path.clone() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ServiceError::Io {
-                    what: "removing",
-                    path: path.clone(),
-                    source,
-                })
-            }
-        }
+        remove_if_present(&mut report, path)?;
     }
     if mgr == Some(Manager::Systemd) && present {
         run(&mut report, "systemctl", &["--user", "daemon-reload"])?;
+    }
+    if let Some(dir) = packaged::packaged_dir().filter(|_| cfg!(target_os = "linux")) {
+        if mgr == Some(Manager::Systemd) {
+            systemd::stop(&mut report)?;
+        }
+        report.note(format!(
+            "The package's units in {} stay, enabled for every user: \
+             `systemctl --user mask {SOCKET_UNIT}` turns the socket off for you alone.",
+            dir.display()
+        ));
     }
     if !report.changed() {
         report.note("Nothing to remove: the service was not installed.");
@@ -296,6 +347,19 @@ pub struct Status {
     pub service_state: Option<String>,
     /// Where the manager listens, or where `composer-keyd serve` would.
     pub socket: Option<PathBuf>,
+    /// Each unit: the file systemd loads (or would), who put it there, and its state.
+    pub units: Vec<UnitState>,
+}
+
+/// One systemd unit as `status` sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitState {
+    pub name: &'static str,
+    /// The file loaded (asked of the manager), or the one it would load (judged from files).
+    pub path: Option<PathBuf>,
+    pub origin: Option<Origin>,
+    /// `active`, `inactive`, ... as the manager says; none without a manager.
+    pub active: Option<String>,
 }
 
 /// A file `install` writes.
@@ -327,9 +391,25 @@ pub fn status() -> Result<Status, ServiceError> {
         socket_state: None,
         service_state: None,
         socket: None,
+        units: Vec::new(),
     };
+    if cfg!(target_os = "linux") {
+        let user = systemd_unit_dir()?;
+        st.units = [SOCKET_UNIT, SERVICE_UNIT]
+            .into_iter()
+            .map(|name| {
+                let found = packaged::unit_source(&user, name);
+                UnitState {
+                    name,
+                    path: found.as_ref().map(|f| f.0.clone()),
+                    origin: found.map(|f| f.1),
+                    active: None,
+                }
+            })
+            .collect();
+    }
     match mgr {
-        Some(Manager::Systemd) => systemd::status(&mut st),
+        Some(Manager::Systemd) => systemd::status(&mut st, &systemd_unit_dir()?),
         #[cfg(target_os = "macos")]
         Some(Manager::Launchd) => launchd::status(&mut st, &files[0]),
         _ => st.socket = Some(paths::socket_path()),

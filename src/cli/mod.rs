@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; each subcommand family lives in its own file.
 
 mod check;
+mod completions;
 mod doctor;
 mod duration;
 mod exec;
@@ -85,6 +86,11 @@ enum Command {
     Log(log::LogArgs),
     /// Git's credential helper, backed by the daemon; `install` adds it to your git config.
     GitCredential(git_credential::GitCredentialArgs),
+    /// Print a shell completion script: `composer-keyd completions bash > ...`.
+    Completions(completions::CompletionsArgs),
+    /// Write man pages, completions and packaged units into DIR (for package builds).
+    #[command(hide = true)]
+    DistFiles(completions::DistFilesArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -119,6 +125,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Log(args) = cli.command {
         return log::run(args);
     }
+    if let Command::Completions(args) = cli.command {
+        return completions::completions(args);
+    }
+    if let Command::DistFiles(args) = cli.command {
+        return completions::dist_files(args);
+    }
     init_cli_logging();
     if holds_secrets(&cli.command) {
         // Before a secret is read: a core file or a same-uid debugger would otherwise see it.
@@ -137,7 +149,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(_) | Command::Service(_) | Command::Log(_) => {
+            Command::Serve(_)
+            | Command::Service(_)
+            | Command::Log(_)
+            | Command::Completions(_)
+            | Command::DistFiles(_) => {
                 unreachable!("handled above")
             }
             Command::Add(a) => keys::add(&ctx, a).await,

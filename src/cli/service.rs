@@ -107,6 +107,16 @@ fn status(json: bool) -> anyhow::Result<ExitCode> {
         };
         println!("file:     {} ({state})", f.path.display());
     }
+    for u in &st.units {
+        let from = match (&u.path, u.origin) {
+            (Some(p), Some(o)) => format!("from {} ({o})", p.display()),
+            _ => "not installed".to_owned(),
+        };
+        match &u.active {
+            Some(a) => println!("unit:     {} {a}, {from}", u.name),
+            None => println!("unit:     {} {from}", u.name),
+        }
+    }
     if st.manager.is_some() {
         let what = if st.manager == Some(Manager::Launchd) {
             "loaded"

@@ -3,11 +3,10 @@
 use super::{doctor, import, session, Ctx};
 use anyhow::Context;
 use clap::{Args, Parser};
-use composer_keyd::protocol::{BackendKind, Status};
+use composer_keyd::protocol::BackendKind;
 use composer_keyd::service::{self, InstallOptions};
 use composer_keyd::shim::Shim;
 use composer_keyd::{authjson, composer_home, paths};
-use hyper::Method;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,17 +48,32 @@ pub async fn run(ctx: &Ctx, a: SetupArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "already installed"
             };
-            println!("    {verb} for the {mgr}: the daemon starts on the first connection");
+            let whose = match service::packaged::packaged_dir() {
+                Some(dir) if mgr == service::Manager::Systemd => {
+                    format!(" (the package's units in {})", dir.display())
+                }
+                _ => String::new(),
+            };
+            println!("    {verb} for the {mgr}{whose}: the daemon starts on the first connection");
         }
-        None => println!(
-            "    no service manager runs here: the CLI starts the daemon when it is needed \
-             (`composer-keyd serve` runs it in the foreground)"
-        ),
+        None => {
+            println!(
+                "    no service manager runs here: the CLI starts the daemon when it is needed \
+                 (`composer-keyd serve` runs it in the foreground)"
+            );
+            if let Some(dir) = service::packaged::packaged_dir() {
+                println!(
+                    "    the package's units in {} serve the socket in sessions with a systemd \
+                     user manager",
+                    dir.display()
+                );
+            }
+        }
     }
 
     println!("==> backend");
     let client = ctx.connect().await?;
-    let status: Status = client.call(Method::GET, "/v1/status", None).await?;
+    let status = client.status().await?;
     let backend = serde_json::to_value(status.backend)?;
     println!(
         "    {} ({})",
