@@ -77,7 +77,7 @@ impl Client {
     }
 
     /// Sends a request and decodes a JSON reply, or the daemon's typed error.
-    pub async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path_and_query: &str,
