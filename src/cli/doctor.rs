@@ -73,11 +73,12 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
             }
             Some(s)
         }
+        // Nothing was sent: whoever listens there, if anyone, is not known to be ours.
         Err(ClientError::UntrustedSocket(u)) => {
             r.problem(
-                "socket",
-                u.to_string(),
-                "nothing was sent to it; see the fix above",
+                "daemon",
+                format!("not asked: {u}"),
+                "make the socket's directory safe first (the fix above, or the socket directory line below), then `composer-keyd service install` or `composer-keyd serve`",
             );
             None
         }

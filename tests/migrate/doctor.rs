@@ -36,9 +36,10 @@ fn doctor_lists_each_problem_with_its_fix_and_passes_when_fixed() {
     let out = run_in(&t, &proj, &["doctor", "--offline"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The client refuses the unsafe directory before it looks for a daemon in it.
     assert_problem(
         &shown,
-        "daemon: nothing answers",
+        "daemon: not asked: refusing to use",
         "composer-keyd service install",
     );
     assert_problem(

@@ -125,11 +125,12 @@ impl VaultStore {
         match &result {
             Err(StoreError::WrongPassphrase) => {
                 let delay = now.failed();
+                // Saved before it is logged: a kill -9 after the line must not lose the count.
+                self.save_state(&now);
                 tracing::warn!(
                     failures = now.failures,
                     "wrong vault passphrase; pausing {delay:?}"
                 );
-                self.save_state(&now);
                 std::thread::sleep(delay);
             }
             Ok(_) if now.failures > 0 || now.not_before > 0 => {
