@@ -132,7 +132,7 @@ pub struct Status {
 /// Non-secret facts about one stored credential (`GET /v1/credentials`, `list`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialInfo {
-    /// The host (and optional path) this credential is sent to.
+    /// The `host[:port]` this credential is sent to, keyed as in auth.json.
     pub origin: Origin,
     /// The auth.json type, which decides the secret's shape.
     #[serde(rename = "type")]
@@ -169,7 +169,7 @@ pub struct CredentialList {
 /// One origin that applies to a project (`GET /v1/origins?project=DIR`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginInfo {
-    /// The host (and optional path) the credential is sent to.
+    /// The `host[:port]` the credential is sent to.
     pub origin: Origin,
     /// The auth.json type of the credential.
     #[serde(rename = "type")]
