@@ -18,14 +18,20 @@ pub enum Credential {
         password: Secret<String>,
     },
     /// `bearer`: an `Authorization: Bearer` token.
-    /// The token sent after `Bearer `.
-    Bearer { token: Secret<String> },
+    Bearer {
+        /// The token sent after `Bearer `.
+        token: Secret<String>,
+    },
     /// `github-oauth`: a GitHub token.
-    /// The GitHub personal access or OAuth token.
-    GithubOauth { token: Secret<String> },
+    GithubOauth {
+        /// The GitHub personal access or OAuth token.
+        token: Secret<String>,
+    },
     /// `gitlab-oauth`: a GitLab OAuth token.
-    /// The GitLab OAuth access token.
-    GitlabOauth { token: Secret<String> },
+    GitlabOauth {
+        /// The GitLab OAuth access token.
+        token: Secret<String>,
+    },
     /// `gitlab-token`: a GitLab private token, optionally with a username.
     GitlabToken {
         /// The GitLab personal, project or deploy token.
