@@ -27,13 +27,21 @@ use zeroize::Zeroizing;
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum Verdict {
     /// The server accepted it.
-    Ok { status: u16 },
+    Ok {
+        status: u16,
+    },
     /// 401 or 403: the server no longer accepts it.
-    Rejected { status: u16 },
+    Rejected {
+        status: u16,
+    },
     /// No answer: name resolution, connection, TLS or time-out.
-    Unreachable { reason: String },
+    Unreachable {
+        reason: String,
+    },
     /// An answer that says neither yes nor no (404, 5xx, a redirect).
-    Unexpected { status: u16 },
+    Unexpected {
+        status: u16,
+    },
 }
 
 impl Verdict {

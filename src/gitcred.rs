@@ -95,7 +95,9 @@ pub enum Answer {
         password: Zeroizing<String>,
     },
     /// A pre-encoded `Authorization: Bearer`, for a git that announced `authtype`.
-    Bearer { token: Zeroizing<String> },
+    Bearer {
+        token: Zeroizing<String>,
+    },
     /// Nothing: git moves on to its next helper or prompt. The reason is for `-v` only.
     Nothing(&'static str),
 }

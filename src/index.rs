@@ -85,11 +85,20 @@ impl From<Record> for Meta {
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("cannot read the index {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("the index {path} is damaged ({reason}); it was left as it is")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
     #[error("cannot write the index {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 /// All credentials' metadata, grouped by origin for constant-time lookups.

@@ -62,7 +62,10 @@ pub const BIN_KEY: &str = "composer-keyd-bin";
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("{path} is not valid JSON ({source}); fix it, then run the command again")]
     Json {
         path: PathBuf,
@@ -76,7 +79,10 @@ pub enum ShimError {
     #[error("{0} is not valid UTF-8, which a Composer repository URL must be")]
     NotUtf8(PathBuf),
     #[error("cannot run `{program}` ({source}); install Composer (Debian package `composer`) or pass --composer PATH")]
-    Spawn { program: String, source: io::Error },
+    Spawn {
+        program: String,
+        source: io::Error,
+    },
     #[error("`{0}` failed; see its output above")]
     Composer(String),
     #[error(
