@@ -84,19 +84,28 @@ impl From<Record> for Meta {
 /// Why the index could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The index exists but could not be read.
     #[error("cannot read the index {path}: {source}")]
     Read {
+        /// The index file.
         path: PathBuf,
+        /// What the system said.
         source: io::Error,
     },
+    /// The index does not parse; the file is not touched.
     #[error("the index {path} is damaged ({reason}); it was left as it is")]
     Corrupt {
+        /// The index file.
         path: PathBuf,
+        /// The parser's message.
         reason: String,
     },
+    /// The index could not be written.
     #[error("cannot write the index {path}: {source}")]
     Write {
+        /// The index file.
         path: PathBuf,
+        /// What the system said.
         source: io::Error,
     },
 }
