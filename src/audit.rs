@@ -320,7 +320,7 @@ fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    // SAFETY: fstat writes only into the zeroed struct we pass.
+    // SAFETY: libc::stat is plain integer fields, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fd 2 is always a valid descriptor number; fstat fails cleanly if it is closed.
     if unsafe { libc::fstat(2, &mut st) } != 0 {
