@@ -180,7 +180,7 @@ pub struct Probe {
     pub method: Method,
     /// The host (with `:port` when the origin has one) the request goes to.
     pub authority: String,
-    /// The path requested: one per origin type that answers 200 only to a good credential.
+    /// The path requested, chosen per credential type so the answer tells a good credential from a bad one.
     pub path: &'static str,
     headers: Vec<(HeaderName, Secret<String>)>,
     body: Option<&'static str>,

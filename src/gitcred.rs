@@ -35,7 +35,7 @@ pub enum GitCredError {
 /// What git asks about: one `key=value` line each, up to a blank line or EOF.
 #[derive(Debug, Default)]
 pub struct Request {
-    /// `https` or `http` as git spells it; `None` when git did not say.
+    /// The URL scheme git authenticates for (`https`, `http`); `None` when git did not say.
     pub protocol: Option<String>,
     /// `host` or `host:port`, as git spells it.
     pub host: Option<String>,

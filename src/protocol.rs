@@ -100,7 +100,7 @@ pub enum BackendKind {
 /// `GET /v1/status`. Never touches an unlock timer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
-    /// The daemon's package version ([`VERSION`]), so the CLI can notice a stale daemon.
+    /// The daemon's package version ([`VERSION`]).
     pub version: String,
     /// The daemon's [`PROTOCOL`] revision; the CLI restarts a daemon whose revision differs.
     pub protocol: u32,
@@ -176,7 +176,7 @@ pub struct OriginInfo {
     pub kind: CredentialType,
     /// The project directory it is bound to; `None` when it applies everywhere.
     pub project: Option<String>,
-    /// `false` when disabled: the plugin should not ask for it.
+    /// `false` when disabled: the daemon refuses to release it.
     pub enabled: bool,
 }
 
@@ -201,7 +201,7 @@ pub struct CredentialReply {
 /// `PUT /v1/credentials/{origin}?project=DIR`: add, replace or rotate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutCredential {
-    /// The secret and its type; replaces whatever is stored for that origin and project.
+    /// The secret and its type, to store for that origin and project.
     pub credential: Credential,
     /// A free-text note shown by `list`; `None` keeps what is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,7 +252,7 @@ pub struct PutReply {
 /// `POST /v1/unlock`. The passphrase is for the vault; the keyring backend needs none.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct UnlockRequest {
-    /// The vault's passphrase; `None` for the keyring backend or a vault that needs none.
+    /// The vault's passphrase; `None` for the keyring backend, which needs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passphrase: Option<Secret<String>>,
 }
