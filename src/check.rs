@@ -180,7 +180,8 @@ pub struct Probe {
     pub method: Method,
     /// The host (with `:port` when the origin has one) the request goes to.
     pub authority: String,
-    /// The path requested, chosen per credential type so the answer tells a good credential from a bad one.
+    /// The path requested, chosen per credential type so the answer tells a good credential
+    /// from a bad one.
     pub path: &'static str,
     headers: Vec<(HeaderName, Secret<String>)>,
     body: Option<&'static str>,

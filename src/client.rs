@@ -32,7 +32,8 @@ pub enum ClientError {
         /// What the system said.
         source: std::io::Error,
     },
-    /// The connection ended mid-request (the daemon drops peers of other users); holds hyper's message.
+    /// The connection ended mid-request (the daemon drops peers of other users); holds hyper's
+    /// message.
     #[error("the daemon closed the connection ({0}); it refuses connections from other users")]
     Closed(String),
     /// The daemon answered with a typed error.

@@ -36,7 +36,8 @@ pub enum Credential {
     GitlabToken {
         /// The GitLab personal, project or deploy token.
         token: Secret<String>,
-        /// The username some GitLab setups want beside a deploy token; `None` when the token alone is sent.
+        /// The username some GitLab setups want beside a deploy token; `None` when the token
+        /// alone is sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         username: Option<Secret<String>>,
     },

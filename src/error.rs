@@ -8,7 +8,8 @@ use crate::store::StoreError;
 /// Everything the agent can refuse or fail with. Messages never hold a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No credential for the origin (and project) asked for; holds that origin as shown to the user.
+    /// No credential for the origin (and project) asked for; holds that origin as shown to the
+    /// user.
     #[error("no credential stored for {0}")]
     NotFound(String),
     #[error(

@@ -308,7 +308,8 @@ pub struct Ack {
 pub struct UnlockReply {
     /// Always `true`; failures travel as an [`ErrorBody`] instead.
     pub ok: bool,
-    /// What the user must know about the unlocked store (the vault: an older copy put back); `None` when nothing.
+    /// What the user must know about the unlocked store (the vault: an older copy put back);
+    /// `None` when nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }

@@ -102,7 +102,8 @@ pub enum ShimError {
     #[error(
         "Composer finished but {0} does not list {PACKAGE} at this version; see its output above"
     )]
-    /// Composer succeeded but installed.json lacks the plugin at this version; holds installed.json's path.
+    /// Composer succeeded but installed.json lacks the plugin at this version; holds
+    /// installed.json's path.
     NotInstalled(PathBuf),
     /// The data directory for the plugin's copy could not be worked out.
     #[error(transparent)]
@@ -185,7 +186,8 @@ struct State {
 pub struct Installed {
     /// The version in vendor/composer/installed.json.
     pub version: String,
-    /// The [`BUILD_KEY`] it was installed with; `None` for a plugin from before builds were stamped.
+    /// The [`BUILD_KEY`] it was installed with; `None` for a plugin from before builds were
+    /// stamped.
     pub build: Option<String>,
 }
 
