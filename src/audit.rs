@@ -27,12 +27,19 @@ pub enum Event {
     Refuse,
     /// A connection from another user was closed before a byte was read.
     RejectPeer,
+    /// A credential was added, replaced or rotated (`PUT`).
     Store,
+    /// A credential (or its project binding) was removed.
     Remove,
+    /// A disabled credential was turned back on.
     Enable,
+    /// A credential was turned off; it stays stored.
     Disable,
+    /// `rotate --rollback` put the previous secret back.
     Rollback,
+    /// The daemon was locked on request.
     Lock,
+    /// The daemon was unlocked on request.
     Unlock,
     /// A credential's release policy changed (`detail` says from what to what).
     Policy,
@@ -50,7 +57,9 @@ pub enum Event {
 pub struct Record {
     /// RFC 3339, UTC, milliseconds.
     pub time: String,
+    /// What happened; the daemon always sets it.
     pub event: Option<Event>,
+    /// The origin the event is about; `None` for events about no credential (lock, unlock, passwd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// The stored credential's scope (its project), when one was resolved.
@@ -62,13 +71,16 @@ pub struct Record {
     /// Why a request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ErrorKind>,
+    /// The refusal's message, made printable and cut short; never holds a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What a change did (`confirm → none`, `keyring → vault: 3 copied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The peer's pid, where the OS tells it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// The peer's uid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
     /// The peer's executable (`/proc/PID/exe`).
@@ -308,7 +320,7 @@ fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    // SAFETY: fstat writes only into the zeroed struct we pass.
+    // SAFETY: libc::stat is plain integer fields, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fd 2 is always a valid descriptor number; fstat fails cleanly if it is closed.
     if unsafe { libc::fstat(2, &mut st) } != 0 {

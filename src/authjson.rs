@@ -20,18 +20,38 @@ use zeroize::{Zeroize, Zeroizing};
 /// Why an auth.json or COMPOSER_AUTH could not be used. Messages never quote a value.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthJsonError {
+    /// The file exists but could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The auth.json that was to be read.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The text does not parse as JSON.
     #[error("{what} is not valid JSON (line {line}, column {column}); fix it by hand, nothing was changed")]
     NotJson {
+        /// Names the source in the message: a path, or `COMPOSER_AUTH`.
         what: String,
+        /// The line of the first error, counted from 1.
         line: usize,
+        /// The column of the first error, counted from 1.
         column: usize,
     },
+    /// The JSON is valid but its top level is not an object.
     #[error("{what} is not a JSON object; nothing was changed")]
-    NotObject { what: String },
+    NotObject {
+        /// Names the source in the message: a path, or `COMPOSER_AUTH`.
+        what: String,
+    },
+    /// The scrubbed file could not be written back (or removed); the original is intact.
     #[error("cannot rewrite {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The auth.json being rewritten.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// Another user could redirect the rewrite; nothing was changed.
     #[error("{0}")]
     Untrusted(#[from] atomic::Untrusted),
@@ -40,10 +60,13 @@ pub enum AuthJsonError {
 /// One credential found in an auth.json-shaped document.
 #[derive(Debug)]
 pub struct Entry {
+    /// The auth.json type section the entry was under.
     pub kind: CredentialType,
     /// The key as the file spells it (it may differ from the normalized origin).
     pub key: String,
+    /// The key normalized the way Composer matches it.
     pub origin: Origin,
+    /// The secret fields, checked non-empty.
     pub credential: Credential,
 }
 
@@ -52,7 +75,9 @@ pub struct Entry {
 pub struct Skipped {
     /// The auth.json type key, e.g. `http-basic`, or a type this build does not know.
     pub kind: String,
+    /// The key as the file spells it, with any `user:pass@` replaced by `***`.
     pub key: String,
+    /// Why it cannot be moved, in a phrase for the user (never quotes a value).
     pub reason: String,
 }
 
@@ -352,6 +377,7 @@ pub fn credential_to_value(c: &Credential) -> Value {
 pub struct AuthFile {
     /// The path as given.
     pub path: PathBuf,
+    /// Its parsed content, wiped on drop.
     pub doc: AuthDoc,
 }
 
@@ -378,9 +404,15 @@ pub fn read_file(path: &Path) -> Result<Option<AuthFile>, AuthJsonError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scrubbed {
     /// Rewritten without the moved entries.
-    Rewritten { removed: usize },
+    Rewritten {
+        /// How many entries were taken out.
+        removed: usize,
+    },
     /// Nothing was left in it, so it was removed.
-    Removed { removed: usize },
+    Removed {
+        /// How many entries were taken out before it was empty.
+        removed: usize,
+    },
     /// None of the entries was still there (or the file is gone); nothing was written.
     Untouched,
 }

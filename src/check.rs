@@ -27,13 +27,25 @@ use zeroize::Zeroizing;
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum Verdict {
     /// The server accepted it.
-    Ok { status: u16 },
+    Ok {
+        /// The HTTP status of the reply.
+        status: u16,
+    },
     /// 401 or 403: the server no longer accepts it.
-    Rejected { status: u16 },
+    Rejected {
+        /// The HTTP status of the reply (401 or 403).
+        status: u16,
+    },
     /// No answer: name resolution, connection, TLS or time-out.
-    Unreachable { reason: String },
+    Unreachable {
+        /// What failed, in a sentence.
+        reason: String,
+    },
     /// An answer that says neither yes nor no (404, 5xx, a redirect).
-    Unexpected { status: u16 },
+    Unexpected {
+        /// The HTTP status of the reply.
+        status: u16,
+    },
 }
 
 impl Verdict {
@@ -56,17 +68,22 @@ impl Verdict {
 /// `http` is for tests and plain-HTTP repositories (Composer's `secure-http: false`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
+    /// TLS, verified against the platform's roots plus Composer's `cafile`/`capath`.
     Https,
+    /// Plain HTTP.
     Http,
 }
 
 /// Why checking could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// No CA certificate was found in the platform's roots or Composer's cafile.
     #[error("no trusted CA certificates were found; set SSL_CERT_FILE or Composer's cafile")]
     NoRoots,
+    /// rustls refused the TLS set-up; holds its message.
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// A `--connect-to` argument is not `ORIGIN=HOST:PORT`; holds it.
     #[error("bad --connect-to `{0}`: expected ORIGIN=HOST:PORT")]
     ConnectTo(String),
 }
@@ -74,6 +91,7 @@ pub enum CheckError {
 /// How checks connect.
 #[derive(Clone)]
 pub struct CheckConfig {
+    /// Whether requests use TLS.
     pub scheme: Scheme,
     /// Connect to another address for an origin (as curl's `--connect-to`); the Host header
     /// and the TLS name stay the origin's.
@@ -158,9 +176,12 @@ fn pem_certs(path: &Path) -> Vec<CertificateDer<'static>> {
 /// The request that tests a credential.
 #[derive(Debug)]
 pub struct Probe {
+    /// `GET`, or `POST` for Bitbucket's token exchange.
     pub method: Method,
     /// The host (with `:port` when the origin has one) the request goes to.
     pub authority: String,
+    /// The path requested, chosen per credential type so the answer tells a good credential
+    /// from a bad one.
     pub path: &'static str,
     headers: Vec<(HeaderName, Secret<String>)>,
     body: Option<&'static str>,

@@ -18,21 +18,39 @@ use zeroize::Zeroizing;
 /// How the client failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Nothing listens on the socket: it is absent, or connecting was refused.
     #[error("no composer-keyd daemon is listening on {path}: start one with `composer-keyd serve` (or drop --no-autostart)")]
-    NotRunning { path: PathBuf },
+    NotRunning {
+        /// The socket path that was tried.
+        path: PathBuf,
+    },
+    /// The socket could not be inspected, or connecting failed for another reason.
     #[error("cannot reach the daemon on {path}: {source}")]
     Connect {
+        /// The socket path that was tried.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// The connection ended mid-request (the daemon drops peers of other users); holds hyper's
+    /// message.
     #[error("the daemon closed the connection ({0}); it refuses connections from other users")]
     Closed(String),
+    /// The daemon answered with a typed error.
     #[error("{message}")]
-    Daemon { kind: ErrorKind, message: String },
+    Daemon {
+        /// What went wrong, for the caller to branch on.
+        kind: ErrorKind,
+        /// The daemon's message for the user; never holds a secret.
+        message: String,
+    },
+    /// No reply within the client's time-out; holds that time-out.
     #[error("the daemon did not answer within {0:?}")]
     Timeout(Duration),
+    /// The reply is not HTTP+JSON of the expected shape; holds the detail.
     #[error("the daemon's reply is not understood: {0}")]
     Protocol(String),
+    /// `serve` could not be spawned or its socket never appeared; holds the reason.
     #[error("could not start the daemon: {0}")]
     Autostart(String),
     /// Someone other than the caller or root could have put the socket there, or another

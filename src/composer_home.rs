@@ -11,6 +11,7 @@ pub const PLUGIN_PACKAGE: &str = "composer-keyd/composer-plugin";
 /// Why Composer's home could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
+    /// Neither `COMPOSER_HOME` nor `HOME` gives a directory.
     #[error("no home directory: set HOME or COMPOSER_HOME")]
     NoHome,
 }

@@ -18,7 +18,9 @@ pub enum BackendChoice {
     /// The OS keyring when it answers, else the vault.
     #[default]
     Auto,
+    /// Always the OS keyring; the daemon reports the keyring's failure rather than fall back.
     Keyring,
+    /// Always the age vault file, even where a keyring answers.
     Vault,
 }
 
@@ -52,8 +54,11 @@ impl fmt::Display for BackendChoice {
 /// Where the backend choice came from, for `status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
+    /// Set by the `COMPOSER_KEYD_BACKEND` environment variable.
     Env,
+    /// Set in this config.toml.
     File(PathBuf),
+    /// Neither is set: [`BackendChoice::Auto`].
     Default,
 }
 
@@ -70,14 +75,34 @@ impl fmt::Display for Source {
 /// Why the configuration could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `COMPOSER_KEYD_BACKEND` holds something other than auto, keyring or vault; holds the value.
     #[error("{ENV_BACKEND}={0:?} is not a backend: use auto, keyring or vault")]
     BadEnv(String),
+    /// config.toml is not valid TOML or has a bad value.
     #[error("{path}: {reason}")]
-    Bad { path: PathBuf, reason: String },
+    Bad {
+        /// The config file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        reason: String,
+    },
+    /// config.toml exists but could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// config.toml could not be written.
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The config file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The config directory could not be found (no home) or is not safe to use.
     #[error(transparent)]
     Path(#[from] paths::PathError),
 }
@@ -86,6 +111,7 @@ pub enum ConfigError {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// Which store the daemon uses; `auto` when the key is absent.
     pub backend: BackendChoice,
 }
 

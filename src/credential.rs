@@ -12,31 +12,49 @@ use std::fmt;
 pub enum Credential {
     /// `http-basic`: a username and password (Magento: public key and private key).
     HttpBasic {
+        /// The username; for repo.magento.com, the Marketplace public key.
         username: Secret<String>,
+        /// The password; for repo.magento.com, the Marketplace private key.
         password: Secret<String>,
     },
     /// `bearer`: an `Authorization: Bearer` token.
-    Bearer { token: Secret<String> },
+    Bearer {
+        /// The token sent after `Bearer `.
+        token: Secret<String>,
+    },
     /// `github-oauth`: a GitHub token.
-    GithubOauth { token: Secret<String> },
+    GithubOauth {
+        /// The GitHub personal access or OAuth token.
+        token: Secret<String>,
+    },
     /// `gitlab-oauth`: a GitLab OAuth token.
-    GitlabOauth { token: Secret<String> },
+    GitlabOauth {
+        /// The GitLab OAuth access token.
+        token: Secret<String>,
+    },
     /// `gitlab-token`: a GitLab private token, optionally with a username.
     GitlabToken {
+        /// The GitLab personal, project or deploy token.
         token: Secret<String>,
+        /// The username some GitLab setups want beside a deploy token; `None` when the token
+        /// alone is sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         username: Option<Secret<String>>,
     },
     /// `bitbucket-oauth`: a Bitbucket OAuth consumer.
     BitbucketOauth {
+        /// The OAuth consumer's key.
         #[serde(rename = "consumer-key")]
         consumer_key: Secret<String>,
+        /// The OAuth consumer's secret.
         #[serde(rename = "consumer-secret")]
         consumer_secret: Secret<String>,
     },
     /// `forgejo-token`: a Forgejo username and access token.
     ForgejoToken {
+        /// The Forgejo user the token belongs to.
         username: Secret<String>,
+        /// The Forgejo access token.
         token: Secret<String>,
     },
 }
@@ -45,12 +63,19 @@ pub enum Credential {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CredentialType {
+    /// `http-basic`: a username and password.
     HttpBasic,
+    /// `bearer`: an `Authorization: Bearer` token.
     Bearer,
+    /// `github-oauth`: a GitHub token.
     GithubOauth,
+    /// `gitlab-oauth`: a GitLab OAuth token.
     GitlabOauth,
+    /// `gitlab-token`: a GitLab private token, optionally with a username.
     GitlabToken,
+    /// `bitbucket-oauth`: a Bitbucket OAuth consumer key and secret.
     BitbucketOauth,
+    /// `forgejo-token`: a Forgejo username and access token.
     ForgejoToken,
     /// A type a newer daemon knows and this build does not (wire forward compatibility).
     #[serde(other)]
@@ -113,14 +138,20 @@ impl fmt::Display for CredentialType {
 /// Why a credential was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CredentialError {
+    /// The type named is not one auth.json knows; holds the name as given.
     #[error("unknown credential type `{0}`; known types: http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth, forgejo-token")]
     UnknownType(String),
+    /// A secret field is empty or blank; holds the field's auth.json name.
     #[error("the {0} field is empty")]
     EmptyField(&'static str),
+    /// The wrong number of secret fields for the type (e.g. on `add` from stdin).
     #[error("expected {expected} secret field(s) for {kind}, got {got}")]
     FieldCount {
+        /// The type the fields were for.
         kind: CredentialType,
+        /// How many fields that type takes.
         expected: usize,
+        /// How many were given.
         got: usize,
     },
 }
@@ -234,14 +265,19 @@ pub struct Origin(String);
 /// Why a string is not an origin.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OriginError {
+    /// The origin is the empty string.
     #[error("the origin is empty")]
     Empty,
+    /// The origin is longer than the 253 characters DNS allows.
     #[error("the origin is longer than 253 characters")]
     TooLong,
+    /// The origin has a scheme, path, query or userinfo, or the host is malformed.
     #[error("an origin is a host with an optional :port, without a scheme or path")]
     NotAHost,
+    /// The origin has whitespace, a control character or a non-ASCII character.
     #[error("the origin has a character that cannot be in a host name")]
     BadCharacter,
+    /// The port is not a number from 1 to 65535.
     #[error("the port must be a number from 1 to 65535")]
     BadPort,
 }

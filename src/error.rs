@@ -8,28 +8,43 @@ use crate::store::StoreError;
 /// Everything the agent can refuse or fail with. Messages never hold a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No credential for the origin (and project) asked for; holds that origin as shown to the
+    /// user.
     #[error("no credential stored for {0}")]
     NotFound(String),
     #[error(
         "the credential for {what} is disabled; run `composer-keyd enable {what}` to use it again"
     )]
-    Disabled { what: String },
+    /// The credential exists but `disable` turned it off.
+    Disabled {
+        /// The origin (and project) as shown to the user, for the `enable` hint.
+        what: String,
+    },
+    /// The daemon is locked; nothing is released until `unlock`.
     #[error("composer-keyd is locked: run `composer-keyd unlock`")]
     Locked,
+    /// The request is malformed; holds the reason for the client.
     #[error("{0}")]
     BadRequest(String),
+    /// The credential in the request was refused.
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    /// The origin in the request is not `host[:port]`.
     #[error("bad origin: {0}")]
     Origin(#[from] OriginError),
+    /// The keyring or vault failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The credential index could not be read or written.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The request body or headers are over a limit; holds which.
     #[error("{0}")]
     TooLarge(String),
+    /// The peer may not have this (policy, or another uid); holds the reason.
     #[error("{0}")]
     Forbidden(String),
+    /// No route matches; holds the method and path.
     #[error("no such route: {0}")]
     UnknownRoute(String),
     /// A fault of the daemon or its set-up, not of the request: a task that panicked, a

@@ -15,14 +15,19 @@ pub const MAX_REQUEST: usize = 64 << 10;
 /// Why git's request or our answer was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GitCredError {
+    /// The request is over [`MAX_REQUEST`] bytes.
     #[error("the request is larger than {MAX_REQUEST} bytes")]
     TooLarge,
+    /// The request is not valid UTF-8.
     #[error("the request is not UTF-8")]
     NotUtf8,
+    /// A line has no `=`; holds its number, counted from 1.
     #[error("line {0} of the request has no `=`")]
     NoEquals(usize),
+    /// The request holds a NUL byte.
     #[error("the request has a NUL byte")]
     Nul,
+    /// A stored field holds a newline or NUL; holds the field's name.
     #[error("the stored {0} holds a newline or NUL, which git's protocol cannot carry; replace it with `composer-keyd rotate`")]
     UnsafeValue(&'static str),
 }
@@ -30,9 +35,11 @@ pub enum GitCredError {
 /// What git asks about: one `key=value` line each, up to a blank line or EOF.
 #[derive(Debug, Default)]
 pub struct Request {
+    /// The URL scheme git authenticates for (`https`, `http`); `None` when git did not say.
     pub protocol: Option<String>,
     /// `host` or `host:port`, as git spells it.
     pub host: Option<String>,
+    /// The repository path, sent only when git's `credential.useHttpPath` is set.
     pub path: Option<String>,
     /// From the URL, or from an earlier helper; a secret to some users, so boxed.
     pub username: Option<Secret<String>>,
@@ -91,11 +98,16 @@ impl Request {
 pub enum Answer {
     /// HTTP basic: git sends these as `Authorization: Basic`.
     Basic {
+        /// The username for Basic auth.
         username: Zeroizing<String>,
+        /// The password (or token) for Basic auth.
         password: Zeroizing<String>,
     },
     /// A pre-encoded `Authorization: Bearer`, for a git that announced `authtype`.
-    Bearer { token: Zeroizing<String> },
+    Bearer {
+        /// The token git sends after `Bearer `.
+        token: Zeroizing<String>,
+    },
     /// Nothing: git moves on to its next helper or prompt. The reason is for `-v` only.
     Nothing(&'static str),
 }

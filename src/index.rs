@@ -84,12 +84,30 @@ impl From<Record> for Meta {
 /// Why the index could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The index exists but could not be read.
     #[error("cannot read the index {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The index file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The index does not parse; the file is not touched.
     #[error("the index {path} is damaged ({reason}); it was left as it is")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The index file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// The index could not be written.
     #[error("cannot write the index {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The index file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
 }
 
 /// All credentials' metadata, grouped by origin for constant-time lookups.

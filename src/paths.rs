@@ -11,18 +11,41 @@ pub const ENV_SOCK: &str = "COMPOSER_KEYD_SOCK";
 /// Why a socket directory is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
+    /// The socket directory is a symlink; holds its path.
     #[error("the socket directory {0} is a symlink; remove it, or set COMPOSER_KEYD_SOCK to a path in a private directory")]
     Symlink(PathBuf),
+    /// The path exists but is not a directory; holds it.
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
+    /// The socket directory belongs to another user.
     #[error("the socket directory {path} is owned by uid {owner}, not by you (uid {me}); remove it or set COMPOSER_KEYD_SOCK")]
-    WrongOwner { path: PathBuf, owner: u32, me: u32 },
+    WrongOwner {
+        /// The socket directory.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// The caller's effective uid.
+        me: u32,
+    },
     #[error(
         "the socket directory {path} has mode {mode:o}; it must be 0700 (run `chmod 700 {path}`)"
     )]
-    WrongMode { path: PathBuf, mode: u32 },
+    /// The socket directory grants group or other permissions.
+    WrongMode {
+        /// The socket directory.
+        path: PathBuf,
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
+    /// The socket directory could not be created, opened or inspected.
     #[error("cannot use the socket directory {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The socket directory.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// Neither XDG variables nor `HOME` give a directory to use.
     #[error("no home directory: set HOME")]
     NoHome,
 }

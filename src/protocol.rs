@@ -68,13 +68,16 @@ impl ErrorKind {
 /// `{"error": {"kind": "...", "message": "..."}}`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
 /// The inside of [`ErrorBody`]. The message never holds a secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
+    /// What kind of failure it was; clients branch on this, never on the message.
     pub kind: ErrorKind,
+    /// A sentence for the user; never holds a secret.
     pub message: String,
 }
 
@@ -89,6 +92,7 @@ pub enum BackendKind {
     Vault,
     /// Process memory only (tests).
     Memory,
+    /// A backend this client does not know yet.
     #[serde(other)]
     Unknown,
 }
@@ -96,17 +100,23 @@ pub enum BackendKind {
 /// `GET /v1/status`. Never touches an unlock timer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The daemon's package version ([`VERSION`]).
     pub version: String,
+    /// The daemon's [`PROTOCOL`] revision; the CLI restarts a daemon whose revision differs.
     pub protocol: u32,
+    /// Which store holds the secrets now.
     pub backend: BackendKind,
     /// Why this backend was chosen, in a sentence.
     pub backend_reason: String,
+    /// Whether the daemon is locked: while true no secret is released until `unlock`.
     pub locked: bool,
     /// Number of credentials in the index.
     pub credentials: usize,
     /// Of those, how many are enabled.
     pub enabled: usize,
+    /// Seconds since the daemon started.
     pub uptime_secs: u64,
+    /// The daemon's process id.
     pub pid: u32,
     /// Whether the vault file exists (so `unlock` and `add` know to create it); absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,16 +132,22 @@ pub struct Status {
 /// Non-secret facts about one stored credential (`GET /v1/credentials`, `list`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialInfo {
+    /// The `host[:port]` this credential is sent to, keyed as in auth.json.
     pub origin: Origin,
+    /// The auth.json type, which decides the secret's shape.
     #[serde(rename = "type")]
     pub kind: CredentialType,
     /// The project directory this credential is bound to; `null` when it applies everywhere.
     pub project: Option<String>,
+    /// The user's free-text note from `add --label`; `None` when none was given.
     pub label: Option<String>,
+    /// `false` after `disable`: kept, but never released.
     pub enabled: bool,
     /// Unix seconds.
     pub created: u64,
+    /// Unix seconds of the last `rotate`; `None` when never rotated.
     pub rotated: Option<u64>,
+    /// Unix seconds of the last release to a peer; `None` when never released.
     pub last_used: Option<u64>,
     /// Whether `rotate --rollback` has a previous secret to restore.
     pub has_previous: bool,
@@ -146,29 +162,37 @@ pub struct CredentialInfo {
 /// `GET /v1/credentials`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialList {
+    /// Every stored credential, enabled or not.
     pub credentials: Vec<CredentialInfo>,
 }
 
 /// One origin that applies to a project (`GET /v1/origins?project=DIR`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginInfo {
+    /// The `host[:port]` the credential is sent to.
     pub origin: Origin,
+    /// The auth.json type of the credential.
     #[serde(rename = "type")]
     pub kind: CredentialType,
+    /// The project directory it is bound to; `None` when it applies everywhere.
     pub project: Option<String>,
+    /// `false` when disabled: the daemon refuses to release it.
     pub enabled: bool,
 }
 
 /// `GET /v1/origins?project=DIR`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginList {
+    /// The origins that apply to the project asked about, project-bound and global.
     pub origins: Vec<OriginInfo>,
 }
 
 /// `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for that project.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialReply {
+    /// The origin that was asked for.
     pub origin: Origin,
+    /// The project directory of the credential that won; `None` when the global one won.
     pub project: Option<String>,
     /// Shared with the agent's cache, so a cached lookup copies no secret.
     pub credential: Arc<Credential>,
@@ -177,7 +201,9 @@ pub struct CredentialReply {
 /// `PUT /v1/credentials/{origin}?project=DIR`: add, replace or rotate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutCredential {
+    /// The secret and its type, to store for that origin and project.
     pub credential: Credential,
+    /// A free-text note shown by `list`; `None` keeps what is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// Keep the replaced secret for `rotate --rollback`.
@@ -199,13 +225,17 @@ pub struct PutCredential {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum PutOutcome {
+    /// No credential was stored for that origin and project.
     Created,
+    /// A different secret was stored and has been overwritten (not kept for rollback).
     Replaced,
+    /// A different secret was stored and has been kept for `rotate --rollback`.
     Rotated,
     /// The same secret was already stored; nothing changed.
     Unchanged,
     /// A different secret is stored and `no_clobber` was set; nothing changed.
     Conflict,
+    /// An outcome this client does not know yet.
     #[serde(other)]
     Unknown,
 }
@@ -213,13 +243,16 @@ pub enum PutOutcome {
 /// Reply to `PUT`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutReply {
+    /// What the `PUT` did.
     pub outcome: PutOutcome,
+    /// The stored credential's facts after the change.
     pub info: CredentialInfo,
 }
 
 /// `POST /v1/unlock`. The passphrase is for the vault; the keyring backend needs none.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct UnlockRequest {
+    /// The vault's passphrase; `None` for the keyring backend, which needs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passphrase: Option<Secret<String>>,
 }
@@ -227,13 +260,16 @@ pub struct UnlockRequest {
 /// `POST /v1/passwd`: changes the vault's passphrase.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PasswdRequest {
+    /// The vault's current passphrase, checked before anything changes.
     pub passphrase: Secret<String>,
+    /// The passphrase the vault is re-encrypted with.
     pub new_passphrase: Secret<String>,
 }
 
 /// `POST /v1/migrate`: moves every credential to another backend and makes it the one in use.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MigrateRequest {
+    /// The backend to move to; it is the one in use after success.
     pub to: BackendKind,
     /// The vault's passphrase, when the vault is the target or must be opened to clean it up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,7 +279,9 @@ pub struct MigrateRequest {
 /// Reply to `POST /v1/migrate`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrateReply {
+    /// The backend the credentials were in.
     pub from: BackendKind,
+    /// The backend they are in now.
     pub to: BackendKind,
     /// Secrets copied to the target and read back.
     pub copied: usize,
@@ -261,13 +299,17 @@ pub struct MigrateReply {
 /// A reply that only says it worked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
+    /// Always `true`; failures travel as an [`ErrorBody`] instead.
     pub ok: bool,
 }
 
 /// `POST /v1/unlock`'s reply: an `Ack`, plus what the user must know about what was opened.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct UnlockReply {
+    /// Always `true`; failures travel as an [`ErrorBody`] instead.
     pub ok: bool,
+    /// What the user must know about the unlocked store (the vault: an older copy put back);
+    /// `None` when nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }

@@ -53,8 +53,10 @@ impl Finding {
 /// Why a scan could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
+    /// The directory to scan is not in a git work tree; holds it.
     #[error("{0} is not inside a git repository")]
     NotARepo(PathBuf),
+    /// git could not be run, or failed; holds the reason.
     #[error("running git failed: {0}")]
     Git(String),
 }

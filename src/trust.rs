@@ -72,15 +72,25 @@ pub enum Checked {
 /// The walk could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// A step of the walk failed its check.
     #[error(transparent)]
     Untrusted(#[from] Untrusted),
+    /// A path on the way could not be inspected (other than not existing).
     #[error("cannot inspect {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The path whose metadata could not be read.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
 }
 
 /// A uid, with its user name where the system knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner(pub u32);
+pub struct Owner(
+    /// The numeric uid.
+    pub u32,
+);
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,28 +106,67 @@ impl fmt::Display for Owner {
 pub enum Problem {
     /// Owned by someone other than the caller (or root, where root is allowed).
     Owner {
+        /// The path with the wrong owner.
         path: PathBuf,
+        /// Who owns it.
         owner: Owner,
+        /// Whether a root owner would have passed: true for directories on the way, false for
+        /// the private directory or the socket itself.
         root_allowed: bool,
     },
     /// Writable by group or others (and not a root-owned sticky directory on the way).
-    Writable { path: PathBuf, mode: u32 },
+    Writable {
+        /// The path others can write to.
+        path: PathBuf,
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
     /// A private directory with group or other permission bits.
-    Mode { path: PathBuf, mode: u32 },
+    Mode {
+        /// The directory that should be private.
+        path: PathBuf,
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
     /// A shared sticky directory (such as /tmp) cannot hold the socket itself.
-    Sticky { path: PathBuf, mode: u32 },
+    Sticky {
+        /// The sticky directory the socket would sit in.
+        path: PathBuf,
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
     /// A symlink owned by another user.
-    LinkOwner { path: PathBuf, owner: Owner },
+    LinkOwner {
+        /// The symlink.
+        path: PathBuf,
+        /// Who owns it.
+        owner: Owner,
+    },
     /// A symlink where a real directory is required.
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The symlink.
+        path: PathBuf,
+    },
     /// A file where a directory is expected on the way.
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The path that is not a directory.
+        path: PathBuf,
+    },
     /// The socket's path holds something else, or a symlink.
-    NotASocket { path: PathBuf },
+    NotASocket {
+        /// The path that should be the socket.
+        path: PathBuf,
+    },
     /// More symlinks than the kernel would follow (a loop).
-    TooManyLinks { path: PathBuf },
+    TooManyLinks {
+        /// The path whose resolution gave up.
+        path: PathBuf,
+    },
     /// The process behind the socket runs as another user.
-    Peer { uid: Owner },
+    Peer {
+        /// The peer's uid, from `SO_PEERCRED` (or the platform's equivalent).
+        uid: Owner,
+    },
 }
 
 /// A refused socket or directory: one line with the path, the offending owner and the fix.
@@ -125,6 +174,7 @@ pub enum Problem {
 pub struct Untrusted {
     /// The socket or directory the caller wanted to use.
     pub subject: PathBuf,
+    /// Which check failed, and on which path.
     pub problem: Problem,
     /// The caller's euid.
     pub me: u32,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct Untrusted {
     /// The file that was to be written or removed.
     pub target: PathBuf,
+    /// Which path on the way is unsafe, and why.
     pub reason: UntrustedReason,
 }
 
@@ -19,12 +20,27 @@ pub struct Untrusted {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UntrustedReason {
     /// A directory on the way, or the file, belongs to another user (not root).
-    OwnedBy { path: PathBuf, uid: u32 },
+    OwnedBy {
+        /// The directory or file with the foreign owner.
+        path: PathBuf,
+        /// Its owner's uid.
+        uid: u32,
+    },
     /// A directory that group or other users can write (a sticky directory counts when it
     /// holds the file itself, since others can still create names in it).
-    WritableByOthers { path: PathBuf, mode: u32, uid: u32 },
+    WritableByOthers {
+        /// The directory others can write to.
+        path: PathBuf,
+        /// Its whole `st_mode`, file type bits included.
+        mode: u32,
+        /// Its owner's uid.
+        uid: u32,
+    },
     /// A directory on the way could not be inspected (it vanished, or is unreadable).
-    Uninspectable { path: PathBuf },
+    Uninspectable {
+        /// The directory whose metadata could not be read.
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for UntrustedReason {

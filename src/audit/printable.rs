@@ -9,7 +9,7 @@ pub const MAX_CHARS: usize = 300;
 /// isolates, zero-width joiners, the BOM, tag characters) are dropped, because they reorder
 /// or hide what is shown; control characters, line and paragraph separators and `\` are
 /// escaped (`\x1b`, `\u{2028}`, `\\`), so what is shown cannot pose as something else; the
-/// result is cut at [`MAX_CHARS`].
+/// result is cut at 300 characters (`MAX_CHARS`; [`printable_max`] takes another limit).
 pub fn printable(s: &str) -> String {
     printable_max(s, MAX_CHARS)
 }

@@ -19,8 +19,10 @@ pub struct Edit {
 /// Why the document cannot be edited.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
+    /// The document, or a member that must be an object, is not one; holds its name.
     #[error("`{0}` is not a JSON object")]
     NotAnObject(&'static str),
+    /// `repositories` is neither a list nor an object.
     #[error("`repositories` is neither an array nor an object")]
     BadRepositories,
 }

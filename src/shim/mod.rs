@@ -61,28 +61,51 @@ pub const BIN_KEY: &str = "composer-keyd-bin";
 /// Why a shim operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
+    /// A file or directory of the shim could not be read, written or removed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// A JSON file Composer owns does not parse; it is left as it is.
     #[error("{path} is not valid JSON ({source}); fix it, then run the command again")]
     Json {
+        /// The file.
         path: PathBuf,
+        /// The parser's message.
         source: serde_json::Error,
     },
+    /// composer.json has a shape the edit cannot handle; it is left as it is.
     #[error("cannot edit {path}: {source}")]
     Manifest {
+        /// The COMPOSER_HOME's composer.json.
         path: PathBuf,
+        /// What is wrong with it.
         source: manifest::ManifestError,
     },
+    /// The plugin directory's path is not UTF-8; holds it.
     #[error("{0} is not valid UTF-8, which a Composer repository URL must be")]
     NotUtf8(PathBuf),
+    /// Composer could not be started.
     #[error("cannot run `{program}` ({source}); install Composer (Debian package `composer`) or pass --composer PATH")]
-    Spawn { program: String, source: io::Error },
+    Spawn {
+        /// The Composer command as given (`--composer`, or `composer` on PATH).
+        program: String,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// Composer ran and failed; holds the command line (its output went to the terminal).
     #[error("`{0}` failed; see its output above")]
     Composer(String),
     #[error(
         "Composer finished but {0} does not list {PACKAGE} at this version; see its output above"
     )]
+    /// Composer succeeded but installed.json lacks the plugin at this version; holds
+    /// installed.json's path.
     NotInstalled(PathBuf),
+    /// The data directory for the plugin's copy could not be worked out.
     #[error(transparent)]
     Paths(#[from] crate::paths::PathError),
 }
@@ -143,9 +166,11 @@ pub fn rendered_files() -> Vec<(&'static str, Vec<u8>)> {
 /// What install changed in one COMPOSER_HOME, so that uninstall reverses exactly that.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// composer.json, composer.lock and the vendor dir did not exist before.
+    /// composer.json did not exist before install.
     pub created_file: bool,
+    /// composer.lock did not exist before install.
     pub created_lock: bool,
+    /// The vendor dir did not exist before install.
     pub created_vendor: bool,
     /// Containers install created inside composer.json (see [`manifest::Edit::created`]).
     pub created: Vec<String>,
@@ -159,19 +184,27 @@ struct State {
 /// The plugin as Composer installed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Installed {
+    /// The version in vendor/composer/installed.json.
     pub version: String,
+    /// The [`BUILD_KEY`] it was installed with; `None` for a plugin from before builds were
+    /// stamped.
     pub build: Option<String>,
 }
 
 /// What `shim status` reports.
 #[derive(Debug)]
 pub struct Status {
+    /// The COMPOSER_HOME looked at.
     pub home: PathBuf,
+    /// Where the plugin's files are copied, for Composer's path repository.
     pub plugin_dir: PathBuf,
+    /// Whether composer.json's `require` names the plugin.
     pub required: bool,
+    /// Whether composer.json lists the path repository pointing at `plugin_dir`.
     pub repository: bool,
     /// `None` when composer.json says nothing about allow-plugins.
     pub allowed: Option<bool>,
+    /// The plugin as Composer installed it; `None` when it is not installed.
     pub installed: Option<Installed>,
 }
 
@@ -188,8 +221,11 @@ impl Status {
 /// What install or uninstall did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
+    /// The plugin's copy under `plugin_dir` was written or removed.
     pub files_changed: bool,
+    /// composer.json was edited.
     pub manifest_changed: bool,
+    /// Composer was run to install or remove the package.
     pub ran_composer: bool,
 }
 

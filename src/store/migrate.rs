@@ -26,21 +26,27 @@ use std::sync::Arc;
 /// Why a migration stopped. Nothing was removed from the source unless the target held it.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
+    /// The source or the target backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// config.toml could not be written: the daemon's fault, not the backend's.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The vault is the target or must be opened, and no passphrase was given.
     #[error("the vault's passphrase is needed to migrate")]
     NoPassphrase,
+    /// The daemon has no vault path, so it cannot swap its store (a test's memory store).
     #[error("this daemon's store cannot be migrated")]
     NotSwitchable,
 }
 
 /// One migration of every listed secret to `to`, over the daemon's switchable store.
 pub struct Migration<'a> {
+    /// The daemon's store, swapped for the target once every secret is copied.
     pub active: &'a Active,
+    /// The backend to move every secret to.
     pub to: BackendKind,
+    /// What config.toml records as the backend after the switch.
     pub choice: BackendChoice,
     /// The vault's passphrase, when the vault is the target or must be opened to clean up.
     pub passphrase: Option<Secret<String>>,

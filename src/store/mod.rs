@@ -21,16 +21,20 @@ pub const SERVICE_PREVIOUS: &str = "composer-keyd.previous";
 /// Which secret of a credential: the one in use, or the one a rotation replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Slot {
+    /// The secret in use.
     Current,
+    /// The secret a `rotate` replaced, kept for `rotate --rollback`.
     Previous,
 }
 
 /// The address of one secret in a backend.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlotKey {
+    /// The origin the secret is for.
     pub origin: Origin,
     /// Canonical project directory, or `None` for the unscoped credential.
     pub project: Option<String>,
+    /// Which of the credential's secrets.
     pub slot: Slot,
 }
 
@@ -68,7 +72,9 @@ pub enum StoreError {
     /// The backend did not answer, or refused access (locked keyring, no Secret Service).
     #[error("the {backend} is unavailable: {reason}")]
     Unavailable {
+        /// Which backend, as the message names it (`keyring`, `vault`).
         backend: &'static str,
+        /// Why, in one short phrase; never holds a secret.
         reason: String,
     },
     /// The backend call took longer than the limit.

@@ -11,8 +11,10 @@ use std::time::Duration;
 /// Why no backend could be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The backend choice could not be read (a bad `COMPOSER_KEYD_BACKEND` or config.toml).
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The data directory for the vault could not be worked out.
     #[error(transparent)]
     Path(#[from] crate::paths::PathError),
 }

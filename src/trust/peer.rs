@@ -7,6 +7,7 @@ use std::path::Path;
 /// Who is at the other end of a connected Unix socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerCred {
+    /// The peer's effective uid when it connected.
     pub uid: u32,
     /// The peer's pid, where the OS tells it (Linux).
     pub pid: Option<i32>,

@@ -16,10 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use support::{request, TestEnv, BIN};
 
-/// A Magento key pair (32 characters each) and a second, different one.
+/// A Magento public key (32 characters), the username the loopback repository accepts.
 pub const PUB: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+/// The private key (password) paired with [`PUB`].
 pub const PRIV: &str = "0f9e8d7c6b5a49382716f5e4d3c2b1a0";
+/// A second public key, different from [`PUB`]: a rejected or conflicting credential.
 pub const PUB2: &str = "b1b2c3d4e5f60718293a4b5c6d7e8f91";
+/// The private key paired with [`PUB2`].
 pub const PRIV2: &str = "1f9e8d7c6b5a49382716f5e4d3c2b1a1";
 
 /// COMPOSER_HOME as Composer resolves it in the test env: `$XDG_CONFIG_HOME/composer`.
