@@ -26,22 +26,36 @@ pub const LAUNCHD_LABEL: &str = "com.composer-keyd.agent";
 /// Why a service operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The OS would not say where this binary is, so no unit can name it.
     #[error("cannot find the path of this program: {0}")]
     CurrentExe(std::io::Error),
+    /// The running binary's file is gone: units would name a path that does not exist.
     #[error("the binary {0} does not exist (was it replaced while running?); run the installed composer-keyd")]
     MissingBinary(PathBuf),
+    /// A path with characters a unit file or plist cannot carry safely, and why.
     #[error("the path {0} {1}; it cannot be written into a unit file or plist")]
     UnsafePath(PathBuf, &'static str),
+    /// No home or config directory to install into.
     #[error(transparent)]
     Path(#[from] paths::PathError),
+    /// Reading or writing a unit file, plist or directory failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What was being done (`writing`, `removing`, ...).
         what: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// `systemctl` or `launchctl` ran and failed.
     #[error("`{command}` failed: {detail}")]
-    Command { command: String, detail: String },
+    Command {
+        /// The command line, as a user could run it again.
+        command: String,
+        /// What it printed, or how it ended.
+        detail: String,
+    },
 }
 
 /// A per-user service manager that can hold our socket.
@@ -110,11 +124,31 @@ pub struct InstallOptions {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Step {
-    Wrote { path: PathBuf },
-    Unchanged { path: PathBuf },
-    Removed { path: PathBuf },
-    Ran { command: String },
-    Note { text: String },
+    /// A file was written (created or changed).
+    Wrote {
+        /// The unit file or plist.
+        path: PathBuf,
+    },
+    /// A file already held what it should.
+    Unchanged {
+        /// The unit file or plist.
+        path: PathBuf,
+    },
+    /// A file was removed.
+    Removed {
+        /// The unit file or plist.
+        path: PathBuf,
+    },
+    /// A service-manager command was run.
+    Ran {
+        /// The command line, as a user could run it again.
+        command: String,
+    },
+    /// Something the user should know that changed nothing.
+    Note {
+        /// One sentence.
+        text: String,
+    },
 }
 
 impl fmt::Display for Step {
@@ -132,7 +166,9 @@ impl fmt::Display for Step {
 /// What install or uninstall did, in order.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The manager acted on; none when no service manager runs here.
     pub manager: Option<Manager>,
+    /// What was done, in order.
     pub steps: Vec<Step>,
 }
 
@@ -336,6 +372,7 @@ pub fn uninstall() -> Result<Report, ServiceError> {
 /// The service manager's view of the service.
 #[derive(Clone, Debug, Serialize)]
 pub struct Status {
+    /// The manager asked; none when no service manager runs here.
     pub manager: Option<Manager>,
     /// Each file `install` writes, and whether it is there.
     pub files: Vec<FileState>,
@@ -354,9 +391,11 @@ pub struct Status {
 /// One systemd unit as `status` sees it.
 #[derive(Clone, Debug, Serialize)]
 pub struct UnitState {
+    /// The unit's name, e.g. `composer-keyd.socket`.
     pub name: &'static str,
     /// The file loaded (asked of the manager), or the one it would load (judged from files).
     pub path: Option<PathBuf>,
+    /// Who put that file there: the user, the administrator (/etc) or the package.
     pub origin: Option<Origin>,
     /// `active`, `inactive`, ... as the manager says; none without a manager.
     pub active: Option<String>,
@@ -365,7 +404,9 @@ pub struct UnitState {
 /// A file `install` writes.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileState {
+    /// Where `install` puts it.
     pub path: PathBuf,
+    /// Whether it is there now.
     pub installed: bool,
 }
 
