@@ -32,16 +32,6 @@ fn script(t: &TestEnv, name: &str, body: &str) -> PathBuf {
     p
 }
 
-fn get(t: &TestEnv, origin: &str) -> support::Reply {
-    request(
-        &t.socket(),
-        "GET",
-        &format!("/v1/credentials/{origin}"),
-        None,
-    )
-    .unwrap()
-}
-
 fn py_get(t: &TestEnv, origin: &str) -> String {
     let out = t
         .command(PYTHON)
@@ -81,7 +71,7 @@ fn confirm_asks_askpass_and_a_denial_or_time_out_refuses() {
         &format!("{TOKEN}\n"),
     );
     t.ok(&["add", "y.example", "--type", "bearer"], "plain-token\n");
-    let r = get(&t, "x.example");
+    let r = t.lookup("x.example", None);
     assert_eq!(
         (r.status, r.kind().as_str()),
         (403, "forbidden"),
@@ -90,7 +80,11 @@ fn confirm_asks_askpass_and_a_denial_or_time_out_refuses() {
     );
     assert!(r.body.contains("did not confirm"), "{}", r.body);
     assert!(!r.body.contains(TOKEN));
-    assert_eq!(get(&t, "y.example").status, 200, "no policy, no dialog");
+    assert_eq!(
+        t.lookup("y.example", None).status,
+        200,
+        "no policy, no dialog"
+    );
     let prompts = std::fs::read_to_string(&asked).unwrap();
     assert_eq!(
         prompts.lines().count(),
@@ -111,7 +105,7 @@ fn confirm_asks_askpass_and_a_denial_or_time_out_refuses() {
 
     let yes = script(&t, "yes.sh", "exit 0");
     let mut d = t.start_daemon(&["--askpass", yes.to_str().unwrap()]);
-    let r = get(&t, "x.example");
+    let r = t.lookup("x.example", None);
     assert_eq!(r.json()["credential"]["token"], TOKEN, "{}", r.body);
     // Rotation keeps the policy.
     t.ok(&["rotate", "x.example"], "rotated-policy-token\n");
@@ -126,14 +120,14 @@ fn confirm_asks_askpass_and_a_denial_or_time_out_refuses() {
         "--confirm-timeout",
         "1s",
     ]);
-    let r = get(&t, "x.example");
+    let r = t.lookup("x.example", None);
     assert_eq!(r.kind(), "forbidden");
     assert!(r.body.contains("not confirmed within 1 s"), "{}", r.body);
     d.stop();
 
     // No askpass at all: refused, saying how to configure one.
     let mut d = t.start_daemon(&[]);
-    let r = get(&t, "x.example");
+    let r = t.lookup("x.example", None);
     assert_eq!(r.kind(), "forbidden");
     assert!(r.body.contains("COMPOSER_KEYD_ASKPASS"), "{}", r.body);
     // Lifting it needs the same confirmation, which nobody can give here.
@@ -149,7 +143,7 @@ fn confirm_asks_askpass_and_a_denial_or_time_out_refuses() {
         &["add", "x.example", "--type", "bearer"],
         &format!("{TOKEN}\n"),
     );
-    assert_eq!(get(&t, "x.example").status, 200);
+    assert_eq!(t.lookup("x.example", None).status, 200);
     d.stop();
 }
 
@@ -178,7 +172,7 @@ fn allow_exe_releases_only_to_that_program_and_the_audit_log_says_who() {
         "stored canonical"
     );
 
-    let r = get(&t, "repo.example");
+    let r = t.lookup("repo.example", None);
     assert_eq!(
         (r.status, r.kind().as_str()),
         (403, "forbidden"),
@@ -196,7 +190,7 @@ fn allow_exe_releases_only_to_that_program_and_the_audit_log_says_who() {
     t.ok(&["rotate", "repo.example"], "rotated-allow-token\n");
     assert!(py_get(&t, "repo.example").contains("rotated-allow-token"));
     assert_eq!(
-        get(&t, "repo.example").status,
+        t.lookup("repo.example", None).status,
         403,
         "rotation kept the policy"
     );
@@ -230,7 +224,7 @@ fn allow_exe_releases_only_to_that_program_and_the_audit_log_says_who() {
         "any-exe-token\n",
     );
     assert_eq!(
-        get(&t, "repo.example").json()["credential"]["token"],
+        t.lookup("repo.example", None).json()["credential"]["token"],
         "any-exe-token"
     );
 
@@ -276,9 +270,9 @@ fn audit_log_rotates_and_goes_to_journald_under_systemd() {
         "rotation-token-7\n",
     );
     for _ in 0..200 {
-        assert_eq!(get(&t, "x.example").status, 200);
+        assert_eq!(t.lookup("x.example", None).status, 200);
     }
-    assert_eq!(get(&t, "absent.example").status, 404);
+    assert_eq!(t.lookup("absent.example", None).status, 404);
     let dir = audit_path(&t).parent().unwrap().to_path_buf();
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -328,8 +322,8 @@ fn no_secret_anywhere_at_trace_level() {
         &["add", "b.example", "--allow-exe", PYTHON],
         &format!("user\n{}\n", secrets[2]),
     );
-    assert_eq!(get(&t, "a.example").status, 200);
-    assert_eq!(get(&t, "b.example").status, 403);
+    assert_eq!(t.lookup("a.example", None).status, 200);
+    assert_eq!(t.lookup("b.example", None).status, 403);
     let body = format!(
         r#"{{"credential":{{"type":"bearer","token":{}}}}}"#,
         "1".repeat(30)

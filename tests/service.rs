@@ -10,18 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{request, require, TestEnv, BIN};
-
-/// Polls `f` every 50 ms, at most `tries` times.
-fn wait_for(tries: u32, mut f: impl FnMut() -> bool) -> bool {
-    (0..tries).any(|_| {
-        let done = f();
-        if !done {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        done
-    })
-}
+use support::{request, require, wait_for, TestEnv, BIN};
 
 /// Waits (at most 30 s) for a child to exit.
 fn wait_exit(child: &mut Child) -> Option<std::process::ExitStatus> {

@@ -11,23 +11,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::time::Duration;
-use support::{request, require, TestEnv};
+use support::{request, require, wait_for, TestEnv};
 
 const PUB: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const PRIV: &str = "0f9e8d7c6b5a49382716f5e4d3c2b1a0";
 const PW: &str = "correct horse battery staple";
-
-/// Polls `f` every 50 ms, at most `tries` times.
-fn wait_for(tries: u32, mut f: impl FnMut() -> bool) -> bool {
-    (0..tries).any(|_| {
-        let done = f();
-        if !done {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        done
-    })
-}
 
 fn systemctl(t: &TestEnv, args: &[&str]) -> Output {
     t.command("systemctl")

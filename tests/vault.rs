@@ -10,39 +10,15 @@ use composer_keyd::store::{Slot, SlotKey, Store, StoreError};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{request, Daemon, TestEnv, BIN};
+use support::{request, TestEnv, BIN};
 
 const PUB: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const PRIV: &str = "0f9e8d7c6b5a49382716f5e4d3c2b1a0";
 const TOKEN: &str = "ghp_vaulttesttoken0123456789";
 const PW: &str = "correct horse battery staple";
 
-/// A bare environment (no D-Bus) whose vault uses a low scrypt work factor, for speed.
-fn fast_env() -> TestEnv {
-    let mut t = TestEnv::bare();
-    t.env
-        .insert("COMPOSER_KEYD_TEST_SCRYPT_LOG_N".into(), "12".into());
-    t
-}
-
 fn vault_path(t: &TestEnv) -> PathBuf {
     PathBuf::from(&t.env["XDG_DATA_HOME"]).join("composer-keyd/vault.age")
-}
-
-fn status(t: &TestEnv) -> serde_json::Value {
-    request(&t.socket(), "GET", "/v1/status", None)
-        .unwrap()
-        .json()
-}
-
-fn lookup(t: &TestEnv, origin: &str) -> support::Reply {
-    request(
-        &t.socket(),
-        "GET",
-        &format!("/v1/credentials/{origin}"),
-        None,
-    )
-    .unwrap()
 }
 
 fn create(t: &TestEnv) {
@@ -66,21 +42,10 @@ fn has(v: &VaultStore, origin: &str) -> bool {
     v.get(&key).unwrap().is_some()
 }
 
-/// Waits (bounded: 400 x 50 ms) until the daemon's log contains `needle`.
-fn wait_log(d: &Daemon, needle: &str) {
-    for _ in 0..400 {
-        if d.log_text().contains(needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{needle:?} never appeared in the log: {}", d.log_text());
-}
-
 /// Polls status every 200 ms (bounded: 150 polls) until `locked` is `want`.
 fn poll_until_locked(t: &TestEnv, want: bool) -> usize {
     for i in 0..150 {
-        if status(t)["locked"] == want {
+        if t.status_json()["locked"] == want {
             return i;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -90,7 +55,7 @@ fn poll_until_locked(t: &TestEnv, want: bool) -> usize {
 
 #[test]
 fn auto_chooses_the_vault_and_says_why() {
-    let mut t = fast_env();
+    let mut t = TestEnv::fast_vault();
     assert!(!t.env.contains_key("DBUS_SESSION_BUS_ADDRESS"));
     let mut d = t.start_daemon(&[]);
     let s: serde_json::Value = serde_json::from_str(&t.ok(&["status", "--json"], "")).unwrap();
@@ -112,7 +77,7 @@ fn auto_chooses_the_vault_and_says_why() {
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
     std::fs::write(&cfg, "backend = \"keyring\"\n").unwrap();
     let mut d = t.start_daemon(&[]);
-    let s = status(&t);
+    let s = t.status_json();
     assert_eq!(s["backend"], "keyring", "{s}");
     assert!(s["backend_reason"]
         .as_str()
@@ -123,7 +88,7 @@ fn auto_chooses_the_vault_and_says_why() {
     // The environment wins over the file.
     t.env.insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
     let mut d = t.start_daemon(&[]);
-    let s = status(&t);
+    let s = t.status_json();
     assert_eq!(s["backend"], "vault");
     assert_eq!(s["backend_reason"], "COMPOSER_KEYD_BACKEND=vault");
     d.stop();
@@ -178,8 +143,8 @@ fn lifecycle_and_no_plaintext() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("differ"));
     assert!(!vault_path(&t).exists());
     create(&t);
-    assert_eq!(status(&t)["locked"], false);
-    assert_eq!(status(&t)["vault_exists"], true);
+    assert_eq!(t.status_json()["locked"], false);
+    assert_eq!(t.status_json()["vault_exists"], true);
 
     t.ok(&["add", "repo.magento.com"], &format!("{PUB}\n{PRIV}\n"));
     t.ok(
@@ -189,11 +154,11 @@ fn lifecycle_and_no_plaintext() {
     let list: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--json"], "")).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     assert_eq!(
-        lookup(&t, "repo.magento.com").json()["credential"]["password"],
+        t.lookup("repo.magento.com", None).json()["credential"]["password"],
         PRIV
     );
     assert_eq!(
-        lookup(&t, "github.com").json()["credential"]["token"],
+        t.lookup("github.com", None).json()["credential"]["token"],
         TOKEN
     );
 
@@ -223,8 +188,8 @@ fn lifecycle_and_no_plaintext() {
     // After a restart: locked until unlocked; a wrong passphrase is refused.
     assert!(d.stop().success());
     let _d = t.start_daemon(&[]);
-    assert_eq!(status(&t)["locked"], true);
-    let r = lookup(&t, "repo.magento.com");
+    assert_eq!(t.status_json()["locked"], true);
+    let r = t.lookup("repo.magento.com", None);
     assert_eq!((r.status, r.kind().as_str()), (423, "locked"));
     let out = t.cli(&["unlock"], "not it\n");
     assert!(!out.status.success());
@@ -237,10 +202,10 @@ fn lifecycle_and_no_plaintext() {
     )
     .unwrap();
     assert_eq!((r.status, r.kind().as_str()), (401, "wrong-passphrase"));
-    assert_eq!(status(&t)["locked"], true);
+    assert_eq!(t.status_json()["locked"], true);
     t.ok(&["unlock"], &format!("{PW}\n"));
     assert_eq!(
-        lookup(&t, "repo.magento.com").json()["credential"]["password"],
+        t.lookup("repo.magento.com", None).json()["credential"]["password"],
         PRIV
     );
 
@@ -252,23 +217,23 @@ fn lifecycle_and_no_plaintext() {
     assert!(!t.cli(&["unlock"], &format!("{PW}\n")).status.success());
     t.ok(&["unlock"], "new pass\n");
     assert_eq!(
-        lookup(&t, "github.com").json()["credential"]["token"],
+        t.lookup("github.com", None).json()["credential"]["token"],
         TOKEN
     );
 }
 
 #[test]
 fn the_first_add_creates_the_vault() {
-    let t = fast_env();
+    let t = TestEnv::fast_vault();
     let mut d = t.start_daemon(&[]);
     t.ok(
         &["add", "repo.magento.com"],
         &format!("{PW}\n{PW}\n{PUB}\n{PRIV}\n"),
     );
-    assert_eq!(status(&t)["vault_exists"], true);
-    assert_eq!(status(&t)["locked"], false);
+    assert_eq!(t.status_json()["vault_exists"], true);
+    assert_eq!(t.status_json()["locked"], false);
     assert_eq!(
-        lookup(&t, "repo.magento.com").json()["credential"]["username"],
+        t.lookup("repo.magento.com", None).json()["credential"]["username"],
         PUB
     );
     d.stop();
@@ -285,7 +250,7 @@ fn the_first_add_creates_the_vault() {
 
 #[test]
 fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
-    let mut t = fast_env();
+    let mut t = TestEnv::fast_vault();
     let mut d = t.start_daemon(&[]);
     create(&t);
     add_bearer(&t, "first.example", "tok-first");
@@ -305,7 +270,7 @@ fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
         t.ok(&["unlock"], &format!("{PW}\n"));
         let origin = format!("new{i}.example");
         let mut writer = t.spawn_cli(&["add", &origin, "--type", "bearer"], "tok-new\n");
-        wait_log(&d, &format!("test hook: paused at {stage}"));
+        d.wait_log(&format!("test hook: paused at {stage}"));
         d.kill9();
         let _ = writer.kill();
         let _ = writer.wait();
@@ -341,14 +306,14 @@ fn kill9_during_a_write_leaves_the_old_or_the_new_vault() {
     let _d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n"));
     assert_eq!(
-        lookup(&t, "first.example").json()["credential"]["token"],
+        t.lookup("first.example", None).json()["credential"]["token"],
         "tok-first"
     );
 }
 
 #[test]
 fn a_damaged_vault_is_reported_and_kept_byte_for_byte() {
-    let t = fast_env();
+    let t = TestEnv::fast_vault();
     let mut d = t.start_daemon(&[]);
     create(&t);
     add_bearer(&t, "one.example", "tok-one");
@@ -365,7 +330,7 @@ fn a_damaged_vault_is_reported_and_kept_byte_for_byte() {
     ] {
         std::fs::write(&path, &bytes).unwrap();
         let mut d = t.start_daemon(&[]);
-        assert_eq!(status(&t)["vault_exists"], true, "{what}");
+        assert_eq!(t.status_json()["vault_exists"], true, "{what}");
         let out = t.cli(&["unlock"], &format!("{PW}\n"));
         assert!(!out.status.success(), "{what}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -400,33 +365,33 @@ fn a_damaged_vault_is_reported_and_kept_byte_for_byte() {
     let _d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n"));
     assert_eq!(
-        lookup(&t, "one.example").json()["credential"]["token"],
+        t.lookup("one.example", None).json()["credential"]["token"],
         "tok-one"
     );
 }
 
 #[test]
 fn idle_ttl_locks_and_status_polling_does_not_extend_it() {
-    let t = fast_env();
+    let t = TestEnv::fast_vault();
     let _d = t.start_daemon(&["--idle-ttl", "2s"]);
     create(&t);
     add_bearer(&t, "idle.example", "tok-idle");
-    let s = status(&t);
+    let s = t.status_json();
     assert_eq!(s["locked"], false);
     assert!(s["lock_in_secs"].as_u64().is_some_and(|n| n <= 2), "{s}");
     // Only status calls from here on: they must not keep it open.
     let polls = poll_until_locked(&t, true);
     assert!(polls > 0, "it was locked before the first poll");
-    let r = lookup(&t, "idle.example");
+    let r = t.lookup("idle.example", None);
     assert_eq!((r.status, r.kind().as_str()), (423, "locked"));
-    assert!(status(&t).get("lock_in_secs").is_none());
+    assert!(t.status_json().get("lock_in_secs").is_none());
 
     // Releases restart the idle timer: releasing every 300 ms keeps it open past the TTL.
     t.ok(&["unlock"], &format!("{PW}\n"));
     let start = Instant::now();
     for _ in 0..12 {
-        assert_eq!(lookup(&t, "idle.example").status, 200);
-        assert_eq!(status(&t)["locked"], false);
+        assert_eq!(t.lookup("idle.example", None).status, 200);
+        assert_eq!(t.status_json()["locked"], false);
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(
@@ -438,14 +403,14 @@ fn idle_ttl_locks_and_status_polling_does_not_extend_it() {
 
 #[test]
 fn max_ttl_locks_whatever_the_use() {
-    let t = fast_env();
+    let t = TestEnv::fast_vault();
     let _d = t.start_daemon(&["--max-ttl", "3s"]);
     create(&t);
     add_bearer(&t, "max.example", "tok-max");
     // Bounded: 150 x (release + status + 100 ms).
     let mut locked = false;
     for _ in 0..150 {
-        let r = lookup(&t, "max.example");
+        let r = t.lookup("max.example", None);
         if r.status == 423 {
             locked = true;
             break;
@@ -454,7 +419,7 @@ fn max_ttl_locks_whatever_the_use() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(locked, "max-ttl never locked a daemon in use");
-    assert_eq!(status(&t)["locked"], true);
+    assert_eq!(t.status_json()["locked"], true);
     t.ok(&["unlock"], &format!("{PW}\n"));
-    assert_eq!(lookup(&t, "max.example").status, 200);
+    assert_eq!(t.lookup("max.example", None).status, 200);
 }

@@ -12,40 +12,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use support::{request, Daemon, TestEnv};
+use support::{request, TestEnv};
 
 const PW: &str = "format passphrase";
 const TOKEN: &str = "tok-format-5e1f";
-
-fn fast_env() -> TestEnv {
-    let mut t = TestEnv::bare();
-    t.env
-        .insert("COMPOSER_KEYD_TEST_SCRYPT_LOG_N".into(), "12".into());
-    t
-}
 
 fn data(t: &TestEnv) -> PathBuf {
     PathBuf::from(&t.env["XDG_DATA_HOME"]).join("composer-keyd")
 }
 
-fn status(t: &TestEnv) -> serde_json::Value {
-    request(&t.socket(), "GET", "/v1/status", None)
-        .unwrap()
-        .json()
-}
-
-fn wait_log(d: &Daemon, needle: &str) {
-    // Bounded: 400 x 50 ms.
-    for _ in 0..400 {
-        if d.log_text().contains(needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{needle:?} never appeared in the log: {}", d.log_text());
-}
-
-/// The credentials a vault opened by a fresh reader holds, as (account, JSON) pairs.
 fn contents(t: &TestEnv, accounts: &[&str]) -> Vec<(String, Option<String>)> {
     let v = VaultStore::new(data(t).join("vault.age"));
     v.unlock(Some(&Secret::from(PW))).expect("the vault opens");
@@ -99,7 +74,7 @@ fn kill9_at_each_migration_step_leaves_the_old_or_the_new_vault() {
         ("migrate-verified", true),
     ];
     for (stage, new) in stages {
-        let mut t = fast_env();
+        let mut t = TestEnv::fast_vault();
         let old = write_legacy_vault(&t);
         t.env
             .insert("COMPOSER_KEYD_TEST_PAUSE".into(), stage.into());
@@ -107,7 +82,7 @@ fn kill9_at_each_migration_step_leaves_the_old_or_the_new_vault() {
         t.env.remove("COMPOSER_KEYD_TEST_PAUSE");
         let mut cli = t.spawn_cli(&["unlock"], &format!("{PW}\n"));
         let name = stage.split('@').next().unwrap();
-        wait_log(&d, &format!("test hook: paused at {name}"));
+        d.wait_log(&format!("test hook: paused at {name}"));
         d.kill9();
         let _ = cli.kill();
         let _ = cli.wait();
@@ -124,11 +99,11 @@ fn kill9_at_each_migration_step_leaves_the_old_or_the_new_vault() {
         // A restarted daemon unlocks it and finishes the job: the new format, no backup left.
         let mut d = t.start_daemon(&[]);
         t.ok(&["unlock"], &format!("{PW}\n"));
-        assert_eq!(status(&t)["locked"], false);
+        assert_eq!(t.status_json()["locked"], false);
         assert!(
-            status(&t).get("warning").is_none(),
+            t.status_json().get("warning").is_none(),
             "{stage}: {}",
-            status(&t)
+            t.status_json()
         );
         d.stop();
         let vault = std::fs::read(data(&t).join("vault.age")).unwrap();
@@ -148,7 +123,7 @@ fn kill9_at_each_migration_step_leaves_the_old_or_the_new_vault() {
 /// audit log all say so; the next change makes it current.
 #[test]
 fn an_older_vault_put_back_is_reported_not_served_silently() {
-    let t = fast_env();
+    let t = TestEnv::fast_vault();
     let mut d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
     t.ok(&["add", "a.example", "--type", "bearer"], "tok-a\n");
@@ -166,7 +141,7 @@ fn an_older_vault_put_back_is_reported_not_served_silently() {
         err.contains("warning") && err.contains("older copy"),
         "unlock said: {err}"
     );
-    let s = status(&t);
+    let s = t.status_json();
     assert!(
         s["warning"]
             .as_str()
@@ -193,7 +168,11 @@ fn an_older_vault_put_back_is_reported_not_served_silently() {
 
     // A change makes the copy current, and the warning goes.
     t.ok(&["add", "c.example", "--type", "bearer"], "tok-c\n");
-    assert!(status(&t).get("warning").is_none(), "{}", status(&t));
+    assert!(
+        t.status_json().get("warning").is_none(),
+        "{}",
+        t.status_json()
+    );
     t.ok(&["lock"], "");
     let out = t.cli(&["unlock"], &format!("{PW}\n"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("older copy"));
@@ -203,18 +182,18 @@ fn an_older_vault_put_back_is_reported_not_served_silently() {
 /// next daemon goes on doubling.
 #[test]
 fn the_wrong_passphrase_back_off_survives_a_restart() {
-    let t = fast_env();
+    let t = TestEnv::fast_vault();
     let mut d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
     t.ok(&["lock"], "");
     let wrong = r#"{"passphrase":"not the passphrase"}"#;
     let r = request(&t.socket(), "POST", "/v1/unlock", Some(wrong)).unwrap();
     assert_eq!(r.status, 401);
-    wait_log(&d, "failures=1");
+    d.wait_log("failures=1");
     // The second wrong one: kill -9 while it pauses.
     let sock = t.socket();
     let pending = std::thread::spawn(move || request(&sock, "POST", "/v1/unlock", Some(wrong)));
-    wait_log(&d, "failures=2");
+    d.wait_log("failures=2");
     d.kill9();
     let _ = pending.join();
 
@@ -227,7 +206,7 @@ fn the_wrong_passphrase_back_off_survives_a_restart() {
         d.log_text()
     );
     t.ok(&["unlock"], &format!("{PW}\n"));
-    assert_eq!(status(&t)["locked"], false);
+    assert_eq!(t.status_json()["locked"], false);
     let sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data(&t).join("vault-state.json")).unwrap()).unwrap();
     assert_eq!(sidecar["failures"], 0, "{sidecar}");

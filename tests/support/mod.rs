@@ -38,7 +38,33 @@ pub struct TestEnv {
     keyring: Option<Child>,
 }
 
+/// Polls `f` every 50 ms, at most `tries` times; whether it came true.
+pub fn wait_for(tries: u32, mut f: impl FnMut() -> bool) -> bool {
+    (0..tries).any(|_| {
+        let done = f();
+        if !done {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        done
+    })
+}
+
 impl TestEnv {
+    /// A bare environment (no D-Bus) whose vault uses a low scrypt work factor, for speed.
+    pub fn fast_vault() -> TestEnv {
+        let mut t = TestEnv::bare();
+        t.env
+            .insert("COMPOSER_KEYD_TEST_SCRYPT_LOG_N".into(), "12".into());
+        t
+    }
+
+    /// `GET /v1/status` as JSON.
+    pub fn status_json(&self) -> serde_json::Value {
+        request(&self.socket(), "GET", "/v1/status", None)
+            .unwrap()
+            .json()
+    }
+
     /// A temp HOME with no D-Bus session at all.
     pub fn bare() -> TestEnv {
         let dir = tempfile::Builder::new()
@@ -330,6 +356,15 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (bounded: 400 x 50 ms) until the daemon's log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        assert!(
+            wait_for(400, || self.log_text().contains(needle)),
+            "{needle:?} never appeared in the log: {}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
