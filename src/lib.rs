@@ -14,6 +14,7 @@
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 //! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
+//! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
 
@@ -24,6 +25,7 @@ pub mod check;
 pub mod client;
 pub mod composer_home;
 pub mod config;
+pub mod container;
 pub mod credential;
 pub mod error;
 pub mod gitcred;

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; each subcommand family lives in its own file.
 
 mod check;
+mod container;
 mod doctor;
 mod exec;
 mod git_credential;
@@ -84,6 +85,8 @@ enum Command {
     Log(log::LogArgs),
     /// Git's credential helper, backed by the daemon; `install` adds it to your git config.
     GitCredential(git_credential::GitCredentialArgs),
+    /// Print (or --write) the wiring that gives a Docker, Compose, DDEV, Warden or docker-magento container the socket and the plugin.
+    Container(container::ContainerArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -126,6 +129,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Service(args) = cli.command {
         return service::run(args, socket);
     }
+    if let Command::Container(args) = cli.command {
+        return container::run(args, socket);
+    }
     let ctx = Ctx {
         client: Client::new(socket),
         autostart: !cli.no_autostart,
@@ -136,7 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(_) | Command::Service(_) | Command::Log(_) => {
+            Command::Serve(_) | Command::Service(_) | Command::Log(_) | Command::Container(_) => {
                 unreachable!("handled above")
             }
             Command::Add(a) => keys::add(&ctx, a).await,
