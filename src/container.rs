@@ -71,7 +71,9 @@ impl Mode {
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     /// The file exists and was not written by us: overwriting it would lose the user's work.
-    #[error("{0} exists and was not written by composer-keyd; merge the printed wiring into it by hand")]
+    #[error(
+        "{0} exists and was not written by composer-keyd; merge the printed wiring into it by hand"
+    )]
     Foreign(PathBuf),
     #[error("writing {path}")]
     Io {
@@ -128,7 +130,11 @@ impl Wiring {
                 SOCKET_TARGET.to_owned(),
                 false,
             ),
-            (self.home.display().to_string(), HOME_TARGET.to_owned(), true),
+            (
+                self.home.display().to_string(),
+                HOME_TARGET.to_owned(),
+                true,
+            ),
         ]
     }
 
@@ -246,7 +252,12 @@ mod tests {
     #[test]
     fn docker_args_quote_paths_and_mount_home_read_only() {
         let a = wiring().docker_args();
-        assert!(a.contains(&"--mount 'type=bind,source=/home/u/my shop,target=/home/u/my shop'".to_owned()), "{a:?}");
+        assert!(
+            a.contains(
+                &"--mount 'type=bind,source=/home/u/my shop,target=/home/u/my shop'".to_owned()
+            ),
+            "{a:?}"
+        );
         assert!(a.contains(&"--mount type=bind,source=/home/u/.local/share/composer-keyd/container-home,target=/opt/composer-keyd/composer-home,readonly".to_owned()), "{a:?}");
         assert!(a.contains(&"--env COMPOSER_KEYD_SOCK=/run/composer-keyd.sock".to_owned()));
         assert!(a.contains(&"--user 1000:1000".to_owned()));
@@ -274,7 +285,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "services: {}\n");
 
         let p = w.write(Mode::Ddev, &["web".into()]).unwrap();
-        assert_eq!(p, dir.path().join(".ddev/docker-compose.composer-keyd.yaml"));
+        assert_eq!(
+            p,
+            dir.path().join(".ddev/docker-compose.composer-keyd.yaml")
+        );
         w.write(Mode::Ddev, &["web".into()]).unwrap();
         assert!(std::fs::read_to_string(&p).unwrap().contains("\"web\":"));
     }

@@ -74,7 +74,8 @@ pub fn run(args: ContainerArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
     };
     let project = std::fs::canonicalize(&project)
         .with_context(|| format!("the project directory {}", project.display()))?;
-    let data = composer_keyd::paths::data_dir().context("finding composer-keyd's data directory")?;
+    let data =
+        composer_keyd::paths::data_dir().context("finding composer-keyd's data directory")?;
     let me = composer_keyd::paths::euid();
     let uid = args.uid.unwrap_or(me);
     // SAFETY: getegid has no preconditions and cannot fail.
@@ -137,7 +138,10 @@ fn prepare_home(home: &Path, data: &Path) -> anyhow::Result<()> {
 
 fn notes(mode: Mode, w: &Wiring, me: u32) {
     if mode == Mode::Compose || mode == Mode::DockerMagento {
-        eprintln!("Use it with: docker compose -f compose.yaml -f {} ... (or add it to COMPOSE_FILE).", mode.file().unwrap_or_default());
+        eprintln!(
+            "Use it with: docker compose -f compose.yaml -f {} ... (or add it to COMPOSE_FILE).",
+            mode.file().unwrap_or_default()
+        );
     }
     if let Some(target) = mode.project_target() {
         eprintln!("The project is {target} in the container: credentials scoped with --project {} do not match there; add container credentials unscoped or with --project {target}.", w.project.display());

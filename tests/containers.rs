@@ -1,0 +1,196 @@
+//! Composer in a real Docker container, wired by `composer-keyd container --write`: the host
+//! daemon's socket and a plugin-ready COMPOSER_HOME, a real `composer install` against the
+//! loopback repository, and no secret in any file, in `docker inspect` or in the container.
+//!
+//! Needs root (dockerd, debootstrap); the image is built once by scripts/debian-root.
+
+mod composer_fixture;
+mod support;
+
+use composer_fixture::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use support::docker::{docker, Container};
+use support::TestEnv;
+
+const PUB: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+const PRIV: &str = "5ecre7005ecre7005ecre7005ecre700";
+
+fn packages() -> Value {
+    json!({"acme/alpha": [package("1.0.0", "Alpha")]})
+}
+
+/// A daemon, the repository (basic auth, loopback) and a project whose credential is scoped
+/// to it on the host.
+fn setup() -> (TestEnv, support::Daemon, RepoServer, std::path::PathBuf) {
+    require_tools();
+    let mut t = TestEnv::with_keyring(true);
+    isolate_composer(&mut t);
+    let d = t.start_daemon(&[]);
+    let server = RepoServer::start(
+        json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(PUB, PRIV, "pair")], "packages": ["acme/alpha"]}]),
+        packages(),
+        None,
+    );
+    let port = server.ports[0];
+    let repo = json!({"type": "composer", "url": format!("http://127.0.0.1:{port}")});
+    let dir = project(&t, "shop", vec![repo], json!({"acme/alpha": "^1.0"}));
+    let dir = std::fs::canonicalize(dir).unwrap();
+    add(
+        &t,
+        &format!("127.0.0.1:{port}"),
+        "http-basic",
+        Some(&dir),
+        &[PUB, PRIV],
+    );
+    (t, d, server, dir)
+}
+
+/// `composer-keyd container ARGS`, asserted to succeed; its stdout.
+fn container_cli(t: &TestEnv, args: &[&str]) -> String {
+    let out = t
+        .command(support::BIN)
+        .arg("container")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "container {args:?}: {}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The environment the test adds for Composer as root in the container (not wiring).
+const RUN_ENV: &[&str] = &[
+    "COMPOSER_ALLOW_SUPERUSER=1",
+    "COMPOSER_NO_INTERACTION=1",
+    "COMPOSER_NO_AUDIT=1",
+];
+
+fn assert_installed_without_plaintext(
+    t: &TestEnv,
+    server: &RepoServer,
+    dir: &Path,
+    c: &Container,
+    out: &std::process::Output,
+) {
+    assert!(out.status.success(), "{}", text(out));
+    assert!(
+        text(out).contains(&format!(
+            "Using HTTP basic authentication with username \"{PUB}\""
+        )),
+        "{}",
+        text(out)
+    );
+    assert!(dir.join("vendor/acme/alpha/src/Alpha.php").is_file());
+    assert_eq!(
+        server.accepted(0, "/dists/").first().map(String::as_str),
+        Some("pair"),
+        "{:?}",
+        server.requests()
+    );
+    // Project, host homes and the container's COMPOSER_HOME all live under the test dir.
+    assert_no_plaintext(t, PRIV);
+    let inspect = c.inspect();
+    assert!(!inspect.contains(PRIV), "the secret is in docker inspect");
+    assert!(
+        !inspect.contains(PUB),
+        "the key's public half is in docker inspect"
+    );
+    assert!(
+        !support::contains(&c.filesystem(), PRIV.as_bytes()),
+        "the secret is in a file in the container"
+    );
+}
+
+#[test]
+fn same_uid_docker_run_with_the_written_wiring() {
+    let dk = docker();
+    let (t, _d, server, dir) = setup();
+    let flags = container_cli(
+        &t,
+        &["docker", "--write", "--project", dir.to_str().unwrap()],
+    );
+    let home = t.home().join(".local/share/composer-keyd/container-home");
+    assert!(
+        home.join("vendor/composer-keyd/composer-plugin").is_dir(),
+        "the container home has the plugin"
+    );
+    let c = Container::new("docker");
+    let env: String = RUN_ENV.iter().map(|e| format!(" -e {e}")).collect();
+    let script = format!(
+        "docker run --name {} --network host {}{env} {} composer install --no-ansi -vvv",
+        c.0,
+        flags.trim().replace("\\\n", " "),
+        dk.image
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert_installed_without_plaintext(&t, &server, &dir, &c, &out);
+}
+
+#[test]
+fn compose_override_used_by_real_docker_compose() {
+    support::require("docker-compose", "docker-compose");
+    let dk = docker();
+    let (t, _d, server, dir) = setup();
+    let d = dir.to_str().unwrap();
+    let base = json!({"services": {"app": {
+        "image": dk.image,
+        "network_mode": "host",
+        "working_dir": d,
+        "volumes": [format!("{d}:{d}")],
+        "environment": RUN_ENV,
+    }}});
+    // JSON is YAML: the user's own compose file, which the override only adds to.
+    std::fs::write(dir.join("compose.yaml"), base.to_string()).unwrap();
+    let printed = container_cli(&t, &["compose", "--project", d, "--service", "app"]);
+    assert!(
+        !dir.join("compose.composer-keyd.yaml").exists(),
+        "without --write nothing is written"
+    );
+    container_cli(
+        &t,
+        &["compose", "--write", "--project", d, "--service", "app"],
+    );
+    let written = std::fs::read_to_string(dir.join("compose.composer-keyd.yaml")).unwrap();
+    assert_eq!(printed, written);
+
+    let project_name = format!("ckdcompose{}", std::process::id());
+    let _down = ComposeDown(dir.clone(), project_name.clone());
+    let c = Container::new("compose");
+    let out = Command::new("docker-compose")
+        .args([
+            "-p",
+            &project_name,
+            "-f",
+            "compose.yaml",
+            "-f",
+            "compose.composer-keyd.yaml",
+        ])
+        .args([
+            "run",
+            "-T",
+            "--name",
+            &c.0,
+            "app",
+            "composer",
+            "install",
+            "--no-ansi",
+            "-vvv",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_installed_without_plaintext(&t, &server, &dir, &c, &out);
+}
+
+/// `docker-compose down` for a test's compose project, when dropped.
+struct ComposeDown(std::path::PathBuf, String);
+
+impl Drop for ComposeDown {
+    fn drop(&mut self) {
+        let _ = Command::new("docker-compose")
+            .args(["-p", &self.1, "-f", "compose.yaml", "down"])
+            .current_dir(&self.0)
+            .output();
+    }
+}
