@@ -218,6 +218,14 @@ pub fn exec_form(service: &str) -> String {
     )
 }
 
+/// Whether this process runs in a container: Docker's `/.dockerenv`, Podman's
+/// `/run/.containerenv`, or the `container` variable systemd-nspawn and others set.
+pub fn in_container() -> bool {
+    Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("container").is_some_and(|v| !v.is_empty())
+}
+
 /// Quotes `s` for a POSIX shell when it needs it.
 pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()

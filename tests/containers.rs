@@ -194,3 +194,69 @@ impl Drop for ComposeDown {
             .output();
     }
 }
+
+#[test]
+fn doctor_in_a_container_names_what_is_missing() {
+    let dk = docker();
+    let (t, _d, _server, dir) = setup();
+    let flags = container_cli(
+        &t,
+        &["docker", "--write", "--project", dir.to_str().unwrap()],
+    );
+    let flags = flags.trim().replace("\\\n", " ");
+    let doctor = |extra: &str| -> String {
+        let script = format!(
+            "docker run --rm --network none --mount type=bind,source={},target=/usr/local/bin/composer-keyd,readonly {extra} {} composer-keyd doctor --offline",
+            support::BIN,
+            dk.image
+        );
+        let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        text(&out)
+    };
+
+    let none = doctor("");
+    assert!(
+        none.contains("PROBLEM  container: no socket is mounted"),
+        "{none}"
+    );
+
+    let socket = t.socket();
+    let plugin_missing = doctor(&format!(
+        "--mount type=bind,source={},target=/run/composer-keyd.sock -e COMPOSER_KEYD_SOCK=/run/composer-keyd.sock",
+        socket.display()
+    ));
+    assert!(
+        plugin_missing.contains("ok       daemon"),
+        "{plugin_missing}"
+    );
+    assert!(
+        plugin_missing.contains(
+            "note     container: the plugin is not loaded: COMPOSER_HOME is not the mounted"
+        ),
+        "{plugin_missing}"
+    );
+
+    let me = composer_keyd_uid();
+    let (gid, n) = (unsafe { libc::getegid() }, flags.matches("--user ").count());
+    assert_eq!(n, 1, "{flags}");
+    let other = doctor(&flags.replace(&format!("--user {me}:{gid}"), "--user 33:33"));
+    assert!(other.contains("PROBLEM  container"), "{other}");
+    assert!(
+        other.contains(&format!("the daemon refuses this uid: Composer runs as uid 33 here, the daemon serves only uid {me}")),
+        "{other}"
+    );
+
+    let wired = doctor(&flags);
+    eprintln!(
+        "--- none\n{none}\n--- plugin\n{plugin_missing}\n--- other\n{other}\n--- wired\n{wired}"
+    );
+    assert!(wired.contains("ok       daemon"), "{wired}");
+    assert!(wired.contains("ok       plugin"), "{wired}");
+    assert!(!wired.contains("PROBLEM  container"), "{wired}");
+}
+
+/// The uid the tests' daemon runs as (the test's own).
+fn composer_keyd_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}

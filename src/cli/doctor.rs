@@ -1,6 +1,8 @@
 //! `doctor`: one report of everything between the user and a working, plaintext-free
 //! `composer install`, each problem with the command that fixes it.
 
+mod container;
+
 use super::check::{self as checks, NetArgs};
 use super::{scan, Ctx};
 use clap::Args;
@@ -47,6 +49,10 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut r = Report::default();
     let client = &ctx.client;
     let socket = client.path().to_path_buf();
+    let boxed = composer_keyd::container::in_container();
+    if boxed {
+        container::socket_note(&r, &socket);
+    }
 
     // The daemon: asked directly, never started, so the report shows the real state.
     let status = match client.call::<Status>(Method::GET, "/v1/status", None).await {
@@ -82,6 +88,10 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
             );
             None
         }
+        Err(e) if boxed => {
+            container::unreachable(&mut r, &socket, &e);
+            None
+        }
         Err(e) => {
             let detail = match &e {
                 ClientError::NotRunning { .. } => {
@@ -98,7 +108,9 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    match socket.parent() {
+    // In a container the socket sits in a root-owned /run by design, and the private
+    // directories are the host's business.
+    match socket.parent().filter(|_| !boxed) {
         Some(dir) if dir.exists() => match paths::check_socket_dir(dir) {
             Ok(()) => r.ok("socket directory", format!("{} is private to you", dir.display())),
             Err(e) => r.problem(
@@ -114,12 +126,18 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
 
-    private_dirs(&mut r);
+    if !boxed {
+        private_dirs(&mut r);
+    }
 
     if let Some(s) = &status {
         backend(ctx, s, &mut r).await;
     }
+    let before = r.problems;
     plugin(&mut r);
+    if boxed {
+        container::plugin_hint(&r, before);
+    }
     tools(&mut r).await;
 
     match scan::default_findings() {
