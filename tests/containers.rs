@@ -247,9 +247,6 @@ fn doctor_in_a_container_names_what_is_missing() {
     );
 
     let wired = doctor(&flags);
-    eprintln!(
-        "--- none\n{none}\n--- plugin\n{plugin_missing}\n--- other\n{other}\n--- wired\n{wired}"
-    );
     assert!(wired.contains("ok       daemon"), "{wired}");
     assert!(wired.contains("ok       plugin"), "{wired}");
     assert!(!wired.contains("PROBLEM  container"), "{wired}");

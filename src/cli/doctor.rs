@@ -134,7 +134,7 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         backend(ctx, s, &mut r).await;
     }
     let before = r.problems;
-    plugin(&mut r);
+    plugin(&mut r, boxed);
     if boxed {
         container::plugin_hint(&r, before);
     }
@@ -255,7 +255,13 @@ async fn backend(ctx: &Ctx, s: &Status, r: &mut Report) {
     }
 }
 
-fn plugin(r: &mut Report) {
+fn plugin(r: &mut Report, boxed: bool) {
+    // In a container the plugin comes from the mounted home, set up on the host.
+    let install = if boxed {
+        container::WIRE
+    } else {
+        "composer-keyd shim install"
+    };
     let home = match composer_home::composer_home() {
         Ok(h) => h,
         Err(e) => {
@@ -271,7 +277,7 @@ fn plugin(r: &mut Report) {
                 "{PLUGIN_PACKAGE} is not installed in the global Composer ({})",
                 home.display()
             ),
-            "composer-keyd shim install",
+            install,
         );
     } else if !st.allowed {
         r.problem(

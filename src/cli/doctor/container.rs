@@ -6,7 +6,7 @@ use composer_keyd::container::{HOME_TARGET, SOCKET_TARGET};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-const WIRE: &str = "on the host, in the project: `composer-keyd container docker|compose|ddev|warden|docker-magento --write`, then recreate the container";
+pub const WIRE: &str = "on the host, in the project: `composer-keyd container docker|compose|ddev|warden|docker-magento --write`, then recreate the container";
 
 /// Reports a daemon that does not answer, seen from inside a container.
 pub fn unreachable(r: &mut Report, socket: &Path, err: &ClientError) {
