@@ -1,5 +1,9 @@
 //! The audit log: every credential release, refusal and change, with who asked, as JSON lines in a size-rotated file in the state dir (and on stderr for journald under systemd). Never a secret.
 
+mod printable;
+
+pub use printable::{is_format, json_without_format_chars, printable, printable_max};
+
 use crate::protocol::ErrorKind;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -30,6 +34,12 @@ pub enum Event {
     Rollback,
     Lock,
     Unlock,
+    /// A credential's release policy changed (`detail` says from what to what).
+    Policy,
+    /// Every credential moved to another backend.
+    Migrate,
+    /// The vault's passphrase changed.
+    Passwd,
     /// An event a newer daemon wrote.
     #[serde(other)]
     Unknown,
@@ -54,6 +64,9 @@ pub struct Record {
     pub kind: Option<ErrorKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What a change did (`confirm → none`, `keyring → vault: 3 copied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +91,14 @@ impl Record {
         }
     }
 
+    /// The record as one JSON line, format characters escaped so that a terminal showing
+    /// the raw file cannot be made to reorder it.
+    pub fn to_json(&self) -> String {
+        // Records are plain strings and numbers: serializing cannot fail.
+        let json = serde_json::to_string(self).expect("audit records serialize");
+        json_without_format_chars(&json)
+    }
+
     /// When it happened, if the time field parses.
     pub fn when(&self) -> Option<SystemTime> {
         humantime::parse_rfc3339_weak(&self.time).ok()
@@ -89,7 +110,7 @@ impl Record {
         let event = self.event.map_or("unknown".into(), |e| name(&e));
         let mut line = format!("{} {event:<11}", self.time);
         if let Some(o) = &self.origin {
-            let _ = write!(line, " {o}");
+            let _ = write!(line, " {}", printable(o));
         }
         if let Some(s) = &self.scope {
             let _ = write!(line, " scope={}", printable(s));
@@ -109,6 +130,9 @@ impl Record {
         if let Some(k) = self.kind {
             let _ = write!(line, " kind={}", name(&k));
         }
+        if let Some(d) = &self.detail {
+            let _ = write!(line, " [{}]", printable(d));
+        }
         if let Some(r) = &self.reason {
             let _ = write!(line, " ({})", printable(r));
         }
@@ -122,14 +146,6 @@ fn name<T: Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// Text from a peer, made safe for one log line: control characters become `?`, length is capped.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .take(300)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 /// Where the log goes and how much of it is kept.
@@ -200,8 +216,7 @@ impl Audit {
             let _ = io::stderr().lock().write_all(line.as_bytes()); // stderr gone: nothing to do
         }
         let Some(sink) = &self.sink else { return };
-        // Records are plain strings and numbers: serializing cannot fail.
-        let mut line = serde_json::to_vec(rec).expect("audit records serialize");
+        let mut line = rec.to_json().into_bytes();
         line.push(b'\n');
         // Only this function takes the lock and it does not panic while holding it.
         let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,7 +1,10 @@
 //! The CLI's HTTP client over the Unix socket, with autostart of a daemon when nothing listens.
 
+mod api;
+
 use crate::protocol::{ErrorBody, ErrorKind, Status, PROTOCOL};
 use crate::trust::{self, CheckError, Checked, PeerCred, Placement, Untrusted};
+pub use api::Action;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -300,17 +303,4 @@ impl Client {
             self.path.display()
         )))
     }
-}
-
-/// `/v1/credentials/{origin}` with an optional `?project=`.
-pub fn credential_path(origin: &str, project: Option<&str>, suffix: &str) -> String {
-    let mut p = format!(
-        "/v1/credentials/{}{suffix}",
-        percent_encoding::utf8_percent_encode(origin, percent_encoding::NON_ALPHANUMERIC)
-    );
-    if let Some(dir) = project {
-        p.push_str("?project=");
-        p.extend(form_urlencoded::byte_serialize(dir.as_bytes()));
-    }
-    p
 }

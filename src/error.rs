@@ -32,6 +32,13 @@ pub enum Error {
     Forbidden(String),
     #[error("no such route: {0}")]
     UnknownRoute(String),
+    /// A fault of the daemon or its set-up, not of the request: a task that panicked, a
+    /// bad environment setting, a configuration file that could not be written.
+    #[error("{0}")]
+    Internal(String),
+    /// The client did not send its whole request in time; the connection is closed.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 impl Error {
@@ -41,7 +48,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Disabled { .. } => ErrorKind::Disabled,
             Error::Locked => ErrorKind::Locked,
-            Error::BadRequest(_) | Error::Origin(_) => ErrorKind::BadRequest,
+            Error::BadRequest(_) | Error::Origin(_) | Error::TimedOut(_) => ErrorKind::BadRequest,
             Error::Credential(CredentialError::UnknownType(_)) => ErrorKind::UnsupportedType,
             Error::Credential(_) => ErrorKind::BadRequest,
             Error::Store(StoreError::Locked) => ErrorKind::Locked,
@@ -51,7 +58,7 @@ impl Error {
             Error::Store(StoreError::Unavailable { .. } | StoreError::Timeout(_)) => {
                 ErrorKind::BackendUnavailable
             }
-            Error::Index(_) => ErrorKind::Internal,
+            Error::Index(_) | Error::Internal(_) => ErrorKind::Internal,
             Error::TooLarge(_) => ErrorKind::TooLarge,
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::UnknownRoute(_) => ErrorKind::UnknownRoute,
@@ -61,3 +68,21 @@ impl Error {
 
 /// Shorthand for results of the agent.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_fault_has_its_true_kind() {
+        let internal = Error::Internal("the index writer failed".into());
+        assert_eq!(internal.kind(), ErrorKind::Internal);
+        assert_eq!(internal.kind().status(), 500);
+        assert_eq!(
+            Error::BadRequest("bad JSON".into()).kind(),
+            ErrorKind::BadRequest
+        );
+        let busy = Error::Store(StoreError::Timeout("keyring"));
+        assert_eq!(busy.kind(), ErrorKind::BackendUnavailable);
+    }
+}

@@ -17,7 +17,68 @@ pub type Meta = CredentialInfo;
 #[derive(Serialize, Deserialize)]
 struct File {
     format: u32,
-    credentials: Vec<Meta>,
+    credentials: Vec<Record>,
+}
+
+/// One credential as the index file stores it. Its own type, so the file format and the
+/// wire (`CredentialInfo`) can change apart; format 1 has the same fields as the wire had.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    origin: Origin,
+    #[serde(rename = "type")]
+    kind: CredentialType,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    enabled: bool,
+    created: u64,
+    #[serde(default)]
+    rotated: Option<u64>,
+    #[serde(default)]
+    last_used: Option<u64>,
+    #[serde(default)]
+    has_previous: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    confirm: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allow_exe: Vec<String>,
+}
+
+impl From<Meta> for Record {
+    fn from(m: Meta) -> Record {
+        Record {
+            origin: m.origin,
+            kind: m.kind,
+            project: m.project,
+            label: m.label,
+            enabled: m.enabled,
+            created: m.created,
+            rotated: m.rotated,
+            last_used: m.last_used,
+            has_previous: m.has_previous,
+            confirm: m.confirm,
+            allow_exe: m.allow_exe,
+        }
+    }
+}
+
+impl From<Record> for Meta {
+    fn from(r: Record) -> Meta {
+        Meta {
+            origin: r.origin,
+            kind: r.kind,
+            project: r.project,
+            label: r.label,
+            enabled: r.enabled,
+            created: r.created,
+            rotated: r.rotated,
+            last_used: r.last_used,
+            has_previous: r.has_previous,
+            confirm: r.confirm,
+            allow_exe: r.allow_exe,
+        }
+    }
 }
 
 /// Why the index could not be read or written.
@@ -64,8 +125,8 @@ impl Index {
             });
         }
         let mut index = Index::default();
-        for m in file.credentials {
-            index.upsert(m);
+        for r in file.credentials {
+            index.upsert(r.into());
         }
         Ok(index)
     }
@@ -74,7 +135,7 @@ impl Index {
     pub fn to_bytes(&self) -> Vec<u8> {
         let file = File {
             format: FORMAT,
-            credentials: self.all(),
+            credentials: self.all().into_iter().map(Record::from).collect(),
         };
         // Only strings and numbers: this cannot fail.
         let mut out = serde_json::to_vec_pretty(&file).expect("index serializes");
@@ -260,6 +321,70 @@ mod tests {
         assert_eq!(r(Some("/home/x")), None);
         assert_eq!(r(None), None);
         assert_eq!(ix.applicable(Some(Path::new("/srv/clients/acme"))).len(), 1);
+    }
+
+    /// An index as the previous release wrote it (the wire type, serialized pretty).
+    const OLD_INDEX: &str = r#"{
+  "format": 1,
+  "credentials": [
+    {
+      "origin": "repo.magento.com",
+      "type": "http-basic",
+      "project": "/srv/acme",
+      "label": "acme key",
+      "enabled": false,
+      "created": 1700000000,
+      "rotated": 1700000100,
+      "last_used": 1700000200,
+      "has_previous": true,
+      "confirm": true,
+      "allow_exe": [
+        "/usr/bin/php8.2"
+      ]
+    },
+    {
+      "origin": "github.com",
+      "type": "github-oauth",
+      "project": null,
+      "label": null,
+      "enabled": true,
+      "created": 1700000000,
+      "rotated": null,
+      "last_used": null,
+      "has_previous": false
+    }
+  ]
+}
+"#;
+
+    #[test]
+    fn an_index_written_by_the_old_code_loads_and_is_written_back_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("index.json");
+        std::fs::write(&p, OLD_INDEX).unwrap();
+        let ix = Index::load(&p).unwrap();
+        let all = ix.all();
+        assert_eq!(all.len(), 2);
+        let m = &all[1];
+        assert_eq!(m.origin.to_string(), "repo.magento.com");
+        assert_eq!(m.kind, CredentialType::HttpBasic);
+        assert_eq!(m.project.as_deref(), Some("/srv/acme"));
+        assert_eq!(m.label.as_deref(), Some("acme key"));
+        assert!(!m.enabled && m.has_previous && m.confirm);
+        assert_eq!(
+            (m.created, m.rotated, m.last_used),
+            (1700000000, Some(1700000100), Some(1700000200))
+        );
+        assert_eq!(m.allow_exe, ["/usr/bin/php8.2"]);
+        assert!(all[0].enabled && all[0].project.is_none());
+        // Sorted by origin, github.com first: the same text comes back.
+        let back: serde_json::Value = serde_json::from_slice(&ix.to_bytes()).unwrap();
+        let old: serde_json::Value = serde_json::from_str(OLD_INDEX).unwrap();
+        let sorted = serde_json::json!({
+            "format": 1,
+            "credentials": [old["credentials"][1], old["credentials"][0]],
+        });
+        assert_eq!(back, sorted);
     }
 
     #[test]

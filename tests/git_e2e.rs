@@ -6,96 +6,17 @@
 mod composer_fixture;
 mod support;
 
+use composer_fixture::git_server::*;
 use composer_fixture::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const USER: &str = "ci";
 const TOKEN: &str = "gt-5e1c0b9a7d3f42e8b6a1c9d0f7e2b4a8";
-
-/// The git host, killed when dropped. Its config (which holds the token) lives in its own
-/// temp dir, outside the test dir that is checked for plaintext.
-struct GitServer {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl GitServer {
-    fn start(git_root: &Path, packages_json: &str) -> GitServer {
-        let dir = tempfile::Builder::new()
-            .prefix("ckd-git-")
-            .tempdir()
-            .unwrap();
-        let config = json!({
-            "ready": dir.path().join("ready"), "log": dir.path().join("requests.jsonl"),
-            "git_root": git_root, "user": USER, "token": TOKEN, "packages_json": packages_json,
-        });
-        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/git_http_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(dir.path().join("config.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-            .spawn()
-            .expect("start tests/git_http_server.py (Debian package python3)");
-        // Bounded: 200 x 25 ms.
-        for _ in 0..200 {
-            if let Ok(Some(st)) = child.try_wait() {
-                let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-                panic!("the git server exited with {st}: {err}");
-            }
-            if let Ok(bytes) = std::fs::read(dir.path().join("ready")) {
-                let v: Value = serde_json::from_slice(&bytes).unwrap();
-                let port = v["port"].as_u64().unwrap() as u16;
-                return GitServer { child, dir, port };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the git server did not start");
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn origin(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// (method, path, accepted, user agent) of every request so far.
-    fn requests(&self) -> Vec<(String, String, bool, String)> {
-        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                (s("method"), s("path"), v["accepted"] == true, s("agent"))
-            })
-            .collect()
-    }
-
-    /// Whether git itself (not Composer's HTTP client) was let in on a /git/ path.
-    fn git_accepted(&self) -> bool {
-        self.requests()
-            .iter()
-            .any(|(_, p, ok, agent)| *ok && p.starts_with("/git/") && agent.starts_with("git/"))
-    }
-}
-
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Polls every readable /proc/*/cmdline and /proc/*/environ for the token until stopped.
 struct Poller {
@@ -175,30 +96,6 @@ fn scan_proc(r: &mut PollResult) {
     }
 }
 
-fn git_out(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A bare repository `widget.git` (acme/widget 1.0.0) in its own dir, and its commit.
-fn widget_repo() -> (tempfile::TempDir, String) {
-    let root = tempfile::Builder::new()
-        .prefix("ckd-gitroot-")
-        .tempdir()
-        .unwrap();
-    git_repo(root.path(), "widget", "acme/widget", "1.0.0");
-    let sha = git_out(
-        &root.path().join("widget.git"),
-        &["rev-parse", "1.0.0^{commit}"],
-    );
-    (root, sha)
-}
-
 /// A Composer repository listing acme/widget with a dist zip and a git source, both private.
 fn packages_json(sha: &str) -> String {
     json!({"packages": {"acme/widget": {"1.0.0": {
@@ -227,7 +124,7 @@ fn composer_source_and_dist_installs_keep_the_token_out_of_argv_environ_and_file
         .insert("COMPOSER_KEYD_BIN".into(), support::BIN.into());
     t.env.insert("GIT_CONFIG_NOSYSTEM".into(), "1".into());
     let (root, sha) = widget_repo();
-    let server = GitServer::start(root.path(), &packages_json(&sha));
+    let server = GitServer::start(root.path(), &packages_json(&sha), USER, TOKEN);
 
     // From source: a VCS repository, read and cloned by git. The credential is scoped to
     // the project, and git runs in Composer's cache dir: only --project finds it.
@@ -323,7 +220,7 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     let t = support::TestEnv::with_keyring(true);
     let mut d = t.start_daemon(&[]);
     let (root, sha) = widget_repo();
-    let server = GitServer::start(root.path(), &packages_json(&sha));
+    let server = GitServer::start(root.path(), &packages_json(&sha), USER, TOKEN);
     add(&t, &server.origin(), "http-basic", None, &[USER, TOKEN]);
     let url = format!("{}/git/widget.git", server.base());
     let home = t.home();
@@ -470,4 +367,91 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     d.stop();
     let out = helper(&t, "get", &req);
     assert!(out.stdout.is_empty(), "{}", text(&out));
+}
+
+const TOKEN_APP: &str = "gt-0a7b3c9d1e5f42a8b6c0d9e1f3a5b7c2";
+
+#[test]
+fn a_transitive_git_source_on_an_origin_the_project_never_names_gets_its_credential() {
+    let (mut t, _d) = composer_env();
+    t.env
+        .insert("COMPOSER_KEYD_BIN".into(), support::BIN.into());
+    t.env.insert("GIT_CONFIG_NOSYSTEM".into(), "1".into());
+    // Origin B: the private git host of acme/widget, named by no file of the project.
+    let (widget_root, widget_sha) = widget_repo();
+    let widget_host = GitServer::start(widget_root.path(), "{}", USER, TOKEN);
+    // Origin A: the project's one repository. acme/app (a dist on A) requires acme/widget,
+    // whose only source is a git URL on B.
+    let app_root = tempfile::Builder::new()
+        .prefix("ckd-gitroot-")
+        .tempdir()
+        .unwrap();
+    git_repo(app_root.path(), "app", "acme/app", "1.0.0");
+    let app_sha = git_out(
+        &app_root.path().join("app.git"),
+        &["rev-parse", "1.0.0^{commit}"],
+    );
+    let packages = json!({"packages": {
+        "acme/app": {"1.0.0": {
+            "name": "acme/app", "version": "1.0.0", "require": {"acme/widget": "^1.0"},
+            "dist": {"type": "zip", "url": format!("%BASE%/dist/app.git/{app_sha}.zip"), "reference": app_sha},
+        }},
+        "acme/widget": {"1.0.0": {
+            "name": "acme/widget", "version": "1.0.0",
+            "autoload": {"psr-4": {"Acme\\": "src/"}},
+            "source": {"type": "git", "url": format!("{}/git/widget.git", widget_host.base()), "reference": widget_sha},
+        }},
+    }});
+    let app_host = GitServer::start(app_root.path(), &packages.to_string(), USER, TOKEN_APP);
+    add(
+        &t,
+        &app_host.origin(),
+        "http-basic",
+        None,
+        &[USER, TOKEN_APP],
+    );
+    add(
+        &t,
+        &widget_host.origin(),
+        "http-basic",
+        None,
+        &[USER, TOKEN],
+    );
+    let dir = project(
+        &t,
+        "transitive",
+        vec![json!({"type": "composer", "url": app_host.base()})],
+        json!({"acme/app": "^1.0"}),
+    );
+    assert!(!dir.join("composer.lock").exists());
+
+    let poll = Poller::start();
+    let out = composer(&t, &dir, &["install", "--prefer-source"]);
+    let poll = poll.finish();
+    assert!(
+        out.status.success(),
+        "composer install failed: {}",
+        text(&out)
+    );
+    assert!(dir.join("vendor/acme/widget/src/Widget.php").is_file());
+    assert!(dir.join("vendor/acme/widget/.git").is_dir(), "not a clone");
+    // Git itself was let in on B with B's credential; nothing on B went through a download.
+    assert!(widget_host.git_accepted(), "{:?}", widget_host.requests());
+    assert!(
+        widget_host
+            .requests()
+            .iter()
+            .all(|(_, p, _, _)| p.starts_with("/git/")),
+        "{:?}",
+        widget_host.requests()
+    );
+    assert_clean("a transitive git source", &poll);
+    assert!(
+        poll.saw_helper_env,
+        "no git child had the helper configured"
+    );
+    for secret in [TOKEN, TOKEN_APP] {
+        assert!(!text(&out).contains(secret));
+        assert_no_plaintext(&t, secret);
+    }
 }

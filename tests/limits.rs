@@ -114,10 +114,28 @@ fn four_thousand_idle_connections_and_idle_keep_alive_are_closed() {
 }
 
 #[test]
-fn extra_connections_wait_without_harming_open_ones() {
-    let (t, _d) = setup(&["--max-connections", "8", "--header-timeout", "30s"]);
+fn at_the_cap_busy_connections_are_never_cut_and_the_extra_one_waits() {
+    let (t, _d) = setup(&[
+        "--max-connections",
+        "8",
+        "--header-timeout",
+        "30s",
+        "--body-timeout",
+        "30s",
+    ]);
+    // Eight connections inside a request: each has sent a head and part of its body.
+    let body = br#"{"credential":{"type":"bearer","token":"busy-token"}}"#;
+    let head = format!(
+        "PUT /v1/credentials/busy.example HTTP/1.1\r\nHost: l\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     let mut held: Vec<UnixStream> = (0..8)
-        .map(|_| UnixStream::connect(t.socket()).unwrap())
+        .map(|_| {
+            let mut s = UnixStream::connect(t.socket()).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(&body[..5]).unwrap();
+            s
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = UnixStream::connect(t.socket()).unwrap();
@@ -132,20 +150,22 @@ fn extra_connections_wait_without_harming_open_ones() {
         matches!(&waited, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
         "the ninth connection was served beyond the cap: {waited:?}"
     );
-    // The open ones are served as usual.
+    // The busy ones were not cut: one finishes its body and is answered.
     let s = &mut held[0];
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /v1/credentials/x.example HTTP/1.1\r\nHost: l\r\n\r\n")
-        .unwrap();
+    s.write_all(&body[5..]).unwrap();
     let r = read_response(s, &mut Vec::new()).unwrap().unwrap();
-    assert_eq!(r.json()["credential"]["token"], TOKEN);
-    // One leaves, and the waiting one gets its turn.
-    held.pop();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Now idle, it gives its place to the waiting one.
     extra
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let r = read_response(&mut extra, &mut Vec::new()).unwrap().unwrap();
     assert_eq!(r.status, 200);
+    assert!(is_closed(&mut held[0]), "the idle one was closed for it");
+    for s in &mut held[1..] {
+        assert!(!is_closed(s), "a busy connection was cut");
+    }
 }
 
 #[test]

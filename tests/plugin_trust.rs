@@ -128,7 +128,7 @@ impl Impostor {
 
     /// A Composer command that falls back to the shared TMPDIR, as under cron, su or CI.
     fn composer(&self, t: &support::TestEnv, dir: &Path) -> Command {
-        let mut c = t.command("composer");
+        let mut c = t.command(composer_bin());
         c.env_remove("XDG_RUNTIME_DIR")
             .env_remove("COMPOSER_KEYD_SOCK")
             .env("TMPDIR", self.tmp.path())
@@ -295,7 +295,8 @@ fn a_password_typed_at_composers_prompt_never_reaches_the_impostor() {
 
     // A person at a terminal: `script` gives Composer a pty; prompts are answered as they come.
     let inner = format!(
-        "composer --no-ansi --working-dir='{}' install",
+        "'{}' --no-ansi --working-dir='{}' install",
+        composer_bin(),
         dir.display()
     );
     let mut script = t.command("script");

@@ -136,9 +136,17 @@ fn confirm_asks_askpass_and_a_denial_or_time_out_refuses() {
     let r = get(&t, "x.example");
     assert_eq!(r.kind(), "forbidden");
     assert!(r.body.contains("COMPOSER_KEYD_ASKPASS"), "{}", r.body);
-    // Re-adding with --no-confirm lifts it.
-    t.ok(
+    // Lifting it needs the same confirmation, which nobody can give here.
+    let out = t.cli(
         &["add", "x.example", "--type", "bearer", "--no-confirm"],
+        &format!("{TOKEN}\n"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("askpass"));
+    // Removing it and adding it again does not release the old secret, and is open.
+    t.ok(&["remove", "x.example"], "");
+    t.ok(
+        &["add", "x.example", "--type", "bearer"],
         &format!("{TOKEN}\n"),
     );
     assert_eq!(get(&t, "x.example").status, 200);
@@ -210,8 +218,15 @@ fn allow_exe_releases_only_to_that_program_and_the_audit_log_says_who() {
     assert_eq!(refusal["origin"], "repo.example");
     assert!(all.iter().any(|r| r["event"] == "store"));
 
-    t.ok(
+    // Only an allowed program may lift the policy; removing and adding again starts afresh.
+    let out = t.cli(
         &["add", "repo.example", "--type", "bearer", "--allow-any-exe"],
+        "any-exe-token\n",
+    );
+    assert!(!out.status.success());
+    t.ok(&["remove", "repo.example"], "");
+    t.ok(
+        &["add", "repo.example", "--type", "bearer"],
         "any-exe-token\n",
     );
     assert_eq!(

@@ -65,7 +65,8 @@ final class GitCredentials
     }
 
     /**
-     * The composer-keyd binary: $COMPOSER_KEYD_BIN, else the first on PATH.
+     * The composer-keyd binary: $COMPOSER_KEYD_BIN, else the one that installed this plugin
+     * (recorded by `shim install` in the plugin's composer.json), else the first on PATH.
      *
      * @return string|null
      */
@@ -75,6 +76,10 @@ final class GitCredentials
         if (is_string($bin) && $bin !== '') {
             return is_file($bin) && is_executable($bin) ? $bin : null;
         }
+        $installer = self::installedBy(dirname(__DIR__) . '/composer.json');
+        if ($installer !== null) {
+            return $installer;
+        }
         $path = getenv('PATH');
         foreach (explode(PATH_SEPARATOR, is_string($path) ? $path : '') as $dir) {
             if ($dir !== '' && is_file($dir . '/composer-keyd') && is_executable($dir . '/composer-keyd')) {
@@ -83,6 +88,18 @@ final class GitCredentials
         }
 
         return null;
+    }
+
+    /**
+     * The binary named in the plugin's composer.json under extra.composer-keyd-bin, when it
+     * is still an executable file.
+     */
+    public static function installedBy(string $manifest): ?string
+    {
+        $doc = is_file($manifest) ? json_decode((string) file_get_contents($manifest), true) : null;
+        $bin = is_array($doc) && isset($doc['extra']['composer-keyd-bin']) ? $doc['extra']['composer-keyd-bin'] : null;
+
+        return is_string($bin) && $bin !== '' && is_file($bin) && is_executable($bin) ? $bin : null;
     }
 
     /**

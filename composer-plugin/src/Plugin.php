@@ -5,8 +5,9 @@
  * daemon into Composer's IO at activation, serves origins that appear only at
  * download time, offers prompted credentials to the daemon instead of
  * auth.json, and names composer-keyd when a run fails after using its
- * credentials. It loads only the origins the project names (least privilege)
- * and talks only to a socket that passes the trust rule. A daemon that is
+ * credentials. It loads only the origins the project names (least privilege),
+ * then, before the installer downloads or clones anything, those of the
+ * packages it is about to install or update, and talks only to a socket that passes the trust rule. A daemon that is
  * absent, untrusted, locked or hung never breaks Composer.
  */
 
@@ -39,6 +40,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     private $storeAuths = 'prompt';
     /** @var array<string, array{0: string, 1: string}> origin => the pair set from composer-keyd */
     private $served = array();
+    /** @var array<string, array{origin: string, enabled: bool}> lower-cased origin => the daemon's entry, from activation */
+    private $available = array();
     /** @var array<string, bool> origins already asked for, found or not */
     private $asked = array();
     /** @var array<string, array{username: string|null, password: string|null}> IO's credentials after activation */
@@ -59,6 +62,9 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         return array(
             'command' => 'onCommand',
             'pre-file-download' => array('onPreFileDownload', 100),
+            // Composer\Installer\InstallerEvents::PRE_OPERATIONS_EXEC, spelled out so that this
+            // class loads without Composer's classes (the plugin's own tests).
+            'pre-operations-exec' => array('onPreOperationsExec', 100),
             'post-file-download' => 'onPostFileDownload',
             'post-install-cmd' => 'onSuccess',
             'post-update-cmd' => 'onSuccess',
@@ -120,12 +126,26 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         // Prompted credentials go to the daemon (offered after they work), never to auth.json.
         $this->storeAuths = $this->composer->getConfig()->get('store-auths');
         $this->composer->getConfig()->merge(array('config' => array('store-auths' => false)));
-        $needed = $this->neededOrigins();
         foreach ($origins as $entry) {
-            $key = strtolower($entry['origin']);
+            $this->available[strtolower($entry['origin'])] = $entry;
+        }
+        $this->loadNeeded($this->neededOrigins(), 'this project does not name it');
+    }
+
+    /**
+     * Loads each origin of $needed that the daemon listed and nobody asked for yet.
+     *
+     * @param array<string, string> $needed lower-cased origin => origin as Composer spells it
+     */
+    private function loadNeeded(array $needed, string $why): void
+    {
+        foreach ($this->available as $key => $entry) {
+            if (isset($this->asked[$entry['origin']])) {
+                continue;
+            }
             if (!isset($needed[$key])) {
-                // Least privilege: released only if a download of this run asks for it.
-                $this->io->writeError('composer-keyd: not loading ' . $entry['origin'] . ' now: this project does not name it', true, IOInterface::VERY_VERBOSE);
+                // Least privilege: released only if this run turns out to need it.
+                $this->io->writeError('composer-keyd: not loading ' . $entry['origin'] . ' now: ' . $why, true, IOInterface::VERY_VERBOSE);
                 continue;
             }
             $origin = $needed[$key];
@@ -146,23 +166,50 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         }
     }
 
+    /**
+     * Before the installer downloads or clones anything: loads the origins of the packages
+     * this run installs or updates. A git source (a transitive package, or an update with
+     * no lock yet) fires no download event, so without this its origin gets no credential
+     * and no git helper.
+     */
+    private function loadOperations(\Composer\Installer\InstallerEvent $event): void
+    {
+        $transaction = $event->getTransaction();
+        if ($this->client === null || $this->locked || $transaction === null) {
+            return;
+        }
+        $urls = ProjectOrigins::operationUrls($transaction->getOperations());
+        $config = $this->composer->getConfig();
+        $needed = ProjectOrigins::originsOf($urls, function (string $url) use ($config): string {
+            return Url::getOrigin($config, $url);
+        }, $this->forgeDomains());
+        $this->loadNeeded($needed, 'no package of this run uses it');
+    }
+
     /** @return array<string, string> lower-cased origin => origin as Composer spells it */
     private function neededOrigins(): array
     {
         $config = $this->composer->getConfig();
         $repositories = array_merge(array_values($config->getRepositories()), $this->composer->getPackage()->getRepositories());
-        $forges = array();
-        foreach (array('github-domains', 'gitlab-domains', 'forgejo-domains') as $key) {
-            $domains = $config->get($key);
-            if (is_array($domains)) {
-                $forges = array_merge($forges, $domains);
-            }
-        }
         $originOf = function (string $url) use ($config): string {
             return Url::getOrigin($config, $url);
         };
 
-        return ProjectOrigins::collect($repositories, ProjectOrigins::readLock(Factory::getComposerFile()), $originOf, $forges);
+        return ProjectOrigins::collect($repositories, ProjectOrigins::readLock(Factory::getComposerFile()), $originOf, $this->forgeDomains());
+    }
+
+    /** @return array<int, string> github-domains, gitlab-domains and forgejo-domains together */
+    private function forgeDomains(): array
+    {
+        $forges = array();
+        foreach (array('github-domains', 'gitlab-domains', 'forgejo-domains') as $key) {
+            $domains = $this->composer->getConfig()->get($key);
+            if (is_array($domains)) {
+                $forges = array_merge($forges, $domains);
+            }
+        }
+
+        return $forges;
     }
 
     /**
@@ -197,7 +244,11 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         $this->addDomain(Credentials::domainsKey($type), $origin);
         $this->io->setAuthentication($origin, $pair[0], $pair[1]);
         $this->served[$origin] = $pair;
-        GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false);
+        if (GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false) === 0
+            && GitCredentials::binary() === null) {
+            // Composer then puts the credential in git's URL (argv), and Composer 2.2 also in its vcs cache's git config.
+            $this->io->writeError('composer-keyd: no composer-keyd binary on PATH (or $COMPOSER_KEYD_BIN): git gets ' . $origin . '\'s credential from Composer, in its URL', true, IOInterface::VERBOSE);
+        }
         $this->io->writeError(sprintf('composer-keyd: using the %s credential for %s', $type, $origin), true, IOInterface::VERBOSE);
 
         return true;
@@ -266,6 +317,11 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     public function onPreFileDownload(\Composer\Plugin\PreFileDownloadEvent $event): void
     {
         $this->guard(array($this, 'preDownload'), $event);
+    }
+
+    public function onPreOperationsExec(\Composer\Installer\InstallerEvent $event): void
+    {
+        $this->guard(array($this, 'loadOperations'), $event);
     }
 
     public function onPostFileDownload(\Composer\Plugin\PostFileDownloadEvent $event): void

@@ -4,7 +4,9 @@
  * The origins a project can need before its first download event: its
  * repositories, the dist and source URLs of its composer.lock, and a forge
  * domain its VCS repositories point at over ssh. Only these are loaded at
- * activation (least privilege); any other origin waits for pre-file-download.
+ * activation (least privilege); any other origin waits for pre-file-download,
+ * or, for the packages a run installs or updates, for the installer's
+ * pre-operations-exec event (git clones fire no download event).
  */
 
 namespace ComposerKeyd;
@@ -47,15 +49,7 @@ final class ProjectOrigins
             }
         }
 
-        $origins = array();
-        foreach ($urls as $url) {
-            $origin = self::originOf($url, $originOf, $forgeDomains);
-            if ($origin !== null) {
-                $origins[strtolower($origin)] = $origin;
-            }
-        }
-
-        return $origins;
+        return self::originsOf($urls, $originOf, $forgeDomains);
     }
 
     /**
@@ -82,6 +76,64 @@ final class ProjectOrigins
         }
 
         return null;
+    }
+
+    /**
+     * The dist and source URLs of the packages that a transaction's operations install or
+     * update: what the run is about to download or clone, and nothing it only removes.
+     * Duck-typed on Composer's Operation and Package classes, which the same names carry
+     * from Composer 2.0 to 2.10.
+     *
+     * @param array<mixed> $operations Transaction::getOperations()
+     * @return array<int, string>
+     */
+    public static function operationUrls(array $operations): array
+    {
+        $urls = array();
+        foreach ($operations as $operation) {
+            if (!is_object($operation) || !method_exists($operation, 'getOperationType')) {
+                continue;
+            }
+            $type = $operation->getOperationType();
+            if ($type === 'install' && method_exists($operation, 'getPackage')) {
+                $package = $operation->getPackage();
+            } elseif ($type === 'update' && method_exists($operation, 'getTargetPackage')) {
+                $package = $operation->getTargetPackage();
+            } else {
+                continue;
+            }
+            foreach (array('getDistUrls', 'getSourceUrls') as $getter) {
+                if (is_object($package) && method_exists($package, $getter)) {
+                    foreach ((array) $package->$getter() as $url) {
+                        if (is_string($url) && $url !== '') {
+                            $urls[] = $url;
+                        }
+                    }
+                }
+            }
+        }
+
+        return array_values(array_unique($urls));
+    }
+
+    /**
+     * The origins of $urls, as collect() keys them.
+     *
+     * @param array<int, string> $urls
+     * @param array<int, string> $forgeDomains
+     * @return array<string, string> lower-cased origin => the origin as Composer spells it
+     */
+    public static function originsOf(array $urls, callable $originOf, array $forgeDomains): array
+    {
+        $origins = array();
+        foreach ($urls as $url) {
+            $origin = self::originOf($url, $originOf, $forgeDomains);
+            if ($origin !== null) {
+                $origins[strtolower($origin)] = $origin;
+            }
+        }
+
+        return $origins;
     }
 
     /**

@@ -33,3 +33,25 @@ test('git helper entries are appended after existing GIT_CONFIG_COUNT entries, o
         unlink($bin);
     }
 });
+
+test('the binary that installed the plugin is found without PATH', function () {
+    $dir = sys_get_temp_dir() . '/ckd-installed-' . getmypid();
+    mkdir($dir, 0700);
+    $bin = $dir . '/composer-keyd';
+    touch($bin);
+    chmod($bin, 0700);
+    $manifest = $dir . '/composer.json';
+    try {
+        file_put_contents($manifest, json_encode(array('extra' => array('composer-keyd-bin' => $bin))));
+        same($bin, GitCredentials::installedBy($manifest), 'recorded binary');
+        chmod($bin, 0600);
+        same(null, GitCredentials::installedBy($manifest), 'not executable');
+        file_put_contents($manifest, '{"extra": {}}');
+        same(null, GitCredentials::installedBy($manifest), 'not recorded');
+        same(null, GitCredentials::installedBy($dir . '/missing.json'), 'no manifest');
+    } finally {
+        @unlink($manifest);
+        @unlink($bin);
+        @rmdir($dir);
+    }
+});

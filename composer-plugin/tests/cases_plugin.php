@@ -24,8 +24,9 @@ require_once dirname(__DIR__) . '/src/Plugin.php';
  * Activates the plugin for a fresh project against $spec (null: no daemon) and
  * returns [io output, authentications, config, requests]. The project names $repos
  * (default: the origins the fixtures use) and has $lock as its composer.lock.
+ * $after($plugin, $composer, $io) runs after activation, while the daemon still answers.
  */
-function activate_with($spec, $verbosity = OutputInterface::VERBOSITY_NORMAL, array $auth = array(), ?array $repos = null, ?array $lock = null, ?int $socketDirOwner = null)
+function activate_with($spec, $verbosity = OutputInterface::VERBOSITY_NORMAL, array $auth = array(), ?array $repos = null, ?array $lock = null, ?int $socketDirOwner = null, ?callable $after = null)
 {
     if ($repos === null) {
         $repos = array();
@@ -60,6 +61,9 @@ function activate_with($spec, $verbosity = OutputInterface::VERBOSITY_NORMAL, ar
         $composer->setPackage($root);
         $plugin = new \ComposerKeyd\Plugin();
         $plugin->activate($composer, $io);
+        if ($after !== null) {
+            $after($plugin, $composer, $io);
+        }
 
         return array($io->getOutput(), $io->getAuthentications(), $config, $d === null ? array() : requests($d));
     } finally {

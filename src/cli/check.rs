@@ -4,11 +4,10 @@ use super::Ctx;
 use anyhow::Context;
 use clap::Args;
 use composer_keyd::check::{self, CheckConfig, Scheme, Verdict};
-use composer_keyd::client::{credential_path, Client, ClientError};
+use composer_keyd::client::{Client, ClientError};
 use composer_keyd::composer_home;
 use composer_keyd::credential::Origin;
-use composer_keyd::protocol::{CredentialList, CredentialReply, ErrorKind, OriginList};
-use hyper::Method;
+use composer_keyd::protocol::ErrorKind;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,33 +91,30 @@ pub struct Target {
 /// Every stored credential, or those applying to `project`.
 pub async fn targets(client: &Client, project: Option<&str>) -> anyhow::Result<Vec<Target>> {
     Ok(match project {
-        Some(dir) => {
-            let q: String = form_urlencoded::byte_serialize(dir.as_bytes()).collect();
-            let list: OriginList = client
-                .call(Method::GET, &format!("/v1/origins?project={q}"), None)
-                .await?;
-            list.origins
-                .into_iter()
-                .map(|o| Target {
-                    origin: o.origin,
-                    scope: o.project,
-                    lookup: Some(dir.to_owned()),
-                    enabled: o.enabled,
-                })
-                .collect()
-        }
-        None => {
-            let list: CredentialList = client.call(Method::GET, "/v1/credentials", None).await?;
-            list.credentials
-                .into_iter()
-                .map(|c| Target {
-                    origin: c.origin,
-                    lookup: c.project.clone(),
-                    scope: c.project,
-                    enabled: c.enabled,
-                })
-                .collect()
-        }
+        Some(dir) => client
+            .origins(dir)
+            .await?
+            .origins
+            .into_iter()
+            .map(|o| Target {
+                origin: o.origin,
+                scope: o.project,
+                lookup: Some(dir.to_owned()),
+                enabled: o.enabled,
+            })
+            .collect(),
+        None => client
+            .credentials()
+            .await?
+            .credentials
+            .into_iter()
+            .map(|c| Target {
+                origin: c.origin,
+                lookup: c.project.clone(),
+                scope: c.project,
+                enabled: c.enabled,
+            })
+            .collect(),
     })
 }
 
@@ -130,11 +126,7 @@ pub async fn run_checks(
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut out = Vec::new();
     for t in targets.iter().filter(|t| t.enabled) {
-        let path = credential_path(t.origin.as_str(), t.lookup.as_deref(), "");
-        let reply = match client
-            .call::<CredentialReply>(Method::GET, &path, None)
-            .await
-        {
+        let reply = match client.credential(&t.origin, t.lookup.as_deref()).await {
             Ok(r) => r,
             Err(ClientError::Daemon {
                 kind: ErrorKind::Disabled,

@@ -6,11 +6,10 @@ mod container;
 use super::check::{self as checks, NetArgs};
 use super::{scan, Ctx};
 use clap::Args;
-use composer_keyd::client::{credential_path, ClientError};
+use composer_keyd::client::ClientError;
 use composer_keyd::composer_home::{self, PLUGIN_PACKAGE};
-use composer_keyd::protocol::{CredentialReply, ErrorKind, Status, PROTOCOL, VERSION};
+use composer_keyd::protocol::{ErrorKind, Status, PROTOCOL, VERSION};
 use composer_keyd::{paths, trust};
-use hyper::Method;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
@@ -55,7 +54,7 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
 
     // The daemon: asked directly, never started, so the report shows the real state.
-    let status = match client.call::<Status>(Method::GET, "/v1/status", None).await {
+    let status = match client.status().await {
         Ok(s) => {
             if s.version != VERSION || s.protocol != PROTOCOL {
                 r.problem(
@@ -233,8 +232,7 @@ async fn backend(ctx: &Ctx, s: &Status, r: &mut Report) {
         );
         return;
     };
-    let path = credential_path(t.origin.as_str(), t.lookup.as_deref(), "");
-    match ctx.client.call::<CredentialReply>(Method::GET, &path, None).await {
+    match ctx.client.credential(&t.origin, t.lookup.as_deref()).await {
         Ok(_) => r.ok(
             "backend",
             format!("{kind} ({}), unlocked, {} credential(s) stored", s.backend_reason, s.credentials),

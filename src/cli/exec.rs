@@ -9,9 +9,8 @@ use super::Ctx;
 use anyhow::{bail, Context};
 use clap::Args;
 use composer_keyd::authjson::AuthDoc;
-use composer_keyd::client::{credential_path, ClientError};
-use composer_keyd::protocol::{CredentialReply, ErrorKind, OriginList};
-use hyper::Method;
+use composer_keyd::client::ClientError;
+use composer_keyd::protocol::ErrorKind;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -51,10 +50,7 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let dir = project_dir(a.project.as_ref())?;
     let dir_s = dir.to_string_lossy().into_owned();
     let client = ctx.connect().await?;
-    let q: String = form_urlencoded::byte_serialize(dir_s.as_bytes()).collect();
-    let list: OriginList = client
-        .call(Method::GET, &format!("/v1/origins?project={q}"), None)
-        .await?;
+    let list = client.origins(&dir_s).await?;
 
     let mut doc = match std::env::var("COMPOSER_AUTH") {
         Ok(v) if !v.trim().is_empty() => {
@@ -66,11 +62,7 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let mut count = 0;
     for o in list.origins.iter().filter(|o| o.enabled) {
-        let path = credential_path(o.origin.as_str(), Some(&dir_s), "");
-        match client
-            .call::<CredentialReply>(Method::GET, &path, None)
-            .await
-        {
+        match client.credential(&o.origin, Some(&dir_s)).await {
             Ok(reply) => {
                 doc.insert(&reply.origin, &reply.credential);
                 count += 1;

@@ -3,14 +3,10 @@
 use super::Ctx;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use composer_keyd::client::{credential_path, Client, ClientError};
+use composer_keyd::client::{Action, Client, ClientError};
 use composer_keyd::credential::{Credential, Origin};
 use composer_keyd::gitcred::{self, Answer, Request};
-use composer_keyd::protocol::{
-    CredentialList, CredentialReply, ErrorKind, PutCredential, PutReply,
-};
-use composer_keyd::secret::to_json_zeroizing;
-use hyper::Method;
+use composer_keyd::protocol::{ErrorKind, PutCredential};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -118,13 +114,7 @@ async fn get(
     project: Option<&str>,
     req: &Request,
 ) -> Result<(), ClientError> {
-    let reply: CredentialReply = client
-        .call(
-            Method::GET,
-            &credential_path(origin.as_str(), project, ""),
-            None,
-        )
-        .await?;
+    let reply = client.credential(origin, project).await?;
     let answer = gitcred::answer(&reply.credential, req);
     if let Answer::Nothing(why) = answer {
         tracing::info!("{origin}: {why}");
@@ -160,13 +150,7 @@ async fn store(client: &Client, origin: &Origin, req: &Request) -> Result<(), Cl
         confirm: None,
         allow_exe: None,
     };
-    let _: PutReply = client
-        .call(
-            Method::PUT,
-            &credential_path(origin.as_str(), None, ""),
-            Some(to_json_zeroizing(&body)),
-        )
-        .await?;
+    client.put_credential(origin, None, &body).await?;
     Ok(())
 }
 
@@ -178,13 +162,7 @@ async fn erase(
     project: Option<&str>,
     req: &Request,
 ) -> Result<(), ClientError> {
-    let reply: CredentialReply = client
-        .call(
-            Method::GET,
-            &credential_path(origin.as_str(), project, ""),
-            None,
-        )
-        .await?;
+    let reply = client.credential(origin, project).await?;
     let matches = match gitcred::answer(&reply.credential, req) {
         Answer::Basic { username, password } => {
             req.username.as_ref().map(|u| u.expose().as_str()) == Some(username.as_str())
@@ -193,12 +171,8 @@ async fn erase(
         _ => false,
     };
     if matches {
-        let _: serde_json::Value = client
-            .call(
-                Method::POST,
-                &credential_path(origin.as_str(), reply.project.as_deref(), "/disable"),
-                None,
-            )
+        client
+            .act(origin, reply.project.as_deref(), Action::Disable)
             .await?;
         eprintln!("composer-keyd: git reported the credential for {origin} as rejected; disabled it (`composer-keyd enable {origin}` restores it)");
     }
@@ -216,11 +190,7 @@ fn this_exe() -> anyhow::Result<String> {
 async fn install(ctx: &Ctx, args: HostArgs) -> anyhow::Result<ExitCode> {
     let mut hosts = args.hosts;
     if hosts.is_empty() {
-        let list: CredentialList = ctx
-            .connect()
-            .await?
-            .call(Method::GET, "/v1/credentials", None)
-            .await?;
+        let list = ctx.connect().await?.credentials().await?;
         hosts = list
             .credentials
             .into_iter()

@@ -8,11 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use composer_keyd::atomic::{Shared, Stage};
 use composer_keyd::authjson::{self, AuthDoc, Entry, Scrubbed, Skipped};
-use composer_keyd::client::{credential_path, Client};
+use composer_keyd::client::Client;
 use composer_keyd::composer_home;
-use composer_keyd::protocol::{BackendKind, PutCredential, PutOutcome, PutReply, Status};
-use composer_keyd::secret::to_json_zeroizing;
-use hyper::Method;
+use composer_keyd::protocol::{BackendKind, PutCredential, PutOutcome};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -156,12 +154,8 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 confirm: None,
                 allow_exe: None,
             };
-            let reply: PutReply = client
-                .call(
-                    Method::PUT,
-                    &credential_path(e.origin.as_str(), src.scope.as_deref(), ""),
-                    Some(to_json_zeroizing(&body)),
-                )
+            let reply = client
+                .put_credential(&e.origin, src.scope.as_deref(), &body)
                 .await
                 .with_context(|| format!("storing {} {} from {}", e.kind, e.origin, src.name()))?;
             out.push(reply.outcome);
@@ -257,7 +251,7 @@ fn exit(failed: bool) -> ExitCode {
 /// What the daemon keeps secrets in, for messages: its backend when it answers, else a word
 /// that is true of every backend.
 async fn backend_word(client: &Client) -> &'static str {
-    match client.call::<Status>(Method::GET, "/v1/status", None).await {
+    match client.status().await {
         Ok(st) => match st.backend {
             BackendKind::Keyring => "keyring",
             BackendKind::Vault => "vault",

@@ -3,13 +3,10 @@
 use super::{prompt, Ctx};
 use anyhow::{bail, Context};
 use clap::Args;
-use composer_keyd::client::credential_path;
+use composer_keyd::audit::printable;
+use composer_keyd::client::Action;
 use composer_keyd::credential::{Credential, CredentialType, Origin};
-use composer_keyd::protocol::{
-    CredentialInfo, CredentialList, PutCredential, PutOutcome, PutReply,
-};
-use composer_keyd::secret::to_json_zeroizing;
-use hyper::Method;
+use composer_keyd::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -134,14 +131,10 @@ async fn put(
     project: Option<&str>,
     body: PutCredential,
 ) -> anyhow::Result<PutReply> {
-    let client = ctx.connect().await?;
-    let json = to_json_zeroizing(&body);
-    Ok(client
-        .call(
-            Method::PUT,
-            &credential_path(origin.as_str(), project, ""),
-            Some(json),
-        )
+    Ok(ctx
+        .connect()
+        .await?
+        .put_credential(origin, project, &body)
         .await?)
 }
 
@@ -176,7 +169,7 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
 pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
     let (origin, project) = a.target.resolve()?;
     if a.rollback {
-        let info = act(ctx, Method::POST, &origin, project.as_deref(), "/rollback").await?;
+        let info = act(ctx, &origin, project.as_deref(), Action::Rollback).await?;
         println!("Rolled back {} to its previous secret.", describe(&info));
         return Ok(ExitCode::SUCCESS);
     }
@@ -234,9 +227,7 @@ async fn current_kind(
 }
 
 async fn fetch_list(ctx: &Ctx) -> anyhow::Result<Vec<CredentialInfo>> {
-    let client = ctx.connect().await?;
-    let list: CredentialList = client.call(Method::GET, "/v1/credentials", None).await?;
-    Ok(list.credentials)
+    Ok(ctx.connect().await?.credentials().await?.credentials)
 }
 
 pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
@@ -286,15 +277,19 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
-    let info = act(ctx, Method::DELETE, &origin, project.as_deref(), "").await?;
+    let info = act(ctx, &origin, project.as_deref(), Action::Remove).await?;
     println!("Removed {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn set_enabled(ctx: &Ctx, t: Target, enabled: bool) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
-    let action = if enabled { "/enable" } else { "/disable" };
-    let info = act(ctx, Method::POST, &origin, project.as_deref(), action).await?;
+    let action = if enabled {
+        Action::Enable
+    } else {
+        Action::Disable
+    };
+    let info = act(ctx, &origin, project.as_deref(), action).await?;
     let verb = if enabled { "Enabled" } else { "Disabled" };
     println!("{verb} {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
@@ -303,13 +298,11 @@ pub async fn set_enabled(ctx: &Ctx, t: Target, enabled: bool) -> anyhow::Result<
 /// Calls a route on one credential that answers with its metadata.
 async fn act(
     ctx: &Ctx,
-    method: Method,
     origin: &Origin,
     project: Option<&str>,
-    action: &str,
+    action: Action,
 ) -> anyhow::Result<CredentialInfo> {
-    let path = credential_path(origin.as_str(), project, action);
-    Ok(ctx.connect().await?.call(method, &path, None).await?)
+    Ok(ctx.connect().await?.act(origin, project, action).await?)
 }
 
 fn describe(info: &CredentialInfo) -> String {
@@ -330,12 +323,4 @@ fn target_args(info: &CredentialInfo) -> String {
 pub fn date(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
-}
-
-/// User input fit to echo back in an error: printable and short.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }

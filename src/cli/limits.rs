@@ -56,10 +56,14 @@ pub struct LimitArgs {
     /// Time to send a complete request head; also how long an idle keep-alive connection stays open.
     #[arg(long, value_name = "DURATION", default_value_t = d(Limits::default().header_timeout))]
     header_timeout: Dur,
+    /// Time to send a whole request body once the head is in.
+    #[arg(long, value_name = "DURATION", default_value_t = d(Limits::default().body_timeout))]
+    body_timeout: Dur,
     /// Time a response may wait for a client that does not read it.
     #[arg(long, value_name = "DURATION", default_value_t = d(Limits::default().write_timeout))]
     write_timeout: Dur,
-    /// Connections served at once (lowered to fit the open-files limit); more wait.
+    /// Connections served at once (lowered to fit the open-files limit). At the cap the
+    /// longest-idle connection is closed to make room; if all are busy, new ones wait.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Limits::default().max_connections as u32)]
     max_connections: u32,
     /// Time open connections get to finish at shutdown.
@@ -89,6 +93,7 @@ impl LimitArgs {
             max_body: self.max_body,
             max_head: self.max_head,
             header_timeout: self.header_timeout.0,
+            body_timeout: self.body_timeout.0,
             write_timeout: self.write_timeout.0,
             max_connections: self.max_connections as usize,
             drain_timeout: self.drain_timeout.0,

@@ -40,8 +40,7 @@ pub fn run(a: LogArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading the audit log in {}", dir.display()))?;
     for r in &records {
         if a.json {
-            // Records are strings and numbers only.
-            println!("{}", serde_json::to_string(r)?);
+            println!("{}", r.to_json());
         } else {
             println!("{}", r.to_line());
         }

@@ -2,9 +2,7 @@
 
 use super::{prompt, Ctx};
 use clap::Args;
-use composer_keyd::protocol::{Ack, BackendKind, Status, UnlockRequest};
-use composer_keyd::secret::to_json_zeroizing;
-use hyper::Method;
+use composer_keyd::protocol::{BackendKind, Status, UnlockRequest};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -15,19 +13,11 @@ pub struct StatusArgs {
 }
 
 pub async fn status_of(ctx: &Ctx) -> anyhow::Result<Status> {
-    Ok(ctx
-        .connect()
-        .await?
-        .call(Method::GET, "/v1/status", None)
-        .await?)
+    Ok(ctx.connect().await?.status().await?)
 }
 
 pub async fn lock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let _: Ack = ctx
-        .connect()
-        .await?
-        .call(Method::POST, "/v1/lock", None)
-        .await?;
+    ctx.connect().await?.lock().await?;
     println!("Locked: decrypted secrets were wiped from the daemon's memory. Run `composer-keyd unlock` to use them again.");
     Ok(ExitCode::SUCCESS)
 }
@@ -67,12 +57,7 @@ pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
         }
         _ => UnlockRequest::default(),
     };
-    let body = to_json_zeroizing(&req);
-    let _: Ack = ctx
-        .connect()
-        .await?
-        .call(Method::POST, "/v1/unlock", Some(body))
-        .await?;
+    ctx.connect().await?.unlock(&req).await?;
     Ok(create)
 }
 

@@ -1,17 +1,17 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
+use super::peer::Peer;
 use super::policy::{Confirm, Rule};
 use super::timers::{Clock, Ttl};
-use super::Peer;
 use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
-use crate::index::{new_meta, Index, Meta};
+use crate::index::Index;
 use crate::protocol::{
-    BackendKind, CredentialInfo, CredentialReply, OriginInfo, PutCredential, PutOutcome, PutReply,
-    Status, PROTOCOL, VERSION,
+    BackendKind, CredentialInfo, CredentialReply, OriginInfo, Status, PROTOCOL, VERSION,
 };
 use crate::secret::{to_json_zeroizing, Secret};
+use crate::store::active::Active;
 use crate::store::{Slot, SlotKey, Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,7 +69,8 @@ pub struct AgentConfig {
     pub index_path: PathBuf,
     /// The longest a single backend call may take.
     pub backend_timeout: Duration,
-    /// Why this backend was chosen, for `status`.
+    /// Why this backend was chosen, for `status` (`Agent::new`; the daemon's switchable
+    /// store carries its own).
     pub backend_reason: String,
 }
 
@@ -89,7 +90,7 @@ struct Inner {
 /// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
 /// so that the store and the index change in the same order.
 pub struct Agent {
-    store: Arc<dyn Store>,
+    store: Arc<Active>,
     cfg: AgentConfig,
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
@@ -101,8 +102,15 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Builds an agent over a store and a loaded index. A store that needs a passphrase starts locked.
+    /// Builds an agent over a store that is never switched and a loaded index.
     pub fn new(store: Arc<dyn Store>, index: Index, cfg: AgentConfig) -> Agent {
+        let fixed = Active::new(store, cfg.backend_reason.clone(), None);
+        Agent::over(Arc::new(fixed), index, cfg)
+    }
+
+    /// Builds an agent over the daemon's switchable store (`store::open`) and a loaded
+    /// index. A store that needs a passphrase starts locked.
+    pub fn over(store: Arc<Active>, index: Index, cfg: AgentConfig) -> Agent {
         let locked = store.needs_passphrase();
         Agent {
             store,
@@ -168,11 +176,9 @@ impl Agent {
             Ok(Ok(r)) => r.map_err(Error::from),
             Ok(Err(join)) => {
                 tracing::error!("a backend call panicked: {join}");
-                Err(StoreError::Unavailable {
-                    backend: "store",
-                    reason: "the backend call failed unexpectedly".into(),
-                }
-                .into())
+                Err(Error::Internal(
+                    "the backend call failed unexpectedly; see the daemon's log".into(),
+                ))
             }
             Err(_) => Err(StoreError::Timeout(backend_name(self.store.kind())).into()),
         }
@@ -186,16 +192,13 @@ impl Agent {
             version: VERSION.into(),
             protocol: PROTOCOL,
             backend: self.store.kind(),
-            backend_reason: self
-                .store
-                .as_active()
-                .map_or_else(|| self.cfg.backend_reason.clone(), |a| a.reason()),
+            backend_reason: self.store.reason(),
             locked: inner.locked,
             credentials,
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
-            vault_exists: self.store.as_active().map(|a| a.vault_exists()),
+            vault_exists: self.store.vault_exists(),
             lock_in_secs: inner
                 .clock
                 .deadline()
@@ -317,7 +320,10 @@ impl Agent {
         let path = self.cfg.index_path.clone();
         tokio::task::spawn_blocking(move || Index::save_bytes(&path, &bytes))
             .await
-            .map_err(|e| Error::BadRequest(format!("index writer failed: {e}")))??;
+            .map_err(|e| {
+                tracing::error!("the index writer panicked: {e}");
+                Error::Internal("the index writer failed; see the daemon's log".into())
+            })??;
         Ok(())
     }
 
@@ -328,171 +334,6 @@ impl Agent {
             self.save_index().await?;
         }
         Ok(())
-    }
-
-    /// Adds, replaces or rotates the credential for exactly `origin` and `project`.
-    pub async fn put(
-        &self,
-        origin: &Origin,
-        project: Option<String>,
-        req: PutCredential,
-    ) -> Result<PutReply> {
-        req.credential.validate()?;
-        let allow_exe = req
-            .allow_exe
-            .as_deref()
-            .map(super::policy::canonical_exes)
-            .transpose()?;
-        let _w = self.writer.lock().await;
-        self.ensure_unlocked()?;
-        let scope = project.as_deref();
-        let key = SlotKey::new(origin, scope, Slot::Current);
-        let existing = self.inner().index.get(origin, scope).cloned();
-        let old = match &existing {
-            Some(_) => self.read(&key).await?,
-            None => None,
-        };
-        if req.rotate && old.is_none() {
-            return Err(Error::NotFound(format!(
-                "{}: nothing to rotate; use `composer-keyd add`",
-                describe(origin, scope)
-            )));
-        }
-        let now = now_secs();
-        let mut meta = existing.clone().unwrap_or_else(|| {
-            new_meta(origin.clone(), project.clone(), req.credential.kind(), now)
-        });
-        let outcome = match &old {
-            Some(o) if *o == req.credential => PutOutcome::Unchanged,
-            Some(_) if req.no_clobber => {
-                return Ok(PutReply {
-                    outcome: PutOutcome::Conflict,
-                    info: meta,
-                })
-            }
-            Some(o) if req.rotate => {
-                self.write(&SlotKey::new(origin, scope, Slot::Previous), o)
-                    .await?;
-                meta.rotated = Some(now);
-                meta.has_previous = true;
-                PutOutcome::Rotated
-            }
-            Some(_) => PutOutcome::Replaced,
-            None => PutOutcome::Created,
-        };
-        if outcome != PutOutcome::Unchanged {
-            self.write(&key, &req.credential).await?;
-        }
-        meta.kind = req.credential.kind();
-        if req.label.is_some() {
-            meta.label = req.label.clone();
-        }
-        if let Some(c) = req.confirm {
-            meta.confirm = c;
-        }
-        if let Some(exes) = allow_exe {
-            meta.allow_exe = exes;
-        }
-        let changed = outcome != PutOutcome::Unchanged || existing.as_ref() != Some(&meta);
-        {
-            let mut inner = self.inner();
-            inner.generation += 1;
-            let released = Released::new(origin, project.clone(), req.credential);
-            inner.cache.insert(key, released);
-            inner.index.upsert(meta.clone());
-        }
-        if changed {
-            self.save_index().await?;
-        }
-        Ok(PutReply {
-            outcome,
-            info: meta,
-        })
-    }
-
-    /// Removes a credential and its previous secret.
-    pub async fn delete(&self, origin: &Origin, project: Option<&str>) -> Result<CredentialInfo> {
-        let _w = self.writer.lock().await;
-        self.ensure_unlocked()?;
-        let meta = self.existing(origin, project)?;
-        for slot in [Slot::Current, Slot::Previous] {
-            let k = SlotKey::new(origin, project, slot);
-            self.backend(move |s| s.delete(&k)).await?;
-        }
-        {
-            let mut inner = self.inner();
-            inner.generation += 1;
-            for slot in [Slot::Current, Slot::Previous] {
-                inner.cache.remove(&SlotKey::new(origin, project, slot));
-            }
-            inner.index.remove(origin, project);
-        }
-        self.save_index().await?;
-        Ok(meta)
-    }
-
-    fn existing(&self, origin: &Origin, project: Option<&str>) -> Result<Meta> {
-        self.inner()
-            .index
-            .get(origin, project)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(describe(origin, project)))
-    }
-
-    /// Enables or disables a credential. Metadata only, so it works while locked.
-    pub async fn set_enabled(
-        &self,
-        origin: &Origin,
-        project: Option<&str>,
-        enabled: bool,
-    ) -> Result<CredentialInfo> {
-        let _w = self.writer.lock().await;
-        let meta = {
-            let mut inner = self.inner();
-            let m = inner
-                .index
-                .get_mut(origin, project)
-                .ok_or_else(|| Error::NotFound(describe(origin, project)))?;
-            m.enabled = enabled;
-            m.clone()
-        };
-        self.save_index().await?;
-        Ok(meta)
-    }
-
-    /// Swaps the current secret with the one the last rotation replaced.
-    pub async fn rollback(&self, origin: &Origin, project: Option<&str>) -> Result<CredentialInfo> {
-        let _w = self.writer.lock().await;
-        self.ensure_unlocked()?;
-        let mut meta = self.existing(origin, project)?;
-        let cur_key = SlotKey::new(origin, project, Slot::Current);
-        let prev_key = SlotKey::new(origin, project, Slot::Previous);
-        let previous = match self.read(&prev_key).await? {
-            Some(p) if meta.has_previous => p,
-            _ => {
-                return Err(Error::BadRequest(format!(
-                    "{} has no previous secret to roll back to",
-                    describe(origin, project)
-                )))
-            }
-        };
-        let current = self.read(&cur_key).await?;
-        self.write(&cur_key, &previous).await?;
-        if let Some(c) = &current {
-            self.write(&prev_key, c).await?;
-        }
-        meta.kind = previous.kind();
-        meta.rotated = Some(now_secs());
-        meta.has_previous = current.is_some();
-        {
-            let mut inner = self.inner();
-            inner.generation += 1;
-            let released = Released::new(origin, project.map(str::to_owned), previous);
-            inner.cache.insert(cur_key, released);
-            inner.index.upsert(meta.clone());
-        }
-        self.save_index().await?;
-        Ok(meta)
     }
 
     /// Wipes every decrypted secret and refuses reads until `unlock`.
@@ -546,6 +387,8 @@ fn backend_name(kind: BackendKind) -> &'static str {
 }
 
 mod backend;
+mod change;
+mod guard;
 mod release;
 #[cfg(test)]
 mod tests;

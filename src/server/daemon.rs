@@ -5,15 +5,12 @@ use super::idle::Activity;
 use super::intake::{self, IntakeError};
 use super::notify::Notifier;
 use super::policy::Confirm;
-use super::timers::{self, Ttl};
+use super::timers::Ttl;
 use super::{run_with, Limits};
 use crate::audit::Audit;
-use crate::config::{self, BackendChoice, Source};
+use crate::config;
 use crate::index::Index;
 use crate::paths;
-use crate::store::active::Active;
-use crate::store::keyring::KeyringStore;
-use crate::store::vault::{self, VaultStore};
 use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +27,8 @@ pub enum StartError {
     Index(#[from] crate::index::IndexError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::open::OpenError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -58,7 +57,8 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     // First, while no other thread exists: both read and clear environment variables.
     let notifier = Notifier::from_env();
     let listener = intake::open(&opts.socket)?;
-    let (store, reason) = open_store(opts.limits.backend_timeout).await?;
+    let store = crate::store::open::open(opts.limits.backend_timeout).await?;
+    let reason = store.reason();
     // Vault calls are local CPU work (scrypt, plus the pause after a wrong passphrase),
     // not a service that may hang: give them room.
     let backend_timeout = match store.kind() {
@@ -77,12 +77,12 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     let restarts_locked = Arc::clone(&store);
     let confirm = Confirm::new(opts.askpass.clone(), opts.limits.confirm_timeout);
     let agent = Arc::new(
-        Agent::new(store, index, cfg)
+        Agent::over(store, index, cfg)
             .with_audit(open_audit(opts.audit.clone()))
             .with_confirm(confirm),
     );
     agent.set_ttl(opts.ttl);
-    let timer = tokio::spawn(timers::watch(Arc::clone(&agent)));
+    let timer = spawn_lock_timer(Arc::clone(&agent));
     let shown = listener.path.as_deref().unwrap_or(&opts.socket).display();
     tracing::info!(
         socket = %shown,
@@ -163,45 +163,27 @@ fn open_audit(cfg: crate::audit::AuditConfig) -> Audit {
 /// The longest a vault call may take.
 const VAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Picks the backend and says why: `COMPOSER_KEYD_BACKEND`, else config.toml, else auto.
-/// Auto takes the OS keyring when it answers within `probe_timeout`, else the vault.
-async fn open_store(probe_timeout: Duration) -> Result<(Arc<Active>, String), StartError> {
-    let (choice, source) = config::backend()?;
-    let vault_path = vault::default_path()?;
-    let set = match &source {
-        Source::Env => format!("{}={choice}", config::ENV_BACKEND),
-        Source::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
-        Source::Default => "auto, the default".into(),
-    };
-    let (store, reason): (Arc<dyn Store>, String) = match choice {
-        BackendChoice::Keyring => (Arc::new(KeyringStore::new()), set),
-        BackendChoice::Vault => (Arc::new(VaultStore::new(vault_path.clone())), set),
-        BackendChoice::Auto => match probe_keyring(probe_timeout).await {
-            Ok(k) => (Arc::new(k), format!("{set}: the OS keyring answered")),
-            Err(why) => (
-                Arc::new(VaultStore::new(vault_path.clone())),
-                format!("{set}: no OS keyring answered ({why}), so the encrypted vault"),
-            ),
-        },
-    };
-    Ok((
-        Arc::new(Active::new(store, reason.clone(), vault_path)),
-        reason,
-    ))
-}
-
-/// Connects to the platform store off the async thread, bounded by `limit`.
-async fn probe_keyring(limit: Duration) -> Result<KeyringStore, String> {
-    let task = tokio::task::spawn_blocking(|| {
-        let k = KeyringStore::new();
-        k.probe().map(|()| k)
-    });
-    match tokio::time::timeout(limit, task).await {
-        Ok(Ok(Ok(k))) => Ok(k),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(e)) => Err(format!("the probe failed: {e}")),
-        Err(_) => Err(format!("no answer within {limit:?}")),
-    }
+/// Locks the agent when an unlock timer runs out, until the daemon stops.
+fn spawn_lock_timer(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            // Take the wake-up before reading the deadline, so an unlock in between is not missed.
+            let changed = agent.timer_changed().notified();
+            match agent.lock_deadline() {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
+                            if agent.expire(std::time::Instant::now()) {
+                                tracing::info!("an unlock timer ran out: locked, decrypted secrets wiped");
+                            }
+                        }
+                        () = changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    })
 }
 
 /// Writes `last_used` times once a minute.

@@ -6,8 +6,10 @@ pub mod daemon;
 pub mod idle;
 pub mod intake;
 pub mod notify;
+pub mod peer;
 pub mod policy;
 pub mod routes;
+pub mod slots;
 pub mod stall;
 pub mod timers;
 
@@ -15,15 +17,14 @@ use agent::Agent;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+pub use peer::Peer;
+use slots::{Slot, Slots};
 use stall::StallGuard;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 
 /// Every bound on what a client may make the daemon do, set in one place.
 #[derive(Clone, Debug)]
@@ -35,9 +36,12 @@ pub struct Limits {
     /// Time a client has to send a complete request head, against slowloris. hyper starts
     /// this clock again whenever a keep-alive connection goes idle, so it is also the idle time-out.
     pub header_timeout: Duration,
+    /// Time a client has to send a whole request body, once its head is read.
+    pub body_timeout: Duration,
     /// Time a response write may stay blocked on a peer that does not read.
     pub write_timeout: Duration,
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once. At the cap the connection idle longest is closed to
+    /// make room; when all are inside a request, new ones wait in the listen backlog.
     pub max_connections: usize,
     /// Time to let open connections finish at shutdown.
     pub drain_timeout: Duration,
@@ -53,6 +57,7 @@ impl Default for Limits {
             max_body: 64 * 1024,
             max_head: 16 * 1024,
             header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             max_connections: 8192,
             drain_timeout: Duration::from_secs(5),
@@ -81,34 +86,6 @@ impl Limits {
     }
 }
 
-/// Who is on the other end of a connection, from SO_PEERCRED and `/proc/PID/exe`.
-#[derive(Clone, Debug)]
-pub struct Peer {
-    pub uid: u32,
-    pub pid: Option<i32>,
-    /// The peer's executable, read when the connection was accepted.
-    pub exe: Option<PathBuf>,
-}
-
-impl Peer {
-    /// A caller we know nothing about (in-process use); every policy refuses it.
-    pub fn unknown() -> Peer {
-        Peer {
-            uid: crate::paths::euid(),
-            pid: None,
-            exe: None,
-        }
-    }
-
-    /// The peer's fields for an audit record.
-    pub fn audit(&self, mut rec: crate::audit::Record) -> crate::audit::Record {
-        rec.pid = self.pid;
-        rec.uid = Some(self.uid);
-        rec.exe = self.exe.as_ref().map(|e| e.to_string_lossy().into_owned());
-        rec
-    }
-}
-
 /// Serves `listener` until `shutdown` completes, then drains open connections.
 /// Connections from another uid are closed before a byte is read.
 pub async fn run(
@@ -129,18 +106,10 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) {
     let me = crate::paths::euid();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let slots = Slots::new(limits.max_connections);
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
@@ -183,47 +152,65 @@ pub async fn run_with(
                 continue;
             }
         };
+        // Checked before a place is taken, so another user's connections never evict ours.
+        let slot = tokio::select! {
+            s = slots.acquire() => s,
+            () = &mut shutdown => break,
+        };
         let conn = serve_connection(
             stream,
             Arc::clone(&agent),
             Arc::clone(&limits),
             peer,
-            Some(graceful.watcher()),
+            Some(slot),
         );
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }
-            drop(permit);
             drop(busy);
         });
     }
     drop(listener);
+    slots.close_all();
+    // Bounded by the drain time-out; each ending connection wakes the check.
+    let drained = async {
+        while slots.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("all connections drained"),
+        () = drained => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("gave up waiting for open connections"),
     }
 }
 
 /// Serves one accepted connection with the daemon's limits until the peer is done, a limit
-/// ends it, or `graceful` (when given) starts a shutdown.
+/// ends it, or its `slot` (when given) is asked to close: at the cap, or at shutdown.
 pub async fn serve_connection<S>(
     stream: S,
     agent: Arc<Agent>,
     limits: Arc<Limits>,
     peer: Peer,
-    graceful: Option<Watcher>,
+    slot: Option<Slot>,
 ) -> Result<(), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = Arc::new(peer);
     let lim = Arc::clone(&limits);
+    let slot = slot.map(Arc::new);
+    let in_service = slot.clone();
     let service = service_fn(move |req| {
         let agent = Arc::clone(&agent);
         let lim = Arc::clone(&lim);
         let peer = Arc::clone(&peer);
-        async move { Ok::<_, std::convert::Infallible>(routes::handle(&agent, &lim, &peer, req).await) }
+        let busy = in_service.as_ref().map(|s| s.busy());
+        async move {
+            let resp = routes::handle(&agent, &lim, &peer, req).await;
+            drop(busy);
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let io = TokioIo::new(StallGuard::new(stream, limits.write_timeout));
     let conn = http1::Builder::new()
@@ -233,8 +220,15 @@ where
         .max_buf_size(limits.max_head.max(8192))
         .writev(true)
         .serve_connection(io, service);
-    match graceful {
-        Some(w) => w.watch(conn).await,
-        None => conn.await,
+    let Some(slot) = slot else {
+        return conn.await;
+    };
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        () = slot.closing() => {}
     }
+    // An idle connection closes at once; one inside a request answers it first.
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }

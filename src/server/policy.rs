@@ -1,6 +1,7 @@
 //! Per-credential release policy: only to allowed executables (`--allow-exe`), and only after the user confirms through an askpass program (`--confirm`, as `ssh-add -c`).
 
-use super::Peer;
+use super::peer::Peer;
+use crate::audit::{printable, printable_max};
 use crate::error::{Error, Result};
 use crate::index::Meta;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ pub fn canonical_exes(list: &[String]) -> Result<Vec<String>> {
         let real = std::fs::canonicalize(p).map_err(|e| {
             Error::BadRequest(format!(
                 "the allowed executable {} cannot be resolved: {e}",
-                crate::audit::printable(p)
+                printable(p)
             ))
         })?;
         if !real.is_file() {
@@ -111,17 +112,17 @@ impl Confirm {
 
     /// Runs the askpass program with `prompt`. Allowed only when it exits 0 and prints
     /// nothing or `yes` (ssh's rule); a denial, a failure or the time-out refuses.
-    async fn ask(&self, prompt: &str) -> Result<()> {
+    async fn ask(&self, prompt: &str, action: &str) -> Result<()> {
         let Some(program) = &self.program else {
             return Err(Error::Forbidden(format!(
-                "this credential needs confirmation and the daemon has no askpass program: \
+                "to {action} needs confirmation and the daemon has no askpass program: \
                  start it with {ENV_ASKPASS} (or SSH_ASKPASS) set, or `serve --askpass PATH`"
             )));
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timed_out = || {
             Error::Forbidden(format!(
-                "not confirmed within {} s; the release was refused",
+                "not confirmed within {} s; refused to {action}",
                 self.timeout.as_secs()
             ))
         };
@@ -157,7 +158,7 @@ impl Confirm {
         }
         let mut child = cmd.spawn().map_err(|e| {
             Error::Forbidden(format!(
-                "the askpass program {} could not run ({e}); the release was refused",
+                "the askpass program {} could not run ({e}); refused to {action}",
                 program.display()
             ))
         })?;
@@ -184,52 +185,98 @@ impl Confirm {
         let said = said.trim();
         match status {
             Ok(s) if s.success() && (said.is_empty() || said.eq_ignore_ascii_case("yes")) => Ok(()),
-            Ok(_) => Err(Error::Forbidden(
-                "the user did not confirm the release".into(),
-            )),
+            Ok(_) => Err(Error::Forbidden(format!(
+                "the user did not confirm; refused to {action}"
+            ))),
             Err(e) => Err(Error::Forbidden(format!(
-                "the askpass program failed ({e}); the release was refused"
+                "the askpass program failed ({e}); refused to {action}"
             ))),
         }
     }
 }
 
-/// Checks `rule` for a release of `what` to `peer`: the executable first (no dialog for a
-/// process that would be refused anyway), then the confirmation.
+/// Checks `rule` for a release of the credential for `what` to `peer`: the executable first
+/// (no dialog for a process that would be refused anyway), then the confirmation.
 pub async fn check(rule: &Rule, confirm: &Confirm, peer: &Peer, what: &str) -> Result<()> {
-    if !rule.allow_exe.is_empty() {
-        let allowed = peer
-            .exe
-            .as_deref()
-            .is_some_and(|exe| rule.allow_exe.iter().any(|a| Path::new(a) == exe));
-        if !allowed {
-            let exe = peer
-                .exe
-                .as_deref()
-                .map_or("an unknown executable".into(), |e| e.display().to_string());
+    check_all(
+        std::slice::from_ref(rule),
+        confirm,
+        peer,
+        what,
+        "use this credential",
+    )
+    .await
+}
+
+/// Checks the strictest of `rules` before `peer` may `action` `subject` (a release, or a
+/// change that could lead to one): the caller's executable must be allowed by every rule
+/// that lists executables, and the user confirms once when any rule asks for it.
+pub async fn check_all(
+    rules: &[Rule],
+    confirm: &Confirm,
+    peer: &Peer,
+    subject: &str,
+    action: &str,
+) -> Result<()> {
+    for rule in rules.iter().filter(|r| !r.allow_exe.is_empty()) {
+        if let Err(exe) = exe_allowed(rule, peer) {
             return Err(Error::Forbidden(format!(
-                "the credential for {what} is released only to {}; the request came from {}",
+                "{}: only {} may {action}; the request came from {}",
+                printable(subject),
                 rule.allow_exe.join(", "),
-                crate::audit::printable(&exe)
+                printable(&exe)
             )));
         }
     }
-    if rule.confirm {
-        confirm.ask(&prompt(peer, what)).await?;
+    if rules.iter().any(|r| r.confirm) {
+        confirm
+            .ask(
+                &prompt(peer, subject, action),
+                &format!("{action} ({})", printable(subject)),
+            )
+            .await?;
     }
     Ok(())
 }
 
-/// The question the askpass program shows; one printable line.
-fn prompt(peer: &Peer, what: &str) -> String {
+/// Whether `peer` runs an allowed executable, both when it connected and now: a process
+/// that connected as `php` and then exec'd something else is refused. Otherwise the
+/// executable to name in the refusal.
+fn exe_allowed(rule: &Rule, peer: &Peer) -> Result<(), String> {
+    let allowed = |exe: &Path| rule.allow_exe.iter().any(|a| Path::new(a) == exe);
+    let unknown = || "an unknown executable".to_owned();
+    let at_accept = peer.exe.as_deref().ok_or_else(unknown)?;
+    if !allowed(at_accept) {
+        return Err(at_accept.display().to_string());
+    }
+    match peer.pid.and_then(crate::harden::process_exe) {
+        Some(now) if allowed(&now) => Ok(()),
+        Some(now) => Err(format!(
+            "{} (it connected as {})",
+            now.display(),
+            at_accept.display()
+        )),
+        None => Err(format!(
+            "a process that has gone (it connected as {})",
+            at_accept.display()
+        )),
+    }
+}
+
+/// The question the askpass program shows, on one line: the subject and the pid first, so
+/// that a long executable path cannot push them out of view; nothing the user did not type
+/// is shown unescaped, and no format character (bidi override, zero-width) at all.
+fn prompt(peer: &Peer, subject: &str, action: &str) -> String {
     let exe = peer
         .exe
         .as_deref()
-        .map_or("an unknown program".into(), |e| e.display().to_string());
+        .map_or("unknown".into(), |e| e.display().to_string());
     let pid = peer.pid.map_or("?".into(), |p| p.to_string());
-    crate::audit::printable(&format!(
-        "composer-keyd: allow {exe} (pid {pid}) to use the credential for {what}?"
-    ))
+    format!(
+        "composer-keyd: {} - pid {pid} asks to {action}. Allow? Program: {}",
+        printable_max(subject, 200),
+        printable_max(&exe, 200)
+    )
 }
 
 #[cfg(test)]
@@ -250,6 +297,24 @@ mod tests {
             pid: Some(1),
             exe: exe.map(PathBuf::from),
         }
+    }
+
+    /// A live process running `/bin/sh`, as a peer, and the child to reap.
+    fn sh_peer() -> (Peer, std::process::Child) {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let exe = crate::harden::process_exe(pid);
+        (
+            Peer {
+                uid: 0,
+                pid: Some(pid),
+                exe,
+            },
+            child,
+        )
     }
 
     #[tokio::test]
@@ -296,9 +361,14 @@ mod tests {
             confirm: false,
             allow_exe: canonical_exes(&["/bin/sh".into()]).unwrap(),
         };
-        let sh = rule.allow_exe[0].clone();
         let c = Confirm::default();
-        assert!(check(&rule, &c, &peer(Some(&sh)), "a").await.is_ok());
+        let (sh, mut child) = sh_peer();
+        assert!(check(&rule, &c, &sh, "a").await.is_ok());
+        // The same process after it is gone (or exec'd elsewhere) is refused.
+        let _ = child.kill();
+        let _ = child.wait();
+        let e = check(&rule, &c, &sh, "a").await.unwrap_err();
+        assert!(e.to_string().contains("connected as"), "{e}");
         let e = check(&rule, &c, &peer(Some("/usr/bin/node")), "a")
             .await
             .unwrap_err();
@@ -307,5 +377,19 @@ mod tests {
         assert!(canonical_exes(&["relative/php".into()]).is_err());
         assert!(canonical_exes(&["/nonexistent/php".into()]).is_err());
         assert!(canonical_exes(&["/tmp".into()]).is_err());
+    }
+
+    #[test]
+    fn the_prompt_leads_with_subject_and_pid() {
+        let long = format!("/tmp/{}\u{202E}exe.php\n/{}", "d/".repeat(400), "x");
+        let p = prompt(&peer(Some(&long)), "x.example", "use this credential");
+        assert!(
+            p.starts_with("composer-keyd: x.example - pid 1 asks to use this credential."),
+            "{p}"
+        );
+        assert!(!p
+            .chars()
+            .any(|c| crate::audit::is_format(c) || c.is_control()));
+        assert!(p.chars().count() < 600, "{p}");
     }
 }

@@ -2,8 +2,9 @@
 
 use super::agent::Agent;
 use super::body::WipeBody;
-use super::{Limits, Peer};
-use crate::audit::{Event, Record};
+use super::peer::Peer;
+use super::Limits;
+use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
 use crate::protocol::{
@@ -13,7 +14,7 @@ use crate::secret::to_json_zeroizing;
 use bytes::Buf;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -44,16 +45,24 @@ pub async fn handle(
         }
         Err(e) => {
             let kind = e.kind();
-            tracing::info!(%method, path = %sanitize(&path), pid = ?peer.pid, kind = ?kind, "refused: {e}");
+            let request = printable(&format!("{method} {path}"));
+            tracing::info!(%request, pid = ?peer.pid, kind = ?kind, "refused: {}", printable(&e.to_string()));
             let rec = Record {
                 kind: Some(kind),
-                reason: Some(crate::audit::printable(&e.to_string())),
+                detail: Some(request),
+                reason: Some(printable_max(&e.to_string(), 1000)),
                 origin: note.origin.take(),
                 project: note.project.take(),
                 ..Record::new(Event::Refuse)
             };
             agent.audit().record(&peer.audit(rec));
-            error_response(&e)
+            let mut resp = error_response(&e);
+            if matches!(e, Error::TimedOut(_)) {
+                // The rest of the body may still come; the connection cannot be reused.
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         }
     }
 }
@@ -109,7 +118,7 @@ async fn route(
     let query = Query::parse(req.uri().query())?;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let method = req.method().clone();
-    let unknown = || Error::UnknownRoute(format!("{method} {}", sanitize(&path)));
+    let unknown = || Error::UnknownRoute(printable(&format!("{method} {path}")));
     if let ["v1", "credentials", o, ..] = segments.as_slice() {
         // For the audit record only; the route below refuses a bad origin.
         note.origin = parse_origin(o).ok().map(|o| o.to_string());
@@ -118,14 +127,14 @@ async fn route(
     match (&method, segments.as_slice()) {
         (&Method::GET, ["v1", "status"]) => ok(&agent.status()),
         (&Method::GET, ["v1", "origins"]) => ok(&crate::protocol::OriginList {
-            origins: agent.origins(query.lookup_project()?.as_deref()),
+            origins: agent.origins(query.lookup_project().await.as_deref()),
         }),
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
             credentials: agent.list(),
         }),
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.lookup_project()?;
+            let project = query.lookup_project().await;
             let released = agent.release(&origin, project.as_deref(), peer).await?;
             tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
             noted(note, Event::Release, released.reply.project.as_deref());
@@ -137,29 +146,29 @@ async fn route(
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.scope_project()?;
+            let project = query.scope_project().await;
             let body = read_body(req, limits).await?;
             let put: PutCredential = decode_put(&body)?;
-            let reply = agent.put(&origin, project, put).await?;
+            let reply = agent.put(&origin, project, put, peer).await?;
             tracing::info!(origin = %origin, scope = ?reply.info.project, outcome = ?reply.outcome, "stored");
             noted(note, Event::Store, reply.info.project.as_deref());
             ok(&reply)
         }
         (&Method::DELETE, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.scope_project()?;
+            let project = query.scope_project().await;
             let info = agent.delete(&origin, project.as_deref()).await?;
             noted(note, Event::Remove, info.project.as_deref());
             ok(&info)
         }
         (&Method::POST, ["v1", "credentials", o, action]) => {
             let origin = parse_origin(o)?;
-            let project = query.scope_project()?;
+            let project = query.scope_project().await;
             let p = project.as_deref();
             let (event, info) = match *action {
                 "disable" => (Event::Disable, agent.set_enabled(&origin, p, false).await?),
                 "enable" => (Event::Enable, agent.set_enabled(&origin, p, true).await?),
-                "rollback" => (Event::Rollback, agent.rollback(&origin, p).await?),
+                "rollback" => (Event::Rollback, agent.rollback(&origin, p, peer).await?),
                 _ => return Err(unknown()),
             };
             noted(note, event, info.project.as_deref());
@@ -185,22 +194,46 @@ async fn route(
         }
         (&Method::POST, ["v1", "passwd"]) => {
             let req: PasswdRequest = decode(&read_body(req, limits).await?)?;
-            agent.passwd(req.passphrase, req.new_passphrase).await?;
+            agent
+                .passwd(req.passphrase, req.new_passphrase, peer)
+                .await?;
             tracing::info!(pid = ?peer.pid, "vault passphrase changed");
+            noted(note, Event::Passwd, None);
             ok(&Ack { ok: true })
         }
         (&Method::POST, ["v1", "migrate"]) => {
             let req: MigrateRequest = decode(&read_body(req, limits).await?)?;
-            let reply = agent.migrate(req.to, req.passphrase).await?;
+            let reply = agent.migrate(req.to, req.passphrase, peer).await?;
             tracing::info!(pid = ?peer.pid, from = ?reply.from, to = ?reply.to, copied = reply.copied, removed = reply.removed, "migrated");
+            noted(note, Event::Migrate, None);
+            note.detail = Some(format!(
+                "{:?} -> {:?}: {} copied, {} removed, {} kept, {} missing",
+                reply.from, reply.to, reply.copied, reply.removed, reply.kept, reply.missing
+            ));
             ok(&reply)
         }
         _ => Err(unknown()),
     }
 }
 
-/// Reads the whole body into a zeroizing buffer, refusing early what is over the limit.
+/// Reads the whole body into a zeroizing buffer within `limits.body_timeout`, refusing
+/// early what is over the size limit. hyper bounds only the head's read time; without this
+/// deadline a head and one byte of body would hold a connection for ever.
 async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Zeroizing<Vec<u8>>, Error> {
+    tokio::time::timeout(limits.body_timeout, read_body_unbounded(req, limits))
+        .await
+        .map_err(|_| {
+            Error::TimedOut(format!(
+                "the request body did not arrive within {} ms",
+                limits.body_timeout.as_millis()
+            ))
+        })?
+}
+
+async fn read_body_unbounded(
+    req: Request<Incoming>,
+    limits: &Limits,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     let too_large = || {
         Error::TooLarge(format!(
             "the request body is over {} bytes",
@@ -316,28 +349,22 @@ impl Query {
         Ok(Query { project })
     }
 
-    /// The project a lookup comes from, resolved through symlinks when it exists.
-    fn lookup_project(&self) -> Result<Option<PathBuf>, Error> {
-        Ok(self
-            .project
-            .as_ref()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p))))
+    /// The project a lookup comes from, resolved through symlinks when it exists. The
+    /// file system may be slow (NFS, a stalled FUSE mount), so it is resolved off the
+    /// daemon's single async thread.
+    async fn lookup_project(&self) -> Option<PathBuf> {
+        let p = PathBuf::from(self.project.as_ref()?);
+        let raw = p.clone();
+        let resolved = tokio::task::spawn_blocking(move || std::fs::canonicalize(&p).unwrap_or(p));
+        Some(resolved.await.unwrap_or(raw))
     }
 
     /// The exact scope a change addresses, canonical when the directory exists.
-    fn scope_project(&self) -> Result<Option<String>, Error> {
-        Ok(self
-            .lookup_project()?
-            .map(|p| p.to_string_lossy().into_owned()))
+    async fn scope_project(&self) -> Option<String> {
+        self.lookup_project()
+            .await
+            .map(|p| p.to_string_lossy().into_owned())
     }
-}
-
-/// A path fit for a log line: printable and short.
-fn sanitize(path: &str) -> String {
-    path.chars()
-        .take(200)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! Unlock timers on the gpg-agent model: lock after a period without credential releases
 //! (`--idle-ttl`), or a fixed time after unlock whatever the use (`--max-ttl`).
 
-use super::agent::Agent;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The two limits; `None` means no limit.
@@ -76,27 +74,6 @@ impl Clock {
     /// Whether a limit has passed at `now`.
     pub fn due(&self, now: Instant) -> bool {
         self.deadline().is_some_and(|d| d <= now)
-    }
-}
-
-/// Locks the agent when a timer runs out. Runs until the daemon stops.
-pub async fn watch(agent: Arc<Agent>) {
-    loop {
-        // Take the wake-up before reading the deadline, so an unlock in between is not missed.
-        let changed = agent.timer_changed().notified();
-        match agent.lock_deadline() {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
-                        if agent.expire(Instant::now()) {
-                            tracing::info!("an unlock timer ran out: locked, decrypted secrets wiped");
-                        }
-                    }
-                    () = changed => {}
-                }
-            }
-            None => changed.await,
-        }
     }
 }
 

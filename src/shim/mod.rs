@@ -54,6 +54,10 @@ pub const FILES: [(&str, &str); 8] = [
 /// The `extra` key of the plugin's composer.json that holds [`build_id`].
 pub const BUILD_KEY: &str = "composer-keyd-build";
 
+/// The `extra` key of the installed plugin's composer.json that names the binary that
+/// installed it, for the plugin's git credential helper.
+pub const BIN_KEY: &str = "composer-keyd-bin";
+
 /// Why a shim operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -123,6 +127,14 @@ pub fn rendered_files() -> Vec<(&'static str, Vec<u8>)> {
             let mut doc: Value = serde_json::from_str(text)
                 .expect("the embedded composer.json is valid JSON (tested)");
             doc["extra"][BUILD_KEY] = Value::String(build_id());
+            // The plugin points git at this binary; Composer run from cron or an IDE may
+            // not have its directory on PATH.
+            if let Some(exe) = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.to_str().map(str::to_owned))
+            {
+                doc["extra"][BIN_KEY] = Value::String(exe);
+            }
             (*name, manifest::to_pretty(&doc))
         })
         .collect()

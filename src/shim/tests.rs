@@ -34,6 +34,10 @@ fn rendered_manifest_carries_the_build() {
     let files = rendered_files();
     let doc: Value = serde_json::from_slice(&files[0].1).unwrap();
     assert_eq!(doc["extra"][BUILD_KEY], build_id().as_str());
+    assert_eq!(
+        doc["extra"][BIN_KEY],
+        std::env::current_exe().unwrap().to_str().unwrap()
+    );
     assert_eq!(doc["extra"]["class"], "ComposerKeyd\\Plugin");
     assert_eq!(build_id(), build_id());
     assert_eq!(build_id().len(), 16);

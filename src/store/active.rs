@@ -9,12 +9,13 @@ use std::sync::{Arc, RwLock};
 /// The store in use, why it was chosen, and where the vault lives (for `status` and `migrate`).
 pub struct Active {
     current: RwLock<(Arc<dyn Store>, String)>,
-    vault_path: PathBuf,
+    /// `None` for a store that is never switched (tests, tools): `migrate` refuses.
+    vault_path: Option<PathBuf>,
 }
 
 impl Active {
     /// Wraps the chosen store.
-    pub fn new(store: Arc<dyn Store>, reason: String, vault_path: PathBuf) -> Active {
+    pub fn new(store: Arc<dyn Store>, reason: String, vault_path: Option<PathBuf>) -> Active {
         Active {
             current: RwLock::new((store, reason)),
             vault_path,
@@ -38,13 +39,13 @@ impl Active {
     }
 
     /// The vault file, whether or not the vault is in use.
-    pub fn vault_path(&self) -> &Path {
-        &self.vault_path
+    pub fn vault_path(&self) -> Option<&Path> {
+        self.vault_path.as_deref()
     }
 
-    /// Whether the vault file exists.
-    pub fn vault_exists(&self) -> bool {
-        self.vault_path.exists()
+    /// Whether the vault file exists, when there is one to ask about.
+    pub fn vault_exists(&self) -> Option<bool> {
+        self.vault_path.as_deref().map(Path::exists)
     }
 
     /// Makes `store` the one in use.
@@ -97,9 +98,5 @@ impl Store for Active {
         new: &Secret<String>,
     ) -> Result<(), StoreError> {
         self.current().change_passphrase(old, new)
-    }
-
-    fn as_active(&self) -> Option<&Active> {
-        Some(self)
     }
 }

@@ -5,6 +5,8 @@
 pub mod active;
 pub mod keyring;
 pub mod memory;
+pub mod migrate;
+pub mod open;
 pub mod vault;
 
 use crate::credential::Origin;
@@ -119,11 +121,6 @@ pub trait Store: Send + Sync {
         Err(StoreError::Invalid(
             "this backend has no passphrase; `passwd` is for the vault".into(),
         ))
-    }
-
-    /// The daemon's switchable backend, when this store is one (for `migrate`).
-    fn as_active(&self) -> Option<&active::Active> {
-        None
     }
 
     /// Opens the store for use; the vault needs its passphrase, the keyring nothing.

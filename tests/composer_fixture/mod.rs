@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod git_server;
+
 use crate::support::{self, TestEnv};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -14,7 +16,9 @@ use std::time::Duration;
 /// Fails, naming the Debian package, when a tool the plugin tests need is missing.
 pub fn require_tools() {
     support::require("php", "php-cli");
-    support::require("composer", "composer");
+    if std::env::var_os("COMPOSER_BIN").is_none() {
+        support::require("composer", "composer");
+    }
     support::require("unzip", "unzip");
     support::require("git", "git");
     support::require("python3", "python3");
@@ -27,6 +31,11 @@ pub fn composer_env() -> (TestEnv, support::Daemon) {
     isolate_composer(&mut t);
     let d = t.start_daemon(&[]);
     install_plugin(&t);
+    // As for a user who installed composer-keyd: the plugin finds the binary on PATH and
+    // points Composer's git at its credential helper.
+    let bin_dir = Path::new(support::BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), t.env["PATH"]);
+    t.env.insert("PATH".into(), path);
     (t, d)
 }
 
@@ -93,9 +102,24 @@ pub fn project(t: &TestEnv, name: &str, repos: Vec<Value>, require: Value) -> Pa
     dir
 }
 
+/// The Composer under test: `$COMPOSER_BIN` (scripts/test sets it for each Composer of the
+/// opt-in matrix), else Debian's `composer` on PATH.
+pub fn composer_bin() -> String {
+    match std::env::var("COMPOSER_BIN") {
+        Ok(bin) if !bin.is_empty() => {
+            assert!(
+                Path::new(&bin).is_file(),
+                "COMPOSER_BIN={bin} is not a file"
+            );
+            bin
+        }
+        _ => "composer".into(),
+    }
+}
+
 /// Runs Composer in `dir` with this test's environment.
 pub fn composer(t: &TestEnv, dir: &Path, args: &[&str]) -> Output {
-    t.command("composer")
+    t.command(composer_bin())
         .arg("--no-ansi")
         .arg(format!("--working-dir={}", dir.display()))
         .args(args)

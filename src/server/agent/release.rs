@@ -4,8 +4,8 @@ use super::{describe, Agent, Released};
 use crate::audit::Audit;
 use crate::credential::Origin;
 use crate::error::Result;
+use crate::server::peer::Peer;
 use crate::server::policy::{self, Confirm, Rule};
-use crate::server::Peer;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::credential::CredentialType;
-use crate::protocol::ErrorKind;
+use crate::protocol::{ErrorKind, PutCredential, PutOutcome};
 use crate::store::memory::MemoryStore;
 
 fn agent(dir: &Path) -> (Agent, Arc<MemoryStore>) {
@@ -46,13 +46,25 @@ async fn scopes_reach_the_right_project() {
     let d = tempfile::tempdir().unwrap();
     let (a, _) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("global", "g"))).await.unwrap();
-    a.put(&o, Some("/p/acme".into()), put(basic("acme", "a")))
+    a.put(&o, None, put(basic("global", "g")), &Peer::unknown())
         .await
         .unwrap();
-    a.put(&o, Some("/p/globex".into()), put(basic("globex", "b")))
-        .await
-        .unwrap();
+    a.put(
+        &o,
+        Some("/p/acme".into()),
+        put(basic("acme", "a")),
+        &Peer::unknown(),
+    )
+    .await
+    .unwrap();
+    a.put(
+        &o,
+        Some("/p/globex".into()),
+        put(basic("globex", "b")),
+        &Peer::unknown(),
+    )
+    .await
+    .unwrap();
     let get = |p: &'static str| a.get(&o, Some(Path::new(p)));
     assert_eq!(username(&get("/p/acme").await.unwrap()), "acme");
     assert_eq!(username(&get("/p/globex/sub").await.unwrap()), "globex");
@@ -68,10 +80,13 @@ async fn disable_enable_rotate_rollback_remove() {
     let d = tempfile::tempdir().unwrap();
     let (a, store) = agent(d.path());
     let o = origin();
-    let r = a.put(&o, None, put(basic("k1", "s1"))).await.unwrap();
+    let r = a
+        .put(&o, None, put(basic("k1", "s1")), &Peer::unknown())
+        .await
+        .unwrap();
     assert_eq!(r.outcome, PutOutcome::Created);
     assert_eq!(
-        a.put(&o, None, put(basic("k1", "s1")))
+        a.put(&o, None, put(basic("k1", "s1")), &Peer::unknown())
             .await
             .unwrap()
             .outcome,
@@ -86,11 +101,11 @@ async fn disable_enable_rotate_rollback_remove() {
 
     let mut rot = put(basic("k2", "s2"));
     rot.rotate = true;
-    let r = a.put(&o, None, rot).await.unwrap();
+    let r = a.put(&o, None, rot, &Peer::unknown()).await.unwrap();
     assert_eq!(r.outcome, PutOutcome::Rotated);
     assert!(r.info.has_previous && r.info.rotated.is_some());
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k2");
-    a.rollback(&o, None).await.unwrap();
+    a.rollback(&o, None, &Peer::unknown()).await.unwrap();
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k1");
 
     a.delete(&o, None).await.unwrap();
@@ -110,11 +125,13 @@ async fn no_clobber_reports_conflict() {
     let d = tempfile::tempdir().unwrap();
     let (a, _) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("k1", "s1"))).await.unwrap();
+    a.put(&o, None, put(basic("k1", "s1")), &Peer::unknown())
+        .await
+        .unwrap();
     let mut p = put(basic("k1", "other"));
     p.no_clobber = true;
     assert_eq!(
-        a.put(&o, None, p).await.unwrap().outcome,
+        a.put(&o, None, p, &Peer::unknown()).await.unwrap().outcome,
         PutOutcome::Conflict
     );
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k1");
@@ -125,11 +142,16 @@ async fn lock_wipes_and_refuses() {
     let d = tempfile::tempdir().unwrap();
     let (a, _) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("k", "s"))).await.unwrap();
+    a.put(&o, None, put(basic("k", "s")), &Peer::unknown())
+        .await
+        .unwrap();
     a.lock();
     assert!(a.status().locked);
     assert_eq!(a.get(&o, None).await.unwrap_err().kind(), ErrorKind::Locked);
-    let err = a.put(&o, None, put(basic("x", "y"))).await.unwrap_err();
+    let err = a
+        .put(&o, None, put(basic("x", "y")), &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     a.unlock(None).await.unwrap();
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k");
@@ -140,13 +162,18 @@ async fn unavailable_backend_is_typed_and_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let (a, store) = agent(d.path());
     let o = origin();
-    a.put(&o, None, put(basic("k", "s"))).await.unwrap();
+    a.put(&o, None, put(basic("k", "s")), &Peer::unknown())
+        .await
+        .unwrap();
     a.lock();
     a.unlock(None).await.unwrap();
     store.set_unavailable(true);
     let err = a.get(&o, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BackendUnavailable);
-    let err = a.put(&o, None, put(basic("k", "t"))).await.unwrap_err();
+    let err = a
+        .put(&o, None, put(basic("k", "t")), &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BackendUnavailable);
     store.set_unavailable(false);
     assert_eq!(username(&a.get(&o, None).await.unwrap()), "k");
@@ -158,8 +185,14 @@ async fn rotate_without_credential_is_not_found() {
     let (a, _) = agent(d.path());
     let mut p = put(basic("k", "s"));
     p.rotate = true;
-    let err = a.put(&origin(), None, p).await.unwrap_err();
+    let err = a
+        .put(&origin(), None, p, &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    let err = a.rollback(&origin(), None).await.unwrap_err();
+    let err = a
+        .rollback(&origin(), None, &Peer::unknown())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }

@@ -1,0 +1,197 @@
+//! Changes to stored credentials: add, replace or rotate (`put`), remove, enable and disable, roll back.
+
+use super::{describe, now_secs, Agent, Released};
+use crate::credential::Origin;
+use crate::error::{Error, Result};
+use crate::index::{new_meta, Meta};
+use crate::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
+use crate::server::peer::Peer;
+use crate::store::{Slot, SlotKey};
+
+impl Agent {
+    /// Adds, replaces or rotates the credential for exactly `origin` and `project`.
+    /// A change to the credential's release policy is first checked against the policy it
+    /// has (see `guard`).
+    pub async fn put(
+        &self,
+        origin: &Origin,
+        project: Option<String>,
+        req: PutCredential,
+        peer: &Peer,
+    ) -> Result<PutReply> {
+        req.credential.validate()?;
+        let allow_exe = req
+            .allow_exe
+            .as_deref()
+            .map(crate::server::policy::canonical_exes)
+            .transpose()?;
+        let _w = self.writer.lock().await;
+        self.ensure_unlocked()?;
+        let scope = project.as_deref();
+        let key = SlotKey::new(origin, scope, Slot::Current);
+        let existing = self.inner().index.get(origin, scope).cloned();
+        let policy_change = match &existing {
+            Some(e) => {
+                self.guard_policy_change(e, req.confirm, allow_exe.as_deref(), peer)
+                    .await?
+            }
+            None => None,
+        };
+        let old = match &existing {
+            Some(_) => self.read(&key).await?,
+            None => None,
+        };
+        if req.rotate && old.is_none() {
+            return Err(Error::NotFound(format!(
+                "{}: nothing to rotate; use `composer-keyd add`",
+                describe(origin, scope)
+            )));
+        }
+        let now = now_secs();
+        let mut meta = existing.clone().unwrap_or_else(|| {
+            new_meta(origin.clone(), project.clone(), req.credential.kind(), now)
+        });
+        let outcome = match &old {
+            Some(o) if *o == req.credential => PutOutcome::Unchanged,
+            Some(_) if req.no_clobber => {
+                return Ok(PutReply {
+                    outcome: PutOutcome::Conflict,
+                    info: meta,
+                })
+            }
+            Some(o) if req.rotate => {
+                self.write(&SlotKey::new(origin, scope, Slot::Previous), o)
+                    .await?;
+                meta.rotated = Some(now);
+                meta.has_previous = true;
+                PutOutcome::Rotated
+            }
+            Some(_) => PutOutcome::Replaced,
+            None => PutOutcome::Created,
+        };
+        if outcome != PutOutcome::Unchanged {
+            self.write(&key, &req.credential).await?;
+        }
+        meta.kind = req.credential.kind();
+        if req.label.is_some() {
+            meta.label = req.label.clone();
+        }
+        if let Some(c) = req.confirm {
+            meta.confirm = c;
+        }
+        if let Some(exes) = allow_exe {
+            meta.allow_exe = exes;
+        }
+        let changed = outcome != PutOutcome::Unchanged || existing.as_ref() != Some(&meta);
+        {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            let released = Released::new(origin, project.clone(), req.credential);
+            inner.cache.insert(key, released);
+            inner.index.upsert(meta.clone());
+        }
+        if changed {
+            self.save_index().await?;
+        }
+        if let Some(change) = policy_change {
+            self.audit_policy(&meta, peer, change);
+        }
+        Ok(PutReply {
+            outcome,
+            info: meta,
+        })
+    }
+
+    /// Removes a credential and its previous secret.
+    pub async fn delete(&self, origin: &Origin, project: Option<&str>) -> Result<CredentialInfo> {
+        let _w = self.writer.lock().await;
+        self.ensure_unlocked()?;
+        let meta = self.existing(origin, project)?;
+        for slot in [Slot::Current, Slot::Previous] {
+            let k = SlotKey::new(origin, project, slot);
+            self.backend(move |s| s.delete(&k)).await?;
+        }
+        {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            for slot in [Slot::Current, Slot::Previous] {
+                inner.cache.remove(&SlotKey::new(origin, project, slot));
+            }
+            inner.index.remove(origin, project);
+        }
+        self.save_index().await?;
+        Ok(meta)
+    }
+
+    fn existing(&self, origin: &Origin, project: Option<&str>) -> Result<Meta> {
+        self.inner()
+            .index
+            .get(origin, project)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(describe(origin, project)))
+    }
+
+    /// Enables or disables a credential. Metadata only, so it works while locked.
+    pub async fn set_enabled(
+        &self,
+        origin: &Origin,
+        project: Option<&str>,
+        enabled: bool,
+    ) -> Result<CredentialInfo> {
+        let _w = self.writer.lock().await;
+        let meta = {
+            let mut inner = self.inner();
+            let m = inner
+                .index
+                .get_mut(origin, project)
+                .ok_or_else(|| Error::NotFound(describe(origin, project)))?;
+            m.enabled = enabled;
+            m.clone()
+        };
+        self.save_index().await?;
+        Ok(meta)
+    }
+
+    /// Swaps the current secret with the one the last rotation replaced, once `peer` passes
+    /// the credential's policy.
+    pub async fn rollback(
+        &self,
+        origin: &Origin,
+        project: Option<&str>,
+        peer: &Peer,
+    ) -> Result<CredentialInfo> {
+        let _w = self.writer.lock().await;
+        self.ensure_unlocked()?;
+        let mut meta = self.existing(origin, project)?;
+        self.guard_one(&meta, peer, "roll back to its previous secret")
+            .await?;
+        let cur_key = SlotKey::new(origin, project, Slot::Current);
+        let prev_key = SlotKey::new(origin, project, Slot::Previous);
+        let previous = match self.read(&prev_key).await? {
+            Some(p) if meta.has_previous => p,
+            _ => {
+                return Err(Error::BadRequest(format!(
+                    "{} has no previous secret to roll back to",
+                    describe(origin, project)
+                )))
+            }
+        };
+        let current = self.read(&cur_key).await?;
+        self.write(&cur_key, &previous).await?;
+        if let Some(c) = &current {
+            self.write(&prev_key, c).await?;
+        }
+        meta.kind = previous.kind();
+        meta.rotated = Some(now_secs());
+        meta.has_previous = current.is_some();
+        {
+            let mut inner = self.inner();
+            inner.generation += 1;
+            let released = Released::new(origin, project.map(str::to_owned), previous);
+            inner.cache.insert(cur_key, released);
+            inner.index.upsert(meta.clone());
+        }
+        self.save_index().await?;
+        Ok(meta)
+    }
+}
