@@ -5,6 +5,7 @@ mod container;
 mod doctor;
 mod exec;
 mod git_credential;
+mod grant;
 mod import;
 mod keys;
 mod limits;
@@ -87,6 +88,8 @@ enum Command {
     GitCredential(git_credential::GitCredentialArgs),
     /// Print (or --write) the wiring that gives a Docker, Compose, DDEV, Warden or docker-magento container the socket and the plugin.
     Container(container::ContainerArgs),
+    /// Let another uid (a container's user) read one project's credentials: `grant add|list|revoke`.
+    Grant(grant::GrantArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -164,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Shim(a) => shim::run(a),
             Command::Setup(a) => setup::run(&ctx, a).await,
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
+            Command::Grant(a) => grant::run(&ctx, a).await,
         }
     })
 }
