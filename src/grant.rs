@@ -170,7 +170,10 @@ mod tests {
     fn names_are_checked_and_unique() {
         let mut r = Registry::default();
         assert!(matches!(
-            r.add(Grant { name: "../x".into(), ..g(false) }),
+            r.add(Grant {
+                name: "../x".into(),
+                ..g(false)
+            }),
             Err(GrantError::BadName(_))
         ));
         r.add(g(false)).unwrap();

@@ -257,3 +257,192 @@ fn composer_keyd_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
 }
+
+const PUB_B: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+const PRIV_B: &str = "5ecb5ecb5ecb5ecb5ecb5ecb5ecb5ecb";
+
+/// Runs `sh -c SCRIPT`.
+fn sh(script: &str) -> std::process::Output {
+    Command::new("sh").arg("-c").arg(script).output().unwrap()
+}
+
+/// Grants for uid 33 (www-data): (c) refused without one, with the fix printed; (b) works
+/// with one; (d) a grant for project A releases nothing scoped to project B; (e) refused
+/// after revoke.
+#[test]
+fn grants_for_another_uid() {
+    let dk = docker();
+    require_tools();
+    let mut t = TestEnv::with_keyring(true);
+    isolate_composer(&mut t);
+    let _d = t.start_daemon(&[]);
+    let server = RepoServer::start(
+        json!([
+            {"host": "127.0.0.1", "port": 0, "basic": [basic(PUB, PRIV, "pair-a")], "packages": ["acme/alpha"]},
+            {"host": "127.0.0.1", "port": 0, "basic": [basic(PUB_B, PRIV_B, "pair-b")], "packages": ["acme/beta"]},
+        ]),
+        json!({"acme/alpha": [package("1.0.0", "Alpha")], "acme/beta": [package("1.0.0", "Beta")]}),
+        None,
+    );
+    let (p0, p1) = (server.ports[0], server.ports[1]);
+    let repo = |p: u16| json!({"type": "composer", "url": format!("http://127.0.0.1:{p}")});
+    let a = std::fs::canonicalize(project(
+        &t,
+        "a",
+        vec![repo(p0)],
+        json!({"acme/alpha": "^1.0"}),
+    ))
+    .unwrap();
+    let b = std::fs::canonicalize(project(
+        &t,
+        "b",
+        vec![repo(p1)],
+        json!({"acme/beta": "^1.0"}),
+    ))
+    .unwrap();
+    add(
+        &t,
+        &format!("127.0.0.1:{p0}"),
+        "http-basic",
+        Some(&a),
+        &[PUB, PRIV],
+    );
+    add(
+        &t,
+        &format!("127.0.0.1:{p1}"),
+        "http-basic",
+        Some(&b),
+        &[PUB_B, PRIV_B],
+    );
+    for p in [&a, &b] {
+        assert!(sh(&format!("chown -R 33:33 '{}'", p.display()))
+            .status
+            .success());
+    }
+    let (ad, bd) = (a.to_str().unwrap(), b.to_str().unwrap());
+
+    // (c) No grant: `container --uid 33` says which grant is missing; the main socket
+    // mounted by hand refuses uid 33, Composer goes on without us, the plugin names the fix.
+    let out = t
+        .command(support::BIN)
+        .args([
+            "container",
+            "docker",
+            "--write",
+            "--project",
+            ad,
+            "--uid",
+            "33",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("composer-keyd grant add --uid 33 --project {ad}")),
+        "{}",
+        text(&out)
+    );
+    let same = container_cli(&t, &["docker", "--write", "--project", ad]);
+    let same = same
+        .trim()
+        .replace("\\\n", " ")
+        .replace("--user 0:0", "--user 33:33");
+    let env: String = RUN_ENV.iter().map(|e| format!(" -e {e}")).collect();
+    let c = Container::new("nogrant");
+    let out = sh(&format!(
+        "docker run --name {} --network host {same}{env} {} composer install --no-ansi",
+        c.0, dk.image
+    ));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("this is uid 33 and the daemon serves uid 0: on the host run `composer-keyd grant add --uid 33 --project {ad}`")),
+        "{}",
+        text(&out)
+    );
+    assert!(server.accepted(0, "/").is_empty());
+    drop(c);
+
+    // (b) With a grant: the grant's socket, read-only, project A.
+    t.ok(
+        &[
+            "grant",
+            "add",
+            "--uid",
+            "33",
+            "--project",
+            ad,
+            "--name",
+            "shop-www",
+        ],
+        "",
+    );
+    assert!(t.ok(&["grant", "list"], "").contains("shop-www  uid 33"));
+    let flags = container_cli(&t, &["docker", "--write", "--project", ad, "--uid", "33"]);
+    let flags = flags.trim().replace("\\\n", " ");
+    assert!(
+        flags.contains("grant-shop-www.sock") && flags.contains("--user 33:33"),
+        "{flags}"
+    );
+    let c = Container::new("grant");
+    let started = sh(&format!(
+        "docker run -d --name {} --network host {flags}{env} {} sleep 600",
+        c.0, dk.image
+    ));
+    assert!(started.status.success(), "{}", text(&started));
+    let exec = |dir: &str, args: &str| sh(&format!("docker exec -w {dir} {} {args}", c.0));
+    let out = exec(ad, "composer install --no-ansi -vvv");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(a.join("vendor/acme/alpha/src/Alpha.php").is_file());
+    assert_eq!(
+        server.accepted(0, "/dists/").first().map(String::as_str),
+        Some("pair-a")
+    );
+    let log = t.ok(&["log", "--json"], "");
+    assert!(
+        log.lines().any(|l| l.contains("\"release\"")
+            && l.contains("grant shop-www")
+            && l.contains("\"uid\":33")),
+        "{log}"
+    );
+    // Only reads: a write through the grant is refused.
+    let put = exec(ad, "php -r '$s=stream_socket_client(\"unix:///run/composer-keyd.sock\");fwrite($s,\"DELETE /v1/credentials/127.0.0.1:1 HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n\");echo stream_get_contents($s);'");
+    assert!(
+        String::from_utf8_lossy(&put.stdout).contains("403"),
+        "{}",
+        text(&put)
+    );
+
+    // (d) The same grant, asked from project B: B's credential is never released.
+    let out = exec(bd, "composer install --no-ansi");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        server.accepted(1, "/").is_empty(),
+        "{:?}",
+        server.requests()
+    );
+    assert!(!text(&out).contains(PRIV_B));
+
+    // No secret anywhere: files, docker inspect, the container's filesystem.
+    assert_no_plaintext(&t, PRIV);
+    assert_no_plaintext(&t, PRIV_B);
+    let inspect = c.inspect();
+    assert!(!inspect.contains(PRIV) && !inspect.contains(PRIV_B));
+    let fs = c.filesystem();
+    assert!(!support::contains(&fs, PRIV.as_bytes()) && !support::contains(&fs, PRIV_B.as_bytes()));
+
+    // (e) Revoked: the running container is refused from now on.
+    t.ok(&["grant", "revoke", "shop-www"], "");
+    assert!(!t.ok(&["grant", "list"], "").contains("shop-www"));
+    server.clear();
+    assert!(exec(ad, "rm -rf vendor composer.lock /tmp/composer-cache")
+        .status
+        .success());
+    let out = exec(ad, "composer install --no-ansi");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(server.accepted(0, "/").is_empty());
+    assert!(
+        text(&out).contains("composer-keyd grant add --uid 33"),
+        "{}",
+        text(&out)
+    );
+}

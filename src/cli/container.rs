@@ -84,6 +84,12 @@ pub fn run(args: ContainerArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
     } else {
         uid
     };
+    // Another uid gets its grant's socket, never the main one.
+    let socket = if uid == me {
+        socket
+    } else {
+        grant_socket(&socket, uid, &project)?
+    };
     let wiring = Wiring {
         socket,
         home: container::container_home(&data),
@@ -133,7 +139,45 @@ fn prepare_home(home: &Path, data: &Path) -> anyhow::Result<()> {
     Shim::new(home.to_path_buf(), data, "composer".into())
         .install()
         .with_context(|| format!("installing the plugin into {}", home.display()))?;
+    // Any container uid reads it through the bind mount (the 0700 data dir keeps host
+    // users out); it holds the plugin and Composer's manifests, nothing secret.
+    readable(home).with_context(|| format!("making {} readable", home.display()))?;
     Ok(())
+}
+
+fn readable(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(p)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let add = if meta.is_dir() || mode & 0o100 != 0 {
+        0o055
+    } else {
+        0o044
+    };
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode((mode | add) & 0o755))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            readable(&e?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The socket of the grant for `uid` on `project`, or the reason there is none.
+fn grant_socket(main: &Path, uid: u32, project: &Path) -> anyhow::Result<PathBuf> {
+    use composer_keyd::grant;
+    let reg = grant::Registry::load(&grant::registry_path()?)?;
+    match reg.grants.iter().find(|g| g.uid == uid && g.project == project) {
+        Some(g) => Ok(grant::socket_path(main, &g.name)),
+        None => anyhow::bail!(
+            "uid {uid} has no grant for {}: run `composer-keyd grant add --uid {uid} --project {}` first",
+            project.display(),
+            project.display()
+        ),
+    }
 }
 
 fn notes(mode: Mode, w: &Wiring, me: u32) {
@@ -147,7 +191,7 @@ fn notes(mode: Mode, w: &Wiring, me: u32) {
         eprintln!("The project is {target} in the container: credentials scoped with --project {} do not match there; add container credentials unscoped or with --project {target}.", w.project.display());
     }
     if w.uid != me {
-        eprintln!("Composer in the container runs as uid {}, not yours ({me}): the daemon refuses another uid on its socket. Run Composer as uid {me} in the container, or use --no-socket.", w.uid);
+        eprintln!("Composer in the container runs as uid {}: it gets the grant's socket, which serves only reads of credentials scoped to {}.", w.uid, w.project.display());
     }
     eprintln!("Restart the container after the daemon's socket is recreated (a bind mount keeps the old one).");
 }

@@ -52,7 +52,11 @@ pub async fn run(ctx: &Ctx, a: GrantArgs) -> anyhow::Result<ExitCode> {
                     g.name,
                     g.uid,
                     g.project.display(),
-                    if g.include_global { "  (and unscoped)" } else { "" },
+                    if g.include_global {
+                        "  (and unscoped)"
+                    } else {
+                        ""
+                    },
                     grant::socket_path(&socket, &g.name).display()
                 );
             }

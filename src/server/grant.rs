@@ -105,9 +105,8 @@ impl Manager {
     /// admits only the granted uid.
     fn bind(&self, g: &Grant) -> Result<tokio::net::UnixListener, Error> {
         let path = crate::grant::socket_path(&self.main_socket, &g.name);
-        let fail = |e: std::io::Error| {
-            Error::Internal(format!("grant socket {}: {e}", path.display()))
-        };
+        let fail =
+            |e: std::io::Error| Error::Internal(format!("grant socket {}: {e}", path.display()));
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
             _ => {}
@@ -164,7 +163,11 @@ async fn serve(
         };
         if c.uid() != g.uid {
             let rec = Record {
-                reason: Some(format!("the peer is uid {}, the grant is for uid {}", c.uid(), g.uid)),
+                reason: Some(format!(
+                    "the peer is uid {}, the grant is for uid {}",
+                    c.uid(),
+                    g.uid
+                )),
                 ..Record::new(Event::RejectPeer)
             };
             audit(&agent, &peer, &g, rec);
@@ -245,7 +248,10 @@ async fn route(
             rec.origin = Some(origin.to_string());
             rec.project = Some(g.project.display().to_string());
             let not_granted = || {
-                Error::NotFound(format!("{origin} (nothing scoped to {} is granted)", g.project.display()))
+                Error::NotFound(format!(
+                    "{origin} (nothing scoped to {} is granted)",
+                    g.project.display()
+                ))
             };
             // Checked before the release: what would win must be inside the grant.
             let scope = winning_scope(agent, &origin, g).ok_or_else(not_granted)?;
