@@ -314,6 +314,14 @@ fn grants_for_another_uid() {
         Some(&b),
         &[PUB_B, PRIV_B],
     );
+    // Unscoped too: a grant without --include-global must not release it either.
+    add(
+        &t,
+        &format!("127.0.0.1:{p1}"),
+        "http-basic",
+        None,
+        &[PUB_B, PRIV_B],
+    );
     for p in [&a, &b] {
         assert!(sh(&format!("chown -R 33:33 '{}'", p.display()))
             .status
@@ -384,8 +392,9 @@ fn grants_for_another_uid() {
         "{flags}"
     );
     let c = Container::new("grant");
+    // Project B is mounted too, so (d) can run Composer there through the same grant.
     let started = sh(&format!(
-        "docker run -d --name {} --network host {flags}{env} {} sleep 600",
+        "docker run -d --name {} --network host {flags} --mount type=bind,source={bd},target={bd}{env} {} sleep 600",
         c.0, dk.image
     ));
     assert!(started.status.success(), "{}", text(&started));
@@ -412,8 +421,14 @@ fn grants_for_another_uid() {
         text(&put)
     );
 
-    // (d) The same grant, asked from project B: B's credential is never released.
+    // (d) The same grant, asked from project B: neither B's credential nor the unscoped one
+    // is released.
     let out = exec(bd, "composer install --no-ansi");
+    assert!(
+        text(&out).contains("required authentication"),
+        "{}",
+        text(&out)
+    );
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         server.accepted(1, "/").is_empty(),
