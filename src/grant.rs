@@ -33,7 +33,7 @@ pub enum GrantError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -103,6 +103,13 @@ impl Registry {
     /// Writes it atomically, 0600.
     pub fn save(&self, path: &Path) -> Result<(), GrantError> {
         let bytes = serde_json::to_vec_pretty(self).expect("grants serialize");
+        if let Some(dir) = path.parent() {
+            crate::paths::create_private_dir(dir).map_err(|source| GrantError::Io {
+                what: "creating",
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
         crate::atomic::write(path, &bytes, 0o600).map_err(|source| GrantError::Io {
             what: "writing",
             path: path.to_owned(),

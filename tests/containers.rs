@@ -461,3 +461,72 @@ fn grants_for_another_uid() {
         text(&out)
     );
 }
+
+/// A grant's socket: host processes of the granted uid cannot reach it (0700 runtime dir),
+/// and through it the daemon admits only the granted uid, not even its own.
+#[test]
+fn grant_socket_admits_only_its_uid() {
+    use std::io::{Read, Write};
+    support::require("setpriv", "util-linux");
+    let t = TestEnv::with_keyring(true);
+    let _d = t.start_daemon(&[]);
+    let dir = t.dir.path().join("projects/p");
+    std::fs::create_dir_all(&dir).unwrap();
+    t.ok(
+        &[
+            "grant",
+            "add",
+            "--uid",
+            "33",
+            "--project",
+            dir.to_str().unwrap(),
+            "--name",
+            "g",
+        ],
+        "",
+    );
+    let sock = t.socket().parent().unwrap().join("grant-g.sock");
+    assert!(sock.exists(), "the daemon binds the grant's socket");
+
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(
+        reply.is_empty(),
+        "uid {} got a reply: {}",
+        composer_keyd_uid(),
+        String::from_utf8_lossy(&reply)
+    );
+    let log = t.ok(&["log", "--json"], "");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("reject-peer") && l.contains("grant g")),
+        "{log}"
+    );
+
+    let host33 = Command::new("setpriv")
+        .args([
+            "--reuid=33",
+            "--regid=33",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket; socket.socket(socket.AF_UNIX).connect({:?})",
+            sock.to_str().unwrap()
+        ))
+        .output()
+        .unwrap();
+    assert!(!host33.status.success());
+    assert!(
+        text(&host33).contains("Permission denied"),
+        "{}",
+        text(&host33)
+    );
+
+    t.ok(&["grant", "revoke", "g"], "");
+    assert!(!sock.exists(), "revoke removes the socket");
+}
