@@ -57,8 +57,12 @@ fn answers() -> bool {
         .unwrap_or(false)
 }
 
+fn log_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ckd-dockerd-{}.log", std::process::id()))
+}
+
 fn start() -> Child {
-    let log = std::env::temp_dir().join(format!("ckd-dockerd-{}.log", std::process::id()));
+    let log = log_path();
     let mut child = Command::new("dockerd")
         .args(["--iptables=false", "--bridge=none"])
         .stdin(Stdio::null())
@@ -86,6 +90,7 @@ fn start() -> Child {
 
 fn stop(started: &Mutex<Option<Child>>) {
     if let Some(mut c) = started.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = std::fs::remove_file(log_path());
         // SIGTERM lets dockerd stop its containerd and shims; bounded wait, then SIGKILL.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         for _ in 0..200 {
