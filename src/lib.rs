@@ -14,6 +14,8 @@
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 //! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
+//! - [`grant`]: which other uid may read which project's credentials (served by `server::grant`).
+//! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
 
@@ -24,9 +26,11 @@ pub mod check;
 pub mod client;
 pub mod composer_home;
 pub mod config;
+pub mod container;
 pub mod credential;
 pub mod error;
 pub mod gitcred;
+pub mod grant;
 pub mod harden;
 pub mod index;
 pub mod paths;

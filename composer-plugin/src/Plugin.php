@@ -278,7 +278,14 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
 
                 return;
             case DaemonException::ABSENT:
+                $fix = $this->grantFix();
                 $this->client = null;
+                if ($fix !== null) {
+                    // Another uid (a container's user) is refused by design: name the grant that admits it.
+                    $this->io->writeError('<warning>composer-keyd: ' . $e->getMessage() . '; ' . $fix . '; continuing with Composer\'s own credentials</warning>');
+
+                    return;
+                }
                 $this->io->writeError('composer-keyd: ' . $e->getMessage() . '; continuing with Composer\'s own credentials', true, IOInterface::VERBOSE);
 
                 return;
@@ -439,6 +446,19 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     }
 
     /** The directory of the composer.json in use, resolved through symlinks. */
+    /** The fix when the socket COMPOSER_KEYD_SOCK names (a container's) is another uid's, else null. */
+    private function grantFix(): ?string
+    {
+        $socket = getenv('COMPOSER_KEYD_SOCK');
+        $owner = is_string($socket) && $socket !== '' ? @fileowner($socket) : false;
+        if ($owner === false || !function_exists('posix_geteuid') || $owner === posix_geteuid()) {
+            return null;
+        }
+        $me = posix_geteuid();
+
+        return sprintf('this is uid %d and the daemon serves uid %d: on the host run `composer-keyd grant add --uid %d --project %s`', $me, $owner, $me, $this->project === null ? 'DIR' : $this->project);
+    }
+
     private static function projectRoot(): ?string
     {
         $dir = dirname(Factory::getComposerFile());

@@ -1,6 +1,8 @@
 //! `doctor`: one report of everything between the user and a working, plaintext-free
 //! `composer install`, each problem with the command that fixes it.
 
+mod container;
+
 use super::check::{self as checks, NetArgs};
 use super::{scan, Ctx};
 use clap::Args;
@@ -46,6 +48,10 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut r = Report::default();
     let client = &ctx.client;
     let socket = client.path().to_path_buf();
+    let boxed = composer_keyd::container::in_container();
+    if boxed {
+        container::socket_note(&r, &socket);
+    }
 
     // The daemon: asked directly, never started, so the report shows the real state.
     let status = match client.status().await {
@@ -82,6 +88,10 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
             );
             None
         }
+        Err(e) if boxed => {
+            container::unreachable(&mut r, &socket, &e);
+            None
+        }
         Err(e) => {
             let detail = match &e {
                 ClientError::NotRunning { .. } => {
@@ -98,7 +108,9 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    match socket.parent() {
+    // In a container the socket sits in a root-owned /run by design, and the private
+    // directories are the host's business.
+    match socket.parent().filter(|_| !boxed) {
         Some(dir) if dir.exists() => match paths::check_socket_dir(dir) {
             Ok(()) => r.ok("socket directory", format!("{} is private to you", dir.display())),
             Err(e) => r.problem(
@@ -114,12 +126,18 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
 
-    private_dirs(&mut r);
+    if !boxed {
+        private_dirs(&mut r);
+    }
 
     if let Some(s) = &status {
         backend(ctx, s, &mut r).await;
     }
-    plugin(&mut r);
+    let before = r.problems;
+    plugin(&mut r, boxed);
+    if boxed {
+        container::plugin_hint(&r, before);
+    }
     tools(&mut r).await;
 
     match scan::default_findings() {
@@ -236,7 +254,13 @@ async fn backend(ctx: &Ctx, s: &Status, r: &mut Report) {
     }
 }
 
-fn plugin(r: &mut Report) {
+fn plugin(r: &mut Report, boxed: bool) {
+    // In a container the plugin comes from the mounted home, set up on the host.
+    let install = if boxed {
+        container::WIRE
+    } else {
+        "composer-keyd shim install"
+    };
     let home = match composer_home::composer_home() {
         Ok(h) => h,
         Err(e) => {
@@ -252,7 +276,7 @@ fn plugin(r: &mut Report) {
                 "{PLUGIN_PACKAGE} is not installed in the global Composer ({})",
                 home.display()
             ),
-            "composer-keyd shim install",
+            install,
         );
     } else if !st.allowed {
         r.problem(

@@ -2,10 +2,12 @@
 
 mod check;
 mod completions;
+mod container;
 mod doctor;
 mod duration;
 mod exec;
 mod git_credential;
+mod grant;
 mod import;
 mod keys;
 mod limits;
@@ -91,6 +93,10 @@ enum Command {
     /// Write man pages, completions and packaged units into DIR (for package builds).
     #[command(hide = true)]
     DistFiles(completions::DistFilesArgs),
+    /// Print (or --write) the wiring that gives a Docker, Compose, DDEV, Warden or docker-magento container the socket and the plugin.
+    Container(container::ContainerArgs),
+    /// Let another uid (a container's user) read one project's credentials: `grant add|list|revoke`.
+    Grant(grant::GrantArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -139,6 +145,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Service(args) = cli.command {
         return service::run(args, socket);
     }
+    if let Command::Container(args) = cli.command {
+        return container::run(args, socket);
+    }
     let ctx = Ctx {
         client: Client::new(socket),
         autostart: !cli.no_autostart,
@@ -152,6 +161,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Serve(_)
             | Command::Service(_)
             | Command::Log(_)
+            | Command::Container(_)
             | Command::Completions(_)
             | Command::DistFiles(_) => {
                 unreachable!("handled above")
@@ -175,6 +185,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Shim(a) => shim::run(a),
             Command::Setup(a) => setup::run(&ctx, a).await,
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
+            Command::Grant(a) => grant::run(&ctx, a).await,
         }
     })
 }

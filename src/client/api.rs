@@ -66,6 +66,11 @@ impl Client {
         self.call(Method::POST, "/v1/migrate", body(req)).await
     }
 
+    /// `POST /v1/grants/reload`: the daemon opens and closes grant sockets to match the registry.
+    pub async fn reload_grants(&self) -> Result<Ack, ClientError> {
+        self.call(Method::POST, "/v1/grants/reload", None).await
+    }
+
     /// `GET /v1/credentials`: every credential's metadata, no secret.
     pub async fn credentials(&self) -> Result<CredentialList, ClientError> {
         self.call(Method::GET, "/v1/credentials", None).await

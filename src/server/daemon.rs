@@ -130,6 +130,8 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
             notifier.stopping(why);
         }
     };
+    // Another uid reaches credentials only through a grant's own socket.
+    let grants = super::grant::start(Arc::clone(&agent), opts.limits.clone(), opts.socket.clone());
     let flusher = spawn_flusher(Arc::clone(&agent));
     notifier.ready(&format!("serving on {shown}"));
     run_with(
@@ -142,6 +144,9 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     .await;
     flusher.abort();
     timer.abort();
+    if let Some(g) = &grants {
+        g.stop_all();
+    }
     agent.lock();
     if let Err(e) = agent.flush().await {
         tracing::warn!("could not write last-used times: {e}");

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod body;
 pub mod daemon;
+pub mod grant;
 pub mod idle;
 pub mod intake;
 pub mod notify;

@@ -175,6 +175,11 @@ async fn route(
             noted(note, event, info.project.as_deref());
             ok(&info)
         }
+        (&Method::POST, ["v1", "grants", "reload"]) => {
+            let n = super::grant::reload()?;
+            tracing::info!(grants = n, "grants reloaded");
+            ok(&Ack { ok: true })
+        }
         (&Method::POST, ["v1", "lock"]) => {
             agent.lock();
             tracing::info!(pid = ?peer.pid, "locked");
@@ -324,7 +329,7 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     })
 }
 
-fn parse_origin(segment: &str) -> Result<Origin, Error> {
+pub(crate) fn parse_origin(segment: &str) -> Result<Origin, Error> {
     let decoded = percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .map_err(|_| Error::BadRequest("the origin is not UTF-8".into()))?;

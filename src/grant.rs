@@ -1,0 +1,192 @@
+//! The grant registry: which other uid may read which project's credentials, through which socket; a non-secret file in the data dir that the CLI edits and the daemon follows.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The registry's file name in the data dir.
+pub const FILE: &str = "grants.json";
+
+/// One grant: uid `uid` may read, through its own socket, the credentials scoped to
+/// `project` (and unscoped ones when `include_global`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub name: String,
+    pub uid: u32,
+    /// Canonical host path.
+    pub project: PathBuf,
+    #[serde(default)]
+    pub include_global: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("bad grant name {0:?}: use 1-64 letters, digits, `-` or `_`")]
+    BadName(String),
+    #[error("a grant named {0} exists; revoke it first or choose another --name")]
+    Exists(String),
+    #[error("no grant named {0}")]
+    Unknown(String),
+    #[error("uid {0} is this user's own: it needs no grant")]
+    OwnUid(u32),
+    #[error("the grant registry {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// All grants, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    pub grants: Vec<Grant>,
+}
+
+/// The registry's path.
+pub fn registry_path() -> Result<PathBuf, crate::paths::PathError> {
+    Ok(crate::paths::data_dir()?.join(FILE))
+}
+
+/// A grant's socket: beside the main socket, inside its 0700 directory, so that host
+/// processes of the granted uid cannot reach it; only a bind mount of the file can.
+pub fn socket_path(main_socket: &Path, name: &str) -> PathBuf {
+    let dir = main_socket.parent().unwrap_or(Path::new("."));
+    dir.join(format!("grant-{name}.sock"))
+}
+
+/// The default name: `uid<N>-<project's last component>`, made valid.
+pub fn default_name(uid: u32, project: &Path) -> String {
+    let base: String = project
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if valid_char(c) { c } else { '-' })
+        .take(48)
+        .collect();
+    format!("uid{uid}-{base}")
+}
+
+fn valid_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+pub fn check_name(name: &str) -> Result<(), GrantError> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(valid_char) {
+        return Err(GrantError::BadName(name.to_owned()));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Reads the registry; a missing file is an empty one.
+    pub fn load(path: &Path) -> Result<Registry, GrantError> {
+        match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| GrantError::Parse {
+                path: path.to_owned(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+            Err(source) => Err(GrantError::Io {
+                what: "reading",
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes it atomically, 0600.
+    pub fn save(&self, path: &Path) -> Result<(), GrantError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("grants serialize");
+        if let Some(dir) = path.parent() {
+            crate::paths::create_private_dir(dir).map_err(|source| GrantError::Io {
+                what: "creating",
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        crate::atomic::write(path, &bytes, 0o600).map_err(|source| GrantError::Io {
+            what: "writing",
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn add(&mut self, g: Grant) -> Result<(), GrantError> {
+        check_name(&g.name)?;
+        if g.uid == crate::paths::euid() {
+            return Err(GrantError::OwnUid(g.uid));
+        }
+        if self.grants.iter().any(|x| x.name == g.name) {
+            return Err(GrantError::Exists(g.name));
+        }
+        self.grants.push(g);
+        Ok(())
+    }
+
+    pub fn revoke(&mut self, name: &str) -> Result<Grant, GrantError> {
+        let i = self
+            .grants
+            .iter()
+            .position(|g| g.name == name)
+            .ok_or_else(|| GrantError::Unknown(name.to_owned()))?;
+        Ok(self.grants.remove(i))
+    }
+}
+
+impl Grant {
+    /// Whether a credential with `scope` (its project, `None` for unscoped) may be released
+    /// through this grant: its scope must contain the granted project.
+    pub fn covers(&self, scope: Option<&str>) -> bool {
+        match scope {
+            None => self.include_global,
+            Some(s) => self.project.starts_with(Path::new(s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(include_global: bool) -> Grant {
+        Grant {
+            name: "n".into(),
+            uid: 33,
+            project: "/srv/a/shop".into(),
+            include_global,
+        }
+    }
+
+    #[test]
+    fn covers_only_scopes_containing_the_project() {
+        assert!(g(false).covers(Some("/srv/a/shop")));
+        assert!(g(false).covers(Some("/srv/a")));
+        assert!(!g(false).covers(Some("/srv/a/shop2")));
+        assert!(!g(false).covers(Some("/srv/b")));
+        assert!(!g(false).covers(None));
+        assert!(g(true).covers(None));
+    }
+
+    #[test]
+    fn names_are_checked_and_unique() {
+        let mut r = Registry::default();
+        assert!(matches!(
+            r.add(Grant {
+                name: "../x".into(),
+                ..g(false)
+            }),
+            Err(GrantError::BadName(_))
+        ));
+        r.add(g(false)).unwrap();
+        assert!(matches!(r.add(g(false)), Err(GrantError::Exists(_))));
+        assert_eq!(r.revoke("n").unwrap().uid, 33);
+        assert!(matches!(r.revoke("n"), Err(GrantError::Unknown(_))));
+        assert_eq!(default_name(33, Path::new("/srv/my shop")), "uid33-my-shop");
+    }
+}
