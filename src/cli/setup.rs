@@ -1,6 +1,6 @@
 //! `setup`: one command for a new user — service, backend, Composer plugin, an offer to import, then `doctor`.
 
-use super::{doctor, import, session, Ctx};
+use super::{doctor, import, lock, Ctx};
 use anyhow::Context;
 use clap::{Args, Parser};
 use composer_keyd::protocol::BackendKind;
@@ -81,7 +81,7 @@ pub async fn run(ctx: &Ctx, a: SetupArgs) -> anyhow::Result<ExitCode> {
         status.backend_reason
     );
     if status.backend == BackendKind::Vault && status.vault_exists == Some(false) {
-        session::send_unlock(ctx, &status).await?;
+        lock::send_unlock(ctx, &status).await?;
         println!("    created the vault and unlocked it");
         changed = true;
     } else if status.locked {

@@ -11,7 +11,7 @@ use crate::protocol::{
     BackendKind, CredentialInfo, CredentialReply, OriginInfo, Status, PROTOCOL, VERSION,
 };
 use crate::secret::{to_json_zeroizing, Secret};
-use crate::store::active::Active;
+use crate::store::switchable::Switchable;
 use crate::store::{Slot, SlotKey, Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ struct Inner {
 /// The daemon's state. Reads take the lock briefly; writes are serialized by `writer`
 /// so that the store and the index change in the same order.
 pub struct Agent {
-    store: Arc<Active>,
+    store: Arc<Switchable>,
     cfg: AgentConfig,
     inner: Mutex<Inner>,
     writer: tokio::sync::Mutex<()>,
@@ -104,13 +104,13 @@ pub struct Agent {
 impl Agent {
     /// Builds an agent over a store that is never switched and a loaded index.
     pub fn new(store: Arc<dyn Store>, index: Index, cfg: AgentConfig) -> Agent {
-        let fixed = Active::new(store, cfg.backend_reason.clone(), None);
+        let fixed = Switchable::new(store, cfg.backend_reason.clone(), None);
         Agent::over(Arc::new(fixed), index, cfg)
     }
 
     /// Builds an agent over the daemon's switchable store (`store::open`) and a loaded
     /// index. A store that needs a passphrase starts locked.
-    pub fn over(store: Arc<Active>, index: Index, cfg: AgentConfig) -> Agent {
+    pub fn over(store: Arc<Switchable>, index: Index, cfg: AgentConfig) -> Agent {
         let locked = store.needs_passphrase();
         Agent {
             store,

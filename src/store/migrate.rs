@@ -13,8 +13,8 @@
 //!    leaves copies in the source; rerunning `migrate --to` the backend already in use
 //!    does only this step).
 
-use super::active::Active;
 use super::keyring::KeyringStore;
+use super::switchable::Switchable;
 use super::vault::VaultStore;
 use super::{SlotKey, Store, StoreError};
 use crate::config::{self, BackendChoice};
@@ -43,7 +43,7 @@ pub enum MigrateError {
 /// One migration of every listed secret to `to`, over the daemon's switchable store.
 pub struct Migration<'a> {
     /// The daemon's store, swapped for the target once every secret is copied.
-    pub active: &'a Active,
+    pub active: &'a Switchable,
     /// The backend to move every secret to.
     pub to: BackendKind,
     /// What config.toml records as the backend after the switch.

@@ -1,7 +1,7 @@
 //! Building the daemon's backend: the keyring or the vault, chosen by `COMPOSER_KEYD_BACKEND`, config.toml or a probe, wrapped as the switchable store `migrate` changes.
 
-use super::active::Active;
 use super::keyring::KeyringStore;
+use super::switchable::Switchable;
 use super::vault::{self, VaultStore};
 use super::Store;
 use crate::config::{self, BackendChoice, Source};
@@ -21,7 +21,7 @@ pub enum OpenError {
 
 /// Picks the backend and says why: `COMPOSER_KEYD_BACKEND`, else config.toml, else auto.
 /// Auto takes the OS keyring when it answers within `probe_timeout`, else the vault.
-pub async fn open(probe_timeout: Duration) -> Result<Arc<Active>, OpenError> {
+pub async fn open(probe_timeout: Duration) -> Result<Arc<Switchable>, OpenError> {
     let (choice, source) = config::backend()?;
     let vault_path = vault::default_path()?;
     let set = match &source {
@@ -40,7 +40,7 @@ pub async fn open(probe_timeout: Duration) -> Result<Arc<Active>, OpenError> {
             ),
         },
     };
-    Ok(Arc::new(Active::new(store, reason, Some(vault_path))))
+    Ok(Arc::new(Switchable::new(store, reason, Some(vault_path))))
 }
 
 /// Connects to the platform store off the async thread, bounded by `limit`.

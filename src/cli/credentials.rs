@@ -141,7 +141,7 @@ async fn put(
 pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
     let kind = parse_type(&a.kind)?;
     let (origin, project) = a.target.resolve()?;
-    super::session::create_vault_if_missing(ctx).await?;
+    super::lock::create_vault_if_missing(ctx).await?;
     let credential = read_credential(kind, a.with_username, &origin)?;
     let reply = put(
         ctx,

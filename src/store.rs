@@ -2,11 +2,11 @@
 //!
 //! Backends are blocking; the daemon calls them from `spawn_blocking` with a time-out.
 
-pub mod active;
 pub mod keyring;
 pub mod memory;
 pub mod migrate;
 pub mod open;
+pub mod switchable;
 pub mod vault;
 
 use crate::credential::Origin;

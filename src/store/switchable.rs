@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 /// The store in use, why it was chosen, and where the vault lives (for `status` and `migrate`).
-pub struct Active {
+pub struct Switchable {
     current: RwLock<(Arc<dyn Store>, String)>,
     /// `None` for a store that is never switched (tests, tools): `migrate` refuses.
     vault_path: Option<PathBuf>,
 }
 
-impl Active {
+impl Switchable {
     /// Wraps the chosen store.
-    pub fn new(store: Arc<dyn Store>, reason: String, vault_path: Option<PathBuf>) -> Active {
-        Active {
+    pub fn new(store: Arc<dyn Store>, reason: String, vault_path: Option<PathBuf>) -> Switchable {
+        Switchable {
             current: RwLock::new((store, reason)),
             vault_path,
         }
@@ -55,7 +55,7 @@ impl Active {
     }
 }
 
-impl Store for Active {
+impl Store for Switchable {
     fn kind(&self) -> BackendKind {
         self.current().kind()
     }

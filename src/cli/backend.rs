@@ -1,6 +1,6 @@
 //! `passwd` and `migrate`: the vault's passphrase, and moving credentials between backends.
 
-use super::session::{send_unlock, status_of};
+use super::lock::{send_unlock, status_of};
 use super::{prompt, Ctx};
 use anyhow::bail;
 use clap::{Args, ValueEnum};

@@ -1,26 +1,26 @@
 //! Command-line definitions and dispatch; each subcommand family lives in its own file.
 
+mod backend;
 mod check;
 mod completions;
 mod container;
+mod credentials;
 mod doctor;
 mod duration;
 mod exec;
 mod git_credential;
 mod grant;
 mod import;
-mod keys;
 mod limits;
+mod lock;
 mod log;
 mod policy;
 mod prompt;
 mod scan;
 mod serve;
 mod service;
-mod session;
 mod setup;
 mod shim;
-mod vault;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,23 +47,23 @@ enum Command {
     /// Run the daemon in the foreground.
     Serve(serve::ServeArgs),
     /// Store a credential; secrets are read from a no-echo prompt or stdin.
-    Add(keys::AddArgs),
+    Add(credentials::AddArgs),
     /// List stored credentials (never their secrets).
-    List(keys::ListArgs),
+    List(credentials::ListArgs),
     /// Delete a credential and its previous secret.
-    Remove(keys::Target),
+    Remove(credentials::Target),
     /// Stop releasing a credential, keeping it stored.
-    Disable(keys::Target),
+    Disable(credentials::Target),
     /// Release a disabled credential again.
-    Enable(keys::Target),
+    Enable(credentials::Target),
     /// Replace a credential's secret, keeping the old one for --rollback.
-    Rotate(keys::RotateArgs),
+    Rotate(credentials::RotateArgs),
     /// Wipe decrypted secrets from the daemon's memory; reads refuse until unlock.
     Lock,
     /// Let the daemon release credentials again.
     Unlock,
     /// Show the daemon's version, backend, lock state and counts.
-    Status(session::StatusArgs),
+    Status(lock::StatusArgs),
     /// Move auth.json (and COMPOSER_AUTH) secrets into the keyring and scrub the files.
     Import(import::ImportArgs),
     /// Find plaintext Composer credentials; exits 1 when any is found.
@@ -77,7 +77,7 @@ enum Command {
     /// Change the vault's passphrase.
     Passwd,
     /// Move every credential to another backend and use it from now on.
-    Migrate(vault::MigrateArgs),
+    Migrate(backend::MigrateArgs),
     /// Install, remove or inspect the Composer plugin in COMPOSER_HOME.
     Shim(shim::ShimArgs),
     /// Install, remove or inspect the systemd user units or the launchd agent.
@@ -166,22 +166,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::DistFiles(_) => {
                 unreachable!("handled above")
             }
-            Command::Add(a) => keys::add(&ctx, a).await,
-            Command::List(a) => keys::list(&ctx, a).await,
-            Command::Remove(t) => keys::remove(&ctx, t).await,
-            Command::Disable(t) => keys::set_enabled(&ctx, t, false).await,
-            Command::Enable(t) => keys::set_enabled(&ctx, t, true).await,
-            Command::Rotate(a) => keys::rotate(&ctx, a).await,
-            Command::Lock => session::lock(&ctx).await,
-            Command::Unlock => session::unlock(&ctx).await,
-            Command::Status(a) => session::status(&ctx, a).await,
+            Command::Add(a) => credentials::add(&ctx, a).await,
+            Command::List(a) => credentials::list(&ctx, a).await,
+            Command::Remove(t) => credentials::remove(&ctx, t).await,
+            Command::Disable(t) => credentials::set_enabled(&ctx, t, false).await,
+            Command::Enable(t) => credentials::set_enabled(&ctx, t, true).await,
+            Command::Rotate(a) => credentials::rotate(&ctx, a).await,
+            Command::Lock => lock::lock(&ctx).await,
+            Command::Unlock => lock::unlock(&ctx).await,
+            Command::Status(a) => lock::status(&ctx, a).await,
             Command::Import(a) => import::run(&ctx, a).await,
             Command::Scan(_) => unreachable!("handled above"),
             Command::Exec(a) => exec::run(&ctx, a).await,
             Command::Check(a) => check::run(&ctx, a).await,
             Command::Doctor(a) => doctor::run(&ctx, a).await,
-            Command::Passwd => vault::passwd(&ctx).await,
-            Command::Migrate(a) => vault::migrate(&ctx, a).await,
+            Command::Passwd => backend::passwd(&ctx).await,
+            Command::Migrate(a) => backend::migrate(&ctx, a).await,
             Command::Shim(a) => shim::run(a),
             Command::Setup(a) => setup::run(&ctx, a).await,
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,

@@ -19,35 +19,35 @@ pub const PACKAGE: &str = crate::composer_home::PLUGIN_PACKAGE;
 pub const FILES: [(&str, &str); 8] = [
     (
         "composer.json",
-        include_str!("../../composer-plugin/composer.json"),
+        include_str!("../composer-plugin/composer.json"),
     ),
     (
         "src/Client.php",
-        include_str!("../../composer-plugin/src/Client.php"),
+        include_str!("../composer-plugin/src/Client.php"),
     ),
     (
         "src/Credentials.php",
-        include_str!("../../composer-plugin/src/Credentials.php"),
+        include_str!("../composer-plugin/src/Credentials.php"),
     ),
     (
         "src/DaemonException.php",
-        include_str!("../../composer-plugin/src/DaemonException.php"),
+        include_str!("../composer-plugin/src/DaemonException.php"),
     ),
     (
         "src/GitCredentials.php",
-        include_str!("../../composer-plugin/src/GitCredentials.php"),
+        include_str!("../composer-plugin/src/GitCredentials.php"),
     ),
     (
         "src/Plugin.php",
-        include_str!("../../composer-plugin/src/Plugin.php"),
+        include_str!("../composer-plugin/src/Plugin.php"),
     ),
     (
         "src/ProjectOrigins.php",
-        include_str!("../../composer-plugin/src/ProjectOrigins.php"),
+        include_str!("../composer-plugin/src/ProjectOrigins.php"),
     ),
     (
         "src/SocketTrust.php",
-        include_str!("../../composer-plugin/src/SocketTrust.php"),
+        include_str!("../composer-plugin/src/SocketTrust.php"),
     ),
 ];
 
