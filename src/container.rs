@@ -75,9 +75,12 @@ pub enum ContainerError {
         "{0} exists and was not written by composer-keyd; merge the printed wiring into it by hand"
     )]
     Foreign(PathBuf),
+    /// Writing a wiring file failed.
     #[error("writing {path}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -95,8 +98,9 @@ pub struct Wiring {
     pub home: PathBuf,
     /// The project on the host.
     pub project: PathBuf,
-    /// The container user's uid and gid.
+    /// The container user's uid.
     pub uid: u32,
+    /// The container user's gid.
     pub gid: u32,
 }
 

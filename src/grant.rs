@@ -10,33 +10,48 @@ pub const FILE: &str = "grants.json";
 /// `project` (and unscoped ones when `include_global`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
+    /// What `grant list` and the audit log call it; also names its socket.
     pub name: String,
+    /// The one uid its socket admits (checked with SO_PEERCRED).
     pub uid: u32,
     /// Canonical host path.
     pub project: PathBuf,
+    /// Whether unscoped ("all projects") credentials are released through it too.
     #[serde(default)]
     pub include_global: bool,
 }
 
+/// Why a grant could not be made, found or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
+    /// A name that could not be a socket's file name.
     #[error("bad grant name {0:?}: use 1-64 letters, digits, `-` or `_`")]
     BadName(String),
+    /// The name is taken.
     #[error("a grant named {0} exists; revoke it first or choose another --name")]
     Exists(String),
+    /// No grant has that name.
     #[error("no grant named {0}")]
     Unknown(String),
+    /// The user's own uid uses the main socket.
     #[error("uid {0} is this user's own: it needs no grant")]
     OwnUid(u32),
+    /// The registry file is not ours to read as JSON.
     #[error("the grant registry {path} is not valid: {source}")]
     Parse {
+        /// The registry file.
         path: PathBuf,
+        /// What the JSON parser said (it quotes no secret: the registry holds none).
         source: serde_json::Error,
     },
+    /// Reading or writing the registry failed.
     #[error("{what} {path}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// The registry file.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }
@@ -44,6 +59,7 @@ pub enum GrantError {
 /// All grants, as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
+    /// In the order they were added.
     pub grants: Vec<Grant>,
 }
 
@@ -76,6 +92,7 @@ fn valid_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
+/// Refuses a name that could not be a socket's file name.
 pub fn check_name(name: &str) -> Result<(), GrantError> {
     if name.is_empty() || name.len() > 64 || !name.chars().all(valid_char) {
         return Err(GrantError::BadName(name.to_owned()));
@@ -117,6 +134,7 @@ impl Registry {
         })
     }
 
+    /// Adds a grant, refusing a bad or taken name and the user's own uid.
     pub fn add(&mut self, g: Grant) -> Result<(), GrantError> {
         check_name(&g.name)?;
         if g.uid == crate::paths::euid() {
@@ -129,6 +147,7 @@ impl Registry {
         Ok(())
     }
 
+    /// Removes the named grant and returns it.
     pub fn revoke(&mut self, name: &str) -> Result<Grant, GrantError> {
         let i = self
             .grants

@@ -92,6 +92,7 @@ fn stop(started: &Mutex<Option<Child>>) {
     if let Some(mut c) = started.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let _ = std::fs::remove_file(log_path());
         // SIGTERM lets dockerd stop its containerd and shims; bounded wait, then SIGKILL.
+        // SAFETY: kill has no memory effects; the pid is our own child's, not yet reaped.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         for _ in 0..200 {
             if let Ok(Some(_)) = c.try_wait() {
