@@ -3,9 +3,9 @@
 //! Run with `cargo bench --bench bench`. Targets are ratios to the floor measured in the
 //! same run; nothing here is asserted, because shared machines are noisy.
 
+mod floor;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod floor;
 mod wire;
 
 use std::path::Path;

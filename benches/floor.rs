@@ -34,9 +34,8 @@ impl HyperFloor {
                     let (body, ct) = (body.clone(), ct.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |_req| {
-                            let mut resp = hyper::Response::new(http_body_util::Full::new(
-                                body.clone(),
-                            ));
+                            let mut resp =
+                                hyper::Response::new(http_body_util::Full::new(body.clone()));
                             resp.headers_mut()
                                 .insert(hyper::header::CONTENT_TYPE, ct.clone());
                             async move { Ok::<_, Infallible>(resp) }
