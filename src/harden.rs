@@ -248,20 +248,18 @@ fn protect_region(addr: usize, len: usize) {
     if len == 0 || crate::secret::in_arena(addr as *const u8) {
         return;
     }
-    match MODE.load(Ordering::Relaxed) {
-        MODE_PAGES => {
-            dont_dump(addr, len);
-            if !LOCK_BUDGET_SPENT.load(Ordering::Relaxed) {
-                if let Err(e) = lock_region(addr, len) {
-                    LOCK_BUDGET_SPENT.store(true, Ordering::Relaxed);
-                    tracing::warn!(
-                        "RLIMIT_MEMLOCK reached ({e}); further secrets are not locked in memory. \
-                         Raise it (LimitMEMLOCK= in the service unit) to lock them all"
-                    );
-                }
-            }
+    if MODE.load(Ordering::Relaxed) != MODE_PAGES {
+        return;
+    }
+    dont_dump(addr, len);
+    if !LOCK_BUDGET_SPENT.load(Ordering::Relaxed) {
+        if let Err(e) = lock_region(addr, len) {
+            LOCK_BUDGET_SPENT.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                "RLIMIT_MEMLOCK reached ({e}); further secrets are not locked in memory. \
+                 Raise it (LimitMEMLOCK= in the service unit) to lock them all"
+            );
         }
-        _ => {}
     }
 }
 
