@@ -40,6 +40,7 @@ pub fn in_locked_arena<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether `ptr` lies in the locked arena.
+#[inline]
 pub fn in_arena(ptr: *const u8) -> bool {
     // Set once, never moved: frees check it without taking the arena's lock.
     let base = BASE.load(Ordering::Acquire);
@@ -197,6 +198,38 @@ fn dont_dump(p: *mut libc::c_void, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn dont_dump(_p: *mut libc::c_void, _len: usize) {}
 
+/// Adds to the freed-bytes count. A plain load and store, not a locked add: a count lost
+/// to a race between threads only delays a trim, and every free pays for this.
+#[inline]
+fn count_freed(n: usize) {
+    FREED.store(
+        FREED.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+#[cold]
+fn arena_alloc(layout: &Layout) -> *mut u8 {
+    match class_of(layout) {
+        Some(class) => ARENA.lock().unwrap_or_else(|e| e.into_inner()).alloc(class),
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// Wipes an arena block and puts it on its free list.
+///
+/// # Safety
+/// `ptr` is an arena block allocated with `layout` and not freed since.
+#[cold]
+unsafe fn arena_free(ptr: *mut u8, layout: &Layout) {
+    let mut a = ARENA.lock().unwrap_or_else(|e| e.into_inner());
+    // An arena block always came from a layout with a class; no panic in a free.
+    let class = class_of(layout).unwrap_or(CLASSES - 1);
+    std::ptr::write_bytes(ptr, 0, MIN_BLOCK << class);
+    ptr.cast::<*mut u8>().write(a.free[class]);
+    a.free[class] = ptr;
+}
+
 /// A global allocator that puts what [`in_locked_arena`] allocates into the locked arena
 /// and everything else into `A`, counting freed bytes.
 pub struct LockedAlloc<A>(pub A);
@@ -204,29 +237,24 @@ pub struct LockedAlloc<A>(pub A);
 // SAFETY: arena blocks are disjoint, aligned to their size (>= the layout's size and
 // alignment) and handed out once until freed; the rest is delegated to `A`.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for LockedAlloc<A> {
+    // The fast paths are inlined into every allocation of the process; the arena's own
+    // work is out of line.
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if IN_ARENA.try_with(Cell::get).unwrap_or(false) {
-            if let Some(class) = class_of(&layout) {
-                let p = ARENA.lock().unwrap_or_else(|e| e.into_inner()).alloc(class);
-                if !p.is_null() {
-                    return p;
-                }
+            let p = arena_alloc(&layout);
+            if !p.is_null() {
+                return p;
             }
         }
         self.0.alloc(layout)
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        FREED.fetch_add(layout.size(), Ordering::Relaxed);
+        count_freed(layout.size());
         if in_arena(ptr) {
-            let mut a = ARENA.lock().unwrap_or_else(|e| e.into_inner());
-            // An arena block always came from a layout with a class; no panic in a free.
-            let class = class_of(&layout).unwrap_or(CLASSES - 1);
-            // Wipe the whole block, then store the free-list link in it.
-            std::ptr::write_bytes(ptr, 0, MIN_BLOCK << class);
-            ptr.cast::<*mut u8>().write(a.free[class]);
-            a.free[class] = ptr;
-            return;
+            return arena_free(ptr, &layout);
         }
         self.0.dealloc(ptr, layout)
     }
@@ -235,7 +263,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LockedAlloc<A> {
         let in_scope = IN_ARENA.try_with(Cell::get).unwrap_or(false);
         let from_arena = in_arena(ptr);
         if !in_scope && !from_arena {
-            FREED.fetch_add(layout.size(), Ordering::Relaxed);
+            count_freed(layout.size());
             return self.0.realloc(ptr, layout, new_size);
         }
         // Move (into or out of the arena) by copy, so the old block is wiped by dealloc.
