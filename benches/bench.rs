@@ -3,6 +3,7 @@
 //! Run with `cargo bench --bench bench`. Targets are ratios to the floor measured in the
 //! same run; nothing here is asserted, because shared machines are noisy.
 
+mod floor;
 #[path = "../tests/support/mod.rs"]
 mod support;
 mod wire;
@@ -23,7 +24,9 @@ impl Report {
     }
 
     fn markdown(&self) -> String {
-        let mut s = String::from("| measure | result | vs floor | target |\n|---|---|---|---|\n");
+        let mut s = String::from(
+            "| measure | result | vs floor (raw / hyper) | target |\n|---|---|---|---|\n",
+        );
         for r in &self.rows {
             s.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
         }
@@ -100,11 +103,12 @@ fn main() {
 
     let d = t.start_daemon(&[]);
     let sock = t.socket();
+    std::thread::sleep(Duration::from_millis(500));
     report.row(
-        "RSS idle",
-        format!("{} kB", rss_kb(d.pid())),
+        "memory idle",
+        floor::Mem::of(d.pid()).show(),
         "".into(),
-        "≤ 8 MB",
+        "RSS ≤ 5 MB",
     );
     put(
         &sock,
@@ -133,35 +137,54 @@ fn main() {
     vault_cold_path(&mut report);
 
     let canned = wire::capture(&sock, path);
-    let floor = wire::Floor::start(t.dir.path(), canned);
+    let floor = wire::Floor::start(t.dir.path(), canned.clone());
+    let hyper = floor::HyperFloor::start(t.dir.path(), &canned);
     let ka = wire::get_request(path, true);
     let close = wire::get_request(path, false);
     let n = 20_000 / scale;
     wire::latencies(&floor.socket, &ka, n / 10);
     wire::latencies(&sock, &ka, n / 10);
+    wire::latencies(&hyper.socket, &ka, n / 10);
     let mut f = wire::latencies(&floor.socket, &ka, n);
+    let mut h = wire::latencies(&hyper.socket, &ka, n);
     let mut m = wire::latencies(&sock, &ka, n);
     let (f50, f99) = (wire::quantile(&mut f, 0.5), wire::quantile(&mut f, 0.99));
+    let (h50, h99) = (wire::quantile(&mut h, 0.5), wire::quantile(&mut h, 0.99));
     let (m50, m99) = (wire::quantile(&mut m, 0.5), wire::quantile(&mut m, 0.99));
+    let secs = |d: Duration| d.as_secs_f64();
     report.row("floor keep-alive p50", us(f50), "1.00×".into(), "");
     report.row("floor keep-alive p99", us(f99), "1.00×".into(), "");
     report.row(
+        "bare hyper keep-alive p50",
+        us(h50),
+        ratio(secs(h50), secs(f50)),
+        "",
+    );
+    report.row(
+        "bare hyper keep-alive p99",
+        us(h99),
+        ratio(secs(h99), secs(f99)),
+        "",
+    );
+    report.row(
         "cached lookup keep-alive p50",
         us(m50),
-        ratio(m50.as_secs_f64(), f50.as_secs_f64()),
-        "≤ 1.5×",
+        floor::vs_both(secs(m50), secs(f50), secs(h50)),
+        "≤ 1.15× hyper",
     );
     report.row(
         "cached lookup keep-alive p99",
         us(m99),
-        ratio(m99.as_secs_f64(), f99.as_secs_f64()),
-        "≤ 3×",
+        floor::vs_both(secs(m99), secs(f99), secs(h99)),
+        "≤ 3× raw",
     );
 
     let nc = 5_000 / scale;
     let mut fc = wire::connect_latencies(&floor.socket, &close, nc);
+    let mut hc = wire::connect_latencies(&hyper.socket, &close, nc);
     let mut mc = wire::connect_latencies(&sock, &close, nc);
     let (fc50, mc50) = (wire::quantile(&mut fc, 0.5), wire::quantile(&mut mc, 0.5));
+    let hc50 = wire::quantile(&mut hc, 0.5);
     report.row(
         "floor connect-per-request p50",
         us(fc50),
@@ -169,17 +192,24 @@ fn main() {
         "",
     );
     report.row(
+        "bare hyper connect-per-request p50",
+        us(hc50),
+        ratio(secs(hc50), secs(fc50)),
+        "",
+    );
+    report.row(
         "cached lookup connect-per-request p50",
         us(mc50),
-        ratio(mc50.as_secs_f64(), fc50.as_secs_f64()),
-        "≤ 2×",
+        floor::vs_both(secs(mc50), secs(fc50), secs(hc50)),
+        "≤ 2× raw",
     );
 
     for clients in [1, 8, 64] {
         let per = 40_000 / scale / clients;
         let ft = wire::throughput(&floor.socket, &ka, clients, per);
+        let ht = wire::throughput(&hyper.socket, &ka, clients, per);
         let mt = wire::throughput(&sock, &ka, clients, per);
-        let target = if clients == 64 { "≥ 0.7×" } else { "" };
+        let target = if clients == 64 { "≥ 0.9× hyper" } else { "" };
         report.row(
             &format!("floor throughput, {clients} clients"),
             format!("{ft:.0}/s"),
@@ -187,12 +217,20 @@ fn main() {
             "",
         );
         report.row(
+            &format!("bare hyper throughput, {clients} clients"),
+            format!("{ht:.0}/s"),
+            ratio(ht, ft),
+            "",
+        );
+        report.row(
             &format!("daemon throughput, {clients} clients"),
             format!("{mt:.0}/s"),
-            ratio(mt, ft),
+            floor::vs_both(mt, ft, ht),
             target,
         );
     }
+
+    floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
 
     // Memory with 1,000 credentials, each looked up once (so all are cached).
     let n_creds = 1000 / scale;

@@ -1,22 +1,21 @@
 //! Process hardening for the daemon (and the CLI commands that hold secrets): no core dumps, no same-uid ptrace, secret memory kept out of swap and dumps, and enough file descriptors.
 //!
-//! # Locking memory: why two modes
+//! # Locking memory: only what holds secrets
 //!
-//! Secrets pass through buffers we do not own (hyper's read buffer, zbus's
-//! messages, serde's temporaries), so only `mlockall(MCL_CURRENT|MCL_FUTURE)`
-//! keeps every copy out of swap. But with `MCL_FUTURE` every later `mmap`
-//! (thread stacks, malloc arenas) counts in full against `RLIMIT_MEMLOCK`, and
-//! once over it allocations fail and the daemon aborts. So:
+//! The long-lived copies of secrets (the decrypted cache) are built in a small locked
+//! arena (`secret::in_locked_arena`: `mlock2(MLOCK_ONFAULT)` and `MADV_DONTDUMP`), so
+//! VmLck is the size of the secrets held, not of the process. The whole process is not
+//! locked: `mlockall` pinned every transient buffer (scrypt's 256 MiB, each connection's
+//! buffers) and kept them resident. Transient copies are wiped on free by the zeroizing
+//! global allocator instead. A secret that does not fit the arena has its heap pages
+//! locked one by one ([`protect`]) within `RLIMIT_MEMLOCK`, and marked `MADV_DONTDUMP`,
+//! because a `core_pattern` pipe with `suid_dumpable=2` still dumps a non-dumpable process.
 //!
-//! - **All** (`mlockall`): when `RLIMIT_MEMLOCK` is unlimited or we hold
-//!   `CAP_IPC_LOCK` (root, or a unit with `LimitMEMLOCK=infinity`).
-//! - **Pages**: otherwise (8 MiB is the usual default). The long-lived copies,
-//!   the decrypted cache, have their pages locked one by one ([`protect`]),
-//!   until the kernel says the limit is reached. Transient copies are wiped on
-//!   free by the zeroizing global allocator instead.
+//! # Giving memory back
 //!
-//! Either way the pages holding cached secrets get `MADV_DONTDUMP`, because a
-//! `core_pattern` pipe with `suid_dumpable=2` still dumps a non-dumpable process.
+//! A burst of connections leaves freed blocks all over the heap, which glibc keeps.
+//! [`harden_process`] caps the malloc arenas and starts a trimmer thread that returns free
+//! pages to the kernel (`malloc_trim`) once a burst is over.
 
 use crate::credential::Credential;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -24,9 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 /// How memory holding secrets is kept out of swap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemoryLock {
-    /// `mlockall(MCL_CURRENT | MCL_FUTURE)`: every page of the process.
-    All,
-    /// The pages of cached secrets, one by one, within `RLIMIT_MEMLOCK` (bytes).
+    /// Cached secrets live in the locked arena; the few that overflow it have their pages
+    /// locked one by one, within `RLIMIT_MEMLOCK` (bytes).
     Pages { limit: u64 },
     /// Not locked (no support on this platform).
     Off,
@@ -47,7 +45,6 @@ pub struct Report {
 }
 
 const MODE_OFF: u8 = 0;
-const MODE_ALL: u8 = 1;
 const MODE_PAGES: u8 = 2;
 
 /// The mode [`protect`] works in; set once by [`harden_process`].
@@ -66,6 +63,7 @@ pub fn harden_process() -> Report {
         memory: lock_memory(),
         open_files: raise_nofile(),
     };
+    give_memory_back();
     tracing::info!(
         not_dumpable = report.not_dumpable,
         deny_attach = report.deny_attach,
@@ -192,26 +190,8 @@ pub fn original_nofile() -> Option<u64> {
     }
 }
 
-/// Whether this process may lock memory beyond `RLIMIT_MEMLOCK` (Linux `CAP_IPC_LOCK`).
-fn has_cap_ipc_lock() -> bool {
-    const CAP_IPC_LOCK: u32 = 14;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
-}
-
 fn lock_memory() -> MemoryLock {
     let limit = getrlimit(libc::RLIMIT_MEMLOCK as libc::c_int).map_or(0, |r| rlim(r.rlim_cur));
-    let unlimited = limit == rlim(libc::RLIM_INFINITY) || has_cap_ipc_lock();
-    if unlimited && lock_all() {
-        MODE.store(MODE_ALL, Ordering::Relaxed);
-        return MemoryLock::All;
-    }
     if cfg!(unix) {
         MODE.store(MODE_PAGES, Ordering::Relaxed);
         return MemoryLock::Pages { limit };
@@ -219,33 +199,42 @@ fn lock_memory() -> MemoryLock {
     MemoryLock::Off
 }
 
-#[cfg(target_os = "linux")]
-fn lock_all() -> bool {
-    // MCL_ONFAULT (Linux 4.4+) locks pages as they are touched instead of populating every
-    // mapping up front: without it each thread's 8 MiB stack and every arena would become
-    // resident, tripling idle RSS and slowing start-up. Older kernels refuse the flag (EINVAL),
-    // so they get the plain form.
-    // SAFETY: mlockall takes flags only.
-    let mut rc =
-        unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
-    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-        // SAFETY: as above.
-        rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+/// How often the trimmer looks whether a burst just ended.
+const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+/// Bytes freed within one period that make it a burst worth trimming after.
+const TRIM_AFTER_FREED: usize = 1 << 20;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_memory_back() {
+    // Each malloc arena keeps its own free memory; the daemon's few threads need no more
+    // than two. SAFETY: mallopt takes integers only.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    let spawned = std::thread::Builder::new()
+        .name("trim".into())
+        .stack_size(64 * 1024)
+        .spawn(|| {
+            // Trim one quiet period after a burst, not during it: pages given back while
+            // the load lasts are only faulted in again.
+            let mut burst = false;
+            loop {
+                std::thread::sleep(TRIM_PERIOD);
+                let freed = crate::secret::freed_since_last_take();
+                if freed >= TRIM_AFTER_FREED {
+                    burst = true;
+                } else if burst {
+                    burst = false;
+                    // SAFETY: malloc_trim only releases free pages of the allocator.
+                    unsafe { libc::malloc_trim(0) };
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no memory trimmer thread: {e}");
     }
-    if rc != 0 {
-        tracing::warn!(
-            "mlockall failed, locking secret pages only: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    rc == 0
 }
 
-#[cfg(not(target_os = "linux"))]
-fn lock_all() -> bool {
-    // macOS declares mlockall but does not implement it.
-    false
-}
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_memory_back() {}
 
 /// Keeps the pages under `bytes` out of swap (when locking pages one by one) and out of core dumps.
 /// Does nothing until [`harden_process`] ran, so the CLI and unit tests are unaffected.
@@ -256,23 +245,21 @@ pub fn protect(bytes: &[u8]) {
 /// [`protect`] for the address range `addr .. addr + len`, which may include memory that is
 /// allocated but not initialised: only the address range goes to the kernel, no byte is read.
 fn protect_region(addr: usize, len: usize) {
-    match MODE.load(Ordering::Relaxed) {
-        MODE_ALL => {
-            dont_dump(addr, len);
+    if len == 0 || crate::secret::in_arena(addr as *const u8) {
+        return;
+    }
+    if MODE.load(Ordering::Relaxed) != MODE_PAGES {
+        return;
+    }
+    dont_dump(addr, len);
+    if !LOCK_BUDGET_SPENT.load(Ordering::Relaxed) {
+        if let Err(e) = lock_region(addr, len) {
+            LOCK_BUDGET_SPENT.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                "RLIMIT_MEMLOCK reached ({e}); further secrets are not locked in memory. \
+                 Raise it (LimitMEMLOCK= in the service unit) to lock them all"
+            );
         }
-        MODE_PAGES => {
-            dont_dump(addr, len);
-            if !LOCK_BUDGET_SPENT.load(Ordering::Relaxed) {
-                if let Err(e) = lock_region(addr, len) {
-                    LOCK_BUDGET_SPENT.store(true, Ordering::Relaxed);
-                    tracing::warn!(
-                        "RLIMIT_MEMLOCK reached ({e}); further secrets are not locked in memory. \
-                         Raise it (LimitMEMLOCK= in the service unit) to lock them all"
-                    );
-                }
-            }
-        }
-        _ => {}
     }
 }
 

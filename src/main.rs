@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 // Every heap block is wiped when freed, so the copies of secrets in buffers we do not own
-// (hyper's, zbus's, serde's) do not outlive their use.
+// (hyper's, zbus's, serde's) do not outlive their use. The cached secrets go to the small
+// locked arena instead of the heap (secret::in_locked_arena).
 #[global_allocator]
-static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
-    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+static ALLOC: composer_keyd::secret::LockedAlloc<zeroizing_alloc::ZeroAlloc<std::alloc::System>> =
+    composer_keyd::secret::LockedAlloc(zeroizing_alloc::ZeroAlloc(std::alloc::System));
 
 /// Set when `print!` found stdout closed by its reader (`composer-keyd list | head -1`).
 static READER_GONE: AtomicBool = AtomicBool::new(false);

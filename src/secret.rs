@@ -1,5 +1,12 @@
 //! `Secret<T>`: the one box every secret lives in, zeroized on drop and redacted in `Debug`.
 
+mod locked;
+
+pub use locked::{
+    arena_state, freed_since_last_take, in_arena, in_locked_arena, ArenaState, LockedAlloc,
+    ARENA_BYTES,
+};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use zeroize::{Zeroize, Zeroizing};

@@ -34,7 +34,7 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Keyring calls run here; a few threads serve them all, and a hung backend cannot
-        // pile up hundreds of (with mlockall, fully locked) thread stacks.
+        // pile up hundreds of thread stacks.
         .max_blocking_threads(16)
         .build()
         .context("starting the async runtime")?;

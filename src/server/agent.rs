@@ -49,14 +49,20 @@ impl AsRef<[u8]> for Released {
 
 impl Released {
     fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
-        // Both copies live as long as the cache: keep them out of swap and core dumps.
-        crate::harden::protect_credential(&credential);
-        let reply = CredentialReply {
-            origin: origin.clone(),
-            project,
-            credential: Arc::new(credential),
-        };
-        let json = to_json_zeroizing(&reply);
+        // Both copies live as long as the cache: built in the locked arena (out of swap and
+        // core dumps); the heap copy we were given is wiped when it drops here.
+        let (reply, json) = crate::secret::in_locked_arena(|| {
+            let reply = CredentialReply {
+                origin: origin.clone(),
+                project,
+                credential: Arc::new(credential.clone()),
+            };
+            let json = to_json_zeroizing(&reply);
+            (reply, json)
+        });
+        drop(credential);
+        // Where the arena is full or absent, lock and mark the heap pages instead.
+        crate::harden::protect_credential(&reply.credential);
         crate::harden::protect(&json);
         Arc::new(Released { reply, json })
     }
