@@ -225,8 +225,13 @@ unsafe fn arena_free(ptr: *mut u8, layout: &Layout) {
     let mut a = ARENA.lock().unwrap_or_else(|e| e.into_inner());
     // An arena block always came from a layout with a class; no panic in a free.
     let class = class_of(layout).unwrap_or(CLASSES - 1);
-    std::ptr::write_bytes(ptr, 0, MIN_BLOCK << class);
-    ptr.cast::<*mut u8>().write(a.free[class]);
+    // SAFETY: the caller gives a live arena block of this class, so its `MIN_BLOCK << class`
+    // bytes are ours to wipe, and its first word (blocks are at least 16 bytes and aligned
+    // to their size) holds the free-list link.
+    unsafe {
+        std::ptr::write_bytes(ptr, 0, MIN_BLOCK << class);
+        ptr.cast::<*mut u8>().write(a.free[class]);
+    }
     a.free[class] = ptr;
 }
 
@@ -247,16 +252,20 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LockedAlloc<A> {
                 return p;
             }
         }
-        self.0.alloc(layout)
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { self.0.alloc(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count_freed(layout.size());
         if in_arena(ptr) {
-            return arena_free(ptr, &layout);
+            // SAFETY: `ptr` lies in the arena, so the arena handed it out with `layout`, and
+            // the caller guarantees it is live.
+            return unsafe { arena_free(ptr, &layout) };
         }
-        self.0.dealloc(ptr, layout)
+        // SAFETY: not an arena block, so `A` allocated it; the caller's contract holds.
+        unsafe { self.0.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -264,16 +273,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LockedAlloc<A> {
         let from_arena = in_arena(ptr);
         if !in_scope && !from_arena {
             count_freed(layout.size());
-            return self.0.realloc(ptr, layout, new_size);
+            // SAFETY: `A` allocated `ptr` (it is not in the arena); the caller's contract holds.
+            return unsafe { self.0.realloc(ptr, layout, new_size) };
         }
         // Move (into or out of the arena) by copy, so the old block is wiped by dealloc.
-        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-        let new = self.alloc(new_layout);
-        if !new.is_null() {
-            std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-            self.dealloc(ptr, layout);
+        // SAFETY: `realloc`'s caller guarantees `new_size` rounded to `layout.align()` does not
+        // overflow and that `ptr` is live with `layout`; the new block is fresh, so the copy of
+        // the smaller size does not overlap, and `ptr` is freed once, after the copy.
+        unsafe {
+            let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
         }
-        new
     }
 }
 

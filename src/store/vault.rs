@@ -423,12 +423,15 @@ impl Store for VaultStore {
             check_json(secret.expose())?;
         }
         self.modify(|entries| {
-            for (key, secret) in items {
-                entries
-                    .entry(key.service().to_owned())
-                    .or_default()
-                    .insert(key.account(), secret.clone());
-            }
+            // The copies kept while unlocked live in the locked arena, as unlock's do.
+            crate::secret::in_locked_arena(|| {
+                for (key, secret) in items {
+                    entries
+                        .entry(key.service().to_owned())
+                        .or_default()
+                        .insert(key.account(), secret.clone());
+                }
+            })
         })
     }
 
@@ -467,7 +470,10 @@ impl Store for VaultStore {
             StoreError::Invalid("the vault needs its passphrase to unlock".into())
         })?;
         let _io = self.io();
-        let open = self.with_backoff(|| self.open_files(pass))?;
+        // The decrypted identity and every secret stay for as long as the vault is unlocked:
+        // built in the locked arena (large transient buffers such as scrypt's fall back to the
+        // ordinary heap and are freed on return).
+        let open = crate::secret::in_locked_arena(|| self.with_backoff(|| self.open_files(pass)))?;
         if let Some(w) = &open.warning {
             tracing::warn!("{w}");
         }
