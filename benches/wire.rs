@@ -12,6 +12,7 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A kept-alive connection to the socket at `sock`.
     pub fn open(sock: &Path) -> Conn {
         let stream = UnixStream::connect(sock).expect("connect");
         stream
@@ -76,10 +77,12 @@ pub fn one_shot(sock: &Path, req: &[u8]) -> usize {
 /// A responder that does no work: it answers every request head with `canned`.
 /// Runs on tokio's current-thread runtime, like the daemon.
 pub struct Floor {
+    /// Where it listens.
     pub socket: PathBuf,
 }
 
 impl Floor {
+    /// Starts the responder on `dir/floor.sock`, answering with `canned`.
     pub fn start(dir: &Path, canned: Vec<u8>) -> Floor {
         let socket = dir.join("floor.sock");
         let std_listener = UnixListener::bind(&socket).expect("bind the floor socket");

@@ -25,7 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 pub enum MemoryLock {
     /// Cached secrets live in the locked arena; the few that overflow it have their pages
     /// locked one by one, within `RLIMIT_MEMLOCK` (bytes).
-    Pages { limit: u64 },
+    Pages {
+        /// `RLIMIT_MEMLOCK`, in bytes.
+        limit: u64,
+    },
     /// Not locked (no support on this platform).
     Off,
 }
@@ -39,6 +42,7 @@ pub struct Report {
     pub deny_attach: bool,
     /// `RLIMIT_CORE` is 0.
     pub no_core: bool,
+    /// How secret memory is kept out of swap.
     pub memory: MemoryLock,
     /// The soft `RLIMIT_NOFILE` after raising it to the hard limit.
     pub open_files: u64,

@@ -237,7 +237,9 @@ fn doctor_in_a_container_names_what_is_missing() {
     );
 
     let me = composer_keyd_uid();
-    let (gid, n) = (unsafe { libc::getegid() }, flags.matches("--user ").count());
+    // SAFETY: getegid has no preconditions and cannot fail.
+    let gid = unsafe { libc::getegid() };
+    let n = flags.matches("--user ").count();
     assert_eq!(n, 1, "{flags}");
     let other = doctor(&flags.replace(&format!("--user {me}:{gid}"), "--user 33:33"));
     assert!(other.contains("PROBLEM  container"), "{other}");

@@ -78,8 +78,8 @@ pub fn run(args: ContainerArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
         composer_keyd::paths::data_dir().context("finding composer-keyd's data directory")?;
     let me = composer_keyd::paths::euid();
     let uid = args.uid.unwrap_or(me);
-    // SAFETY: getegid has no preconditions and cannot fail.
     let gid = if uid == me {
+        // SAFETY: getegid has no preconditions and cannot fail.
         unsafe { libc::getegid() }
     } else {
         uid

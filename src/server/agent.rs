@@ -29,6 +29,7 @@ pub fn now_secs() -> u64 {
 /// A credential ready to hand out: the reply and its JSON, encoded once when cached, so a
 /// cached lookup serializes nothing and copies no secret.
 pub struct Released {
+    /// The origin, scope and credential, as the wire carries them.
     pub reply: CredentialReply,
     /// The encoded reply; zeroized when the last holder (cache or response) drops it.
     pub json: Zeroizing<Vec<u8>>,

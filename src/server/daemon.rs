@@ -19,20 +19,29 @@ use std::time::Duration;
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// No listening socket could be had.
     #[error(transparent)]
     Intake(#[from] IntakeError),
+    /// No home, or a private directory that is not private.
     #[error(transparent)]
     Path(#[from] paths::PathError),
+    /// The index could not be read.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// config.toml could not be read.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// No backend could be opened.
     #[error(transparent)]
     Store(#[from] crate::store::open::OpenError),
+    /// A file or directory operation failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }
@@ -40,10 +49,13 @@ pub enum StartError {
 /// What `serve` was asked for.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Where to bind when no service manager passes a socket.
     pub socket: PathBuf,
+    /// Every bound the daemon enforces.
     pub limits: Limits,
     /// The program that confirms releases of `--confirm` credentials.
     pub askpass: Option<PathBuf>,
+    /// Where audit records go and how large the log may grow.
     pub audit: crate::audit::AuditConfig,
     /// The unlock timers (`--idle-ttl`, `--max-ttl`).
     pub ttl: Ttl,

@@ -15,20 +15,29 @@ pub const LAUNCHD_SOCKET_NAME: &str = "Listeners";
 /// Why no listener could be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
+    /// Another daemon answers on the path: a second `serve` leaves it alone.
     #[error("already running: a daemon answers on {0}")]
     AlreadyRunning(PathBuf),
+    /// Something that is not a socket sits at the path; it is never removed.
     #[error("{0} exists and is not a socket; move it away")]
     NotASocket(PathBuf),
+    /// The path names no directory to hold the socket.
     #[error("the socket path {0} has no directory")]
     NoDirectory(PathBuf),
+    /// The socket directory is not private.
     #[error(transparent)]
     Path(#[from] paths::PathError),
+    /// A file or directory operation failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// `LISTEN_FDS` or launchd named a socket that is not a listening Unix socket.
     #[error("the service manager passed a socket we cannot use: {0}")]
     Activation(String),
 }
@@ -46,7 +55,9 @@ pub enum Source {
 
 /// A listening socket and where it came from.
 pub struct Listener {
+    /// The socket, ready to accept.
     pub listener: tokio::net::UnixListener,
+    /// Who opened it.
     pub source: Source,
     /// The path it listens on, when it has one.
     pub path: Option<PathBuf>,

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 /// Who is on the other end of a connection, from SO_PEERCRED and `/proc/PID/exe`.
 #[derive(Clone, Debug)]
 pub struct Peer {
+    /// The peer's uid (SO_PEERCRED / getpeereid).
     pub uid: u32,
+    /// The peer's pid, where the OS tells it (not on macOS).
     pub pid: Option<i32>,
     /// The peer's executable, read when the connection was accepted.
     pub exe: Option<PathBuf>,

@@ -18,7 +18,9 @@ pub const MAX_ALLOWED_EXES: usize = 16;
 /// What a credential demands before it is released.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rule {
+    /// Ask the user (through the askpass program) before each release (`--confirm`).
     pub confirm: bool,
+    /// Release only to these executables (`--allow-exe`); empty means any.
     pub allow_exe: Vec<String>,
 }
 

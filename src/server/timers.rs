@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 /// The two limits; `None` means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ttl {
+    /// Lock after this long without a release (`--idle-ttl`).
     pub idle: Option<Duration>,
+    /// Lock this long after unlock, however much it is used (`--max-ttl`).
     pub max: Option<Duration>,
 }
 
