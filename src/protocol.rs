@@ -106,8 +106,11 @@ pub struct Status {
     pub protocol: u32,
     /// Which store holds the secrets now.
     pub backend: BackendKind,
-    /// Why this backend was chosen, in a sentence.
+    /// Why this backend was chosen, in a short sentence.
     pub backend_reason: String,
+    /// The detail behind the reason (e.g. the keyring probe's D-Bus error), for `doctor -v`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_detail: Option<String>,
     /// Whether the daemon is locked: while true no secret is released until `unlock`.
     pub locked: bool,
     /// Number of credentials in the index.
@@ -336,6 +339,7 @@ mod tests {
             protocol: 1,
             backend: BackendKind::Keyring,
             backend_reason: "configured".into(),
+            backend_detail: None,
             locked: false,
             credentials: 3,
             enabled: 2,

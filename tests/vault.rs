@@ -64,12 +64,28 @@ fn auto_chooses_the_vault_and_says_why() {
     assert_eq!(s["vault_exists"], false);
     let why = s["backend_reason"].as_str().unwrap();
     assert!(
-        why.contains("auto") && why.contains("no OS keyring answered"),
+        why.contains("auto") && why.contains("no OS keyring answered (no D-Bus session bus)"),
         "{why}"
     );
+    // One short reason; the D-Bus error itself is the detail, behind `doctor -v`.
+    assert!(!why.contains("zbus") && !why.contains("unix:path"), "{why}");
+    let detail = s["backend_detail"].as_str().unwrap();
+    assert!(detail.contains("zbus"), "{detail}");
     let text = t.ok(&["status"], "");
     assert!(text.contains("backend:     vault (auto"), "{text}");
+    assert!(!text.contains("zbus"), "{text}");
     assert!(text.contains("not created yet"), "{text}");
+    let doc = String::from_utf8_lossy(&t.cli(&["doctor", "--offline"], "").stdout).into_owned();
+    assert!(
+        doc.contains("note     backend detail: `composer-keyd doctor -v` shows it"),
+        "{doc}"
+    );
+    let doc =
+        String::from_utf8_lossy(&t.cli(&["doctor", "--offline", "-v"], "").stdout).into_owned();
+    assert!(
+        doc.contains("note     backend detail: the keyring is unavailable: zbus"),
+        "{doc}"
+    );
     d.stop();
 
     // config.toml picks the backend, and status names the file.

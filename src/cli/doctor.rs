@@ -18,6 +18,9 @@ pub struct DoctorArgs {
     /// Skip the live check of each credential.
     #[arg(long)]
     offline: bool,
+    /// Show the detail behind short reasons (e.g. the keyring probe's D-Bus error).
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -132,6 +135,11 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
 
     if let Some(s) = &status {
         backend(ctx, s, &mut r).await;
+        match (&s.backend_detail, a.verbose) {
+            (Some(detail), true) => r.note("backend detail", detail.clone()),
+            (Some(_), false) => r.note("backend detail", "`composer-keyd doctor -v` shows it"),
+            (None, _) => {}
+        }
     }
     let before = r.problems;
     plugin(&mut r, boxed);

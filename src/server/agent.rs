@@ -200,6 +200,7 @@ impl Agent {
             protocol: PROTOCOL,
             backend: self.store.kind(),
             backend_reason: self.store.reason(),
+            backend_detail: self.store.detail(),
             locked: inner.locked,
             credentials,
             enabled,

@@ -77,7 +77,10 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
         crate::protocol::BackendKind::Vault => opts.limits.backend_timeout.max(VAULT_TIMEOUT),
         _ => opts.limits.backend_timeout,
     };
-    tracing::info!(backend = ?store.kind(), "backend: {reason}");
+    match store.detail() {
+        Some(detail) => tracing::info!(backend = ?store.kind(), %detail, "backend: {reason}"),
+        None => tracing::info!(backend = ?store.kind(), "backend: {reason}"),
+    }
     let index_path = paths::index_path()?;
     let index = Index::load(&index_path)?;
     let cfg = AgentConfig {

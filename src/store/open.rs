@@ -3,7 +3,7 @@
 use super::keyring::KeyringStore;
 use super::switchable::Switchable;
 use super::vault::{self, VaultStore};
-use super::Store;
+use super::{Store, StoreError};
 use crate::config::{self, BackendChoice, Source};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,30 +29,66 @@ pub async fn open(probe_timeout: Duration) -> Result<Arc<Switchable>, OpenError>
         Source::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
         Source::Default => "auto, the default".into(),
     };
-    let (store, reason): (Arc<dyn Store>, String) = match choice {
-        BackendChoice::Keyring => (Arc::new(KeyringStore::new()), set),
-        BackendChoice::Vault => (Arc::new(VaultStore::new(vault_path.clone())), set),
+    let (store, reason, detail): (Arc<dyn Store>, String, Option<String>) = match choice {
+        BackendChoice::Keyring => (Arc::new(KeyringStore::new()), set, None),
+        BackendChoice::Vault => (Arc::new(VaultStore::new(vault_path.clone())), set, None),
         BackendChoice::Auto => match probe_keyring(probe_timeout).await {
-            Ok(k) => (Arc::new(k), format!("{set}: the OS keyring answered")),
-            Err(why) => (
+            Ok(k) => (Arc::new(k), format!("{set}: the OS keyring answered"), None),
+            Err((short, detail)) => (
                 Arc::new(VaultStore::new(vault_path.clone())),
-                format!("{set}: no OS keyring answered ({why}), so the encrypted vault"),
+                format!("{set}: no OS keyring answered ({short}), so the encrypted vault"),
+                Some(detail),
             ),
         },
     };
-    Ok(Arc::new(Switchable::new(store, reason, Some(vault_path))))
+    Ok(Arc::new(
+        Switchable::new(store, reason, Some(vault_path)).with_detail(detail),
+    ))
+}
+
+/// A few words for why the keyring did not answer; the error itself (a D-Bus address, a
+/// zbus message) is the detail, for `doctor -v` and the log.
+fn short_reason(e: &StoreError) -> &'static str {
+    let StoreError::Unavailable { reason, .. } = e else {
+        return match e {
+            StoreError::Timeout(_) => "it did not answer in time",
+            _ => "it refused",
+        };
+    };
+    let r = reason.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| r.contains(w));
+    if has(&[
+        "org.freedesktop.secrets",
+        "serviceunknown",
+        "was not provided",
+    ]) {
+        "no Secret Service on the session bus"
+    } else if has(&[
+        "failed to connect",
+        "no such file",
+        "dbus_session_bus_address",
+        "address",
+    ]) {
+        "no D-Bus session bus"
+    } else if has(&["locked", "access refused"]) {
+        "the keyring is locked or refused access"
+    } else if has(&["no platform store"]) {
+        "no platform keyring"
+    } else {
+        "the keyring is unavailable"
+    }
 }
 
 /// Connects to the platform store off the async thread, bounded by `limit`.
-async fn probe_keyring(limit: Duration) -> Result<KeyringStore, String> {
+async fn probe_keyring(limit: Duration) -> Result<KeyringStore, (&'static str, String)> {
     let task = tokio::task::spawn_blocking(|| {
         let k = KeyringStore::new();
         k.probe().map(|()| k)
     });
     match tokio::time::timeout(limit, task).await {
         Ok(Ok(Ok(k))) => Ok(k),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(e)) => Err(format!("the probe failed: {e}")),
-        Err(_) => Err(format!("no answer within {limit:?}")),
+        Ok(Ok(Err(e))) => Err((short_reason(&e), e.to_string())),
+        Ok(Err(e)) => Err(("the probe failed", format!("the probe failed: {e}"))),
+        Err(_) => Err(("no answer in time", format!("no answer within {limit:?}"))),
     }
 }

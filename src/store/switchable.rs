@@ -11,6 +11,9 @@ pub struct Switchable {
     current: RwLock<(Arc<dyn Store>, String)>,
     /// `None` for a store that is never switched (tests, tools): `migrate` refuses.
     vault_path: Option<PathBuf>,
+    /// The whole story behind the reason (e.g. the D-Bus error of the keyring probe), for
+    /// `doctor -v` and the log; the reason itself stays one short sentence.
+    detail: RwLock<Option<String>>,
 }
 
 impl Switchable {
@@ -19,7 +22,22 @@ impl Switchable {
         Switchable {
             current: RwLock::new((store, reason)),
             vault_path,
+            detail: RwLock::new(None),
         }
+    }
+
+    /// Records the detail behind the reason.
+    pub fn with_detail(self, detail: Option<String>) -> Switchable {
+        *self.detail.write().unwrap_or_else(|e| e.into_inner()) = detail;
+        self
+    }
+
+    /// The detail behind the reason, when there is more to say than the reason does.
+    pub fn detail(&self) -> Option<String> {
+        self.detail
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The store in use now.
@@ -52,6 +70,7 @@ impl Switchable {
     pub fn replace(&self, store: Arc<dyn Store>, reason: String) {
         // As in `current`.
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (store, reason);
+        *self.detail.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
