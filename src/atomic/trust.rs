@@ -137,17 +137,5 @@ pub fn check_target(dir: &Path, file: &Path) -> Result<(), Untrusted> {
 
 /// The login name of `uid`, or `uid N` when it has none.
 fn user_name(uid: u32) -> String {
-    let mut pw = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buf = vec![0 as libc::c_char; 1024];
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; buf's length is passed with it, and the
-    // result points into pw and buf, which outlive its use below.
-    let rc =
-        unsafe { libc::getpwuid_r(uid, pw.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
-        return format!("uid {uid}");
-    }
-    // SAFETY: getpwuid_r succeeded, so out == pw's address and pw_name is a C string in buf.
-    let name = unsafe { std::ffi::CStr::from_ptr((*out).pw_name) };
-    name.to_string_lossy().into_owned()
+    crate::trust::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
