@@ -222,9 +222,19 @@ pub fn exec_form(service: &str) -> String {
     )
 }
 
-/// Whether this process runs in a container: Docker's `/.dockerenv`, Podman's
-/// `/run/.containerenv`, or the `container` variable systemd-nspawn and others set.
+/// Overrides [`in_container`]'s guess: `1` or `0`. A development container that runs its
+/// own daemon (a CI job, a dev box) is a host for composer-keyd's purposes.
+pub const ENV_IN_CONTAINER: &str = "COMPOSER_KEYD_IN_CONTAINER";
+
+/// Whether this process runs in a container whose daemon is on the host: `COMPOSER_KEYD_IN_CONTAINER`
+/// when set, else Docker's `/.dockerenv`, Podman's `/run/.containerenv`, or the `container`
+/// variable systemd-nspawn and others set.
 pub fn in_container() -> bool {
+    match std::env::var(ENV_IN_CONTAINER).as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
     Path::new("/.dockerenv").exists()
         || Path::new("/run/.containerenv").exists()
         || std::env::var_os("container").is_some_and(|v| !v.is_empty())

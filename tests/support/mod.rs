@@ -90,6 +90,8 @@ impl TestEnv {
             "COMPOSER_KEYD_SOCK".into(),
             s(&run.join("composer-keyd/agent.sock")),
         );
+        // The suite may itself run in a container (CI does); the daemon it tests is a host's.
+        env.insert("COMPOSER_KEYD_IN_CONTAINER".into(), "0".into());
         env.insert(
             "PATH".into(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
