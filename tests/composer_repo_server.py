@@ -9,6 +9,7 @@ CONFIG:
    "listeners": [{"host": "127.0.0.1", "port": 0,
                   "basic": [{"user": U, "pass": P, "label": L}],
                   "bearer": [{"token": T, "label": L}],
+                  "headers": [{"name": N, "value": V, "label": L}],
                   "packages": ["acme/alpha"],
                   "dist_host": "LOCALHOST:{port}"}]}
 
@@ -61,6 +62,10 @@ def make_handler(index, listener):
             pass
 
         def accepted(self):
+            # A custom header (Composer 2.9's custom-headers) stands beside Authorization.
+            for c in listener.get("headers", []):
+                if self.headers.get(c["name"]) == c["value"]:
+                    return c["label"], None
             header = self.headers.get("Authorization", "")
             if header.startswith("Basic "):
                 try:
