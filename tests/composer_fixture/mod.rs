@@ -117,7 +117,7 @@ pub fn composer_bin() -> String {
     }
 }
 
-/// The (major, minor) of the Composer under test, from `composer --version`.
+/// The (major, minor) of the Composer under test, from the first line of `composer --version`.
 pub fn composer_version(t: &TestEnv) -> (u32, u32) {
     let out = t
         .command(composer_bin())
@@ -126,10 +126,10 @@ pub fn composer_version(t: &TestEnv) -> (u32, u32) {
         .output()
         .expect("run composer --version");
     let shown = text(&out);
+    // "Composer version 2.10.2 ..." or, from 2.2, "Composer 2.2.29 ...".
     let version = shown
         .split_whitespace()
-        .skip_while(|w| *w != "version")
-        .nth(1)
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
         .unwrap_or_else(|| panic!("no version in `composer --version`: {shown}"));
     let mut parts = version.split('.').map(|n| n.parse::<u32>());
     match (parts.next(), parts.next()) {
