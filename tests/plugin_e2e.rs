@@ -1,6 +1,8 @@
 //! End to end: real PHP, real Composer, the real daemon on a real gnome-keyring, and a
 //! loopback repository that demands credentials; the server's log proves what crossed the wire.
 
+#[path = "plugin_e2e/authtypes.rs"]
+mod authtypes;
 mod composer_fixture;
 mod support;
 
@@ -12,9 +14,8 @@ const PRIV_A: &str = "b7c3e9f1a2d4065c8e1f3a7b9d2c4e60";
 const PUB_B: &str = "0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f";
 const PRIV_B: &str = "e1d2c3b4a5968778695a4b3c2d1e0f9a";
 const TOKEN: &str = "tok-8d3f1b7e6c2a4905b1e7d3c9f2a6b8e4";
-const HEADER_KEY: &str = "hdr-4e1b9c7d2f6a8053e9b1c4d7a2f0e6b3";
 
-fn packages() -> serde_json::Value {
+pub(crate) fn packages() -> serde_json::Value {
     json!({
         "acme/alpha": [package("1.0.0", "Alpha")],
         "acme/beta": [package("2.1.0", "Beta")],
@@ -22,7 +23,7 @@ fn packages() -> serde_json::Value {
     })
 }
 
-fn composer_repo(port: u16) -> serde_json::Value {
+pub(crate) fn composer_repo(port: u16) -> serde_json::Value {
     json!({"type": "composer", "url": format!("http://127.0.0.1:{port}")})
 }
 
@@ -444,58 +445,4 @@ fn prompted_credentials_go_to_the_daemon_not_auth_json() {
     assert!(server.accepted(0, "/dists/").iter().all(|l| l == "pair-a"));
     assert!(server.requests().iter().all(|r| r["status"] != 401));
     assert_no_plaintext(&t, PRIV_A);
-}
-
-/// Composer 2.9's custom-headers: on Composer >= 2.9 (COMPOSER_BIN, as scripts/test runs the
-/// matrix) the header crosses the wire from the daemon; on older Composer (Debian's 2.5.5) the
-/// plugin says in one line that the type needs 2.9, and the install fails as without it.
-#[test]
-fn custom_headers_from_the_daemon_need_composer_2_9() {
-    let (t, _d) = composer_env();
-    let server = RepoServer::start(
-        json!([{"host": "127.0.0.1", "port": 0, "packages": ["acme/alpha"],
-                "headers": [{"name": "X-Api-Key", "value": HEADER_KEY, "label": "header"}]}]),
-        packages(),
-        None,
-    );
-    let origin = format!("127.0.0.1:{}", server.ports[0]);
-    let line = format!("X-Api-Key: {HEADER_KEY}");
-    add(&t, &origin, "custom-headers", None, &[&line]);
-    let dir = project(
-        &t,
-        "headers",
-        vec![composer_repo(server.ports[0])],
-        json!({"acme/alpha": "^1.0"}),
-    );
-    let version = composer_version(&t);
-    let out = composer(&t, &dir, &["install"]);
-    let shown = text(&out);
-    let needs = "the custom-headers type needs Composer 2.9 or later";
-    if version >= (2, 9) {
-        assert!(
-            out.status.success(),
-            "composer {version:?} install failed: {shown}"
-        );
-        assert!(dir.join("vendor/acme/alpha/src/Alpha.php").is_file());
-        for prefix in ["/packages.json", "/p2/", "/dists/"] {
-            let seen = server.accepted(0, prefix);
-            assert!(
-                !seen.is_empty() && seen.iter().all(|l| l == "header"),
-                "{prefix}: {seen:?}"
-            );
-        }
-        assert!(!shown.contains(needs), "{shown}");
-    } else {
-        assert!(
-            !out.status.success(),
-            "composer {version:?} installed without the header: {shown}"
-        );
-        assert_eq!(shown.matches(needs).count(), 1, "{shown}");
-        assert!(server.requests().iter().all(|r| r["accepted"].is_null()));
-        assert!(server.requests().iter().any(|r| r["status"] == 401));
-    }
-    assert!(!shown.contains(HEADER_KEY), "{shown}");
-    assert!(!composer_home(&t).join("auth.json").exists());
-    assert!(!dir.join("auth.json").exists());
-    assert_no_plaintext(&t, HEADER_KEY);
 }
