@@ -15,7 +15,7 @@ fn redact_userinfo_hides_every_userinfo() {
 use super::*;
 
 fn o(s: &str) -> Result<String, OriginError> {
-    Origin::parse(s).map(|o| o.0)
+    Origin::parse(s).map(String::from)
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn origin_rejects() {
 
 #[test]
 fn origin_from_url() {
-    let f = |u: &str| Origin::from_url(u).map(|o| o.0);
+    let f = |u: &str| Origin::from_url(u).map(String::from);
     assert_eq!(
         f("https://repo.magento.com/packages.json").unwrap(),
         "repo.magento.com"
