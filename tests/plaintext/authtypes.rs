@@ -87,9 +87,23 @@ fn add_client_certificate_stores_absolute_paths_and_the_passphrase() {
         credential(&t, "pp.example.com", None),
         json!({"type": "client-certificate", "local-cert": cert, "passphrase": "cert-pass-1"})
     );
+    let no_paths = t.cli(&["rotate", "pp.example.com"], "cert-pass-2\n");
+    assert!(
+        text(&no_paths).contains("needs --local-cert"),
+        "{}",
+        text(&no_paths)
+    );
+    t.ok(
+        &["rotate", "pp.example.com", "--local-cert", cert],
+        "cert-pass-2\n",
+    );
+    assert_eq!(
+        credential(&t, "pp.example.com", None)["passphrase"],
+        "cert-pass-2"
+    );
     let listed = list(&t);
     assert!(listed.iter().all(|e| e["type"] == "client-certificate"));
-    assert_no_secret(&t.ok(&["list"], ""), &["cert-pass-1"]);
+    assert_no_secret(&t.ok(&["list"], ""), &["cert-pass-1", "cert-pass-2"]);
     let no_cert = t.cli(
         &["add", "x.example.com", "--type", "client-certificate"],
         "",
