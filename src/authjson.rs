@@ -333,6 +333,34 @@ pub fn credential_from_value(kind: CredentialType, v: &Value) -> Result<Credenti
             username: field("username")?,
             token: field("token")?,
         },
+        CredentialType::CustomHeaders => match v {
+            Value::Array(lines) => Credential::CustomHeaders {
+                headers: lines
+                    .iter()
+                    .map(|l| match l {
+                        Value::String(s) => Ok(Secret::from(s.as_str())),
+                        _ => Err("a header is not a string".to_owned()),
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            _ => return Err("expected a list of header lines".to_owned()),
+        },
+        // auth.json spells these with underscores, as PHP's ssl context options do.
+        CredentialType::ClientCertificate => {
+            let path = |name: &'static str| match v.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("`{name}` is not a string")),
+            };
+            Credential::ClientCertificate {
+                local_cert: path("local_cert")?.ok_or("`local_cert` is missing")?,
+                local_pk: path("local_pk")?,
+                passphrase: match v.get("passphrase") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(field("passphrase")?),
+                },
+            }
+        }
         CredentialType::Unknown => return Err("unknown type".to_owned()),
     };
     cred.validate().map_err(|e| e.to_string())?;
@@ -369,6 +397,22 @@ pub fn credential_to_value(c: &Credential) -> Value {
         ]),
         Credential::ForgejoToken { username, token } => {
             obj(&[("username", username), ("token", token)])
+        }
+        Credential::CustomHeaders { headers } => Value::Array(headers.iter().map(s).collect()),
+        Credential::ClientCertificate {
+            local_cert,
+            local_pk,
+            passphrase,
+        } => {
+            let mut m = Map::new();
+            m.insert("local_cert".into(), Value::String(local_cert.clone()));
+            if let Some(pk) = local_pk {
+                m.insert("local_pk".into(), Value::String(pk.clone()));
+            }
+            if let Some(p) = passphrase {
+                m.insert("passphrase".into(), s(p));
+            }
+            Value::Object(m)
         }
     }
 }

@@ -255,6 +255,29 @@ pub fn probe_for(origin: &Origin, cred: &Credential) -> Probe {
             headers: vec![basic(consumer_key, consumer_secret)],
             body: Some("grant_type=client_credentials"),
         },
+        // validate() admitted only token names, so none is dropped here.
+        Credential::CustomHeaders { headers } => Probe {
+            method: Method::GET,
+            authority: o,
+            path: "/packages.json",
+            headers: headers
+                .iter()
+                .filter_map(|h| {
+                    let (name, value) = h.expose().split_once(':')?;
+                    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    Some((name, Secret::from(value.trim())))
+                })
+                .collect(),
+            body: None,
+        },
+        // Never sent: `check` answers for client certificates before probing.
+        Credential::ClientCertificate { .. } => Probe {
+            method: Method::GET,
+            authority: o,
+            path: "/packages.json",
+            headers: Vec::new(),
+            body: None,
+        },
     }
 }
 
@@ -282,6 +305,14 @@ fn base64(input: &[u8]) -> Zeroizing<String> {
 
 /// Sends the probe and classifies the reply.
 pub async fn check(origin: &Origin, cred: &Credential, cfg: &CheckConfig) -> Verdict {
+    if let Credential::ClientCertificate { .. } = cred {
+        // A probe without the certificate would pass or fail for reasons unrelated to it.
+        return Verdict::Unreachable {
+            reason:
+                "composer-keyd check cannot present a client certificate; run composer to test it"
+                    .to_owned(),
+        };
+    }
     let probe = probe_for(origin, cred);
     match tokio::time::timeout(cfg.timeout, send(&probe, cfg)).await {
         Err(_) => Verdict::Unreachable {

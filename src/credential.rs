@@ -4,6 +4,9 @@ use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod origin;
+pub use origin::{redact_userinfo, Origin, OriginError};
+
 /// A credential as stored in the backend and sent to the plugin.
 ///
 /// The JSON shape is `{"type": "...", ...fields}`; field names follow auth.json.
@@ -57,6 +60,24 @@ pub enum Credential {
         /// The Forgejo access token.
         token: Secret<String>,
     },
+    /// `custom-headers` (Composer 2.9): header lines sent as they are, e.g. `X-Api-Key: ...`.
+    CustomHeaders {
+        /// Whole `Name: value` lines; the values are what a repository checks, so all are secret.
+        headers: Vec<Secret<String>>,
+    },
+    /// `client-certificate` (Composer 2.9): a TLS client certificate. The paths only say where
+    /// the key material is, so they are metadata; the passphrase that unlocks it is the secret.
+    ClientCertificate {
+        /// The certificate (PEM), possibly with its key, as auth.json's `local_cert`.
+        #[serde(rename = "local-cert")]
+        local_cert: String,
+        /// The private key (PEM) when it is not in `local_cert`.
+        #[serde(rename = "local-pk", default, skip_serializing_if = "Option::is_none")]
+        local_pk: Option<String>,
+        /// The passphrase of an encrypted key; `None` for an unencrypted one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passphrase: Option<Secret<String>>,
+    },
 }
 
 /// The credential types, without their secrets.
@@ -77,6 +98,10 @@ pub enum CredentialType {
     BitbucketOauth,
     /// `forgejo-token`: a Forgejo username and access token.
     ForgejoToken,
+    /// `custom-headers`: header lines (Composer 2.9).
+    CustomHeaders,
+    /// `client-certificate`: a TLS client certificate and its passphrase (Composer 2.9).
+    ClientCertificate,
     /// A type a newer daemon knows and this build does not (wire forward compatibility).
     #[serde(other)]
     Unknown,
@@ -84,7 +109,7 @@ pub enum CredentialType {
 
 impl CredentialType {
     /// Every type, in the order auth.json documents them.
-    pub const ALL: [CredentialType; 7] = [
+    pub const ALL: [CredentialType; 9] = [
         CredentialType::HttpBasic,
         CredentialType::Bearer,
         CredentialType::GithubOauth,
@@ -92,6 +117,8 @@ impl CredentialType {
         CredentialType::GitlabToken,
         CredentialType::BitbucketOauth,
         CredentialType::ForgejoToken,
+        CredentialType::CustomHeaders,
+        CredentialType::ClientCertificate,
     ];
 
     /// The auth.json key, e.g. `http-basic`.
@@ -104,6 +131,8 @@ impl CredentialType {
             CredentialType::GitlabToken => "gitlab-token",
             CredentialType::BitbucketOauth => "bitbucket-oauth",
             CredentialType::ForgejoToken => "forgejo-token",
+            CredentialType::CustomHeaders => "custom-headers",
+            CredentialType::ClientCertificate => "client-certificate",
             CredentialType::Unknown => "unknown",
         }
     }
@@ -114,6 +143,8 @@ impl CredentialType {
     }
 
     /// The secret fields, in the order `add` asks for them (and reads them from stdin).
+    /// `custom-headers` takes one or more `header` fields; `client-certificate` an optional
+    /// passphrase beside its paths (see [`Credential::client_certificate`]).
     pub fn fields(self, with_username: bool) -> &'static [&'static str] {
         match self {
             CredentialType::HttpBasic => &["username", "password"],
@@ -124,6 +155,8 @@ impl CredentialType {
             CredentialType::GitlabToken => &["token"],
             CredentialType::BitbucketOauth => &["consumer-key", "consumer-secret"],
             CredentialType::ForgejoToken => &["username", "token"],
+            CredentialType::CustomHeaders => &["header"],
+            CredentialType::ClientCertificate => &["passphrase"],
             CredentialType::Unknown => &[],
         }
     }
@@ -139,11 +172,26 @@ impl fmt::Display for CredentialType {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CredentialError {
     /// The type named is not one auth.json knows; holds the name as given.
-    #[error("unknown credential type `{0}`; known types: http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth, forgejo-token")]
+    #[error("unknown credential type `{0}`; known types: http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth, forgejo-token, custom-headers, client-certificate")]
     UnknownType(String),
     /// A secret field is empty or blank; holds the field's auth.json name.
     #[error("the {0} field is empty")]
     EmptyField(&'static str),
+    /// A custom header is not one `Name: value` line; holds its position, counted from 1
+    /// (never the line: its value is a secret).
+    #[error(
+        "custom header {0} is not one `Name: value` line (a token name, a colon, no line breaks)"
+    )]
+    BadHeader(usize),
+    /// A custom-headers credential without any header.
+    #[error("custom-headers needs at least one header")]
+    NoHeaders,
+    /// A client-certificate path is empty or holds a control character; holds the field name.
+    #[error("the {0} path is empty or has a control character")]
+    BadPath(&'static str),
+    /// The type takes more than secret fields (client-certificate's paths).
+    #[error("{0} needs more than secret fields; give its paths too")]
+    NeedsMetadata(CredentialType),
     /// The wrong number of secret fields for the type (e.g. on `add` from stdin).
     #[error("expected {expected} secret field(s) for {kind}, got {got}")]
     FieldCount {
@@ -167,6 +215,8 @@ impl Credential {
             Credential::GitlabToken { .. } => CredentialType::GitlabToken,
             Credential::BitbucketOauth { .. } => CredentialType::BitbucketOauth,
             Credential::ForgejoToken { .. } => CredentialType::ForgejoToken,
+            Credential::CustomHeaders { .. } => CredentialType::CustomHeaders,
+            Credential::ClientCertificate { .. } => CredentialType::ClientCertificate,
         }
     }
 
@@ -175,6 +225,15 @@ impl Credential {
         kind: CredentialType,
         mut fields: Vec<Secret<String>>,
     ) -> Result<Credential, CredentialError> {
+        match kind {
+            CredentialType::CustomHeaders => {
+                let cred = Credential::CustomHeaders { headers: fields };
+                cred.validate()?;
+                return Ok(cred);
+            }
+            CredentialType::ClientCertificate => return Err(CredentialError::NeedsMetadata(kind)),
+            _ => {}
+        }
         let with_username = kind == CredentialType::GitlabToken && fields.len() == 2;
         let names = kind.fields(with_username);
         if fields.len() != names.len() {
@@ -212,9 +271,26 @@ impl Credential {
                 username: next(),
                 token: next(),
             },
-            CredentialType::Unknown => {
+            CredentialType::CustomHeaders
+            | CredentialType::ClientCertificate
+            | CredentialType::Unknown => {
                 return Err(CredentialError::UnknownType(kind.as_str().to_owned()))
             }
+        };
+        cred.validate()?;
+        Ok(cred)
+    }
+
+    /// A client certificate; `local_pk` and `passphrase` are optional as in auth.json.
+    pub fn client_certificate(
+        local_cert: String,
+        local_pk: Option<String>,
+        passphrase: Option<Secret<String>>,
+    ) -> Result<Credential, CredentialError> {
+        let cred = Credential::ClientCertificate {
+            local_cert,
+            local_pk,
+            passphrase,
         };
         cred.validate()?;
         Ok(cred)
@@ -243,345 +319,65 @@ impl Credential {
             Credential::ForgejoToken { username, token } => {
                 vec![("username", username), ("token", token)]
             }
+            Credential::CustomHeaders { headers } => {
+                headers.iter().map(|h| ("header", h)).collect()
+            }
+            Credential::ClientCertificate { passphrase, .. } => {
+                passphrase.iter().map(|p| ("passphrase", p)).collect()
+            }
         }
     }
 
-    /// Refuses empty fields, which no repository would accept.
+    /// Refuses empty fields, which no repository would accept, header lines that could smuggle
+    /// a second header or break the request, and paths no TLS library would open.
     pub fn validate(&self) -> Result<(), CredentialError> {
         for (name, value) in self.fields() {
             if value.is_blank() {
                 return Err(CredentialError::EmptyField(name));
             }
         }
+        match self {
+            Credential::CustomHeaders { headers } => {
+                if headers.is_empty() {
+                    return Err(CredentialError::NoHeaders);
+                }
+                for (i, h) in headers.iter().enumerate() {
+                    if !is_header_line(h.expose()) {
+                        return Err(CredentialError::BadHeader(i + 1));
+                    }
+                }
+            }
+            Credential::ClientCertificate {
+                local_cert,
+                local_pk,
+                ..
+            } => {
+                let bad = |p: &str| p.trim().is_empty() || p.chars().any(char::is_control);
+                if bad(local_cert) {
+                    return Err(CredentialError::BadPath("local-cert"));
+                }
+                if local_pk.as_deref().is_some_and(bad) {
+                    return Err(CredentialError::BadPath("local-pk"));
+                }
+            }
+            _ => {}
+        }
         Ok(())
     }
 }
 
-/// Where a credential applies, keyed the way Composer keys `auth.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Origin(String);
-
-/// Why a string is not an origin.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum OriginError {
-    /// The origin is the empty string.
-    #[error("the origin is empty")]
-    Empty,
-    /// The origin is longer than the 253 characters DNS allows.
-    #[error("the origin is longer than 253 characters")]
-    TooLong,
-    /// The origin has a scheme, path, query or userinfo, or the host is malformed.
-    #[error("an origin is a host with an optional :port, without a scheme or path")]
-    NotAHost,
-    /// The origin has whitespace, a control character or a non-ASCII character.
-    #[error("the origin has a character that cannot be in a host name")]
-    BadCharacter,
-    /// The port is not a number from 1 to 65535.
-    #[error("the port must be a number from 1 to 65535")]
-    BadPort,
-}
-
-/// The longest host name DNS allows.
-const MAX_ORIGIN_LEN: usize = 253;
-
-impl Origin {
-    /// `ORIGIN`, or `ORIGIN --project DIR` with DIR shell-quoted where it needs it: the
-    /// arguments a user would type to name this credential again.
-    pub fn as_typed(&self, project: Option<&str>) -> String {
-        let Some(dir) = project else {
-            return self.0.clone();
-        };
-        let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c);
-        if !dir.is_empty() && dir.chars().all(plain) {
-            format!("{} --project {dir}", self.0)
-        } else {
-            format!("{} --project '{}'", self.0, dir.replace('\'', "'\\''"))
-        }
-    }
-
-    /// Parses and normalizes `host[:port]`: lowercased, `*.github.com` folded to
-    /// `github.com` (but not `codeload.github.com`), `repo.packagist.org` to `packagist.org`.
-    pub fn parse(input: &str) -> Result<Origin, OriginError> {
-        if input.is_empty() {
-            return Err(OriginError::Empty);
-        }
-        if input.len() > MAX_ORIGIN_LEN {
-            return Err(OriginError::TooLong);
-        }
-        if input.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(OriginError::BadCharacter);
-        }
-        if input.contains(['/', '\\', '?', '#', '@']) {
-            return Err(OriginError::NotAHost);
-        }
-        let lower = input.to_ascii_lowercase();
-        let (host, port) = split_host_port(&lower)?;
-        let host_ok = if let Some(v6) = host.strip_prefix('[') {
-            v6.strip_suffix(']').is_some_and(|inner| {
-                !inner.is_empty()
-                    && inner
-                        .chars()
-                        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-            })
-        } else {
-            !host.is_empty()
-                && !host.starts_with(['.', '-'])
-                && !host.ends_with('.')
-                && !host.contains("..")
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        };
-        if !host_ok {
-            return Err(if host.is_ascii() {
-                OriginError::NotAHost
-            } else {
-                OriginError::BadCharacter
-            });
-        }
-        let origin = match port {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
-        if origin.ends_with(".github.com") && origin != "codeload.github.com" {
-            return Ok(Origin("github.com".into()));
-        }
-        if origin == "repo.packagist.org" {
-            return Ok(Origin("packagist.org".into()));
-        }
-        Ok(Origin(origin))
-    }
-
-    /// Computes the origin of a URL (`https://user@host:port/path`) as Composer does.
-    pub fn from_url(url: &str) -> Result<Origin, OriginError> {
-        let rest = url.split_once("://").map_or(url, |(_, r)| r);
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        Origin::parse(hostport)
-    }
-
-    /// The origin as Composer spells it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// `s` with the userinfo of every URL or `user:pass@host` in it replaced by `***`, for
-/// messages that show what the user typed: that part may be a password.
-pub fn redact_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.contains('@') {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let is_sep = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while !rest.is_empty() {
-        let end = rest.find(is_sep).unwrap_or(rest.len());
-        let (token, after) = rest.split_at(end);
-        let (scheme, tail) = token
-            .find("://")
-            .map_or(("", token), |i| token.split_at(i + 3));
-        let auth_end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
-        let (authority, path) = tail.split_at(auth_end);
-        match authority.rsplit_once('@') {
-            Some((_, host)) => {
-                out.push_str(scheme);
-                out.push_str("***@");
-                out.push_str(host);
-                out.push_str(path);
-            }
-            None => out.push_str(token),
-        }
-        let sep_len = after.chars().next().map_or(0, char::len_utf8);
-        out.push_str(&after[..sep_len]);
-        rest = &after[sep_len..];
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-fn split_host_port(s: &str) -> Result<(&str, Option<u16>), OriginError> {
-    let (host, port) = if s.starts_with('[') {
-        match s.find(']') {
-            Some(end) if end + 1 == s.len() => (s, None),
-            Some(end) if s.as_bytes()[end + 1] == b':' => (&s[..=end], Some(&s[end + 2..])),
-            _ => return Err(OriginError::NotAHost),
-        }
-    } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
+/// `Name: value` with an RFC 9110 token name, no control character but tab in the value: what
+/// PHP's stream layer sends as one header line and no more.
+fn is_header_line(line: &str) -> bool {
+    let Some((name, value)) = line.split_once(':') else {
+        return false;
     };
-    let port = match port {
-        None => None,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 && p.chars().all(|c| c.is_ascii_digit()) => Some(n),
-            _ => return Err(OriginError::BadPort),
-        },
-    };
-    Ok((host, port))
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Origin {
-    type Error = OriginError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Origin::parse(&s)
-    }
-}
-
-impl From<Origin> for String {
-    fn from(o: Origin) -> String {
-        o.0
-    }
-}
-
-impl std::str::FromStr for Origin {
-    type Err = OriginError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Origin::parse(s)
-    }
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    !name.is_empty()
+        && name.chars().all(tchar)
+        && !value.trim().is_empty()
+        && value.chars().all(|c| c == '\t' || !c.is_control())
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn redact_userinfo_hides_every_userinfo() {
-        use super::redact_userinfo as r;
-        assert_eq!(r("https://user:pass@host/x"), "https://***@host/x");
-        assert_eq!(r("user:pass@host:8080"), "***@host:8080");
-        assert_eq!(
-            r("cannot reach `git+https://tok@h.example` or 'http://a:b@c/d?e'"),
-            "cannot reach `git+https://***@h.example` or 'http://***@c/d?e'"
-        );
-        assert_eq!(r("repo.magento.com"), "repo.magento.com");
-        assert_eq!(r("x: p@ss@h"), "x: ***@h");
-    }
-
-    use super::*;
-
-    fn o(s: &str) -> Result<String, OriginError> {
-        Origin::parse(s).map(|o| o.0)
-    }
-
-    #[test]
-    fn origin_rules() {
-        assert_eq!(o("repo.magento.com").unwrap(), "repo.magento.com");
-        assert_eq!(o("Repo.Magento.COM").unwrap(), "repo.magento.com");
-        assert_eq!(o("127.0.0.1:8080").unwrap(), "127.0.0.1:8080");
-        assert_eq!(o("api.github.com").unwrap(), "github.com");
-        assert_eq!(o("github.com").unwrap(), "github.com");
-        assert_eq!(o("codeload.github.com").unwrap(), "codeload.github.com");
-        assert_eq!(o("repo.packagist.org").unwrap(), "packagist.org");
-        assert_eq!(o("[::1]:8443").unwrap(), "[::1]:8443");
-        assert_eq!(
-            o("gitlab.example.com:8443").unwrap(),
-            "gitlab.example.com:8443"
-        );
-        // A port keeps a github subdomain from folding, as in Composer.
-        assert_eq!(o("api.github.com:8443").unwrap(), "api.github.com:8443");
-    }
-
-    #[test]
-    fn origin_rejects() {
-        assert_eq!(o(""), Err(OriginError::Empty));
-        assert_eq!(o(&"a".repeat(254)), Err(OriginError::TooLong));
-        assert!(o(&"a".repeat(253)).is_ok());
-        assert_eq!(o("repo.magento.com/path"), Err(OriginError::NotAHost));
-        assert_eq!(o("../../etc/passwd"), Err(OriginError::NotAHost));
-        assert_eq!(o("https://repo.magento.com"), Err(OriginError::NotAHost));
-        assert_eq!(o("repo magento.com"), Err(OriginError::BadCharacter));
-        assert_eq!(o("repo\u{0}.com"), Err(OriginError::BadCharacter));
-        assert_eq!(o("repo.com\r\nX: y"), Err(OriginError::BadCharacter));
-        assert_eq!(o("host:0"), Err(OriginError::BadPort));
-        assert_eq!(o("host:70000"), Err(OriginError::BadPort));
-        assert_eq!(o("host:+80"), Err(OriginError::BadPort));
-        assert_eq!(o("user@host"), Err(OriginError::NotAHost));
-        assert_eq!(o("ex\u{e4}mple.com"), Err(OriginError::BadCharacter));
-        assert_eq!(o(".example.com"), Err(OriginError::NotAHost));
-    }
-
-    #[test]
-    fn origin_from_url() {
-        let f = |u: &str| Origin::from_url(u).map(|o| o.0);
-        assert_eq!(
-            f("https://repo.magento.com/packages.json").unwrap(),
-            "repo.magento.com"
-        );
-        assert_eq!(
-            f("http://127.0.0.1:8080/p2/a/b.json").unwrap(),
-            "127.0.0.1:8080"
-        );
-        assert_eq!(
-            f("https://u:p@repo.example.com/").unwrap(),
-            "repo.example.com"
-        );
-        assert_eq!(f("https://api.github.com/repos/x").unwrap(), "github.com");
-    }
-
-    #[test]
-    fn credential_json_is_pinned() {
-        let c =
-            Credential::from_fields(CredentialType::HttpBasic, vec!["pub".into(), "priv".into()])
-                .unwrap();
-        assert_eq!(
-            serde_json::to_string(&c).unwrap(),
-            r#"{"type":"http-basic","username":"pub","password":"priv"}"#
-        );
-        let b: Credential = serde_json::from_str(
-            r#"{"type":"bitbucket-oauth","consumer-key":"k","consumer-secret":"s"}"#,
-        )
-        .unwrap();
-        assert_eq!(b.kind(), CredentialType::BitbucketOauth);
-        let g: Credential = serde_json::from_str(r#"{"type":"gitlab-token","token":"t"}"#).unwrap();
-        assert_eq!(
-            serde_json::to_string(&g).unwrap(),
-            r#"{"type":"gitlab-token","token":"t"}"#
-        );
-        assert!(serde_json::from_str::<Credential>(r#"{"type":"ftp","token":"t"}"#).is_err());
-    }
-
-    #[test]
-    fn as_typed_quotes_only_what_needs_it() {
-        let o = Origin::parse("repo.magento.com").unwrap();
-        assert_eq!(o.as_typed(None), "repo.magento.com");
-        assert_eq!(
-            o.as_typed(Some("/srv/shop")),
-            "repo.magento.com --project /srv/shop"
-        );
-        assert_eq!(
-            o.as_typed(Some("/srv/Bob's shop")),
-            "repo.magento.com --project '/srv/Bob'\\''s shop'"
-        );
-    }
-
-    #[test]
-    fn fields_round_trip_and_validate() {
-        for kind in CredentialType::ALL {
-            let n = kind.fields(false).len();
-            let fields = (0..n).map(|i| Secret::from(format!("v{i}"))).collect();
-            let c = Credential::from_fields(kind, fields).unwrap();
-            assert_eq!(c.kind(), kind);
-            assert_eq!(c.fields().len(), n);
-        }
-        assert_eq!(
-            Credential::from_fields(CredentialType::Bearer, vec![" ".into()]),
-            Err(CredentialError::EmptyField("token"))
-        );
-        let gl = Credential::from_fields(CredentialType::GitlabToken, vec!["u".into(), "t".into()]);
-        assert!(matches!(
-            gl,
-            Ok(Credential::GitlabToken {
-                username: Some(_),
-                ..
-            })
-        ));
-        assert_eq!(CredentialType::parse("nope"), None);
-    }
-}
+mod tests;

@@ -157,6 +157,12 @@ pub fn answer(cred: &Credential, req: &Request) -> Answer {
         Credential::BitbucketOauth { .. } => {
             Answer::Nothing("bitbucket-oauth consumers cannot be handed to git")
         }
+        Credential::CustomHeaders { .. } => {
+            Answer::Nothing("custom headers cannot be handed to git's credential protocol")
+        }
+        Credential::ClientCertificate { .. } => {
+            Answer::Nothing("client certificates cannot be handed to git's credential protocol")
+        }
     }
 }
 

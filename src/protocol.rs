@@ -326,6 +326,10 @@ mod tests {
     const ORIGINS: &str = include_str!("../tests/fixtures/wire/origins.json");
     const CRED_BASIC: &str = include_str!("../tests/fixtures/wire/credential-http-basic.json");
     const CRED_GITLAB: &str = include_str!("../tests/fixtures/wire/credential-gitlab-token.json");
+    const CRED_HEADERS: &str =
+        include_str!("../tests/fixtures/wire/credential-custom-headers.json");
+    const CRED_CERT: &str =
+        include_str!("../tests/fixtures/wire/credential-client-certificate.json");
     const ERROR_LOCKED: &str = include_str!("../tests/fixtures/wire/error-locked.json");
 
     fn same(value: &impl Serialize, fixture: &str) {
@@ -369,6 +373,12 @@ mod tests {
         same(&r, CRED_BASIC);
         let g: CredentialReply = serde_json::from_str(CRED_GITLAB).unwrap();
         same(&g, CRED_GITLAB);
+        let h: CredentialReply = serde_json::from_str(CRED_HEADERS).unwrap();
+        assert_eq!(h.credential.fields().len(), 2);
+        same(&h, CRED_HEADERS);
+        let c: CredentialReply = serde_json::from_str(CRED_CERT).unwrap();
+        assert_eq!(c.credential.kind(), CredentialType::ClientCertificate);
+        same(&c, CRED_CERT);
     }
 
     #[test]

@@ -9,10 +9,14 @@ CONFIG:
    "listeners": [{"host": "127.0.0.1", "port": 0,
                   "basic": [{"user": U, "pass": P, "label": L}],
                   "bearer": [{"token": T, "label": L}],
+                  "headers": [{"name": N, "value": V, "label": L}],
+                  "tls": {"cert": PEM, "key": PEM, "client_ca": PEM, "label": L},
                   "packages": ["acme/alpha"],
                   "dist_host": "LOCALHOST:{port}"}]}
 
-Every path answers 401 with `WWW-Authenticate: Basic` unless the request carries
+With "tls" the listener speaks HTTPS and demands a client certificate signed by
+client_ca: the TLS handshake fails without one, and a request over it is accepted
+under that label. Every other path answers 401 with `WWW-Authenticate: Basic` unless the request carries
 credentials the listener accepts. Each request is logged as one JSON line with
 the listener index, the path and the *label* of the accepted credential (never the
 secret), so a test can prove which credentials crossed the wire.
@@ -26,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -61,6 +66,13 @@ def make_handler(index, listener):
             pass
 
         def accepted(self):
+            # A custom header (Composer 2.9's custom-headers) stands beside Authorization.
+            tls = listener.get("tls")
+            if tls and self.connection.getpeercert():
+                return tls["label"], None
+            for c in listener.get("headers", []):
+                if self.headers.get(c["name"]) == c["value"]:
+                    return c["label"], None
             header = self.headers.get("Authorization", "")
             if header.startswith("Basic "):
                 try:
@@ -125,7 +137,8 @@ def make_handler(index, listener):
                     versions.append({
                         "name": name, "version": v["version"],
                         "autoload": {"psr-4": {"Acme\\": "src/"}},
-                        "dist": {"type": "zip", "url": "http://%s/dists/%s/%s.zip" % (host, name, v["version"]),
+                        "dist": {"type": "zip", "url": "%s://%s/dists/%s/%s.zip" % (
+                                     "https" if listener.get("tls") else "http", host, name, v["version"]),
                                  "reference": hashlib.sha1(zipped).hexdigest(), "shasum": ""},
                     })
                 self.send(200, json.dumps({"packages": {name: versions}}).encode())
@@ -178,6 +191,13 @@ def main():
     servers = []
     for i, listener in enumerate(CONFIG["listeners"]):
         server = ThreadingHTTPServer((listener["host"], listener["port"]), make_handler(i, listener))
+        tls = listener.get("tls")
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(tls["client_ca"])
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
         server.daemon_threads = True
         servers.append(server)
         ports.append(server.server_address[1])

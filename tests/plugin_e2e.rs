@@ -1,6 +1,8 @@
 //! End to end: real PHP, real Composer, the real daemon on a real gnome-keyring, and a
 //! loopback repository that demands credentials; the server's log proves what crossed the wire.
 
+#[path = "plugin_e2e/authtypes.rs"]
+mod authtypes;
 mod composer_fixture;
 mod support;
 
@@ -13,7 +15,7 @@ const PUB_B: &str = "0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f";
 const PRIV_B: &str = "e1d2c3b4a5968778695a4b3c2d1e0f9a";
 const TOKEN: &str = "tok-8d3f1b7e6c2a4905b1e7d3c9f2a6b8e4";
 
-fn packages() -> serde_json::Value {
+pub(crate) fn packages() -> serde_json::Value {
     json!({
         "acme/alpha": [package("1.0.0", "Alpha")],
         "acme/beta": [package("2.1.0", "Beta")],
@@ -21,7 +23,7 @@ fn packages() -> serde_json::Value {
     })
 }
 
-fn composer_repo(port: u16) -> serde_json::Value {
+pub(crate) fn composer_repo(port: u16) -> serde_json::Value {
     json!({"type": "composer", "url": format!("http://127.0.0.1:{port}")})
 }
 

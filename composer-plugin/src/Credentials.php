@@ -11,6 +11,9 @@ namespace ComposerKeyd;
 
 final class Credentials
 {
+    /** The types BaseIO::loadConfiguration() learned in Composer 2.9; older AuthHelpers would send them as basic auth. */
+    const SINCE_2_9 = array('custom-headers', 'client-certificate');
+
     /**
      * The pair for IOInterface::setAuthentication(), or null when the
      * credential is malformed or of a type this plugin does not know.
@@ -40,9 +43,31 @@ final class Credentials
                 return self::pair($credential, 'consumer-key', 'consumer-secret');
             case 'forgejo-token':
                 return self::pair($credential, 'username', 'token');
+            case 'custom-headers':
+                return self::headers($credential);
+            case 'client-certificate':
+                return self::certificate($credential);
         }
 
         return null;
+    }
+
+    /**
+     * Why this Composer cannot use the type, or null when it can.
+     *
+     * @param string $type
+     * @param string $composerVersion Composer::getVersion(), e.g. "2.5.5" or a commit for a source checkout
+     * @return string|null
+     */
+    public static function unsupported(string $type, string $composerVersion): ?string
+    {
+        if (!in_array($type, self::SINCE_2_9, true)
+            || !preg_match('{^(\d+)\.(\d+)}', $composerVersion, $m)
+            || (int) $m[1] > 2 || ((int) $m[1] === 2 && (int) $m[2] >= 9)) {
+            return null;
+        }
+
+        return sprintf('the %s type needs Composer 2.9 or later (this is %s)', $type, $composerVersion);
     }
 
     /**
@@ -89,6 +114,8 @@ final class Credentials
      *
      * @param string $username
      * @param string $password
+     * Only http-basic carries its secrets; for the other types the caller only needs the type.
+     *
      * @return array<string, string>
      */
     public static function fromPair(string $username, string $password): array
@@ -102,9 +129,60 @@ final class Credentials
                 return array('type' => 'gitlab-oauth', 'token' => $username);
             case 'private-token':
                 return array('type' => 'gitlab-token', 'token' => $username);
+            case 'custom-headers':
+                // Never http-basic: the "username" is the JSON list of header lines.
+                return array('type' => 'custom-headers');
+        }
+        if ($username === 'client-certificate') {
+            return array('type' => 'client-certificate');
         }
 
         return array('type' => 'http-basic', 'username' => $username, 'password' => $password);
+    }
+
+    /**
+     * As BaseIO: the JSON list of header lines, and the marker in the password slot.
+     *
+     * @param array<string, mixed> $c
+     * @return array{0: string, 1: string}|null
+     */
+    private static function headers(array $c): ?array
+    {
+        if (!isset($c['headers']) || !is_array($c['headers']) || $c['headers'] === array()) {
+            return null;
+        }
+        foreach ($c['headers'] as $header) {
+            // A line break would let one "header" add others to the request.
+            if (!is_string($header) || !preg_match('{^[!#$%&\'*+.^_`|~0-9A-Za-z-]+:[^\r\n\0]+$}', $header)) {
+                return null;
+            }
+        }
+
+        return array((string) json_encode(array_values($c['headers'])), 'custom-headers');
+    }
+
+    /**
+     * As BaseIO: the marker in the username slot and the ssl context options, in its key order, as JSON.
+     *
+     * @param array<string, mixed> $c
+     * @return array{0: string, 1: string}|null
+     */
+    private static function certificate(array $c): ?array
+    {
+        if (!self::filled($c, 'local-cert')) {
+            return null;
+        }
+        $options = array('local_cert' => $c['local-cert']);
+        foreach (array('local-pk' => 'local_pk', 'passphrase' => 'passphrase') as $wire => $ssl) {
+            if (array_key_exists($wire, $c) && $c[$wire] !== null) {
+                if (!self::filled($c, $wire)) {
+                    return null;
+                }
+                $options[$ssl] = $c[$wire];
+            }
+        }
+
+        return array('client-certificate', (string) json_encode($options));
     }
 
     /**

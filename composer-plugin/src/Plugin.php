@@ -229,6 +229,12 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
             return false;
         }
         $type = $credential['type'];
+        $unsupported = Credentials::unsupported($type, self::composerVersion());
+        if ($unsupported !== null) {
+            $this->io->writeError(sprintf('<warning>composer-keyd: not using the credential for %s: %s</warning>', $origin, $unsupported));
+
+            return false;
+        }
         $pair = Credentials::toPair($credential);
         if ($pair === null) {
             $this->io->writeError(sprintf('<warning>composer-keyd: the %s credential for %s is not one this plugin can use; update the plugin with `composer-keyd shim install`</warning>', $type, $origin));
@@ -457,6 +463,12 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         $me = posix_geteuid();
 
         return sprintf('this is uid %d and the daemon serves uid %d: on the host run `composer-keyd grant add --uid %d --project %s`', $me, $owner, $me, $this->project === null ? 'DIR' : $this->project);
+    }
+
+    /** getVersion() resolves a source checkout's placeholder; Composer 2.0 lacks it. */
+    private static function composerVersion(): string
+    {
+        return method_exists(Composer::class, 'getVersion') ? Composer::getVersion() : Composer::VERSION;
     }
 
     private static function projectRoot(): ?string

@@ -143,6 +143,7 @@ require __DIR__ . '/cases_client.php';
 require __DIR__ . '/cases_trust.php';
 require __DIR__ . '/cases_origins.php';
 require __DIR__ . '/cases_plugin.php';
+require __DIR__ . '/cases_authtypes.php';
 require __DIR__ . '/cases_operations.php';
 require __DIR__ . '/cases_git.php';
 

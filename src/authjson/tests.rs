@@ -294,3 +294,75 @@ fn scrub_refuses_a_directory_others_can_write_and_keeps_the_file() {
         0o640
     );
 }
+
+const NEWER_TYPES: &str = r#"{
+    "custom-headers": {"repo.example.com": ["X-Api-Key: k1", "X-Tenant: acme"]},
+    "client-certificate": {
+        "certs.example.com": {"local_cert": "/c/client.pem", "local_pk": "/c/client.key", "passphrase": "pp"},
+        "plain.example.com": {"local_cert": "/c/both.pem"}
+    }
+}"#;
+
+#[test]
+fn composer_29_types_read_and_write_back_the_same() {
+    let doc = AuthDoc::parse(NEWER_TYPES.as_bytes(), "t").unwrap();
+    let (entries, skipped) = doc.entries();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        fields(&entries[0].credential),
+        vec![
+            ("header", "X-Api-Key: k1".to_owned()),
+            ("header", "X-Tenant: acme".to_owned())
+        ]
+    );
+    assert_eq!(
+        entries[1].credential,
+        Credential::client_certificate(
+            "/c/client.pem".into(),
+            Some("/c/client.key".into()),
+            Some("pp".into())
+        )
+        .unwrap()
+    );
+    assert!(matches!(
+        &entries[2].credential,
+        Credential::ClientCertificate {
+            local_pk: None,
+            passphrase: None,
+            ..
+        }
+    ));
+    let mut out = AuthDoc::new();
+    for e in &entries {
+        out.insert(&e.origin, &e.credential);
+    }
+    let again: Value = serde_json::from_slice(&out.to_compact()).unwrap();
+    let orig: Value = serde_json::from_str(NEWER_TYPES).unwrap();
+    assert_eq!(again, orig);
+}
+
+#[test]
+fn bad_composer_29_entries_are_skipped_without_values() {
+    let text = r#"{
+        "custom-headers": {"a.example": ["no colon secretvalue"], "b.example": "X-K: v", "c.example": ["X-A: 1\r\nX-B: smuggled"]},
+        "client-certificate": {"d.example": {"local_pk": "/k"}, "e.example": {"local_cert": "/c", "passphrase": 7}}
+    }"#;
+    let doc = AuthDoc::parse(text.as_bytes(), "t").unwrap();
+    let (entries, skipped) = doc.entries();
+    assert!(entries.is_empty());
+    assert_eq!(skipped.len(), 5, "{skipped:?}");
+    for s in &skipped {
+        assert!(!s.reason.contains("secretvalue") && !s.reason.contains("smuggled"));
+    }
+    assert!(
+        skipped[2].reason.contains("custom header 1"),
+        "{}",
+        skipped[2].reason
+    );
+    assert!(
+        skipped[3].reason.contains("local_cert"),
+        "{}",
+        skipped[3].reason
+    );
+}

@@ -92,3 +92,49 @@ fn magento_advice_names_the_access_keys_page() {
     assert!(a.contains("Access Keys") && a.contains("composer-keyd rotate repo.magento.com"));
     assert!(advice(&o, None, &Verdict::Ok { status: 200 }).is_none());
 }
+
+#[test]
+fn custom_headers_probe_sends_each_header() {
+    let o = Origin::parse("repo.example.com").unwrap();
+    let c = Credential::from_fields(
+        crate::credential::CredentialType::CustomHeaders,
+        vec!["X-Api-Key: k1".into(), "X-Tenant:acme".into()],
+    )
+    .unwrap();
+    let p = probe_for(&o, &c);
+    assert_eq!(p.path, "/packages.json");
+    let got: Vec<(&str, &str)> = p
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.expose().as_str()))
+        .collect();
+    assert_eq!(got, vec![("x-api-key", "k1"), ("x-tenant", "acme")]);
+    assert!(!format!("{p:?}").contains("k1"));
+}
+
+#[test]
+fn a_client_certificate_is_not_probed_without_it() {
+    let c = Credential::client_certificate("/nonexistent/c.pem".into(), None, None).unwrap();
+    // Port 9 on loopback: were a probe sent, the verdict would name the refused connection.
+    let cfg = CheckConfig::new(
+        Scheme::Http,
+        &["certs.example=127.0.0.1:9".to_owned()],
+        Duration::from_secs(5),
+        &[],
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v = rt.block_on(check(&Origin::parse("certs.example").unwrap(), &c, &cfg));
+    match v {
+        Verdict::Unreachable { reason } => {
+            assert!(
+                reason.contains("cannot present a client certificate"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

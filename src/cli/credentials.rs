@@ -43,7 +43,8 @@ impl Target {
 pub struct AddArgs {
     #[command(flatten)]
     target: Target,
-    /// http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth or forgejo-token.
+    /// http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth,
+    /// forgejo-token, custom-headers or client-certificate.
     #[arg(long = "type", default_value = "http-basic", value_name = "TYPE")]
     kind: String,
     /// A note shown by `list`, e.g. the Marketplace key pair's name.
@@ -53,7 +54,45 @@ pub struct AddArgs {
     #[arg(long)]
     with_username: bool,
     #[command(flatten)]
+    cert: CertArgs,
+    #[command(flatten)]
     policy: super::policy::PolicyArgs,
+}
+
+/// Where a client certificate's files are: metadata, stored beside the passphrase.
+#[derive(Args, Debug)]
+pub struct CertArgs {
+    /// For client-certificate: the certificate file (PEM), as auth.json's local_cert.
+    #[arg(long, value_name = "FILE")]
+    local_cert: Option<PathBuf>,
+    /// For client-certificate: the private key file (PEM) when it is not in the certificate.
+    #[arg(long, value_name = "FILE")]
+    local_pk: Option<PathBuf>,
+}
+
+impl CertArgs {
+    /// Absolute paths, because Composer opens them from whatever directory it runs in.
+    fn resolve(&self, kind: CredentialType) -> anyhow::Result<(String, Option<String>)> {
+        if kind != CredentialType::ClientCertificate {
+            if self.local_cert.is_some() || self.local_pk.is_some() {
+                bail!("--local-cert and --local-pk are for --type client-certificate");
+            }
+            return Ok((String::new(), None));
+        }
+        let Some(cert) = &self.local_cert else {
+            bail!("--type client-certificate needs --local-cert FILE");
+        };
+        let abs = |p: &PathBuf| -> anyhow::Result<String> {
+            let a = std::path::absolute(p).with_context(|| format!("the path {}", p.display()))?;
+            if !a.is_file() {
+                bail!("{} is not a readable file", a.display());
+            }
+            a.into_os_string()
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{} is not valid UTF-8", p.display()))
+        };
+        Ok((abs(cert)?, self.local_pk.as_ref().map(abs).transpose()?))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +108,8 @@ pub struct RotateArgs {
     /// For gitlab-token: also ask for a username.
     #[arg(long)]
     with_username: bool,
+    #[command(flatten)]
+    cert: CertArgs,
 }
 
 #[derive(Args, Debug)]
@@ -107,8 +148,23 @@ fn prompt_names(
 fn read_credential(
     kind: CredentialType,
     with_username: bool,
+    cert: &CertArgs,
     origin: &Origin,
 ) -> anyhow::Result<Credential> {
+    let (local_cert, local_pk) = cert.resolve(kind)?;
+    match kind {
+        CredentialType::CustomHeaders => {
+            let headers = prompt::read_until_empty("header (Name: value)", origin.as_str())?;
+            return Ok(Credential::from_fields(kind, headers)?);
+        }
+        CredentialType::ClientCertificate => {
+            let passphrase = prompt::read_optional("key passphrase", origin.as_str())?;
+            return Ok(Credential::client_certificate(
+                local_cert, local_pk, passphrase,
+            )?);
+        }
+        _ => {}
+    }
     let fields = prompt::read_fields(prompt_names(kind, with_username, origin), origin.as_str())?;
     let cred = Credential::from_fields(kind, fields)?;
     if origin.as_str() == "repo.magento.com" {
@@ -142,7 +198,7 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
     let kind = parse_type(&a.kind)?;
     let (origin, project) = a.target.resolve()?;
     super::lock::create_vault_if_missing(ctx).await?;
-    let credential = read_credential(kind, a.with_username, &origin)?;
+    let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
     let reply = put(
         ctx,
         &origin,
@@ -177,7 +233,7 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
         Some(k) => parse_type(k)?,
         None => current_kind(ctx, &origin, project.as_deref()).await?,
     };
-    let credential = read_credential(kind, a.with_username, &origin)?;
+    let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
     let reply = put(
         ctx,
         &origin,

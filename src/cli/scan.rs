@@ -62,7 +62,12 @@ pub fn fix_for(f: &Finding) -> String {
         if f.origin == "-" {
             "composer-keyd add ORIGIN".to_owned()
         } else {
-            format!("composer-keyd add {} --type {t}", f.origin)
+            let cert = if t == "client-certificate" {
+                " --local-cert FILE"
+            } else {
+                ""
+            };
+            format!("composer-keyd add {} --type {t}{cert}", f.origin)
         }
     };
     if f.commit.is_some() {

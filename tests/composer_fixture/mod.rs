@@ -117,6 +117,27 @@ pub fn composer_bin() -> String {
     }
 }
 
+/// The (major, minor) of the Composer under test, from the first line of `composer --version`.
+pub fn composer_version(t: &TestEnv) -> (u32, u32) {
+    let out = t
+        .command(composer_bin())
+        .args(["--no-ansi", "--version"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run composer --version");
+    let shown = text(&out);
+    // "Composer version 2.10.2 ..." or, from 2.2, "Composer 2.2.29 ...".
+    let version = shown
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
+        .unwrap_or_else(|| panic!("no version in `composer --version`: {shown}"));
+    let mut parts = version.split('.').map(|n| n.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => panic!("cannot read the version in `composer --version`: {shown}"),
+    }
+}
+
 /// Runs Composer in `dir` with this test's environment.
 pub fn composer(t: &TestEnv, dir: &Path, args: &[&str]) -> Output {
     t.command(composer_bin())

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod authtypes;
 mod check;
 mod doctor;
 mod exec;
