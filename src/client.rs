@@ -4,7 +4,7 @@ mod api;
 
 use crate::protocol::{ErrorBody, ErrorKind, Status, PROTOCOL};
 use crate::trust::{self, CheckError, Checked, PeerCred, Placement, Untrusted};
-pub use api::Action;
+pub use api::{credential_path, Action};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};

@@ -118,7 +118,7 @@ impl Client {
 }
 
 /// `/v1/credentials/{origin}{suffix}` with an optional `?project=`.
-pub(crate) fn credential_path(origin: &str, project: Option<&str>, suffix: &str) -> String {
+pub fn credential_path(origin: &str, project: Option<&str>, suffix: &str) -> String {
     let mut p = format!(
         "/v1/credentials/{}{suffix}",
         percent_encoding::utf8_percent_encode(origin, percent_encoding::NON_ALPHANUMERIC)
