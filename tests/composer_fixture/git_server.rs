@@ -4,8 +4,7 @@
 use super::{git_repo, text};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
 /// The git host, killed when dropped. Its config (which holds the token) lives in its own
 /// temp dir, outside the test dir that is checked for plaintext.
@@ -18,38 +17,12 @@ pub struct GitServer {
 impl GitServer {
     /// Serves `git_root` and `packages_json` to requests carrying `user` and `token` only.
     pub fn start(git_root: &Path, packages_json: &str, user: &str, token: &str) -> GitServer {
-        let dir = tempfile::Builder::new()
-            .prefix("ckd-git-")
-            .tempdir()
-            .unwrap();
         let config = json!({
-            "ready": dir.path().join("ready"), "log": dir.path().join("requests.jsonl"),
             "git_root": git_root, "user": user, "token": token, "packages_json": packages_json,
         });
-        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/git_http_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(dir.path().join("config.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-            .spawn()
-            .expect("start tests/git_http_server.py (Debian package python3)");
-        // Bounded: 200 x 25 ms.
-        for _ in 0..200 {
-            if let Ok(Some(st)) = child.try_wait() {
-                let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-                panic!("the git server exited with {st}: {err}");
-            }
-            if let Ok(bytes) = std::fs::read(dir.path().join("ready")) {
-                let v: Value = serde_json::from_slice(&bytes).unwrap();
-                let port = v["port"].as_u64().unwrap() as u16;
-                return GitServer { child, dir, port };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the git server did not start");
+        let (child, dir, ready) = super::start_script("git_http_server.py", "ckd-git-", config);
+        let port = ready["port"].as_u64().unwrap() as u16;
+        GitServer { child, dir, port }
     }
 
     pub fn base(&self) -> String {

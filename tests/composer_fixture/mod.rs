@@ -174,6 +174,44 @@ pub fn package(version: &str, class: &str) -> Value {
     json!({"version": version, "files": {format!("src/{class}.php"): format!("<?php\nnamespace Acme;\nclass {class} {{}}\n")}})
 }
 
+/// Starts `tests/SCRIPT` (python3) with `config` plus `ready` and `log` paths, written to a
+/// fresh temp dir of its own so that the secrets in it stay out of the dirs checked for
+/// plaintext, and waits (bounded: 200 x 25 ms) for the JSON the script writes to `ready`.
+pub fn start_script(
+    script: &str,
+    prefix: &str,
+    mut config: Value,
+) -> (Child, tempfile::TempDir, Value) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    config["ready"] = json!(ready);
+    config["log"] = json!(dir.path().join("requests.jsonl"));
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let mut child = Command::new("python3")
+        .arg(path)
+        .arg(dir.path().join("config.json"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start tests/{script} (Debian package python3): {e}"));
+    for _ in 0..200 {
+        if let Ok(Some(st)) = child.try_wait() {
+            let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+            panic!("tests/{script} exited with {st}: {err}");
+        }
+        if let Ok(bytes) = std::fs::read(&ready) {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            return (child, dir, v);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("tests/{script} did not start");
+}
+
 /// The repository server, killed when dropped. Its config (which holds the accepted
 /// secrets) lives in its own temp dir, outside the dirs checked for plaintext.
 pub struct RepoServer {
@@ -185,47 +223,15 @@ pub struct RepoServer {
 impl RepoServer {
     /// Starts the server; `listeners` and `packages` as in tests/composer_repo_server.py.
     pub fn start(listeners: Value, packages: Value, git_root: Option<&Path>) -> RepoServer {
-        let dir = tempfile::Builder::new()
-            .prefix("ckd-repo-")
-            .tempdir()
-            .unwrap();
-        let config = json!({
-            "ready": dir.path().join("ready"),
-            "log": dir.path().join("requests.jsonl"),
-            "git_root": git_root,
-            "listeners": listeners,
-            "packages": packages,
-        });
-        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/composer_repo_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(dir.path().join("config.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-            .spawn()
-            .expect("start tests/composer_repo_server.py (Debian package python3)");
-        let ready = dir.path().join("ready");
-        // Bounded: 200 x 25 ms.
-        for _ in 0..200 {
-            if let Ok(Some(st)) = child.try_wait() {
-                let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-                panic!("the repository server exited with {st}: {err}");
-            }
-            if let Ok(bytes) = std::fs::read(&ready) {
-                let v: Value = serde_json::from_slice(&bytes).unwrap();
-                let ports = v["ports"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| p.as_u64().unwrap() as u16)
-                    .collect();
-                return RepoServer { child, dir, ports };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the repository server did not start");
+        let config = json!({"git_root": git_root, "listeners": listeners, "packages": packages});
+        let (child, dir, ready) = start_script("composer_repo_server.py", "ckd-repo-", config);
+        let ports = ready["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as u16)
+            .collect();
+        RepoServer { child, dir, ports }
     }
 
     /// Every request logged so far.
