@@ -29,21 +29,17 @@ import base64
 import hashlib
 import io
 import json
-import os
 import ssl
-import subprocess
 import sys
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-CONFIG = json.load(open(sys.argv[1]))
-LOG_LOCK = threading.Lock()
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+from loopback_http import JsonLog, Replier, serve_until_killed  # noqa: E402
 
-
-def log(entry):
-    with LOG_LOCK, open(CONFIG["log"], "a") as f:
-        f.write(json.dumps(entry) + "\n")
+with open(sys.argv[1]) as f:
+    CONFIG = json.load(f)
+log = JsonLog(CONFIG["log"])
 
 
 def build_zip(name, version):
@@ -59,12 +55,7 @@ def build_zip(name, version):
 
 
 def make_handler(index, listener):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
+    class Handler(Replier):
         def accepted(self):
             # A custom header (Composer 2.9's custom-headers) stands beside Authorization.
             tls = listener.get("tls")
@@ -90,19 +81,8 @@ def make_handler(index, listener):
                 return None, "wrong bearer"
             return None, "none"
 
-        def send(self, status, body, ctype="application/json", extra=None):
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (extra or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
         def handle_any(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self.read_body()
             label, why = self.accepted()
             entry = {"listener": index, "method": self.command, "path": self.path,
                      "host": self.headers.get("Host")}
@@ -151,35 +131,9 @@ def make_handler(index, listener):
                 self.send(200, build_zip(name, version), "application/zip")
                 return 200
             if path.startswith("/git/") and CONFIG.get("git_root"):
-                return self.git(body)
+                return self.git_http_backend(body, CONFIG["git_root"], "composer")
             self.send(404, b"{}")
             return 404
-
-        def git(self, body):
-            path, _, query = self.path.partition("?")
-            env = dict(os.environ, GIT_PROJECT_ROOT=CONFIG["git_root"], GIT_HTTP_EXPORT_ALL="1",
-                       PATH_INFO=path[4:], QUERY_STRING=query, REQUEST_METHOD=self.command,
-                       CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)),
-                       REMOTE_USER="composer", REMOTE_ADDR="127.0.0.1")
-            if self.headers.get("Content-Encoding"):
-                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-            if self.headers.get("Git-Protocol"):
-                env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-            out = subprocess.run(["git", "http-backend"], input=body, env=env,
-                                 capture_output=True, timeout=60).stdout
-            head, _, payload = out.partition(b"\r\n\r\n")
-            if not _:
-                head, _, payload = out.partition(b"\n\n")
-            status, headers = 200, {}
-            for line in head.decode().splitlines():
-                k, _, v = line.partition(":")
-                if k.lower() == "status":
-                    status = int(v.strip().split()[0])
-                elif k.lower() != "content-length":
-                    headers[k.strip()] = v.strip()
-            ctype = headers.pop("Content-Type", "application/octet-stream")
-            self.send(status, payload, ctype, headers)
-            return status
 
         do_GET = do_POST = do_HEAD = handle_any
 
@@ -198,17 +152,9 @@ def main():
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(tls["client_ca"])
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        server.daemon_threads = True
         servers.append(server)
         ports.append(server.server_address[1])
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    tmp = CONFIG["ready"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"ports": ports}, f)
-    os.rename(tmp, CONFIG["ready"])
-    # Served until the test kills it; a bounded lifetime in case the test dies first.
-    threading.Event().wait(600)
+    serve_until_killed(servers, CONFIG["ready"], {"ports": ports})
 
 
 if __name__ == "__main__":
