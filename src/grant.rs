@@ -134,6 +134,19 @@ impl Registry {
         })
     }
 
+    /// Loads, changes and saves the registry under an exclusive lock, so that two `grant add`
+    /// at once both land: without it the second save would drop the first one's grant.
+    pub fn update<T>(
+        path: &Path,
+        change: impl FnOnce(&mut Registry) -> Result<T, GrantError>,
+    ) -> Result<T, GrantError> {
+        let _lock = lock(path)?;
+        let mut reg = Registry::load(path)?;
+        let out = change(&mut reg)?;
+        reg.save(path)?;
+        Ok(out)
+    }
+
     /// Adds a grant, refusing a bad or taken name and the user's own uid.
     pub fn add(&mut self, g: Grant) -> Result<(), GrantError> {
         check_name(&g.name)?;
@@ -155,6 +168,44 @@ impl Registry {
             .position(|g| g.name == name)
             .ok_or_else(|| GrantError::Unknown(name.to_owned()))?;
         Ok(self.grants.remove(i))
+    }
+}
+
+/// Holds `grants.lock` beside the registry until dropped. The directory is the user's private
+/// config directory; the lock file is never followed through a symlink all the same.
+fn lock(path: &Path) -> Result<std::fs::File, GrantError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let lock_path = path.with_extension("lock");
+    let io_err = |what, source| GrantError::Io {
+        what,
+        path: lock_path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        crate::paths::create_private_dir(dir).map_err(|source| GrantError::Io {
+            what: "creating",
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock_path)
+        .map_err(|e| io_err("opening", e))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(io_err("locking", e));
+        }
     }
 }
 
@@ -190,6 +241,32 @@ mod tests {
         assert!(!g(false).covers(Some("/srv/b")));
         assert!(!g(false).covers(None));
         assert!(g(true).covers(None));
+    }
+
+    #[test]
+    fn concurrent_updates_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf").join("grants.json");
+        let other = crate::paths::euid().wrapping_add(1);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        Registry::update(path, |reg| {
+                            reg.add(Grant {
+                                name: format!("g{t}-{i}"),
+                                uid: other,
+                                project: PathBuf::from("/srv/p"),
+                                include_global: false,
+                            })
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(Registry::load(&path).unwrap().grants.len(), 8 * 25);
     }
 
     #[test]

@@ -69,14 +69,14 @@ pub async fn run(ctx: &Ctx, a: GrantArgs) -> anyhow::Result<ExitCode> {
             let project = std::fs::canonicalize(&project)
                 .with_context(|| format!("the project directory {}", project.display()))?;
             let name = name.unwrap_or_else(|| grant::default_name(uid, &project));
-            let mut reg = Registry::load(&path)?;
-            reg.add(Grant {
-                name: name.clone(),
-                uid,
-                project,
-                include_global,
+            Registry::update(&path, |reg| {
+                reg.add(Grant {
+                    name: name.clone(),
+                    uid,
+                    project,
+                    include_global,
+                })
             })?;
-            reg.save(&path)?;
             reload(ctx).await?;
             println!(
                 "Granted uid {uid} as {name}; mount {} at /run/composer-keyd.sock (`composer-keyd container ... --uid {uid}` prints it).",
@@ -84,9 +84,7 @@ pub async fn run(ctx: &Ctx, a: GrantArgs) -> anyhow::Result<ExitCode> {
             );
         }
         Action::Revoke { name } => {
-            let mut reg = Registry::load(&path)?;
-            reg.revoke(&name)?;
-            reg.save(&path)?;
+            Registry::update(&path, |reg| reg.revoke(&name))?;
             reload(ctx).await?;
             println!("Revoked {name}.");
         }
