@@ -169,14 +169,28 @@ fn repeats_are_counted_into_one_line_at_close_and_at_lock() {
         }
         // Closing the connection writes its counts; wait for them (bounded).
         drop(c);
-        let counted = || ORIGINS.iter().all(|o| releases(&records(&t), conn, o).1 > 0);
-        assert!(wait_for(200, counted), "no count lines for connection {conn}");
+        let counted = || {
+            ORIGINS
+                .iter()
+                .all(|o| releases(&records(&t), conn, o).1 > 0)
+        };
+        assert!(
+            wait_for(200, counted),
+            "no count lines for connection {conn}"
+        );
     }
     let all = records(&t);
     for ((conn, origin), n) in &served {
         let (firsts, counted) = releases(&all, *conn, origin);
-        assert_eq!(firsts, 1, "connection {conn}, {origin}: one first-release line");
-        assert_eq!(1 + counted, *n, "connection {conn}, {origin}: the counts add up");
+        assert_eq!(
+            firsts, 1,
+            "connection {conn}, {origin}: one first-release line"
+        );
+        assert_eq!(
+            1 + counted,
+            *n,
+            "connection {conn}, {origin}: the counts add up"
+        );
     }
 
     // A lock writes the counts of a connection still open, and the next release after
@@ -215,7 +229,14 @@ fn the_first_release_names_the_executable_and_a_later_policy_still_holds() {
 
     // A policy added while the connection is open holds for it: this test is not python.
     t.ok(
-        &["add", "c.example", "--type", "bearer", "--allow-exe", "/usr/bin/python3"],
+        &[
+            "add",
+            "c.example",
+            "--type",
+            "bearer",
+            "--allow-exe",
+            "/usr/bin/python3",
+        ],
         "token-c\n",
     );
     let (status, body) = c.get(&path("c.example", 1)).unwrap();

@@ -82,3 +82,58 @@ fn summaries(list: Vec<Counted>) -> Vec<Record> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Event;
+
+    fn rec(origin: &str) -> Record {
+        Record {
+            origin: Some(origin.into()),
+            ..Record::new(Event::Release)
+        }
+    }
+
+    #[test]
+    fn first_is_written_repeats_counted_per_connection_and_scope() {
+        let r = Repeats::default();
+        assert!(r.note(1, "a.example", None, || rec("a.example")).is_some());
+        for _ in 0..3 {
+            assert!(r.note(1, "a.example", None, || unreachable!()).is_none());
+        }
+        // Another scope, another connection: a first release each.
+        let scoped = || Record {
+            scope: Some("/srv/shop".into()),
+            ..rec("a.example")
+        };
+        assert!(r.note(1, "a.example", Some("/srv/shop"), scoped).is_some());
+        assert!(r.note(2, "a.example", None, || rec("a.example")).is_some());
+        let lines = r.close(1);
+        assert_eq!(lines.len(), 1, "only what was repeated: {lines:?}");
+        assert_eq!(lines[0].repeats, Some(3));
+        assert_eq!(lines[0].origin.as_deref(), Some("a.example"));
+        assert!(r.close(1).is_empty(), "closed once");
+        // Connection 2 is still open: a lock writes nothing for it (no repeat yet), then
+        // its next release is a first again.
+        assert!(r.take_all().is_empty());
+        assert!(r.note(2, "a.example", None, || rec("a.example")).is_some());
+    }
+
+    #[test]
+    fn a_connection_counts_a_bounded_number_of_credentials() {
+        let r = Repeats::default();
+        let name = |i: usize| format!("o{i}.example");
+        for round in 0..3 {
+            for i in 0..MAX_COUNTED + 5 {
+                let o = name(i);
+                let written = r.note(9, &o, None, || rec(&o)).is_some();
+                // Past the bound every release is written, never dropped.
+                assert_eq!(written, round == 0 || i >= MAX_COUNTED, "{round} {i}");
+            }
+        }
+        let lines = r.close(9);
+        assert_eq!(lines.len(), MAX_COUNTED);
+        assert!(lines.iter().all(|l| l.repeats == Some(2)));
+    }
+}

@@ -169,16 +169,22 @@ async fn route(
             let scope = released.reply.project.as_deref();
             tracing::debug!(origin = %origin, scope = ?scope, pid = ?peer.pid, uid = peer.uid, "released");
             // Written (for the connection's first release of it) before the reply goes out.
-            agent.audit().release(peer.conn, origin.as_str(), scope, || {
-                peer.audit(Record {
-                    origin: Some(origin.to_string()),
-                    scope: scope.map(str::to_owned),
-                    project: query.project.clone(),
-                    ..Record::new(Event::Release)
-                })
-            });
+            agent
+                .audit()
+                .release(peer.conn, origin.as_str(), scope, || {
+                    peer.audit(Record {
+                        origin: Some(origin.to_string()),
+                        scope: scope.map(str::to_owned),
+                        project: query.project.clone(),
+                        ..Record::new(Event::Release)
+                    })
+                });
             let len = released.json.len();
-            Ok(body_response(StatusCode::OK, WipeBody::shared(released), len))
+            Ok(body_response(
+                StatusCode::OK,
+                WipeBody::shared(released),
+                len,
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
@@ -267,14 +273,17 @@ async fn read_body(
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
-    tokio::time::timeout(limits.body_timeout, read_body_unbounded(body, headers, limits))
-        .await
-        .map_err(|_| {
-            Error::TimedOut(format!(
-                "the request body did not arrive within {} ms",
-                limits.body_timeout.as_millis()
-            ))
-        })?
+    tokio::time::timeout(
+        limits.body_timeout,
+        read_body_unbounded(body, headers, limits),
+    )
+    .await
+    .map_err(|_| {
+        Error::TimedOut(format!(
+            "the request body did not arrive within {} ms",
+            limits.body_timeout.as_millis()
+        ))
+    })?
 }
 
 async fn read_body_unbounded(
