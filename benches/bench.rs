@@ -83,6 +83,20 @@ fn main() {
         println!("\n{}", report.markdown());
         return;
     }
+    // `BENCH_ONLY=lookup`: the cached lookup against both floors alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("lookup") {
+        let t = TestEnv::with_keyring(true);
+        let _d = t.start_daemon(&[]);
+        put(
+            &t.socket(),
+            "repo.magento.com",
+            "0123456789abcdef0123456789abcdef",
+        );
+        let path = "/v1/credentials/repo.magento.com";
+        lookup_rows(&mut report, t.dir.path(), &t.socket(), path, scale);
+        println!("\n{}", report.markdown());
+        return;
+    }
     let mut t = TestEnv::with_keyring(true);
     t.env.insert("RUST_LOG".into(), "info".into());
     println!(
@@ -136,99 +150,8 @@ fn main() {
 
     vault_cold_path(&mut report);
 
-    let canned = wire::capture(&sock, path);
-    let floor = wire::Floor::start(t.dir.path(), canned.clone());
-    let hyper = floor::HyperFloor::start(t.dir.path(), &canned);
+    let n = lookup_rows(&mut report, t.dir.path(), &sock, path, scale);
     let ka = wire::get_request(path, true);
-    let close = wire::get_request(path, false);
-    let n = 20_000 / scale;
-    wire::latencies(&floor.socket, &ka, n / 10);
-    wire::latencies(&sock, &ka, n / 10);
-    wire::latencies(&hyper.socket, &ka, n / 10);
-    let mut f = wire::latencies(&floor.socket, &ka, n);
-    let mut h = wire::latencies(&hyper.socket, &ka, n);
-    let mut m = wire::latencies(&sock, &ka, n);
-    let (f50, f99) = (wire::quantile(&mut f, 0.5), wire::quantile(&mut f, 0.99));
-    let (h50, h99) = (wire::quantile(&mut h, 0.5), wire::quantile(&mut h, 0.99));
-    let (m50, m99) = (wire::quantile(&mut m, 0.5), wire::quantile(&mut m, 0.99));
-    let secs = |d: Duration| d.as_secs_f64();
-    report.row("floor keep-alive p50", us(f50), "1.00×".into(), "");
-    report.row("floor keep-alive p99", us(f99), "1.00×".into(), "");
-    report.row(
-        "bare hyper keep-alive p50",
-        us(h50),
-        ratio(secs(h50), secs(f50)),
-        "",
-    );
-    report.row(
-        "bare hyper keep-alive p99",
-        us(h99),
-        ratio(secs(h99), secs(f99)),
-        "",
-    );
-    report.row(
-        "cached lookup keep-alive p50",
-        us(m50),
-        floor::vs_both(secs(m50), secs(f50), secs(h50)),
-        "≤ 1.15× hyper",
-    );
-    report.row(
-        "cached lookup keep-alive p99",
-        us(m99),
-        floor::vs_both(secs(m99), secs(f99), secs(h99)),
-        "≤ 3× raw",
-    );
-
-    let nc = 5_000 / scale;
-    let mut fc = wire::connect_latencies(&floor.socket, &close, nc);
-    let mut hc = wire::connect_latencies(&hyper.socket, &close, nc);
-    let mut mc = wire::connect_latencies(&sock, &close, nc);
-    let (fc50, mc50) = (wire::quantile(&mut fc, 0.5), wire::quantile(&mut mc, 0.5));
-    let hc50 = wire::quantile(&mut hc, 0.5);
-    report.row(
-        "floor connect-per-request p50",
-        us(fc50),
-        "1.00×".into(),
-        "",
-    );
-    report.row(
-        "bare hyper connect-per-request p50",
-        us(hc50),
-        ratio(secs(hc50), secs(fc50)),
-        "",
-    );
-    report.row(
-        "cached lookup connect-per-request p50",
-        us(mc50),
-        floor::vs_both(secs(mc50), secs(fc50), secs(hc50)),
-        "≤ 2× raw",
-    );
-
-    for clients in [1, 8, 64] {
-        let per = 40_000 / scale / clients;
-        let ft = wire::throughput(&floor.socket, &ka, clients, per);
-        let ht = wire::throughput(&hyper.socket, &ka, clients, per);
-        let mt = wire::throughput(&sock, &ka, clients, per);
-        let target = if clients == 64 { "≥ 0.9× hyper" } else { "" };
-        report.row(
-            &format!("floor throughput, {clients} clients"),
-            format!("{ft:.0}/s"),
-            "1.00×".into(),
-            "",
-        );
-        report.row(
-            &format!("bare hyper throughput, {clients} clients"),
-            format!("{ht:.0}/s"),
-            ratio(ht, ft),
-            "",
-        );
-        report.row(
-            &format!("daemon throughput, {clients} clients"),
-            format!("{mt:.0}/s"),
-            floor::vs_both(mt, ft, ht),
-            target,
-        );
-    }
 
     floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
 
@@ -565,4 +488,104 @@ fn cpu_model() -> String {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
         .unwrap_or_default()
+}
+
+/// The cached lookup against both floors: keep-alive p50/p99, connect-per-request, and
+/// throughput with 1, 8 and 64 clients. Returns the keep-alive sample size.
+fn lookup_rows(report: &mut Report, dir: &Path, sock: &Path, path: &str, scale: usize) -> usize {
+    let canned = wire::capture(sock, path);
+    let floor = wire::Floor::start(dir, canned.clone());
+    let hyper = floor::HyperFloor::start(dir, &canned);
+    let ka = wire::get_request(path, true);
+    let close = wire::get_request(path, false);
+    let n = 20_000 / scale;
+    wire::latencies(&floor.socket, &ka, n / 10);
+    wire::latencies(sock, &ka, n / 10);
+    wire::latencies(&hyper.socket, &ka, n / 10);
+    let mut f = wire::latencies(&floor.socket, &ka, n);
+    let mut h = wire::latencies(&hyper.socket, &ka, n);
+    let mut m = wire::latencies(sock, &ka, n);
+    let (f50, f99) = (wire::quantile(&mut f, 0.5), wire::quantile(&mut f, 0.99));
+    let (h50, h99) = (wire::quantile(&mut h, 0.5), wire::quantile(&mut h, 0.99));
+    let (m50, m99) = (wire::quantile(&mut m, 0.5), wire::quantile(&mut m, 0.99));
+    let secs = |d: Duration| d.as_secs_f64();
+    report.row("floor keep-alive p50", us(f50), "1.00×".into(), "");
+    report.row("floor keep-alive p99", us(f99), "1.00×".into(), "");
+    report.row(
+        "bare hyper keep-alive p50",
+        us(h50),
+        ratio(secs(h50), secs(f50)),
+        "",
+    );
+    report.row(
+        "bare hyper keep-alive p99",
+        us(h99),
+        ratio(secs(h99), secs(f99)),
+        "",
+    );
+    report.row(
+        "cached lookup keep-alive p50",
+        us(m50),
+        floor::vs_both(secs(m50), secs(f50), secs(h50)),
+        "≤ 1.15× hyper",
+    );
+    report.row(
+        "cached lookup keep-alive p99",
+        us(m99),
+        floor::vs_both(secs(m99), secs(f99), secs(h99)),
+        "≤ 3× raw",
+    );
+
+    let nc = 5_000 / scale;
+    let mut fc = wire::connect_latencies(&floor.socket, &close, nc);
+    let mut hc = wire::connect_latencies(&hyper.socket, &close, nc);
+    let mut mc = wire::connect_latencies(sock, &close, nc);
+    let (fc50, mc50) = (wire::quantile(&mut fc, 0.5), wire::quantile(&mut mc, 0.5));
+    let hc50 = wire::quantile(&mut hc, 0.5);
+    report.row(
+        "floor connect-per-request p50",
+        us(fc50),
+        "1.00×".into(),
+        "",
+    );
+    report.row(
+        "bare hyper connect-per-request p50",
+        us(hc50),
+        ratio(secs(hc50), secs(fc50)),
+        "",
+    );
+    report.row(
+        "cached lookup connect-per-request p50",
+        us(mc50),
+        floor::vs_both(secs(mc50), secs(fc50), secs(hc50)),
+        "≤ 2× raw",
+    );
+
+    for clients in [1, 8, 64] {
+        let per = 40_000 / scale / clients;
+        let ft = wire::throughput(&floor.socket, &ka, clients, per);
+        let ht = wire::throughput(&hyper.socket, &ka, clients, per);
+        let mt = wire::throughput(sock, &ka, clients, per);
+        let target = if clients == 64 { "≥ 0.9× hyper" } else { "" };
+        report.row(
+            &format!("floor throughput, {clients} clients"),
+            format!("{ft:.0}/s"),
+            "1.00×".into(),
+            "",
+        );
+        report.row(
+            &format!("bare hyper throughput, {clients} clients"),
+            format!("{ht:.0}/s"),
+            ratio(ht, ft),
+            "",
+        );
+        report.row(
+            &format!("daemon throughput, {clients} clients"),
+            format!("{mt:.0}/s"),
+            floor::vs_both(mt, ft, ht),
+            target,
+        );
+    }
+
+    n
 }

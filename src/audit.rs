@@ -1,8 +1,10 @@
 //! The audit log: every credential release, refusal and change, with who asked, as JSON lines in a size-rotated file in the state dir (and on stderr for journald under systemd). Never a secret.
 
 mod printable;
+mod repeats;
 
 pub use printable::{is_format, json_without_format_chars, printable, printable_max};
+pub use repeats::MAX_COUNTED;
 
 use crate::protocol::ErrorKind;
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,11 @@ pub struct Record {
     /// The peer's executable (`/proc/PID/exe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// On a `release` line only: how many more times the same connection was handed this
+    /// credential after the line without `repeats` that it repeats. Written when the
+    /// connection ends or the daemon locks; a line without it is one release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<u64>,
 }
 
 /// The time now, as records spell it.
@@ -138,6 +145,9 @@ impl Record {
         }
         if let Some(exe) = &self.exe {
             let _ = write!(line, " exe={}", printable(exe));
+        }
+        if let Some(n) = self.repeats {
+            let _ = write!(line, " repeats={n}");
         }
         if let Some(k) = self.kind {
             let _ = write!(line, " kind={}", name(&k));
@@ -192,11 +202,14 @@ struct Sink {
 
 /// The daemon's audit log. Writes are synchronous and unbuffered, so a kill -9 loses no
 /// record that was written, and a failure to write never blocks a release (it is logged).
+/// Repeated releases on one connection are counted and written as one line at its end
+/// ([`Audit::release`]).
 #[derive(Default)]
 pub struct Audit {
     sink: Option<Mutex<Sink>>,
     /// Also write each record to stderr, which systemd hands to journald.
     journal: bool,
+    repeats: repeats::Repeats,
 }
 
 impl Audit {
@@ -217,7 +230,47 @@ impl Audit {
                 failing: false,
             })),
             journal: stderr_is_journal(),
+            repeats: repeats::Repeats::default(),
         })
+    }
+
+    /// Records a release of the credential for `origin` in `scope` on connection `conn`
+    /// (0: no connection). The first on the connection is written now, as a whole line in
+    /// one write(2), before the caller answers: a kill -9 after that cannot lose it. Later
+    /// ones are only counted, and written as one `repeats` line by [`Audit::close`] or
+    /// [`Audit::flush_repeats`]; a kill -9 loses only those counts, never the fact that the
+    /// peer was handed the credential. `first` builds the record, and is not called for a repeat.
+    pub fn release(
+        &self,
+        conn: u64,
+        origin: &str,
+        scope: Option<&str>,
+        first: impl FnOnce() -> Record,
+    ) {
+        if self.sink.is_none() && !self.journal {
+            return;
+        }
+        if conn == 0 {
+            return self.record(&first());
+        }
+        if let Some(rec) = self.repeats.note(conn, origin, scope, first) {
+            self.record(&rec);
+        }
+    }
+
+    /// Connection `conn` ended: writes its counts of repeated releases.
+    pub fn close(&self, conn: u64) {
+        for rec in self.repeats.close(conn) {
+            self.record(&rec);
+        }
+    }
+
+    /// Writes every open connection's counts and starts them again (at lock and at exit),
+    /// so the next release on any connection is written in full.
+    pub fn flush_repeats(&self) {
+        for rec in self.repeats.take_all() {
+            self.record(&rec);
+        }
     }
 
     /// Appends one record.

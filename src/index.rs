@@ -182,6 +182,11 @@ impl Index {
         v
     }
 
+    /// Whether any credential satisfies `f`.
+    pub fn any(&self, f: impl Fn(&Meta) -> bool) -> bool {
+        self.by_origin.values().flatten().any(f)
+    }
+
     /// How many credentials, and how many of them are enabled.
     pub fn counts(&self) -> (usize, usize) {
         let all = self.by_origin.values().flatten();

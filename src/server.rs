@@ -125,17 +125,17 @@ pub async fn run_with(
         };
         let busy = activity.begin();
         let peer = match stream.peer_cred() {
-            Ok(c) if c.uid() == me => Peer {
-                uid: c.uid(),
-                pid: c.pid(),
-                exe: c.pid().and_then(crate::harden::process_exe),
-            },
+            Ok(c) if c.uid() == me => {
+                let peer = Peer::connected(c.uid(), c.pid());
+                if agent.names_executables() {
+                    // A policy compares the executable at accept with the one at release;
+                    // without such a policy it is read at the first release, for its record.
+                    peer.exe();
+                }
+                peer
+            }
             Ok(c) => {
-                let peer = Peer {
-                    uid: c.uid(),
-                    pid: c.pid(),
-                    exe: c.pid().and_then(crate::harden::process_exe),
-                };
+                let peer = Peer::connected(c.uid(), c.pid());
                 tracing::warn!(
                     uid = c.uid(),
                     pid = c.pid(),
@@ -198,6 +198,11 @@ pub async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // However the connection ends (closed, timed out, dropped at exit), its counts are written.
+    let _counts = CountsOnClose {
+        agent: Arc::clone(&agent),
+        conn: peer.conn,
+    };
     let peer = Arc::new(peer);
     let lim = Arc::clone(&limits);
     let slot = slot.map(Arc::new);
@@ -232,4 +237,16 @@ where
     // An idle connection closes at once; one inside a request answers it first.
     conn.as_mut().graceful_shutdown();
     conn.await
+}
+
+/// Writes a connection's counts of repeated releases to the audit log when dropped.
+struct CountsOnClose {
+    agent: Arc<Agent>,
+    conn: u64,
+}
+
+impl Drop for CountsOnClose {
+    fn drop(&mut self) {
+        self.agent.audit().close(self.conn);
+    }
 }

@@ -110,11 +110,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let out = rt.block_on(async {
         let (client, server) = tokio::io::duplex(1 << 16);
-        let peer = Peer {
-            uid: 1000,
-            pid: Some(4242),
-            exe: Some("/usr/bin/php".into()),
-        };
+        let peer = Peer::with_exe(1000, Some(4242), Some("/usr/bin/php".into()));
         let serve = serve_connection(server, agent(), Arc::new(Limits::default()), peer, None);
         let (mut rd, mut wr) = tokio::io::split(client);
         let write = async {

@@ -219,6 +219,11 @@ impl Agent {
         }
     }
 
+    /// Whether any credential's policy names executables (`--allow-exe`).
+    pub fn names_executables(&self) -> bool {
+        self.inner().index.any(|m| !m.allow_exe.is_empty())
+    }
+
     /// Every credential's metadata.
     pub fn list(&self) -> Vec<CredentialInfo> {
         self.inner().index.all()
@@ -361,6 +366,8 @@ impl Agent {
         // Dropping the cached credentials zeroizes them (Secret's Drop).
         inner.cache.clear();
         self.store.lock();
+        // Counts end with the unlock period: a release after the next unlock gets a full record.
+        self.audit.flush_repeats();
     }
 
     /// Opens the store again; the vault checks the passphrase.

@@ -156,11 +156,7 @@ async fn serve(
         };
         while conns.try_join_next().is_some() {}
         let Ok(c) = stream.peer_cred() else { continue };
-        let peer = Peer {
-            uid: c.uid(),
-            pid: c.pid(),
-            exe: c.pid().and_then(crate::harden::process_exe),
-        };
+        let peer = Peer::connected(c.uid(), c.pid());
         if c.uid() != g.uid {
             let rec = Record {
                 reason: Some(format!(

@@ -1,6 +1,8 @@
 //! Who is on the other end of a connection: uid, pid and executable, for the peer check, the release policy and the audit log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// Who is on the other end of a connection, from SO_PEERCRED and `/proc/PID/exe`.
 #[derive(Clone, Debug)]
@@ -9,25 +11,59 @@ pub struct Peer {
     pub uid: u32,
     /// The peer's pid, where the OS tells it (not on macOS).
     pub pid: Option<i32>,
-    /// The peer's executable, read when the connection was accepted.
-    pub exe: Option<PathBuf>,
+    /// The connection's number in this process, which keys its counted releases in the
+    /// audit log; 0 for a caller that is not a connection.
+    pub conn: u64,
+    /// The peer's executable, read once: at accept when a credential's policy names
+    /// executables, else at the first request that needs it (a policy check, the audit
+    /// record of the connection's first release), always before that request is answered.
+    exe: OnceLock<Option<PathBuf>>,
 }
 
+/// Connection numbers; 0 is never handed out.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
 impl Peer {
+    /// The peer of a connection just accepted; its executable is read when first needed.
+    pub fn connected(uid: u32, pid: Option<i32>) -> Peer {
+        Peer {
+            uid,
+            pid,
+            conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            exe: OnceLock::new(),
+        }
+    }
+
+    /// A peer whose executable is already known (or known to be unknown).
+    pub fn with_exe(uid: u32, pid: Option<i32>, exe: Option<PathBuf>) -> Peer {
+        Peer {
+            exe: OnceLock::from(exe),
+            ..Peer::connected(uid, pid)
+        }
+    }
+
     /// A caller we know nothing about (in-process use); every policy refuses it.
     pub fn unknown() -> Peer {
         Peer {
             uid: crate::paths::euid(),
             pid: None,
-            exe: None,
+            conn: 0,
+            exe: OnceLock::from(None),
         }
+    }
+
+    /// The peer's executable: read from `/proc/PID/exe` on the first call, the same answer after.
+    pub fn exe(&self) -> Option<&Path> {
+        self.exe
+            .get_or_init(|| self.pid.and_then(crate::harden::process_exe))
+            .as_deref()
     }
 
     /// The peer's fields for an audit record.
     pub fn audit(&self, mut rec: crate::audit::Record) -> crate::audit::Record {
         rec.pid = self.pid;
         rec.uid = Some(self.uid);
-        rec.exe = self.exe.as_ref().map(|e| e.to_string_lossy().into_owned());
+        rec.exe = self.exe().map(|e| e.to_string_lossy().into_owned());
         rec
     }
 }

@@ -241,13 +241,13 @@ pub async fn check_all(
     Ok(())
 }
 
-/// Whether `peer` runs an allowed executable, both when it connected and now: a process
-/// that connected as `php` and then exec'd something else is refused. Otherwise the
-/// executable to name in the refusal.
+/// Whether `peer` runs an allowed executable, both when it was first read (at accept, when
+/// a policy named executables then) and now: a process that connected as `php` and then
+/// exec'd something else is refused. Otherwise the executable to name in the refusal.
 fn exe_allowed(rule: &Rule, peer: &Peer) -> Result<(), String> {
     let allowed = |exe: &Path| rule.allow_exe.iter().any(|a| Path::new(a) == exe);
     let unknown = || "an unknown executable".to_owned();
-    let at_accept = peer.exe.as_deref().ok_or_else(unknown)?;
+    let at_accept = peer.exe().ok_or_else(unknown)?;
     if !allowed(at_accept) {
         return Err(at_accept.display().to_string());
     }
@@ -270,8 +270,7 @@ fn exe_allowed(rule: &Rule, peer: &Peer) -> Result<(), String> {
 /// is shown unescaped, and no format character (bidi override, zero-width) at all.
 fn prompt(peer: &Peer, subject: &str, action: &str) -> String {
     let exe = peer
-        .exe
-        .as_deref()
+        .exe()
         .map_or("unknown".into(), |e| e.display().to_string());
     let pid = peer.pid.map_or("?".into(), |p| p.to_string());
     format!(
@@ -294,11 +293,7 @@ mod tests {
     }
 
     fn peer(exe: Option<&str>) -> Peer {
-        Peer {
-            uid: 0,
-            pid: Some(1),
-            exe: exe.map(PathBuf::from),
-        }
+        Peer::with_exe(0, Some(1), exe.map(PathBuf::from))
     }
 
     /// A live process running `/bin/sh`, as a peer, and the child to reap.
@@ -309,14 +304,7 @@ mod tests {
             .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         let exe = crate::harden::process_exe(pid);
-        (
-            Peer {
-                uid: 0,
-                pid: Some(pid),
-                exe,
-            },
-            child,
-        )
+        (Peer::with_exe(0, Some(pid), exe), child)
     }
 
     #[tokio::test]

@@ -15,7 +15,8 @@ use crate::secret::to_json_zeroizing;
 use bytes::Buf;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,12 +34,13 @@ pub async fn handle(
     peer: &Peer,
     req: Request<Incoming>,
 ) -> Response<WipeBody> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let (head, body) = req.into_parts();
     let mut note = Record::default();
-    match route(agent, limits, peer, req, &mut note).await {
+    match route(agent, limits, peer, &head, body, &mut note).await {
         Ok(resp) => {
+            // Releases are recorded by `route` itself; this is every other change.
             if note.event.is_some() {
+                about(&head, &mut note);
                 note.time = crate::audit::now();
                 agent.audit().record(&peer.audit(note));
             }
@@ -46,8 +48,9 @@ pub async fn handle(
         }
         Err(e) => {
             let kind = e.kind();
-            let request = printable(&format!("{method} {path}"));
+            let request = printable(&format!("{} {}", head.method, head.uri.path()));
             tracing::info!(%request, pid = ?peer.pid, kind = ?kind, "refused: {}", printable(&e.to_string()));
+            about(&head, &mut note);
             let rec = Record {
                 kind: Some(kind),
                 detail: Some(request),
@@ -66,6 +69,36 @@ pub async fn handle(
             resp
         }
     }
+}
+
+/// Fills in the origin and project a credential request named, for its audit record. Done
+/// only when a record is written, so a repeated release parses nothing twice; a bad origin
+/// is left out (the refusal says what was wrong with it).
+fn about(head: &Parts, note: &mut Record) {
+    let (segs, n) = segments(head.uri.path());
+    if let ["v1", "credentials", o, ..] = &segs[..n] {
+        note.origin = parse_origin(o).ok().map(|o| o.to_string());
+        note.project = Query::parse(head.uri.query()).ok().and_then(|q| q.project);
+    }
+}
+
+/// Path segments told apart; the last one keeps the rest of a longer path, which no route
+/// matches.
+const MAX_SEGMENTS: usize = 6;
+
+/// The segments of `path` after its leading `/` and without trailing ones, in place.
+fn segments(path: &str) -> ([&str; MAX_SEGMENTS], usize) {
+    let mut out = [""; MAX_SEGMENTS];
+    let mut n = 0;
+    for seg in path
+        .trim_end_matches('/')
+        .splitn(MAX_SEGMENTS + 1, '/')
+        .skip(1)
+    {
+        out[n] = seg;
+        n += 1;
+    }
+    (out, n)
 }
 
 /// Fills in what an audit record says about a credential route.
@@ -112,20 +145,16 @@ async fn route(
     agent: &Agent,
     limits: &Limits,
     peer: &Peer,
-    req: Request<Incoming>,
+    head: &Parts,
+    body: Incoming,
     note: &mut Record,
 ) -> Result<Response<WipeBody>, Error> {
-    let path = req.uri().path().to_owned();
-    let query = Query::parse(req.uri().query())?;
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let method = req.method().clone();
+    let path = head.uri.path();
+    let query = Query::parse(head.uri.query())?;
+    let (segs, n) = segments(path);
+    let method = &head.method;
     let unknown = || Error::UnknownRoute(printable(&format!("{method} {path}")));
-    if let ["v1", "credentials", o, ..] = segments.as_slice() {
-        // For the audit record only; the route below refuses a bad origin.
-        note.origin = parse_origin(o).ok().map(|o| o.to_string());
-        note.project = query.project.clone();
-    }
-    match (&method, segments.as_slice()) {
+    match (method, &segs[..n]) {
         (&Method::GET, ["v1", "status"]) => ok(&agent.status()),
         (&Method::GET, ["v1", "origins"]) => ok(&crate::protocol::OriginList {
             origins: agent.origins(query.lookup_project().await.as_deref()),
@@ -137,18 +166,30 @@ async fn route(
             let origin = parse_origin(o)?;
             let project = query.lookup_project().await;
             let released = agent.release(&origin, project.as_deref(), peer).await?;
-            tracing::debug!(origin = %origin, scope = ?released.reply.project, pid = ?peer.pid, uid = peer.uid, "released");
-            noted(note, Event::Release, released.reply.project.as_deref());
+            let scope = released.reply.project.as_deref();
+            tracing::debug!(origin = %origin, scope = ?scope, pid = ?peer.pid, uid = peer.uid, "released");
+            // Written (for the connection's first release of it) before the reply goes out.
+            agent
+                .audit()
+                .release(peer.conn, origin.as_str(), scope, || {
+                    peer.audit(Record {
+                        origin: Some(origin.to_string()),
+                        scope: scope.map(str::to_owned),
+                        project: query.project.clone(),
+                        ..Record::new(Event::Release)
+                    })
+                });
+            let len = released.json.len();
             Ok(body_response(
                 StatusCode::OK,
-                WipeBody::shared(released.clone()),
-                released.json.len(),
+                WipeBody::shared(released),
+                len,
             ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.scope_project().await;
-            let body = read_body(req, limits).await?;
+            let body = read_body(body, &head.headers, limits).await?;
             let put: PutCredential = decode_put(&body)?;
             let reply = agent.put(&origin, project, put, peer).await?;
             tracing::info!(origin = %origin, scope = ?reply.info.project, outcome = ?reply.outcome, "stored");
@@ -187,7 +228,7 @@ async fn route(
             ok(&Ack { ok: true })
         }
         (&Method::POST, ["v1", "unlock"]) => {
-            let body = read_body(req, limits).await?;
+            let body = read_body(body, &head.headers, limits).await?;
             let unlock: UnlockRequest = if body.is_empty() {
                 UnlockRequest::default()
             } else {
@@ -201,7 +242,7 @@ async fn route(
             ok(&UnlockReply { ok: true, warning })
         }
         (&Method::POST, ["v1", "passwd"]) => {
-            let req: PasswdRequest = decode(&read_body(req, limits).await?)?;
+            let req: PasswdRequest = decode(&read_body(body, &head.headers, limits).await?)?;
             agent
                 .passwd(req.passphrase, req.new_passphrase, peer)
                 .await?;
@@ -210,7 +251,7 @@ async fn route(
             ok(&Ack { ok: true })
         }
         (&Method::POST, ["v1", "migrate"]) => {
-            let req: MigrateRequest = decode(&read_body(req, limits).await?)?;
+            let req: MigrateRequest = decode(&read_body(body, &head.headers, limits).await?)?;
             let reply = agent.migrate(req.to, req.passphrase, peer).await?;
             tracing::info!(pid = ?peer.pid, from = ?reply.from, to = ?reply.to, copied = reply.copied, removed = reply.removed, "migrated");
             noted(note, Event::Migrate, None);
@@ -227,19 +268,27 @@ async fn route(
 /// Reads the whole body into a zeroizing buffer within `limits.body_timeout`, refusing
 /// early what is over the size limit. hyper bounds only the head's read time; without this
 /// deadline a head and one byte of body would hold a connection for ever.
-async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Zeroizing<Vec<u8>>, Error> {
-    tokio::time::timeout(limits.body_timeout, read_body_unbounded(req, limits))
-        .await
-        .map_err(|_| {
-            Error::TimedOut(format!(
-                "the request body did not arrive within {} ms",
-                limits.body_timeout.as_millis()
-            ))
-        })?
+async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    tokio::time::timeout(
+        limits.body_timeout,
+        read_body_unbounded(body, headers, limits),
+    )
+    .await
+    .map_err(|_| {
+        Error::TimedOut(format!(
+            "the request body did not arrive within {} ms",
+            limits.body_timeout.as_millis()
+        ))
+    })?
 }
 
 async fn read_body_unbounded(
-    req: Request<Incoming>,
+    mut body: Incoming,
+    headers: &HeaderMap,
     limits: &Limits,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     let too_large = || {
@@ -248,7 +297,7 @@ async fn read_body_unbounded(
             limits.max_body
         ))
     };
-    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
+    if let Some(len) = headers.get(CONTENT_LENGTH) {
         let len: usize = len
             .to_str()
             .ok()
@@ -258,7 +307,6 @@ async fn read_body_unbounded(
             return Err(too_large());
         }
     }
-    let mut body = req.into_body();
     let mut out = Zeroizing::new(Vec::new());
     while let Some(frame) = body.frame().await {
         let frame =
