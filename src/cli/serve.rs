@@ -31,11 +31,15 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
     let hardened = composer_keyd::harden::harden_process();
     let mut limits = args.limits.limits();
     limits.fit_open_files(hardened.open_files);
+    one_keyring_worker();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Keyring calls run here; a few threads serve them all, and a hung backend cannot
         // pile up hundreds of thread stacks.
         .max_blocking_threads(16)
+        // They come in short runs (an unlock, a store); an idle daemon keeps no thread
+        // waiting for the next one.
+        .thread_keep_alive(Duration::from_secs(2))
         .build()
         .context("starting the async runtime")?;
     let opts = Options {
@@ -49,8 +53,21 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
             max: args.max_ttl.filter(|d| !d.is_zero()),
         },
     };
-    rt.block_on(daemon::serve(opts))?;
+    rt.block_on(async {
+        tokio::spawn(composer_keyd::harden::trim_after_bursts());
+        daemon::serve(opts).await
+    })?;
     Ok(())
+}
+
+/// The Secret Service store's calls are blocking; zbus runs each on a runtime of its own,
+/// built on first use with one worker per core (its `block_on`), which the daemon's few
+/// keyring calls never need. One worker, unless the user chose otherwise. Called before
+/// any thread exists, so no other thread reads the environment meanwhile.
+fn one_keyring_worker() {
+    if cfg!(target_os = "linux") && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        std::env::set_var("TOKIO_WORKER_THREADS", "1");
+    }
 }
 
 /// The daemon reads the index, the vault and its config from these directories and writes
