@@ -31,7 +31,7 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
     let hardened = composer_keyd::harden::harden_process();
     let mut limits = args.limits.limits();
     limits.fit_open_files(hardened.open_files);
-    one_keyring_worker();
+    composer_keyd::store::keyring::one_zbus_worker();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Keyring calls run here; a few threads serve them all, and a hung backend cannot
@@ -58,16 +58,6 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         daemon::serve(opts).await
     })?;
     Ok(())
-}
-
-/// The Secret Service store's calls are blocking; zbus runs each on a runtime of its own,
-/// built on first use with one worker per core (its `block_on`), which the daemon's few
-/// keyring calls never need. One worker, unless the user chose otherwise. Called before
-/// any thread exists, so no other thread reads the environment meanwhile.
-fn one_keyring_worker() {
-    if cfg!(target_os = "linux") && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        std::env::set_var("TOKIO_WORKER_THREADS", "1");
-    }
 }
 
 /// The daemon reads the index, the vault and its config from these directories and writes
