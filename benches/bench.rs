@@ -97,8 +97,17 @@ fn main() {
         let d = t.start_daemon(&[]);
         let sock = t.socket();
         std::thread::sleep(Duration::from_millis(500));
-        report.row("memory idle", floor::Mem::of(d.pid()).show(), "".into(), "RSS ≤ 5 MB");
-        put(&sock, "repo.magento.com", "0123456789abcdef0123456789abcdef");
+        report.row(
+            "memory idle",
+            floor::Mem::of(d.pid()).show(),
+            "".into(),
+            "RSS ≤ 5 MB",
+        );
+        put(
+            &sock,
+            "repo.magento.com",
+            "0123456789abcdef0123456789abcdef",
+        );
         let ka = wire::get_request("/v1/credentials/repo.magento.com", true);
         floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
         println!("\n{}", report.markdown());

@@ -198,7 +198,10 @@ fn memory_taken_by_many_connections_is_given_back_after_they_close() {
         })
         .collect();
     let held = status_kb(pid, "RssAnon:").unwrap();
-    assert!(held > idle + 4096, "800 open connections: {held} kB vs {idle} kB idle");
+    assert!(
+        held > idle + 4096,
+        "800 open connections: {held} kB vs {idle} kB idle"
+    );
     drop(open);
     // The trimmer runs a quiet period after the last connection closed; poll, bounded.
     let mut now = held;
