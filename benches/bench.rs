@@ -484,6 +484,12 @@ fn plugin_cost(report: &mut Report, runs: usize) {
         "≤ 2 ms",
     );
     report.row(
+        "plugin CPU time per composer install (per-pair differences)",
+        find("plugin cpu overhead:"),
+        "".into(),
+        "",
+    );
+    report.row(
         "plugin activate() alone, 1 origin",
         find("activate() against the daemon (1 origin):"),
         "".into(),

@@ -11,11 +11,13 @@ two setups, alternating runs:
   plugin:    COMPOSER_HOME with the plugin (`composer-keyd shim install`), no auth.json
   plaintext: COMPOSER_HOME without the plugin, the same credential in auth.json
 and prints the median of each, and the median and spread of the per-pair differences
-(run i of one setup minus run i of the other). Traffic stays on loopback.
+(run i of one setup minus run i of the other), in wall time and in the CPU time of the
+composer process. Traffic stays on loopback.
 """
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -128,15 +130,21 @@ def main():
         subprocess.run(["composer", "update", "-q", "-d", project], env=dict(env, COMPOSER_HOME=homes["plaintext"]), check=True)
 
         times = {"plugin": [], "plaintext": []}
+        # CPU time (user + system) of each composer run: other processes on a loaded machine
+        # stretch its wall time far more than its CPU time.
+        cpu = {"plugin": [], "plaintext": []}
         for i in range(RUNS):
             for name in (("plugin", "plaintext") if i % 2 == 0 else ("plaintext", "plugin")):
                 shutil.rmtree(os.path.join(project, "vendor"), ignore_errors=True)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 r = subprocess.run(["composer", "install", "-q", "-d", project],
                                    env=dict(env, COMPOSER_HOME=homes[name]), capture_output=True)
                 if r.returncode != 0:
                     sys.exit("composer install (%s) failed:\n%s" % (name, r.stderr.decode()))
                 times[name].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         med = {k: statistics.median(v) for k, v in times.items()}
         # Runs i of both setups are neighbours in time, so their difference cancels most of
         # the machine's drift; the spread of these per-pair differences is the noise.
@@ -148,6 +156,11 @@ def main():
         print("plugin overhead: %+.1f ms median of %d per-pair differences (IQR %+.1f .. %+.1f, min %+.1f, max %+.1f; plugin slower in %d of %d pairs)"
               % (statistics.median(diffs), len(diffs), q1, q3, min(diffs), max(diffs), sum(d > 0 for d in diffs), len(diffs)))
         print("difference of medians: %+.1f ms" % ((med["plugin"] - med["plaintext"]) * 1000))
+        cdiffs = [(p - q) * 1000 for p, q in zip(cpu["plugin"], cpu["plaintext"])]
+        c1, _, c3 = statistics.quantiles(cdiffs, n=4, method="inclusive")
+        print("cpu time: plaintext median %.1f ms, plugin median %.1f ms" % (statistics.median(cpu["plaintext"]) * 1000, statistics.median(cpu["plugin"]) * 1000))
+        print("plugin cpu overhead: %+.1f ms median of %d per-pair differences (IQR %+.1f .. %+.1f, min %+.1f, max %+.1f)"
+              % (statistics.median(cdiffs), len(cdiffs), c1, c3, min(cdiffs), max(cdiffs)))
         # The whole-run difference drowns in process start-up noise; time activate() itself too.
         r = subprocess.run(["php", "-r", ACTIVATE, os.path.join(ROOT, "composer-plugin/src"), project, origin],
                            env=env, capture_output=True, check=True)

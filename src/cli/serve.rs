@@ -31,7 +31,6 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
     let hardened = composer_keyd::harden::harden_process();
     let mut limits = args.limits.limits();
     limits.fit_open_files(hardened.open_files);
-    composer_keyd::store::keyring::one_zbus_worker();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Keyring calls run here; a few threads serve them all, and a hung backend cannot

@@ -139,7 +139,6 @@ impl Confirm {
             .stderr(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
-        crate::store::keyring::restore_child_env(&mut cmd);
         if let Some(n) = crate::harden::original_nofile() {
             let back = libc::rlimit {
                 rlim_cur: n as libc::rlim_t,

@@ -4,7 +4,6 @@ use super::{SlotKey, Store, StoreError};
 use crate::protocol::BackendKind;
 use crate::secret::Secret;
 use keyring_core::{CredentialStore, Entry, Error as KError};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroize;
 
@@ -51,30 +50,6 @@ impl KeyringStore {
             *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         map_err(e)
-    }
-}
-
-/// The variable tokio reads for a multi-thread runtime's worker count.
-const WORKERS_VAR: &str = "TOKIO_WORKER_THREADS";
-/// Set when [`one_zbus_worker`] put [`WORKERS_VAR`] in our environment.
-static WORKERS_SET: AtomicBool = AtomicBool::new(false);
-
-/// The Secret Service store's calls block, and zbus runs each one on a tokio runtime of its
-/// own (its `block_on`), built on first use with one worker per core; the daemon's few
-/// keyring calls never need more than one. Sets that, unless the user chose a count.
-/// Call it before any other thread exists: no thread may read the environment meanwhile.
-pub fn one_zbus_worker() {
-    if cfg!(target_os = "linux") && std::env::var_os(WORKERS_VAR).is_none() {
-        std::env::set_var(WORKERS_VAR, "1");
-        WORKERS_SET.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Gives a child process back the environment the daemon started with, as far as
-/// [`one_zbus_worker`] changed it.
-pub fn restore_child_env(cmd: &mut tokio::process::Command) {
-    if WORKERS_SET.load(Ordering::Relaxed) {
-        cmd.env_remove(WORKERS_VAR);
     }
 }
 
