@@ -70,11 +70,14 @@ impl Store for KeyringStore {
 
     fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
         let got = self.connection()?.get(key.service(), &key.account());
-        got.map(|s| s.map(Secret::new)).inspect_err(|_| self.disconnect())
+        got.map(|s| s.map(Secret::new))
+            .inspect_err(|_| self.disconnect())
     }
 
     fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
-        let set = self.connection()?.set(key.service(), &key.account(), secret);
+        let set = self
+            .connection()?
+            .set(key.service(), &key.account(), secret);
         set.inspect_err(|_| self.disconnect())
     }
 
