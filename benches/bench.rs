@@ -97,8 +97,36 @@ fn main() {
         println!("\n{}", report.markdown());
         return;
     }
+    // `BENCH_ONLY=plugin`: the plugin rows alone (RUNS alternating runs per setup, default 30).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("plugin") {
+        let runs = std::env::var("RUNS").ok().and_then(|r| r.parse().ok());
+        plugin_cost(&mut report, runs.unwrap_or(30));
+        println!("\n{}", report.markdown());
+        return;
+    }
     let mut t = TestEnv::with_keyring(true);
     t.env.insert("RUST_LOG".into(), "info".into());
+    // `BENCH_ONLY=memory`: the memory rows alone (idle, after a burst, after 4,000 connections).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
+        let d = t.start_daemon(&[]);
+        let sock = t.socket();
+        std::thread::sleep(Duration::from_millis(500));
+        report.row(
+            "memory idle",
+            floor::Mem::of(d.pid()).show(),
+            "".into(),
+            "RSS ≤ 5 MB",
+        );
+        put(
+            &sock,
+            "repo.magento.com",
+            "0123456789abcdef0123456789abcdef",
+        );
+        let ka = wire::get_request("/v1/credentials/repo.magento.com", true);
+        floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
+        println!("\n{}", report.markdown());
+        return;
+    }
     println!(
         "machine: {} cores, {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -212,7 +240,7 @@ fn main() {
     );
 
     drop(d);
-    plugin_cost(&mut report, if quick { 3 } else { 11 });
+    plugin_cost(&mut report, if quick { 10 } else { 30 });
 
     let md = report.markdown();
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report.md");
@@ -319,7 +347,8 @@ fn vault_writes(t: &TestEnv, report: &mut Report) {
 }
 
 /// The same `composer install` through the plugin and with a plaintext auth.json
-/// (tests/plugin_overhead.py: alternating runs, medians), plus `activate()` alone.
+/// (tests/plugin_overhead.py: alternating runs; the median and spread of the per-pair
+/// differences), plus `activate()` alone.
 fn plugin_cost(report: &mut Report, runs: usize) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugin_overhead.py");
     let out = Command::new("/usr/bin/python3")
@@ -372,10 +401,16 @@ fn plugin_cost(report: &mut Report, runs: usize) {
         "",
     );
     report.row(
-        "plugin overhead per composer install",
+        "plugin overhead per composer install (per-pair differences)",
         find("plugin overhead:"),
         "".into(),
         "≤ 2 ms",
+    );
+    report.row(
+        "plugin CPU time per composer install (per-pair differences)",
+        find("plugin cpu overhead:"),
+        "".into(),
+        "",
     );
     report.row(
         "plugin activate() alone, 1 origin",

@@ -14,8 +14,10 @@
 //! # Giving memory back
 //!
 //! A burst of connections leaves freed blocks all over the heap, which glibc keeps.
-//! [`harden_process`] caps the malloc arenas and starts a trimmer thread that returns free
-//! pages to the kernel (`malloc_trim`) once a burst is over.
+//! [`harden_process`] puts every thread on one malloc arena, and [`trim_after_bursts`], a
+//! task on the daemon's runtime, returns free pages to the kernel (`malloc_trim`) once the
+//! last connection of a burst has closed and a quiet period passed. It sleeps on a
+//! notification, not a timer, so an idle daemon never wakes for it.
 
 use crate::credential::Credential;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -67,7 +69,7 @@ pub fn harden_process() -> Report {
         memory: lock_memory(),
         open_files: raise_nofile(),
     };
-    give_memory_back();
+    one_arena();
     tracing::info!(
         not_dumpable = report.not_dumpable,
         deny_attach = report.deny_attach,
@@ -203,42 +205,58 @@ fn lock_memory() -> MemoryLock {
     MemoryLock::Off
 }
 
-/// How often the trimmer looks whether a burst just ended.
-const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
-/// Bytes freed within one period that make it a burst worth trimming after.
+/// How long no connection may close before the trimmer runs: pages given back while a
+/// burst lasts are only faulted in again.
+const TRIM_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+/// Bytes freed since the last trim that make one worth its walk over the heap.
 const TRIM_AFTER_FREED: usize = 1 << 20;
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn give_memory_back() {
-    // Each malloc arena keeps its own free memory; the daemon's few threads need no more
-    // than two. SAFETY: mallopt takes integers only.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-    let spawned = std::thread::Builder::new()
-        .name("trim".into())
-        .stack_size(64 * 1024)
-        .spawn(|| {
-            // Trim one quiet period after a burst, not during it: pages given back while
-            // the load lasts are only faulted in again.
-            let mut burst = false;
-            loop {
-                std::thread::sleep(TRIM_PERIOD);
-                let freed = crate::secret::freed_since_last_take();
-                if freed >= TRIM_AFTER_FREED {
-                    burst = true;
-                } else if burst {
-                    burst = false;
-                    // SAFETY: malloc_trim only releases free pages of the allocator.
-                    unsafe { libc::malloc_trim(0) };
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("no memory trimmer thread: {e}");
+/// Signalled when the last open connection closes ([`connections_closed`]).
+static ALL_CLOSED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Tells the trimmer that no connection is open any more: a burst may just have ended.
+pub fn connections_closed() {
+    ALL_CLOSED.notify_one();
+}
+
+/// Gives freed heap pages back to the kernel after bursts, for as long as the daemon runs.
+/// Runs on the daemon's runtime (no thread of its own) and only wakes after connections
+/// closed: [`TRIM_QUIET`] after the last close of a burst, it trims if at least
+/// [`TRIM_AFTER_FREED`] bytes were freed since the last trim.
+pub async fn trim_after_bursts() {
+    loop {
+        ALL_CLOSED.notified().await;
+        // Each further close (a client making one connection per request) restarts the wait.
+        while tokio::time::timeout(TRIM_QUIET, ALL_CLOSED.notified())
+            .await
+            .is_ok()
+        {}
+        if crate::secret::freed_since_last_take() >= TRIM_AFTER_FREED {
+            trim();
+        }
     }
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only releases free pages of the allocator.
+    unsafe { libc::malloc_trim(0) };
+}
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn give_memory_back() {}
+fn trim() {}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn one_arena() {
+    // Each malloc arena keeps its own free memory, out of reach of the main thread's trim
+    // until it runs, and costs at least a page per thread that used it; the daemon's few
+    // threads (the runtime, the keyring calls) never contend enough to need a second.
+    // SAFETY: mallopt takes integers only.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn one_arena() {}
 
 /// Keeps the pages under `bytes` out of swap (when locking pages one by one) and out of core dumps.
 /// Does nothing until [`harden_process`] ran, so the CLI and unit tests are unaffected.

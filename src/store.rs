@@ -6,6 +6,8 @@ pub mod keyring;
 pub mod memory;
 pub mod migrate;
 pub mod open;
+#[cfg(target_os = "linux")]
+pub mod secret_service;
 pub mod switchable;
 pub mod vault;
 

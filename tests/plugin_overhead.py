@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measures the time the Composer plugin adds to `composer install`.
 
-Usage: python3 tests/plugin_overhead.py [RUNS] [BINARY]   (default 15, target/debug/composer-keyd)
+Usage: python3 tests/plugin_overhead.py [RUNS] [BINARY]   (default 30, target/debug/composer-keyd)
 
 Sets up, under a throwaway HOME: a private D-Bus session with gnome-keyring, the
 daemon holding one http-basic credential, the loopback repository of
@@ -10,11 +10,14 @@ times `composer install` (from the lock file, vendor/ removed, warm cache) in
 two setups, alternating runs:
   plugin:    COMPOSER_HOME with the plugin (`composer-keyd shim install`), no auth.json
   plaintext: COMPOSER_HOME without the plugin, the same credential in auth.json
-and prints the median of each and their difference. Traffic stays on loopback.
+and prints the median of each, and the median and spread of the per-pair differences
+(run i of one setup minus run i of the other), in wall time and in the CPU time of the
+composer process. Traffic stays on loopback.
 """
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -23,26 +26,27 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 BIN = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "target/debug/composer-keyd"))
 USER, PASSWORD = "5f0e7a1c9b2d48e6a3c1f09d7e8b6a54", "b7c3e9f1a2d4065c8e1f3a7b9d2c4e60"
 
 
 ACTIVATE = r"""
 require '/usr/share/php/Composer/autoload.php';
-foreach (array('DaemonException', 'Client', 'Credentials', 'Plugin') as $c) { require $argv[1] . "/$c.php"; }
+foreach (glob($argv[1] . '/*.php') as $file) { require $file; }
+// The project itself, as Composer loads it: its repository (the loopback origin that the
+// daemon holds the credential for) and its composer.lock are what activate() reads.
+chdir($argv[2]);
 putenv('COMPOSER=' . $argv[2] . '/composer.json');
+$composer = Composer\Factory::create(new Composer\IO\NullIO(), $argv[2] . '/composer.json', true);
 $times = array();
 for ($i = 0; $i < 200; $i++) {
-    $composer = new Composer\Composer();
-    $composer->setConfig(new Composer\Config(false, $argv[2]));
-    $composer->setPackage(new Composer\Package\RootPackage('t/p', '1.0.0.0', '1.0.0'));
     $io = new Composer\IO\NullIO();
     $plugin = new ComposerKeyd\Plugin();
     $start = hrtime(true);
     $plugin->activate($composer, $io);
     $times[] = (hrtime(true) - $start) / 1e6;
-    if (count($io->getAuthentications()) !== 1) { fwrite(STDERR, "no credential loaded\n"); exit(1); }
+    if (!$io->hasAuthentication($argv[3])) { fwrite(STDERR, "no credential loaded for $argv[3]\n"); exit(1); }
 }
 sort($times);
 printf("activate() against the daemon (1 origin): median %.2f ms, p90 %.2f ms over %d calls\n", $times[100], $times[180], count($times));
@@ -126,22 +130,39 @@ def main():
         subprocess.run(["composer", "update", "-q", "-d", project], env=dict(env, COMPOSER_HOME=homes["plaintext"]), check=True)
 
         times = {"plugin": [], "plaintext": []}
+        # CPU time (user + system) of each composer run: other processes on a loaded machine
+        # stretch its wall time far more than its CPU time.
+        cpu = {"plugin": [], "plaintext": []}
         for i in range(RUNS):
             for name in (("plugin", "plaintext") if i % 2 == 0 else ("plaintext", "plugin")):
                 shutil.rmtree(os.path.join(project, "vendor"), ignore_errors=True)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 r = subprocess.run(["composer", "install", "-q", "-d", project],
                                    env=dict(env, COMPOSER_HOME=homes[name]), capture_output=True)
                 if r.returncode != 0:
                     sys.exit("composer install (%s) failed:\n%s" % (name, r.stderr.decode()))
                 times[name].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         med = {k: statistics.median(v) for k, v in times.items()}
-        print("runs per setup: %d (composer install from lock, warm cache, vendor/ removed)" % RUNS)
+        # Runs i of both setups are neighbours in time, so their difference cancels most of
+        # the machine's drift; the spread of these per-pair differences is the noise.
+        diffs = [(p - q) * 1000 for p, q in zip(times["plugin"], times["plaintext"])]
+        q1, q2, q3 = statistics.quantiles(diffs, n=4, method="inclusive")
+        print("runs per setup: %d, alternating (composer install from lock, warm cache, vendor/ removed)" % RUNS)
         for k in ("plaintext", "plugin"):
             print("%-9s median %.1f ms  (min %.1f, max %.1f)" % (k, med[k] * 1000, min(times[k]) * 1000, max(times[k]) * 1000))
-        print("plugin overhead: %+.1f ms (median difference)" % ((med["plugin"] - med["plaintext"]) * 1000))
+        print("plugin overhead: %+.1f ms median of %d per-pair differences (IQR %+.1f .. %+.1f, min %+.1f, max %+.1f; plugin slower in %d of %d pairs)"
+              % (statistics.median(diffs), len(diffs), q1, q3, min(diffs), max(diffs), sum(d > 0 for d in diffs), len(diffs)))
+        print("difference of medians: %+.1f ms" % ((med["plugin"] - med["plaintext"]) * 1000))
+        cdiffs = [(p - q) * 1000 for p, q in zip(cpu["plugin"], cpu["plaintext"])]
+        c1, _, c3 = statistics.quantiles(cdiffs, n=4, method="inclusive")
+        print("cpu time: plaintext median %.1f ms, plugin median %.1f ms" % (statistics.median(cpu["plaintext"]) * 1000, statistics.median(cpu["plugin"]) * 1000))
+        print("plugin cpu overhead: %+.1f ms median of %d per-pair differences (IQR %+.1f .. %+.1f, min %+.1f, max %+.1f)"
+              % (statistics.median(cdiffs), len(cdiffs), c1, c3, min(cdiffs), max(cdiffs)))
         # The whole-run difference drowns in process start-up noise; time activate() itself too.
-        r = subprocess.run(["php", "-r", ACTIVATE, os.path.join(ROOT, "composer-plugin/src"), project],
+        r = subprocess.run(["php", "-r", ACTIVATE, os.path.join(ROOT, "composer-plugin/src"), project, origin],
                            env=env, capture_output=True, check=True)
         print(r.stdout.decode().strip())
     finally:

@@ -1,5 +1,5 @@
 //! Process state of the real daemon: not dumpable (its /proc files belong to root when it runs as an
-//! unprivileged user), core limit 0, memory locked, open-files limit raised.
+//! unprivileged user), core limit 0, memory locked, open-files limit raised, memory given back.
 
 mod support;
 
@@ -166,4 +166,54 @@ fn vault_unlock_leaves_scrypt_memory_neither_locked_nor_resident() {
     assert!(lck <= 64, "VmLck {lck} kB after a vault unlock");
     // The work buffer alone is 262,144 kB; the daemon without it is a few MB.
     assert!(rss < 64 * 1024, "VmRSS {rss} kB after a vault unlock");
+}
+
+#[test]
+fn memory_taken_by_many_connections_is_given_back_after_they_close() {
+    let t = TestEnv::with_keyring(true);
+    let d = t.start_daemon(&[]);
+    t.ok(
+        &["add", "m.example", "--type", "bearer"],
+        "process-memory-token\n",
+    );
+    let pid = d.pid();
+    let req = b"GET /v1/credentials/m.example HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let lookup = |c: &mut std::os::unix::net::UnixStream| {
+        use std::io::{Read, Write};
+        c.write_all(req).unwrap();
+        let mut buf = [0u8; 4096];
+        assert!(c.read(&mut buf).unwrap() > 0);
+    };
+    let mut first = std::os::unix::net::UnixStream::connect(t.socket()).unwrap();
+    lookup(&mut first);
+    drop(first);
+    let idle = status_kb(pid, "RssAnon:").unwrap();
+    // Each open connection holds its buffers; 800 of them fit the default open-files limit
+    // of this process and take several MB of the daemon's heap.
+    let open: Vec<_> = (0..800)
+        .map(|_| {
+            let mut c = std::os::unix::net::UnixStream::connect(t.socket()).unwrap();
+            lookup(&mut c);
+            c
+        })
+        .collect();
+    let held = status_kb(pid, "RssAnon:").unwrap();
+    assert!(
+        held > idle + 4096,
+        "800 open connections: {held} kB vs {idle} kB idle"
+    );
+    drop(open);
+    // The trimmer runs a quiet period after the last connection closed; poll, bounded.
+    let mut now = held;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        now = status_kb(pid, "RssAnon:").unwrap();
+        if now <= idle + 2048 {
+            break;
+        }
+    }
+    assert!(
+        now <= idle + 2048,
+        "anonymous RSS {now} kB 10 s after the connections closed, {idle} kB before them, {held} kB with them"
+    );
 }

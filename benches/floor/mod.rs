@@ -82,6 +82,7 @@ pub struct Mem {
     pub rss: u64,
     pub pss: u64,
     pub lck: u64,
+    pub threads: usize,
 }
 
 impl Mem {
@@ -93,13 +94,14 @@ impl Mem {
             rss: kb_field(&status, "VmRSS:"),
             pss: kb_field(&rollup, "Pss:"),
             lck: kb_field(&status, "VmLck:"),
+            threads: std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count()),
         }
     }
 
     pub fn show(&self) -> String {
         format!(
-            "RSS {} kB, PSS {} kB, VmLck {} kB",
-            self.rss, self.pss, self.lck
+            "RSS {} kB, PSS {} kB, VmLck {} kB, {} threads",
+            self.rss, self.pss, self.lck, self.threads
         )
     }
 }

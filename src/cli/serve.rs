@@ -36,6 +36,9 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         // Keyring calls run here; a few threads serve them all, and a hung backend cannot
         // pile up hundreds of thread stacks.
         .max_blocking_threads(16)
+        // They come in short runs (an unlock, a store); an idle daemon keeps no thread
+        // waiting for the next one.
+        .thread_keep_alive(Duration::from_secs(2))
         .build()
         .context("starting the async runtime")?;
     let opts = Options {
@@ -49,7 +52,10 @@ pub fn run(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
             max: args.max_ttl.filter(|d| !d.is_zero()),
         },
     };
-    rt.block_on(daemon::serve(opts))?;
+    rt.block_on(async {
+        tokio::spawn(composer_keyd::harden::trim_after_bursts());
+        daemon::serve(opts).await
+    })?;
     Ok(())
 }
 

@@ -144,8 +144,15 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.slots.state().conns.remove(&self.id);
+        let none_left = {
+            let mut st = self.slots.state();
+            st.conns.remove(&self.id);
+            st.conns.is_empty()
+        };
         self.slots.changed.notify_one();
+        if none_left {
+            crate::harden::connections_closed();
+        }
     }
 }
 
