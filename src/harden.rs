@@ -221,8 +221,8 @@ pub fn connections_closed() {
 
 /// Gives freed heap pages back to the kernel after bursts, for as long as the daemon runs.
 /// Runs on the daemon's runtime (no thread of its own) and only wakes after connections
-/// closed: [`TRIM_QUIET`] after the last close of a burst, it trims if at least
-/// [`TRIM_AFTER_FREED`] bytes were freed since the last trim.
+/// closed: 2 s after the last close of a burst, it trims if at least 1 MiB was freed
+/// since the last trim.
 pub async fn trim_after_bursts() {
     loop {
         ALL_CLOSED.notified().await;
