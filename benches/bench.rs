@@ -69,6 +69,24 @@ fn put(sock: &Path, origin: &str, user: &str) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// Starts the daemon, reports its idle memory, then stores the credential every lookup row asks for.
+fn idle_daemon_with_one_credential(t: &TestEnv, report: &mut Report) -> support::Daemon {
+    let d = t.start_daemon(&[]);
+    std::thread::sleep(Duration::from_millis(500));
+    report.row(
+        "memory idle",
+        floor::Mem::of(d.pid()).show(),
+        "".into(),
+        "RSS ≤ 5 MB",
+    );
+    put(
+        &t.socket(),
+        "repo.magento.com",
+        "0123456789abcdef0123456789abcdef",
+    );
+    d
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     wire::quantile(&mut v, 0.5)
 }
@@ -108,20 +126,8 @@ fn main() {
     t.env.insert("RUST_LOG".into(), "info".into());
     // `BENCH_ONLY=memory`: the memory rows alone (idle, after a burst, after 4,000 connections).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
-        let d = t.start_daemon(&[]);
+        let d = idle_daemon_with_one_credential(&t, &mut report);
         let sock = t.socket();
-        std::thread::sleep(Duration::from_millis(500));
-        report.row(
-            "memory idle",
-            floor::Mem::of(d.pid()).show(),
-            "".into(),
-            "RSS ≤ 5 MB",
-        );
-        put(
-            &sock,
-            "repo.magento.com",
-            "0123456789abcdef0123456789abcdef",
-        );
         let ka = wire::get_request("/v1/credentials/repo.magento.com", true);
         floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
         println!("\n{}", report.markdown());
@@ -143,20 +149,8 @@ fn main() {
     );
     socket_activated_startup(&t, &mut report);
 
-    let d = t.start_daemon(&[]);
+    let d = idle_daemon_with_one_credential(&t, &mut report);
     let sock = t.socket();
-    std::thread::sleep(Duration::from_millis(500));
-    report.row(
-        "memory idle",
-        floor::Mem::of(d.pid()).show(),
-        "".into(),
-        "RSS ≤ 5 MB",
-    );
-    put(
-        &sock,
-        "repo.magento.com",
-        "0123456789abcdef0123456789abcdef",
-    );
     let path = "/v1/credentials/repo.magento.com";
 
     // Cold path: the first lookup after unlock reads the keyring.

@@ -120,13 +120,7 @@ impl Registry {
     /// Writes it atomically, 0600.
     pub fn save(&self, path: &Path) -> Result<(), GrantError> {
         let bytes = serde_json::to_vec_pretty(self).expect("grants serialize");
-        if let Some(dir) = path.parent() {
-            crate::paths::create_private_dir(dir).map_err(|source| GrantError::Io {
-                what: "creating",
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
+        private_parent(path)?;
         crate::atomic::write(path, &bytes, 0o600).map_err(|source| GrantError::Io {
             what: "writing",
             path: path.to_owned(),
@@ -171,6 +165,18 @@ impl Registry {
     }
 }
 
+/// Creates the registry's directory, private, when it is missing.
+fn private_parent(path: &Path) -> Result<(), GrantError> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    crate::paths::create_private_dir(dir).map_err(|source| GrantError::Io {
+        what: "creating",
+        path: dir.to_owned(),
+        source,
+    })
+}
+
 /// Holds `grants.lock` beside the registry until dropped. The directory is the user's private
 /// config directory; the lock file is never followed through a symlink all the same.
 fn lock(path: &Path) -> Result<std::fs::File, GrantError> {
@@ -182,13 +188,7 @@ fn lock(path: &Path) -> Result<std::fs::File, GrantError> {
         path: lock_path.clone(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        crate::paths::create_private_dir(dir).map_err(|source| GrantError::Io {
-            what: "creating",
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
+    private_parent(path)?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
