@@ -5,12 +5,11 @@
 mod support;
 
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use support::attacker::Nobody;
-use support::{TestEnv, BIN};
+use support::TestEnv;
 
 const ROOT_TEXT: &str = "root's own file, never to be changed\n";
 const TOKEN: &str = "bearer_shared_dir_t0ken";
@@ -37,17 +36,6 @@ with open(p, "w") as f:
     json.dump({"_note": "shared", "bearer": {"shared.example": sys.argv[2]}}, f)
 os.chmod(p, 0o4666)
 "#;
-
-fn run(t: &TestEnv, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    t.command(BIN)
-        .arg("--no-autostart")
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run composer-keyd")
-}
 
 fn text(o: &Output) -> String {
     format!(
@@ -112,8 +100,7 @@ fn planted_temp_symlinks_never_redirect_a_root_import() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3000");
 
     let auth = shared.join("auth.json");
-    let out = run(
-        &t,
+    let out = t.run_in(
         t.dir.path(),
         &["import", auth.to_str().unwrap(), "--allow-shared-dir"],
         &[],
@@ -159,7 +146,7 @@ fn a_shared_dir_is_refused_without_the_flag() {
     let auth = shared.join("auth.json");
     let before = std::fs::read(&auth).unwrap();
 
-    let out = run(&t, t.dir.path(), &["import", auth.to_str().unwrap()], &[]);
+    let out = t.run_in(t.dir.path(), &["import", auth.to_str().unwrap()], &[]);
     assert!(!out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     let reason: Vec<&str> = err.lines().filter(|l| l.contains("refusing")).collect();
@@ -200,7 +187,7 @@ fn a_symlinked_auth_json_in_a_shared_dir_is_not_followed() {
         let link = shared.join("auth.json");
         let mut args = vec!["import", link.to_str().unwrap()];
         args.extend_from_slice(extra);
-        let out = run(&t, t.dir.path(), &args, &[]);
+        let out = t.run_in(t.dir.path(), &args, &[]);
         assert!(!out.status.success(), "{extra:?}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not following"), "{err}");
@@ -237,7 +224,7 @@ fn a_linked_project_auth_json_keeps_the_project_scope_and_shows_the_target() {
     let (project, real) = linked_project(&t);
     std::os::unix::fs::symlink(&real, project.join("auth.json")).unwrap();
 
-    let out = run(&t, &project, &["import"], &[]);
+    let out = t.run_in(&project, &["import"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = format!(
         "{} -> {}",
@@ -272,7 +259,7 @@ fn a_link_outside_any_project_is_refused_rather_than_made_global() {
     let before = std::fs::read(&real).unwrap();
 
     let link = loose.join("auth.json");
-    let out = run(&t, &loose, &["import", link.to_str().unwrap()], &[]);
+    let out = t.run_in(&loose, &["import", link.to_str().unwrap()], &[]);
     assert!(!out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("all projects"), "{err}");
@@ -315,31 +302,7 @@ fn a_temp_file_left_by_kill9_is_reported_by_scan_and_removed_by_import() {
     )
     .unwrap();
 
-    let mut child = t
-        .command(BIN)
-        .args(["--no-autostart", "import"])
-        .current_dir(&project)
-        .env("COMPOSER_KEYD_TEST_PAUSE", "import-scrub-before-rename")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let mut paused = false;
-    // Bounded: the import reaches its pause or ends; either way stderr yields a line or EOF.
-    for _ in 0..50 {
-        line.clear();
-        if err.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if line.contains("test pause at import-scrub-before-rename") {
-            paused = true;
-            break;
-        }
-    }
-    assert!(paused, "the import never paused (last line {line:?})");
+    let mut child = t.import_paused_at(&project, "import-scrub-before-rename");
     child.kill().unwrap();
     child.wait().unwrap();
     let left = leftovers(&project);
@@ -349,7 +312,7 @@ fn a_temp_file_left_by_kill9_is_reported_by_scan_and_removed_by_import() {
 
     // Plant the old-style one again, then scan: both reported, exit 1.
     std::fs::write(&old, "{\"bearer\": {\"old.example\": \"old_plain_t0ken\"}}").unwrap();
-    let out = run(&t, &project, &["scan"], &[]);
+    let out = t.run_in(&project, &["scan"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = text(&out);
     for p in [&old, &fresh] {
@@ -360,7 +323,7 @@ fn a_temp_file_left_by_kill9_is_reported_by_scan_and_removed_by_import() {
             p.display()
         );
     }
-    let out = run(&t, &project, &["scan", "--json"], &[]);
+    let out = t.run_in(&project, &["scan", "--json"], &[]);
     let found: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         found
@@ -372,7 +335,7 @@ fn a_temp_file_left_by_kill9_is_reported_by_scan_and_removed_by_import() {
     );
 
     // The next import removes both, says so, and finishes the job.
-    let out = run(&t, &project, &["import"], &[]);
+    let out = t.run_in(&project, &["import"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     for p in [&old, &fresh] {
         assert!(
@@ -390,7 +353,7 @@ fn a_temp_file_left_by_kill9_is_reported_by_scan_and_removed_by_import() {
         t.credential("satis.shop.example", Some(&project))["token"],
         TOKEN
     );
-    let out = run(&t, &project, &["scan"], &[]);
+    let out = t.run_in(&project, &["scan"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
@@ -424,12 +387,7 @@ fn no_error_echoes_a_urls_userinfo() {
             .to_string(),
     )
     .unwrap();
-    let out = run(
-        &t,
-        &dir,
-        &["import", "--dry-run", auth.to_str().unwrap()],
-        &[],
-    );
+    let out = t.run_in(&dir, &["import", "--dry-run", auth.to_str().unwrap()], &[]);
     assert!(text(&out).contains("left in place"), "{}", text(&out));
     said.push(text(&out));
     for args in [
@@ -438,7 +396,7 @@ fn no_error_echoes_a_urls_userinfo() {
     ] {
         let mut a = args.to_vec();
         a.push(dir.to_str().unwrap());
-        let out = run(&t, &dir, &a, &[]);
+        let out = t.run_in(&dir, &a, &[]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         said.push(text(&out));
     }

@@ -154,7 +154,7 @@ fn import_scan_and_exec_carry_both_types() {
         "client-certificate": {"certs.example.com": {"local_cert": "/c/client.pem", "local_pk": "/c/client.key", "passphrase": "imp-pass-1"}}
     });
     write_mode(&home.join("auth.json"), &auth.to_string(), 0o600);
-    let scan = run_in(&t, &project, &["scan", "--no-env"], &[]);
+    let scan = t.run_in(&project, &["scan", "--no-env"], &[]);
     let shown = text(&scan);
     assert!(
         shown.contains("custom-headers") && shown.contains("client-certificate"),
@@ -163,7 +163,7 @@ fn import_scan_and_exec_carry_both_types() {
     assert_no_secret(&shown, &["imp-secret-1", "imp-pass-1"]);
 
     let _d = t.start_daemon(&[]);
-    let out = run_in(&t, &project, &["import"], &[]);
+    let out = t.run_in(&project, &["import"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_no_secret(&text(&out), &["imp-secret-1", "imp-pass-1"]);
     assert!(
@@ -179,8 +179,7 @@ fn import_scan_and_exec_carry_both_types() {
         "imp-pass-1"
     );
 
-    let env = run_in(
-        &t,
+    let env = t.run_in(
         &project,
         &["exec", "--", "sh", "-c", "printf %s \"$COMPOSER_AUTH\""],
         &[],

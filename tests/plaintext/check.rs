@@ -30,7 +30,7 @@ fn check_gives_ok_rejected_and_unreachable() {
     let secrets = [PUB, PRIV, PUB2, PRIV2, "tok_dead_x1"];
     let here = t.dir.path();
 
-    let out = run_in(&t, here, &["check", &good, "--scheme", "http"], &[]);
+    let out = t.run_in(here, &["check", &good, "--scheme", "http"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).starts_with(&format!(
@@ -40,8 +40,7 @@ fn check_gives_ok_rejected_and_unreachable() {
         text(&out)
     );
 
-    let out = run_in(
-        &t,
+    let out = t.run_in(
         here,
         &[
             "check",
@@ -73,7 +72,7 @@ fn check_gives_ok_rejected_and_unreachable() {
     );
     assert_no_secret(&shown, &secrets);
 
-    let out = run_in(&t, here, &["check", &dead, "--scheme", "http"], &[]);
+    let out = t.run_in(here, &["check", &dead, "--scheme", "http"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).starts_with(&format!("unreachable {dead}: cannot connect")),
@@ -86,7 +85,7 @@ fn check_gives_ok_rejected_and_unreachable() {
         ("COMPOSER_KEYD_CHECK_SCHEME", "http"),
         ("COMPOSER_KEYD_CHECK_CONNECT_TO", to_server.as_str()),
     ];
-    let out = run_in(&t, here, &["check", "--json"], &env);
+    let out = t.run_in(here, &["check", "--json"], &env);
     assert_eq!(out.status.code(), Some(1));
     let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let mut verdicts: Vec<(String, String)> = v
@@ -118,8 +117,7 @@ fn check_gives_ok_rejected_and_unreachable() {
         ],
         &format!("{PUB}\n{PRIV}\n"),
     );
-    let out = run_in(
-        &t,
+    let out = t.run_in(
         here,
         &[
             "check",
@@ -152,7 +150,7 @@ fn check_over_tls_trusts_ssl_cert_file_and_composer_cafile() {
     let here = t.dir.path();
     let args = ["check", "repo.magento.com", "--connect-to", &to_server];
 
-    let out = run_in(&t, here, &args, &[("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    let out = t.run_in(here, &args, &[("SSL_CERT_FILE", ca.to_str().unwrap())]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("HTTP 200 from https://repo.magento.com/packages.json"),
@@ -161,7 +159,7 @@ fn check_over_tls_trusts_ssl_cert_file_and_composer_cafile() {
     );
 
     // Without the CA the certificate is not trusted.
-    let out = run_in(&t, here, &args, &[]);
+    let out = t.run_in(here, &args, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).starts_with("unreachable repo.magento.com: TLS"),
@@ -175,7 +173,7 @@ fn check_over_tls_trusts_ssl_cert_file_and_composer_cafile() {
         serde_json::json!({"config": {"cafile": ca}}).to_string(),
     )
     .unwrap();
-    let out = run_in(&t, here, &args, &[]);
+    let out = t.run_in(here, &args, &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(server.log().contains("accepted GET /packages.json"));
 }

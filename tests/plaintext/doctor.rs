@@ -33,7 +33,7 @@ fn doctor_lists_each_problem_with_its_fix_and_passes_when_fixed() {
     let sock_dir = t.socket().parent().unwrap().to_path_buf();
     std::fs::create_dir_all(&sock_dir).unwrap();
     std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = run_in(&t, &proj, &["doctor", "--offline"], &[]);
+    let out = t.run_in(&proj, &["doctor", "--offline"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     // The client refuses the unsafe directory before it looks for a daemon in it.
@@ -67,7 +67,7 @@ fn doctor_lists_each_problem_with_its_fix_and_passes_when_fixed() {
     // Fix each problem the way the report says.
     std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let _d = t.start_daemon(&[]);
-    let imp = run_in(&t, &proj, &["import"], &[]);
+    let imp = t.run_in(&proj, &["import"], &[]);
     assert!(imp.status.success(), "{}", text(&imp));
     let home = composer_home(&t);
     std::fs::write(
@@ -82,7 +82,7 @@ fn doctor_lists_each_problem_with_its_fix_and_passes_when_fixed() {
         ("COMPOSER_KEYD_CHECK_SCHEME", "http"),
         ("COMPOSER_KEYD_CHECK_CONNECT_TO", to_server.as_str()),
     ];
-    let out = run_in(&t, &proj, &["doctor"], &env);
+    let out = t.run_in(&proj, &["doctor"], &env);
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("No problems found."), "{shown}");
@@ -95,7 +95,7 @@ fn doctor_lists_each_problem_with_its_fix_and_passes_when_fixed() {
 
     // A locked daemon is a problem with its own fix.
     t.ok(&["lock"], "");
-    let out = run_in(&t, &proj, &["doctor"], &env);
+    let out = t.run_in(&proj, &["doctor"], &env);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_problem(
         &String::from_utf8_lossy(&out.stdout),

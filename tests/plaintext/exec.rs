@@ -155,12 +155,11 @@ fn exec_gives_the_command_composer_auth_and_no_argv_holds_a_secret() {
         })
     );
 
-    let missing = run_in(&t, &proj, &["exec", "--", "no-such-command-x"], &[]);
+    let missing = t.run_in(&proj, &["exec", "--", "no-such-command-x"], &[]);
     assert_eq!(missing.status.code(), Some(127), "{}", text(&missing));
     assert!(text(&missing).contains("command not found"));
     // From inside the project, without --project, the project's credentials apply.
-    let env = run_in(
-        &t,
+    let env = t.run_in(
         &proj.join("app/code"),
         &["exec", "--", "sh", "-c", "printf %s \"$COMPOSER_AUTH\""],
         &[],

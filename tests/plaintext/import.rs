@@ -3,10 +3,8 @@
 use crate::support::TestEnv;
 use crate::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 /// Every secret seeded, for leak checks (including Bitbucket's cached access token, which is dropped).
 const SECRETS: &[&str] = &[
@@ -208,7 +206,7 @@ fn import_moves_every_type_scopes_the_project_and_scrubs() {
     let t = TestEnv::with_keyring(true);
     let s = seed(&t);
     let _d = t.start_daemon(&[]);
-    let out = run_in(&t, &s.project.join("app/code"), &["import"], &[]);
+    let out = t.run_in(&s.project.join("app/code"), &["import"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = text(&out);
     assert_no_secret(&shown, SECRETS);
@@ -218,7 +216,7 @@ fn import_moves_every_type_scopes_the_project_and_scrubs() {
     );
     assert_imported(&t, &s);
     // A second run finds nothing left and changes nothing.
-    let again = run_in(&t, &s.project, &["import"], &[]);
+    let again = t.run_in(&s.project, &["import"], &[]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(
         text(&again).contains("Nothing to import"),
@@ -235,7 +233,7 @@ fn dry_run_changes_nothing() {
     let files = [&s.global, &s.local, &s.magento];
     let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     // No daemon runs: a dry run must not need one.
-    let out = run_in(&t, &s.project, &["import", "--dry-run"], &[]);
+    let out = t.run_in(&s.project, &["import", "--dry-run"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = text(&out);
     assert_no_secret(&shown, SECRETS);
@@ -265,7 +263,7 @@ fn conflicts_are_reported_and_replace_overwrites() {
     })
     .to_string();
     write_mode(&file, &text_before, 0o600);
-    let out = run_in(&t, t.dir.path(), &["import"], &[]);
+    let out = t.run_in(t.dir.path(), &["import"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = text(&out);
     assert!(
@@ -286,7 +284,7 @@ fn conflicts_are_reported_and_replace_overwrites() {
         json!({"http-basic": {"repo.magento.com": {"username": PUB2, "password": PRIV2}}})
     );
 
-    let out = run_in(&t, t.dir.path(), &["import", "--replace"], &[]);
+    let out = t.run_in(t.dir.path(), &["import", "--replace"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(credential(&t, "repo.magento.com", None)["username"], PUB2);
     assert!(!file.exists());
@@ -303,8 +301,7 @@ fn from_env_imports_and_says_where_to_remove_it() {
         format!("alias ll='ls -l'\nexport COMPOSER_AUTH='{value}'\n"),
     )
     .unwrap();
-    let out = run_in(
-        &t,
+    let out = t.run_in(
         t.dir.path(),
         &["import", "--from-env"],
         &[("COMPOSER_AUTH", &value)],
@@ -357,34 +354,7 @@ fn kill9_at_any_point_loses_nothing_and_a_rerun_finishes() {
         let t = TestEnv::with_keyring(true);
         let s = seed(&t);
         let _d = t.start_daemon(&[]);
-        let mut child = t
-            .command(support::BIN)
-            .args(["--no-autostart", "import"])
-            .current_dir(&s.project)
-            .env("COMPOSER_KEYD_TEST_PAUSE", point)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        // Bounded: the import reaches its pause or ends; either way stderr yields a line or EOF.
-        let mut paused = false;
-        for _ in 0..50 {
-            line.clear();
-            if err.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            if line.contains(&format!("test pause at {point}")) {
-                paused = true;
-                break;
-            }
-        }
-        assert!(
-            paused,
-            "{point}: the import never paused (last line {line:?})"
-        );
+        let mut child = t.import_paused_at(&s.project, point);
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "{point}: killed");
@@ -401,7 +371,7 @@ fn kill9_at_any_point_loses_nothing_and_a_rerun_finishes() {
                 "{point}: {origin} lost"
             );
         }
-        let out = run_in(&t, &s.project, &["import"], &[]);
+        let out = t.run_in(&s.project, &["import"], &[]);
         assert!(out.status.success(), "{point}: {}", text(&out));
         assert_imported(&t, &s);
     }
@@ -422,7 +392,7 @@ fn on_the_vault_import_names_the_vault() {
         &json!({"bearer": {"packages.example.com": "bearer_vault_1"}}).to_string(),
         0o600,
     );
-    let out = run_in(&t, t.dir.path(), &["import"], &[]);
+    let out = t.run_in(t.dir.path(), &["import"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("packages.example.com  -> vault"), "{said}");

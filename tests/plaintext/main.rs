@@ -14,7 +14,7 @@ mod server;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use support::{request, TestEnv, BIN};
 
 /// A Magento public key (32 characters), the username the loopback repository accepts.
@@ -50,18 +50,6 @@ pub fn write_mode(path: &Path, text: &str, mode: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Runs the CLI (without autostart) in `cwd` with extra environment variables.
-pub fn run_in(t: &TestEnv, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    t.command(BIN)
-        .arg("--no-autostart")
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run composer-keyd")
 }
 
 /// stdout and stderr together, for messages.

@@ -51,7 +51,7 @@ fn scan_finds_nested_secrets_prints_none_and_passes_a_clean_tree() {
     let t = TestEnv::bare();
     let root = seed_tree(&t);
     let r = root.to_str().unwrap();
-    let out = run_in(&t, t.dir.path(), &["scan", r], &[]);
+    let out = t.run_in(t.dir.path(), &["scan", r], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = text(&out);
     assert_no_secret(&shown, SECRETS);
@@ -66,7 +66,7 @@ fn scan_finds_nested_secrets_prints_none_and_passes_a_clean_tree() {
         assert!(shown.contains(needle), "missing {needle:?} in {shown}");
     }
 
-    let out = run_in(&t, t.dir.path(), &["scan", "--json", r], &[]);
+    let out = t.run_in(t.dir.path(), &["scan", "--json", r], &[]);
     assert_eq!(out.status.code(), Some(1));
     let found: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let mut got: Vec<(String, String)> = found
@@ -99,11 +99,10 @@ fn scan_finds_nested_secrets_prints_none_and_passes_a_clean_tree() {
         r#"{"http-basic": {}, "github-oauth": {}}"#,
         0o600,
     );
-    let out = run_in(&t, t.dir.path(), &["scan", clean.to_str().unwrap()], &[]);
+    let out = t.run_in(t.dir.path(), &["scan", clean.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("No plaintext Composer credentials found"));
-    let out = run_in(
-        &t,
+    let out = t.run_in(
         t.dir.path(),
         &["scan", "--json", clean.to_str().unwrap()],
         &[],
@@ -116,13 +115,12 @@ fn scan_finds_nested_secrets_prints_none_and_passes_a_clean_tree() {
         "COMPOSER_AUTH",
         r#"{"github-oauth": {"github.com": "ghp_env_x1"}}"#,
     )];
-    let out = run_in(&t, t.dir.path(), &["scan", clean.to_str().unwrap()], &env);
+    let out = t.run_in(t.dir.path(), &["scan", clean.to_str().unwrap()], &env);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("$COMPOSER_AUTH: github-oauth for github.com"));
     assert!(text(&out).contains("composer-keyd import --from-env"));
     assert_no_secret(&text(&out), SECRETS);
-    let out = run_in(
-        &t,
+    let out = t.run_in(
         t.dir.path(),
         &["scan", "--no-env", clean.to_str().unwrap()],
         &env,
@@ -140,7 +138,7 @@ fn scan_defaults_to_the_project_and_composer_home() {
         0o600,
     );
     // From a subdirectory: the project root is found upward.
-    let out = run_in(&t, &root.join("deep/a"), &["scan", "--json"], &[]);
+    let out = t.run_in(&root.join("deep/a"), &["scan", "--json"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let found: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(found.len(), 6, "{found:?}");
@@ -177,27 +175,26 @@ fn scan_git_history_finds_a_secret_deleted_from_the_tree() {
     git(&["rm", "-q", "app/etc/auth.json"]);
     git(&["commit", "-qm", "oops"]);
     let r = repo.to_str().unwrap();
-    let out = run_in(&t, &repo, &["scan", r], &[]);
+    let out = t.run_in(&repo, &["scan", r], &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "the tree is clean: {}",
         text(&out)
     );
-    let out = run_in(&t, &repo, &["scan", "--git-history", r], &[]);
+    let out = t.run_in(&repo, &["scan", "--git-history", r], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = text(&out);
     assert_no_secret(&shown, SECRETS);
     assert!(shown.contains("app/etc/auth.json (commit "), "{shown}");
     assert!(shown.contains("http-basic for repo.magento.com"), "{shown}");
     assert!(shown.contains("revoke it"), "{shown}");
-    let out = run_in(&t, &repo, &["scan", "--json", "--git-history", r], &[]);
+    let out = t.run_in(&repo, &["scan", "--json", "--git-history", r], &[]);
     let found: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["commit"].as_str().unwrap().len(), 12);
     // Outside a repository, --git-history says so.
-    let out = run_in(
-        &t,
+    let out = t.run_in(
         t.dir.path(),
         &["scan", "--git-history", t.dir.path().to_str().unwrap()],
         &[],

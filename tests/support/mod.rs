@@ -191,6 +191,48 @@ impl TestEnv {
         c
     }
 
+    /// Runs the CLI (without autostart) in `cwd` with extra environment variables.
+    pub fn run_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(BIN)
+            .arg("--no-autostart")
+            .args(args)
+            .current_dir(cwd)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run composer-keyd")
+    }
+
+    /// Starts `import` in `cwd` and returns it held at its test pause `point`
+    /// (`COMPOSER_KEYD_TEST_PAUSE`), for the test to kill there.
+    pub fn import_paused_at(&self, cwd: &Path, point: &str) -> Child {
+        let mut child = self
+            .command(BIN)
+            .args(["--no-autostart", "import"])
+            .current_dir(cwd)
+            .env("COMPOSER_KEYD_TEST_PAUSE", point)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        // Bounded: the import reaches its pause or ends; either way stderr yields a line or EOF.
+        for _ in 0..50 {
+            line.clear();
+            if err.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            if line.contains(&format!("test pause at {point}")) {
+                return child;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{point}: the import never paused (last line {line:?})");
+    }
+
     /// Runs the CLI with `stdin` and no autostart.
     pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
         let mut child = self
