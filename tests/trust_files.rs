@@ -86,18 +86,25 @@ fn next_pid() -> u32 {
         + 1
 }
 
-#[test]
-fn planted_temp_symlinks_never_redirect_a_root_import() {
-    let t = TestEnv::with_keyring(true);
-    let _d = t.start_daemon(&[]);
+/// A directory of `nobody`'s holding an auth.json with a secret, and `links` symlinks under
+/// the temp names an import would use, all pointing at a file of root's (returned last).
+fn shared_dir_with_planted_links(t: &TestEnv, links: &str) -> (Nobody, PathBuf, PathBuf) {
     let nobody = Nobody::new(t.dir.path());
-    let victim = root_file(&t);
+    let victim = root_file(t);
     let shared = nobody.dir(t.dir.path(), "shared");
     let d = shared.to_str().unwrap();
     nobody.python(AUTH_AS_NOBODY, &[d, TOKEN]);
     let first = next_pid().to_string();
-    let out = nobody.python(PLANT, &[d, victim.to_str().unwrap(), &first, "3000"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3000");
+    let out = nobody.python(PLANT, &[d, victim.to_str().unwrap(), &first, links]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), links);
+    (nobody, shared, victim)
+}
+
+#[test]
+fn planted_temp_symlinks_never_redirect_a_root_import() {
+    let t = TestEnv::with_keyring(true);
+    let _d = t.start_daemon(&[]);
+    let (_nobody, shared, victim) = shared_dir_with_planted_links(&t, "3000");
 
     let auth = shared.join("auth.json");
     let out = t.run_in(
@@ -136,13 +143,7 @@ fn planted_temp_symlinks_never_redirect_a_root_import() {
 fn a_shared_dir_is_refused_without_the_flag() {
     let t = TestEnv::with_keyring(true);
     let _d = t.start_daemon(&[]);
-    let nobody = Nobody::new(t.dir.path());
-    let victim = root_file(&t);
-    let shared = nobody.dir(t.dir.path(), "shared");
-    let d = shared.to_str().unwrap();
-    nobody.python(AUTH_AS_NOBODY, &[d, TOKEN]);
-    let first = next_pid().to_string();
-    nobody.python(PLANT, &[d, victim.to_str().unwrap(), &first, "300"]);
+    let (_nobody, shared, victim) = shared_dir_with_planted_links(&t, "300");
     let auth = shared.join("auth.json");
     let before = std::fs::read(&auth).unwrap();
 
