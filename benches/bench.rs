@@ -92,6 +92,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
+    floor::serve_if_asked();
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let scale = if quick { 10 } else { 1 };
     let mut report = Report { rows: Vec::new() };
@@ -104,14 +105,20 @@ fn main() {
     // `BENCH_ONLY=lookup`: the cached lookup against both floors alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("lookup") {
         let t = TestEnv::with_keyring(true);
-        let _d = t.start_daemon(&[]);
+        let d = t.start_daemon(&[]);
         put(
             &t.socket(),
             "repo.magento.com",
             "0123456789abcdef0123456789abcdef",
         );
         let path = "/v1/credentials/repo.magento.com";
-        lookup_rows(&mut report, t.dir.path(), &t.socket(), path, scale);
+        lookup_rows(
+            &mut report,
+            t.dir.path(),
+            (d.pid(), &t.socket()),
+            path,
+            scale,
+        );
         println!("\n{}", report.markdown());
         return;
     }
@@ -172,7 +179,7 @@ fn main() {
 
     vault_cold_path(&mut report);
 
-    let n = lookup_rows(&mut report, t.dir.path(), &sock, path, scale);
+    let n = lookup_rows(&mut report, t.dir.path(), (d.pid(), &sock), path, scale);
     let ka = wire::get_request(path, true);
 
     floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
@@ -520,20 +527,31 @@ fn cpu_model() -> String {
 }
 
 /// The cached lookup against both floors: keep-alive p50/p99, connect-per-request, and
-/// throughput with 1, 8 and 64 clients. Returns the keep-alive sample size.
-fn lookup_rows(report: &mut Report, dir: &Path, sock: &Path, path: &str, scale: usize) -> usize {
+/// throughput with 1, 8 and 64 clients, from the daemon with pid `daemon` listening on `sock`.
+/// Returns the keep-alive sample size.
+fn lookup_rows(
+    report: &mut Report,
+    dir: &Path,
+    (daemon, sock): (u32, &Path),
+    path: &str,
+    scale: usize,
+) -> usize {
     let canned = wire::capture(sock, path);
-    let floor = wire::Floor::start(dir, canned.clone());
-    let hyper = floor::HyperFloor::start(dir, &canned);
+    let floor = floor::Floor::start(dir, floor::Kind::Raw, &canned);
+    let hyper = floor::Floor::start(dir, floor::Kind::Hyper, &canned);
     let ka = wire::get_request(path, true);
     let close = wire::get_request(path, false);
     let n = 20_000 / scale;
-    wire::latencies(&floor.socket, &ka, n / 10);
-    wire::latencies(sock, &ka, n / 10);
-    wire::latencies(&hyper.socket, &ka, n / 10);
-    let mut f = wire::latencies(&floor.socket, &ka, n);
-    let mut h = wire::latencies(&hyper.socket, &ka, n);
-    let mut m = wire::latencies(sock, &ka, n);
+    // Each server on the client's CPU while it is measured: see `wire::on_one_cpu`.
+    let timed = |pid: u32, socket: &Path| {
+        wire::on_one_cpu(pid, || {
+            wire::latencies(socket, &ka, n / 10);
+            wire::latencies(socket, &ka, n)
+        })
+    };
+    let mut f = timed(floor.pid(), &floor.socket);
+    let mut h = timed(hyper.pid(), &hyper.socket);
+    let mut m = timed(daemon, sock);
     let (f50, f99) = (wire::quantile(&mut f, 0.5), wire::quantile(&mut f, 0.99));
     let (h50, h99) = (wire::quantile(&mut h, 0.5), wire::quantile(&mut h, 0.99));
     let (m50, m99) = (wire::quantile(&mut m, 0.5), wire::quantile(&mut m, 0.99));

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A keep-alive HTTP/1.1 connection that sends one fixed request and reads one response.
@@ -74,56 +74,42 @@ pub fn one_shot(sock: &Path, req: &[u8]) -> usize {
     Conn::open(sock).round_trip(req)
 }
 
-/// A responder that does no work: it answers every request head with `canned`.
-/// Runs on tokio's current-thread runtime, like the daemon.
-pub struct Floor {
-    /// Where it listens.
-    pub socket: PathBuf,
-}
-
-impl Floor {
-    /// Starts the responder on `dir/floor.sock`, answering with `canned`.
-    pub fn start(dir: &Path, canned: Vec<u8>) -> Floor {
-        let socket = dir.join("floor.sock");
-        let std_listener = UnixListener::bind(&socket).expect("bind the floor socket");
-        std_listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::UnixListener::from_std(std_listener).unwrap();
-                let canned: &'static [u8] = Box::leak(canned.into_boxed_slice());
-                while let Ok((mut s, _)) = listener.accept().await {
-                    tokio::spawn(async move {
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let mut buf = vec![0u8; 16 * 1024];
-                        let mut have = 0;
-                        loop {
-                            let Ok(n) = s.read(&mut buf[have..]).await else {
-                                return;
-                            };
-                            if n == 0 {
-                                return;
-                            }
-                            have += n;
-                            // Answer every complete request head in the buffer.
-                            while let Some(end) = find(&buf[..have], b"\r\n\r\n") {
-                                let close = find(&buf[..end], b"Connection: close").is_some();
-                                if s.write_all(canned).await.is_err() || close {
-                                    return;
-                                }
-                                buf.copy_within(end + 4..have, 0);
-                                have -= end + 4;
-                            }
+/// A responder that does no work: it answers every request head on `listener` with `canned`.
+/// Runs on tokio's current-thread runtime, like the daemon, until the process is killed.
+pub fn serve_raw(listener: UnixListener, canned: Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+        let canned: &'static [u8] = Box::leak(canned.into_boxed_slice());
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut have = 0;
+                loop {
+                    let Ok(n) = s.read(&mut buf[have..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    have += n;
+                    // Answer every complete request head in the buffer.
+                    while let Some(end) = find(&buf[..have], b"\r\n\r\n") {
+                        let close = find(&buf[..end], b"Connection: close").is_some();
+                        if s.write_all(canned).await.is_err() || close {
+                            return;
                         }
-                    });
+                        buf.copy_within(end + 4..have, 0);
+                        have -= end + 4;
+                    }
                 }
             });
-        });
-        Floor { socket }
-    }
+        }
+    });
 }
 
 /// Latencies of `n` keep-alive round trips on one connection.
@@ -178,5 +164,54 @@ pub fn capture(sock: &Path, path: &str) -> Vec<u8> {
     s.write_all(&get_request(path, false)).unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// Runs `f` with the calling thread and every thread of process `server` on one CPU (the last
+/// one this thread may use), then lets them all run anywhere again.
+///
+/// Unpinned, a round trip's latency on a VM is mostly how long an idle virtual CPU takes to
+/// wake, which varied threefold between runs and favoured whichever server the scheduler
+/// happened to place beside the client. On one CPU it is the work of client and server plus
+/// two context switches, the same for every server measured.
+pub fn on_one_cpu<T>(server: u32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut all: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `all` is a valid cpu_set_t of `size` bytes; 0 is the calling thread.
+    if unsafe { libc::sched_getaffinity(0, size, &mut all) } != 0 {
+        return f();
+    }
+    let last = (0..libc::CPU_SETSIZE as usize)
+        .rev()
+        // SAFETY: `cpu` is below CPU_SETSIZE.
+        .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &all) })
+        .unwrap_or(0);
+    // SAFETY: as above.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `last` is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(last, &mut one) };
+    let set = |tid: libc::pid_t, mask: &libc::cpu_set_t| {
+        // SAFETY: `mask` is a valid cpu_set_t of `size` bytes; a thread that has gone
+        // just makes the call fail.
+        unsafe { libc::sched_setaffinity(tid, size, mask) };
+    };
+    let threads = || -> Vec<libc::pid_t> {
+        std::fs::read_dir(format!("/proc/{server}/task"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    set(0, &one);
+    for tid in threads() {
+        set(tid, &one);
+    }
+    let out = f();
+    for tid in threads() {
+        set(tid, &all);
+    }
+    set(0, &all);
     out
 }

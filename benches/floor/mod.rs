@@ -7,50 +7,126 @@
 //! shows what the daemon's own code costs.
 
 use std::convert::Infallible;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// A floor server in a process of its own, as the daemon is, so that every server measured
+/// is reached across the same process boundary (a switch between threads of one process is
+/// cheaper than one between processes, and favoured in-process floors).
+pub struct Floor {
+    /// Where it listens.
+    pub socket: PathBuf,
+    child: Child,
+}
+
+/// Which floor a child process serves.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// [`super::wire::serve_raw`]: reads heads, writes the canned bytes.
+    Raw,
+    /// [`serve_hyper`]: hyper with the canned content type and body.
+    Hyper,
+}
+
+const KIND_VAR: &str = "BENCH_FLOOR";
+const SOCKET_VAR: &str = "BENCH_FLOOR_SOCKET";
+const REPLY_VAR: &str = "BENCH_FLOOR_REPLY";
+
+impl Floor {
+    /// Starts a floor of `kind` answering with `canned` on `dir/<kind>-floor.sock`, in a child
+    /// process (this bench binary again, told by [`serve_if_asked`] what to serve).
+    pub fn start(dir: &Path, kind: Kind, canned: &[u8]) -> Floor {
+        let name = match kind {
+            Kind::Raw => "raw",
+            Kind::Hyper => "hyper",
+        };
+        let socket = dir.join(format!("{name}-floor.sock"));
+        let reply = dir.join(format!("{name}-floor.reply"));
+        std::fs::write(&reply, canned).unwrap();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .env(KIND_VAR, name)
+            .env(SOCKET_VAR, &socket)
+            .env(REPLY_VAR, &reply)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start a floor process");
+        let floor = Floor { socket, child };
+        for _ in 0..500 {
+            if UnixStream::connect(&floor.socket).is_ok() {
+                return floor;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the {name} floor did not start listening");
+    }
+}
+
+impl Floor {
+    /// The floor process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In a floor's child process, serves the floor it was started for and never returns;
+/// anywhere else, returns at once.
+pub fn serve_if_asked() {
+    let Some(kind) = std::env::var_os(KIND_VAR) else {
+        return;
+    };
+    let socket = std::env::var_os(SOCKET_VAR).expect("the floor's socket");
+    let canned = std::fs::read(std::env::var_os(REPLY_VAR).expect("the floor's reply")).unwrap();
+    let listener = UnixListener::bind(socket).expect("bind the floor socket");
+    listener.set_nonblocking(true).unwrap();
+    // The bench kills this process when it is done; this bounds it if the bench itself dies.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(3600));
+        std::process::exit(0);
+    });
+    match kind.to_str() {
+        Some("raw") => super::wire::serve_raw(listener, canned),
+        Some("hyper") => serve_hyper(listener, &canned),
+        _ => panic!("unknown floor {kind:?}"),
+    }
+    std::process::exit(0);
+}
 
 /// A hyper http1 server that answers every request with the same status line's 200, content
 /// type and body as the captured daemon reply. Same runtime flavour as the daemon.
-pub struct HyperFloor {
-    pub socket: PathBuf,
-}
-
-impl HyperFloor {
-    pub fn start(dir: &Path, canned: &[u8]) -> HyperFloor {
-        let (content_type, body) = split_reply(canned);
-        let socket = dir.join("hyper-floor.sock");
-        let std_listener = UnixListener::bind(&socket).expect("bind the hyper floor socket");
-        std_listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::UnixListener::from_std(std_listener).unwrap();
-                let body = bytes::Bytes::from(body);
-                let ct = hyper::header::HeaderValue::from_str(&content_type).unwrap();
-                while let Ok((s, _)) = listener.accept().await {
-                    let (body, ct) = (body.clone(), ct.clone());
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |_req| {
-                            let mut resp =
-                                hyper::Response::new(http_body_util::Full::new(body.clone()));
-                            resp.headers_mut()
-                                .insert(hyper::header::CONTENT_TYPE, ct.clone());
-                            async move { Ok::<_, Infallible>(resp) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(s), service)
-                            .await;
-                    });
-                }
+fn serve_hyper(listener: UnixListener, canned: &[u8]) {
+    let (content_type, body) = split_reply(canned);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+        let body = bytes::Bytes::from(body);
+        let ct = hyper::header::HeaderValue::from_str(&content_type).unwrap();
+        while let Ok((s, _)) = listener.accept().await {
+            let (body, ct) = (body.clone(), ct.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let mut resp = hyper::Response::new(http_body_util::Full::new(body.clone()));
+                    resp.headers_mut()
+                        .insert(hyper::header::CONTENT_TYPE, ct.clone());
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                    .await;
             });
-        });
-        HyperFloor { socket }
-    }
+        }
+    });
 }
 
 /// The content type and body of a captured HTTP/1.1 response.
