@@ -56,6 +56,18 @@ impl Origin {
         if input.len() > MAX_ORIGIN_LEN {
             return Err(OriginError::TooLong);
         }
+        // Every lookup parses its origin; most are a plain lowercase host name, which the
+        // general rules below would accept unchanged. One pass over the bytes finds those.
+        if input.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        }) {
+            return Origin::plain_host(input);
+        }
+        Origin::parse_any(input)
+    }
+
+    /// [`Origin::parse`] for every input: Unicode, upper case, ports, IPv6 literals.
+    pub(super) fn parse_any(input: &str) -> Result<Origin, OriginError> {
         if input.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(OriginError::BadCharacter);
         }
@@ -91,13 +103,27 @@ impl Origin {
             Some(p) => format!("{host}:{p}"),
             None => host.to_owned(),
         };
+        Ok(Origin::folded(origin))
+    }
+
+    /// A host name of lowercase letters, digits, `.`, `-` and `_` only, checked as
+    /// [`Origin::parse`] checks one.
+    fn plain_host(host: &str) -> Result<Origin, OriginError> {
+        if host.starts_with(['.', '-']) || host.ends_with('.') || host.contains("..") {
+            return Err(OriginError::NotAHost);
+        }
+        Ok(Origin::folded(host.to_owned()))
+    }
+
+    /// `origin` with the hosts Composer treats as one folded together.
+    fn folded(origin: String) -> Origin {
         if origin.ends_with(".github.com") && origin != "codeload.github.com" {
-            return Ok(Origin("github.com".into()));
+            return Origin("github.com".into());
         }
         if origin == "repo.packagist.org" {
-            return Ok(Origin("packagist.org".into()));
+            return Origin("packagist.org".into());
         }
-        Ok(Origin(origin))
+        Origin(origin)
     }
 
     /// Computes the origin of a URL (`https://user@host:port/path`) as Composer does.

@@ -186,3 +186,29 @@ fn client_certificate_paths_are_metadata_and_checked() {
         ))
     );
 }
+
+#[test]
+fn the_plain_host_fast_path_agrees_with_the_general_rules() {
+    for input in [
+        "repo.magento.com",
+        "gitlab.example.com",
+        "api.github.com",
+        "codeload.github.com",
+        "repo.packagist.org",
+        "a",
+        "a_b-c.d",
+        "0.0",
+        ".lead",
+        "-lead",
+        "trail.",
+        "two..dots",
+        "x-.y",
+        "_",
+    ] {
+        assert_eq!(
+            Origin::parse(input).map(String::from),
+            Origin::parse_any(input).map(String::from),
+            "{input}"
+        );
+    }
+}
