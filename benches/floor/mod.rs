@@ -1,10 +1,10 @@
-//! The second floor (a minimal hyper 1.x server with the daemon's canned reply) and the daemon's memory probes.
+//! The floors' processes, the second floor (a minimal hyper 1.x server with the daemon's canned reply) and the daemon's memory probes.
 //!
 //! (A directory of its own, so that cargo does not build it as a bench target.)
 //!
-//! The raw floor in `wire.rs` is the limit of the socket; this one is the limit of the
-//! stack the daemon chose (hyper on tokio's current-thread runtime), so a ratio to it
-//! shows what the daemon's own code costs.
+//! The raw floor in `wire.rs` is the limit of the socket; the hyper floor is the limit of
+//! the stack the daemon chose (hyper on tokio's current-thread runtime), so a ratio to it
+//! shows what the daemon's own code costs. Both run in child processes, as the daemon does.
 
 use std::convert::Infallible;
 use std::os::unix::net::{UnixListener, UnixStream};
