@@ -4,7 +4,6 @@ use crate::atomic;
 use crate::credential::{CredentialType, Origin};
 use crate::protocol::{CredentialInfo, OriginInfo};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -113,7 +112,7 @@ pub enum IndexError {
 /// All credentials' metadata, grouped by origin for constant-time lookups.
 #[derive(Default, Clone)]
 pub struct Index {
-    by_origin: HashMap<Origin, Vec<Meta>>,
+    by_origin: crate::FastMap<Origin, Vec<Meta>>,
 }
 
 impl Index {

@@ -42,3 +42,8 @@ pub mod service;
 pub mod shim;
 pub mod store;
 pub mod trust;
+
+/// The hash map of the daemon's per-lookup tables (index, cache, connection slots, audit
+/// repeat counts). Their keys come from the daemon's own user, who can do worse to it than
+/// collide hashes; SipHash cost more per lookup than routing a request.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -1,7 +1,6 @@
 //! Repeated releases on one connection: the first release of each credential is written at once, later ones are counted and written as one line when the connection ends or the daemon locks.
 
 use super::Record;
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// Credentials counted per connection; releases of any further credential on the same
@@ -17,11 +16,11 @@ struct Counted {
 /// Counted releases of every open connection.
 #[derive(Default)]
 pub(super) struct Repeats {
-    open: Mutex<HashMap<u64, Vec<Counted>>>,
+    open: Mutex<crate::FastMap<u64, Vec<Counted>>>,
 }
 
 impl Repeats {
-    fn open(&self) -> MutexGuard<'_, HashMap<u64, Vec<Counted>>> {
+    fn open(&self) -> MutexGuard<'_, crate::FastMap<u64, Vec<Counted>>> {
         // Nothing panics while holding it: the data is a map of counters.
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -13,7 +13,6 @@ use crate::protocol::{
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::switchable::Switchable;
 use crate::store::{Slot, SlotKey, Store, StoreError};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -84,7 +83,7 @@ pub struct AgentConfig {
 struct Inner {
     index: Index,
     /// Decrypted credentials, filled on first use, wiped by `lock`.
-    cache: HashMap<SlotKey, Arc<Released>>,
+    cache: crate::FastMap<SlotKey, Arc<Released>>,
     locked: bool,
     /// Bumped by every write and by `lock`, so a read that raced one does not cache a stale secret.
     generation: u64,
@@ -124,7 +123,7 @@ impl Agent {
             cfg,
             inner: Mutex::new(Inner {
                 index,
-                cache: HashMap::new(),
+                cache: crate::FastMap::default(),
                 locked,
                 generation: 0,
                 dirty: false,

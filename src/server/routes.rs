@@ -136,17 +136,15 @@ pub fn error_response(e: &Error) -> Response<WipeBody> {
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<WipeBody> {
-    let bytes = to_json_zeroizing(value);
-    let len = bytes.len();
-    body_response(status, WipeBody::new(bytes), len)
+    body_response(status, WipeBody::new(to_json_zeroizing(value)))
 }
 
-fn body_response(status: StatusCode, body: WipeBody, len: usize) -> Response<WipeBody> {
+/// hyper writes the content-length itself, from the body's exact size.
+fn body_response(status: StatusCode, body: WipeBody) -> Response<WipeBody> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }
 
@@ -192,12 +190,7 @@ async fn route(
                         ..Record::new(Event::Release)
                     })
                 });
-            let len = released.json.len();
-            Ok(body_response(
-                StatusCode::OK,
-                WipeBody::shared(released),
-                len,
-            ))
+            Ok(body_response(StatusCode::OK, WipeBody::shared(released)))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
@@ -391,6 +384,10 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
 }
 
 pub(crate) fn parse_origin(segment: &str) -> Result<Origin, Error> {
+    // Without a '%' there is nothing to decode, and a &str is UTF-8 already.
+    if !segment.contains('%') {
+        return Ok(Origin::parse(segment)?);
+    }
     let decoded = percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .map_err(|_| Error::BadRequest("the origin is not UTF-8".into()))?;

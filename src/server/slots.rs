@@ -4,7 +4,6 @@
 //! such as the plugin's 1.5 s, would pass first): the connection idle longest is asked to
 //! close, and the new one takes its place. Connections inside a request are never cut.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -21,7 +20,7 @@ struct State {
     next_id: u64,
     /// Ticks on every change of idleness, so "idle longest" needs no clock.
     tick: u64,
-    conns: HashMap<u64, Conn>,
+    conns: crate::FastMap<u64, Conn>,
 }
 
 struct Conn {
