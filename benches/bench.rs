@@ -69,22 +69,22 @@ fn put(sock: &Path, origin: &str, user: &str) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-/// Starts the daemon, reports its idle memory, then stores the credential every lookup row asks for.
-fn idle_daemon_with_one_credential(t: &TestEnv, report: &mut Report) -> support::Daemon {
+/// Starts the daemon, reports its idle memory, then stores the credential every lookup row
+/// asks for. Returns the daemon and that idle memory.
+fn idle_daemon_with_one_credential(
+    t: &TestEnv,
+    report: &mut Report,
+) -> (support::Daemon, floor::Mem) {
     let d = t.start_daemon(&[]);
     std::thread::sleep(Duration::from_millis(500));
-    report.row(
-        "memory idle",
-        floor::Mem::of(d.pid()).show(),
-        "".into(),
-        "RSS ≤ 5 MB",
-    );
+    let idle = floor::Mem::of(d.pid());
+    report.row("memory idle", idle.show(), "".into(), "RSS ≤ 5 MB");
     put(
         &t.socket(),
         "repo.magento.com",
         "0123456789abcdef0123456789abcdef",
     );
-    d
+    (d, idle)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -133,10 +133,10 @@ fn main() {
     t.env.insert("RUST_LOG".into(), "info".into());
     // `BENCH_ONLY=memory`: the memory rows alone (idle, after a burst, after 4,000 connections).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
-        let d = idle_daemon_with_one_credential(&t, &mut report);
+        let (d, idle) = idle_daemon_with_one_credential(&t, &mut report);
         let sock = t.socket();
         let ka = wire::get_request("/v1/credentials/repo.magento.com", true);
-        floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
+        floor::memory_after_probes(&mut report, d.pid(), idle, &sock, &ka);
         println!("\n{}", report.markdown());
         return;
     }
@@ -156,7 +156,7 @@ fn main() {
     );
     socket_activated_startup(&t, &mut report);
 
-    let d = idle_daemon_with_one_credential(&t, &mut report);
+    let (d, idle) = idle_daemon_with_one_credential(&t, &mut report);
     let sock = t.socket();
     let path = "/v1/credentials/repo.magento.com";
 
@@ -182,7 +182,7 @@ fn main() {
     let n = lookup_rows(&mut report, t.dir.path(), (d.pid(), &sock), path, scale);
     let ka = wire::get_request(path, true);
 
-    floor::memory_after_probes(&mut report, d.pid(), &sock, &ka);
+    floor::memory_after_probes(&mut report, d.pid(), idle, &sock, &ka);
 
     // Memory with 1,000 credentials, each looked up once (so all are cached).
     let n_creds = 1000 / scale;

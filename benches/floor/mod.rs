@@ -217,9 +217,15 @@ fn raise_nofile() {
 }
 
 /// Memory rows for the daemon `pid`: after a lookup burst, and 10 s after ~4,000 idle
-/// connections close (the daemon's idle time-out ends none of them before the client does).
-pub fn memory_after_probes(report: &mut super::Report, pid: u32, sock: &Path, req: &[u8]) {
-    let idle = Mem::of(pid);
+/// connections close (the daemon's idle time-out ends none of them before the client does),
+/// the last against `idle`, the "memory idle" row.
+pub fn memory_after_probes(
+    report: &mut super::Report,
+    pid: u32,
+    idle: Mem,
+    sock: &Path,
+    req: &[u8],
+) {
     super::wire::throughput(sock, req, 64, 200);
     report.row(
         "memory after 64-client burst",
@@ -240,7 +246,10 @@ pub fn memory_after_probes(report: &mut super::Report, pid: u32, sock: &Path, re
     report.row(
         "memory 10 s after 4,000 connections close",
         after.show(),
-        format!("{:+} kB RSS vs idle", after.rss as i64 - idle.rss as i64),
+        format!(
+            "{:+} kB RSS vs the idle row",
+            after.rss as i64 - idle.rss as i64
+        ),
         "RSS within 2 MB of idle",
     );
 }
