@@ -77,12 +77,7 @@ pub fn one_shot(sock: &Path, req: &[u8]) -> usize {
 /// A responder that does no work: it answers every request head on `listener` with `canned`.
 /// Runs on tokio's current-thread runtime, like the daemon, until the process is killed.
 pub fn serve_raw(listener: UnixListener, canned: Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+    on_current_thread(listener, |listener| async move {
         let canned: &'static [u8] = Box::leak(canned.into_boxed_slice());
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -110,6 +105,20 @@ pub fn serve_raw(listener: UnixListener, canned: Vec<u8>) {
             });
         }
     });
+}
+
+/// Runs `serve` on `listener` on tokio's current-thread runtime, the daemon's flavour.
+pub fn on_current_thread<F: std::future::Future<Output = ()>>(
+    listener: UnixListener,
+    serve: impl FnOnce(tokio::net::UnixListener) -> F,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+    rt.block_on(serve(listener));
 }
 
 /// Latencies of `n` keep-alive round trips on one connection.

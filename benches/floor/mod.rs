@@ -104,12 +104,7 @@ pub fn serve_if_asked() {
 /// type and body as the captured daemon reply. Same runtime flavour as the daemon.
 fn serve_hyper(listener: UnixListener, canned: &[u8]) {
     let (content_type, body) = split_reply(canned);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+    super::wire::on_current_thread(listener, |listener| async move {
         let body = bytes::Bytes::from(body);
         let ct = hyper::header::HeaderValue::from_str(&content_type).unwrap();
         while let Ok((s, _)) = listener.accept().await {
