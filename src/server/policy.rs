@@ -35,7 +35,16 @@ impl Rule {
 
     /// No condition at all.
     pub fn is_open(&self) -> bool {
-        !self.confirm && self.allow_exe.is_empty()
+        Rule::none_on(self.confirm, &self.allow_exe)
+    }
+
+    /// Whether the credential `meta` has no condition, without copying its rule.
+    pub fn open_for(meta: &Meta) -> bool {
+        Rule::none_on(meta.confirm, &meta.allow_exe)
+    }
+
+    fn none_on(confirm: bool, allow_exe: &[String]) -> bool {
+        !confirm && allow_exe.is_empty()
     }
 }
 

@@ -71,7 +71,7 @@ impl Agent {
             return None;
         }
         let meta = inner.index.resolve_mut(origin, project)?;
-        if !meta.enabled || meta.confirm || !meta.allow_exe.is_empty() {
+        if !meta.enabled || !Rule::open_for(meta) {
             return None;
         }
         let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
