@@ -61,9 +61,7 @@ impl Floor {
         }
         panic!("the {name} floor did not start listening");
     }
-}
 
-impl Floor {
     /// The floor process's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
