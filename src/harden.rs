@@ -18,6 +18,11 @@
 //! task on the daemon's runtime, returns free pages to the kernel (`malloc_trim`) once the
 //! last connection of a burst has closed and a quiet period passed. It sleeps on a
 //! notification, not a timer, so an idle daemon never wakes for it.
+//!
+//! Code and read-only data that only start-up ran are unmapped once the daemon listens
+//! ([`startup_pages`]); the steady state faults back in what it runs.
+
+pub mod startup_pages;
 
 use crate::credential::Credential;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};

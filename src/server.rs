@@ -17,7 +17,7 @@ pub mod timers;
 use agent::Agent;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 pub use peer::Peer;
 use slots::{Slot, Slots};
 use stall::StallGuard;
@@ -158,13 +158,7 @@ pub async fn run_with(
             s = slots.acquire() => s,
             () = &mut shutdown => break,
         };
-        let conn = serve_connection(
-            stream,
-            Arc::clone(&agent),
-            Arc::clone(&limits),
-            peer,
-            Some(slot),
-        );
+        let conn = serve_connection(stream, Arc::clone(&agent), Arc::clone(&limits), peer, slot);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
@@ -187,13 +181,20 @@ pub async fn run_with(
 }
 
 /// Serves one accepted connection with the daemon's limits until the peer is done, a limit
-/// ends it, or its `slot` (when given) is asked to close: at the cap, or at shutdown.
+/// ends it, or its `slot` is asked to close: at the cap, or at shutdown.
+///
+/// The header deadline is the daemon's own rather than hyper's `header_read_timeout`,
+/// which arms a timer for every request: one timer per connection waits for
+/// `header_timeout` after the connection last became idle ([`Slot::idle_since`]: accepted,
+/// or its last reply handed to hyper). When it fires on an idle connection, the connection
+/// is dropped, whether it is sending a head slowly or sending nothing; a connection inside
+/// a request is never cut by it (the body deadline and the backend's time-out bound that).
 pub async fn serve_connection<S>(
     stream: S,
     agent: Arc<Agent>,
     limits: Arc<Limits>,
     peer: Peer,
-    slot: Option<Slot>,
+    slot: Slot,
 ) -> Result<(), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -205,13 +206,13 @@ where
     };
     let peer = Arc::new(peer);
     let lim = Arc::clone(&limits);
-    let slot = slot.map(Arc::new);
-    let in_service = slot.clone();
+    let slot = Arc::new(slot);
+    let in_service = Arc::clone(&slot);
     let service = service_fn(move |req| {
         let agent = Arc::clone(&agent);
         let lim = Arc::clone(&lim);
         let peer = Arc::clone(&peer);
-        let busy = in_service.as_ref().map(|s| s.busy());
+        let busy = in_service.busy();
         async move {
             let resp = routes::handle(&agent, &lim, &peer, req).await;
             drop(busy);
@@ -220,23 +221,35 @@ where
     });
     let io = TokioIo::new(StallGuard::new(stream, limits.write_timeout));
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
         // hyper panics below its 8 KiB minimum.
         .max_buf_size(limits.max_head.max(8192))
         .writev(true)
         .serve_connection(io, service);
-    let Some(slot) = slot else {
-        return conn.await;
-    };
     tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => return r,
-        () = slot.closing() => {}
+    let header = limits.header_timeout;
+    let deadline = tokio::time::sleep(header);
+    tokio::pin!(deadline);
+    let mut asked_to_close = false;
+    loop {
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => return r,
+            // An idle connection closes at once; one inside a request answers it first.
+            () = slot.closing(), if !asked_to_close => {
+                asked_to_close = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = deadline.as_mut() => match slot.idle_since() {
+                Some(since) if since + header <= std::time::Instant::now() => {
+                    tracing::debug!("no request head within the header time-out: closing");
+                    return Ok(());
+                }
+                Some(since) => deadline.as_mut().reset((since + header).into()),
+                // Inside a request: look again once a whole period has passed.
+                None => deadline.as_mut().reset(tokio::time::Instant::now() + header),
+            },
+        }
     }
-    // An idle connection closes at once; one inside a request answers it first.
-    conn.as_mut().graceful_shutdown();
-    conn.await
 }
 
 /// Writes a connection's counts of repeated releases to the audit log when dropped.

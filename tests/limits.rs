@@ -75,6 +75,41 @@ fn slowloris_connections_are_closed_at_the_header_timeout_while_service_continue
 }
 
 #[test]
+fn a_request_longer_than_the_header_timeout_is_answered_and_its_connection_then_times_out() {
+    let (t, _d) = setup(&["--header-timeout", "1s", "--body-timeout", "30s"]);
+    let body = br#"{"credential":{"type":"bearer","token":"slow-body-token"}}"#;
+    let mut s = UnixStream::connect(t.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT /v1/credentials/slow.example HTTP/1.1\r\nHost: l\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body[..5]).unwrap();
+    // Inside the request for 2.5 header time-outs: the header deadline must not cut it.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!is_closed(&mut s), "a connection inside a request was cut");
+    s.write_all(&body[5..]).unwrap();
+    let r = read_response(&mut s, &mut Vec::new()).unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Idle again, it gets one header time-out for its next head, counted from the answer.
+    let answered = Instant::now();
+    let mut closed = None;
+    while closed.is_none() && answered.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+        if is_closed(&mut s) {
+            closed = Some(answered.elapsed());
+        }
+    }
+    let closed = closed.expect("the idle connection was never closed");
+    assert!(
+        closed >= Duration::from_millis(800),
+        "closed {closed:?} after its answer, before its header time-out"
+    );
+}
+
+#[test]
 fn four_thousand_idle_connections_and_idle_keep_alive_are_closed() {
     assert!(raise_nofile() > 4500, "this test needs 4,500 open files");
     let (t, d) = setup(&["--header-timeout", "3s"]);

@@ -149,6 +149,9 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     let grants = super::grant::start(Arc::clone(&agent), opts.limits.clone(), opts.socket.clone());
     let flusher = spawn_flusher(Arc::clone(&agent));
     notifier.ready(&format!("serving on {shown}"));
+    // Start-up is over: its code and read-only data need not stay mapped.
+    let released = crate::harden::startup_pages::release();
+    tracing::debug!(mapped_kib = released / 1024, "start-up pages released");
     run_with(
         listener.listener,
         Arc::clone(&agent),

@@ -1,10 +1,17 @@
-//! The connection cap: which connections are open, which sit idle between requests, and which one gives up its place when the cap is reached.
+//! The connection cap and the header deadline: which connections are open, which sit idle between requests and since when, and which one gives up its place when the cap is reached.
 //!
 //! At the cap, a new connection does not wait behind idle ones (a client's deadline,
 //! such as the plugin's 1.5 s, would pass first): the connection idle longest is asked to
 //! close, and the new one takes its place. Connections inside a request are never cut.
+//!
+//! A request marks its connection busy and then idle again with two atomic stores, not a
+//! lock: every lookup does it. The time a connection went idle also serves the header
+//! deadline ([`Slot::idle_since`]), so the daemon keeps one timer per connection rather
+//! than arming one per request.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// The open connections, at most `max` of them.
@@ -13,23 +20,27 @@ pub struct Slots {
     state: Mutex<State>,
     /// Signalled whenever a connection ends or goes idle: either may make room.
     changed: Notify,
+    /// The origin of the idle times kept as integers.
+    epoch: Instant,
 }
 
 #[derive(Default)]
 struct State {
     next_id: u64,
-    /// Ticks on every change of idleness, so "idle longest" needs no clock.
-    tick: u64,
-    conns: crate::FastMap<u64, Conn>,
+    conns: crate::FastMap<u64, Arc<Shared>>,
 }
 
-struct Conn {
-    /// The tick at which the connection last became idle; `None` inside a request.
-    idle_since: Option<u64>,
-    /// Already asked to close.
-    evicted: bool,
-    close: Arc<Notify>,
+/// What the cap and the connection's own task both see of a connection.
+struct Shared {
+    /// Nanoseconds after `epoch`, plus one, at which the connection last became idle;
+    /// [`BUSY`] inside a request.
+    idle_since: AtomicU64,
+    /// Already asked to close (only read and written under the state lock).
+    evicted: AtomicBool,
+    close: Notify,
 }
+
+const BUSY: u64 = 0;
 
 impl Slots {
     /// Room for `max` connections (at least one).
@@ -38,12 +49,18 @@ impl Slots {
             max: max.max(1),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
+            epoch: Instant::now(),
         })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         // Every critical section is a few map operations that cannot leave it half done.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Now, as an idle time (never [`BUSY`]).
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// Connections open now.
@@ -61,32 +78,30 @@ impl Slots {
                 let mut st = self.state();
                 if st.conns.len() < self.max {
                     st.next_id += 1;
-                    st.tick += 1;
-                    let (id, tick) = (st.next_id, st.tick);
-                    let close = Arc::new(Notify::new());
-                    st.conns.insert(
-                        id,
-                        Conn {
-                            idle_since: Some(tick),
-                            evicted: false,
-                            close: Arc::clone(&close),
-                        },
-                    );
+                    let id = st.next_id;
+                    let shared = Arc::new(Shared {
+                        idle_since: AtomicU64::new(self.now()),
+                        evicted: AtomicBool::new(false),
+                        close: Notify::new(),
+                    });
+                    st.conns.insert(id, Arc::clone(&shared));
                     return Slot {
                         slots: Arc::clone(self),
                         id,
-                        close,
+                        shared,
                     };
                 }
-                let pending = st.conns.values().any(|c| c.evicted);
+                // One eviction at a time: the evicted connection's end wakes us.
+                let pending = st.conns.values().any(|c| c.evicted.load(Ordering::Relaxed));
                 if !pending {
                     let victim = st
                         .conns
-                        .values_mut()
-                        .filter(|c| c.idle_since.is_some())
-                        .min_by_key(|c| c.idle_since);
-                    if let Some(v) = victim {
-                        v.evicted = true;
+                        .values()
+                        .map(|c| (c.idle_since.load(Ordering::Acquire), c))
+                        .filter(|(since, _)| *since != BUSY)
+                        .min_by_key(|(since, _)| *since);
+                    if let Some((_, v)) = victim {
+                        v.evicted.store(true, Ordering::Relaxed);
                         v.close.notify_one();
                         tracing::debug!("at the connection cap: closing the longest-idle one");
                     }
@@ -98,22 +113,9 @@ impl Slots {
 
     /// Asks every connection to close once its current request is answered (shutdown).
     pub fn close_all(&self) {
-        for c in self.state().conns.values_mut() {
-            c.evicted = true;
+        for c in self.state().conns.values() {
+            c.evicted.store(true, Ordering::Relaxed);
             c.close.notify_one();
-        }
-    }
-
-    fn set_idle(&self, id: u64, idle: bool) {
-        let mut st = self.state();
-        st.tick += 1;
-        let tick = st.tick;
-        if let Some(c) = st.conns.get_mut(&id) {
-            c.idle_since = idle.then_some(tick);
-        }
-        drop(st);
-        if idle {
-            self.changed.notify_one();
         }
     }
 }
@@ -122,22 +124,30 @@ impl Slots {
 pub struct Slot {
     slots: Arc<Slots>,
     id: u64,
-    close: Arc<Notify>,
+    shared: Arc<Shared>,
 }
 
 impl Slot {
     /// Marks the connection as inside a request until the guard is dropped.
-    pub fn busy(&self) -> Busy {
-        self.slots.set_idle(self.id, false);
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.shared.idle_since.store(BUSY, Ordering::Release);
         Busy {
-            slots: Arc::clone(&self.slots),
-            id: self.id,
+            slot: Arc::clone(self),
+        }
+    }
+
+    /// When the connection last became idle (accepted, or its last request answered);
+    /// `None` while it is inside a request.
+    pub fn idle_since(&self) -> Option<Instant> {
+        match self.shared.idle_since.load(Ordering::Acquire) {
+            BUSY => None,
+            t => Some(self.slots.epoch + Duration::from_nanos(t - 1)),
         }
     }
 
     /// Completes when the connection is asked to close.
     pub async fn closing(&self) {
-        self.close.notified().await;
+        self.shared.close.notified().await;
     }
 }
 
@@ -157,13 +167,17 @@ impl Drop for Slot {
 
 /// A request in progress; the connection is idle again when this drops.
 pub struct Busy {
-    slots: Arc<Slots>,
-    id: u64,
+    slot: Arc<Slot>,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.slots.set_idle(self.id, true);
+        let slots = &self.slot.slots;
+        self.slot
+            .shared
+            .idle_since
+            .store(slots.now(), Ordering::Release);
+        slots.changed.notify_one();
     }
 }
 
@@ -175,9 +189,9 @@ mod tests {
     #[tokio::test]
     async fn at_the_cap_the_longest_idle_gives_way_and_busy_ones_stay() {
         let slots = Slots::new(3);
-        let a = slots.acquire().await;
-        let b = slots.acquire().await;
-        let c = slots.acquire().await;
+        let a = Arc::new(slots.acquire().await);
+        let b = Arc::new(slots.acquire().await);
+        let c = Arc::new(slots.acquire().await);
         // a is inside a request; b went idle before c.
         let busy = a.busy();
         drop(c.busy());
@@ -188,10 +202,12 @@ mod tests {
             .expect("b, the longest idle, is asked to close");
         assert_eq!(slots.open(), 3);
         drop(b);
-        let d = tokio::time::timeout(Duration::from_secs(5), next)
-            .await
-            .expect("the new one gets b's place")
-            .unwrap();
+        let d = Arc::new(
+            tokio::time::timeout(Duration::from_secs(5), next)
+                .await
+                .expect("the new one gets b's place")
+                .unwrap(),
+        );
         assert_eq!(slots.open(), 3);
         // Now a is busy and c, d idle: c (idle longer) is next, never a.
         let s = Arc::clone(&slots);
@@ -200,7 +216,7 @@ mod tests {
             .await
             .expect("c is asked next");
         drop(c);
-        let e = next.await.unwrap();
+        let e = Arc::new(next.await.unwrap());
         // All busy: the next one waits until one of them goes idle, then takes its place.
         let (bd, be) = (d.busy(), e.busy());
         let s = Arc::clone(&slots);
@@ -215,5 +231,20 @@ mod tests {
         let _f = next.await.unwrap();
         drop((busy, be));
         drop((a, e));
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_from_its_accept_and_again_after_each_request() {
+        let slots = Slots::new(2);
+        let before = Instant::now();
+        let a = Arc::new(slots.acquire().await);
+        let accepted = a.idle_since().expect("idle from the accept");
+        assert!(accepted >= before && accepted <= Instant::now());
+        let busy = a.busy();
+        assert_eq!(a.idle_since(), None, "inside a request");
+        std::thread::sleep(Duration::from_millis(5));
+        drop(busy);
+        let answered = a.idle_since().expect("idle after the answer");
+        assert!(answered >= accepted + Duration::from_millis(5));
     }
 }
