@@ -102,9 +102,18 @@ fn main() {
         println!("\n{}", report.markdown());
         return;
     }
+    // `BENCH_ONLY=plugin`: the plugin rows alone (RUNS alternating runs per setup, default 30).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("plugin") {
+        let runs = std::env::var("RUNS").ok().and_then(|r| r.parse().ok());
+        plugin_cost(&mut report, runs.unwrap_or(30));
+        println!("\n{}", report.markdown());
+        return;
+    }
+    // At the level an installed daemon logs at: at debug, every release writes a log line.
+    let mut t = TestEnv::with_keyring(true);
+    t.env.insert("RUST_LOG".into(), "info".into());
     // `BENCH_ONLY=lookup`: the cached lookup against both floors alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("lookup") {
-        let t = TestEnv::with_keyring(true);
         let d = t.start_daemon(&[]);
         put(
             &t.socket(),
@@ -122,15 +131,6 @@ fn main() {
         println!("\n{}", report.markdown());
         return;
     }
-    // `BENCH_ONLY=plugin`: the plugin rows alone (RUNS alternating runs per setup, default 30).
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("plugin") {
-        let runs = std::env::var("RUNS").ok().and_then(|r| r.parse().ok());
-        plugin_cost(&mut report, runs.unwrap_or(30));
-        println!("\n{}", report.markdown());
-        return;
-    }
-    let mut t = TestEnv::with_keyring(true);
-    t.env.insert("RUST_LOG".into(), "info".into());
     // `BENCH_ONLY=memory`: the memory rows alone (idle, after a burst, after 4,000 connections).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
         let (d, idle) = idle_daemon_with_one_credential(&t, &mut report);
@@ -548,6 +548,20 @@ fn cpu_model() -> String {
 /// The cached lookup against both floors: keep-alive p50/p99, connect-per-request, and
 /// throughput with 1, 8 and 64 clients, from the daemon with pid `daemon` listening on `sock`.
 /// Returns the keep-alive sample size.
+/// How many turns each server takes in the lookup rows.
+const ROUNDS: usize = 10;
+
+/// Runs `measure(i)` for servers 0, 1 and 2 in turns, `ROUNDS` times, each round starting
+/// with the next server: a drift in the machine (another VM's load, a frequency change)
+/// then falls on all three alike rather than on whichever was measured during it.
+fn in_turns(mut measure: impl FnMut(usize)) {
+    for round in 0..ROUNDS {
+        for k in 0..3 {
+            measure((round + k) % 3);
+        }
+    }
+}
+
 fn lookup_rows(
     report: &mut Report,
     dir: &Path,
@@ -561,16 +575,22 @@ fn lookup_rows(
     let ka = wire::get_request(path, true);
     let close = wire::get_request(path, false);
     let n = 20_000 / scale;
-    // Each server on the client's CPU while it is measured: see `wire::on_one_cpu`.
-    let timed = |pid: u32, socket: &Path| {
-        wire::on_one_cpu(pid, || {
-            wire::latencies(socket, &ka, n / 10);
-            wire::latencies(socket, &ka, n)
-        })
-    };
-    let mut f = timed(floor.pid(), &floor.socket);
-    let mut h = timed(hyper.pid(), &hyper.socket);
-    let mut m = timed(daemon, sock);
+    // Floor, bare hyper and daemon, measured in turns (`in_turns`).
+    let servers = [
+        (floor.pid(), floor.socket.as_path()),
+        (hyper.pid(), hyper.socket.as_path()),
+        (daemon, sock),
+    ];
+    let mut lat: [Vec<Duration>; 3] = Default::default();
+    in_turns(|i| {
+        let (pid, socket) = servers[i];
+        // Each server on the client's CPU while it is measured: see `wire::on_one_cpu`.
+        lat[i].extend(wire::on_one_cpu(pid, || {
+            wire::latencies(socket, &ka, n / ROUNDS / 10);
+            wire::latencies(socket, &ka, n / ROUNDS)
+        }));
+    });
+    let [mut f, mut h, mut m] = lat;
     let (f50, f99) = (wire::quantile(&mut f, 0.5), wire::quantile(&mut f, 0.99));
     let (h50, h99) = (wire::quantile(&mut h, 0.5), wire::quantile(&mut h, 0.99));
     let (m50, m99) = (wire::quantile(&mut m, 0.5), wire::quantile(&mut m, 0.99));
@@ -602,10 +622,10 @@ fn lookup_rows(
         "≤ 3× raw",
     );
 
-    let nc = 5_000 / scale;
-    let mut fc = wire::connect_latencies(&floor.socket, &close, nc);
-    let mut hc = wire::connect_latencies(&hyper.socket, &close, nc);
-    let mut mc = wire::connect_latencies(sock, &close, nc);
+    let nc = 5_000 / scale / ROUNDS;
+    let mut lat: [Vec<Duration>; 3] = Default::default();
+    in_turns(|i| lat[i].extend(wire::connect_latencies(servers[i].1, &close, nc)));
+    let [mut fc, mut hc, mut mc] = lat;
     let (fc50, mc50) = (wire::quantile(&mut fc, 0.5), wire::quantile(&mut mc, 0.5));
     let hc50 = wire::quantile(&mut hc, 0.5);
     report.row(
@@ -628,10 +648,16 @@ fn lookup_rows(
     );
 
     for clients in [1, 8, 64] {
-        let per = 40_000 / scale / clients;
-        let ft = wire::throughput(&floor.socket, &ka, clients, per);
-        let ht = wire::throughput(&hyper.socket, &ka, clients, per);
-        let mt = wire::throughput(sock, &ka, clients, per);
+        let per = 40_000 / scale / clients / ROUNDS;
+        // Requests served and seconds taken, summed over the rounds, taking turns as above.
+        let mut sum = [(0.0f64, 0.0f64); 3];
+        in_turns(|i| {
+            let rate = wire::throughput(servers[i].1, &ka, clients, per);
+            let served = (clients * per) as f64;
+            sum[i].0 += served;
+            sum[i].1 += served / rate;
+        });
+        let [ft, ht, mt] = sum.map(|(served, secs)| served / secs);
         let target = if clients == 64 { "≥ 0.9× hyper" } else { "" };
         report.row(
             &format!("floor throughput, {clients} clients"),

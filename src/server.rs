@@ -224,6 +224,12 @@ where
         // hyper panics below its 8 KiB minimum.
         .max_buf_size(limits.max_head.max(8192))
         .writev(true)
+        // Otherwise hyper reads the socket while a request is in service, to notice a peer
+        // that hung up: the read buffer is then still shared with the request's headers,
+        // so every request cost a fresh 8 KiB buffer, wiped on free. A peer that hangs up
+        // mid-request now gets its answer written to a closed socket instead; a confirm
+        // prompt runs to its answer or time-out, as ssh-agent's does.
+        .half_close(true)
         .serve_connection(io, service);
     tokio::pin!(conn);
     let header = limits.header_timeout;
