@@ -19,10 +19,10 @@
 //! last connection of a burst has closed and a quiet period passed. It sleeps on a
 //! notification, not a timer, so an idle daemon never wakes for it.
 //!
-//! Code and read-only data that only start-up ran are unmapped once the daemon listens
-//! ([`startup_pages`]); the steady state faults back in what it runs.
+//! Code and read-only data are unmapped once the daemon listens and again at each trim
+//! ([`clean_pages`]); what runs next faults back in.
 
-pub mod startup_pages;
+pub mod clean_pages;
 
 use crate::credential::Credential;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -238,6 +238,8 @@ pub async fn trim_after_bursts() {
         {}
         if crate::secret::freed_since_last_take() >= TRIM_AFTER_FREED {
             trim();
+            // The burst's code (accepts at the cap, connection set-ups) goes with its heap.
+            clean_pages::release();
         }
     }
 }

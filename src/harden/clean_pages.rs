@@ -1,13 +1,15 @@
-//! Letting go of the code and read-only data only start-up ran: the daemon's analogue of the kernel's `free_initmem`.
+//! Letting go of clean, read-only file pages the daemon mapped but no longer runs: after start-up (the daemon's analogue of the kernel's `free_initmem`) and after a burst of connections.
 //!
 //! Start-up runs code the steady state never runs again: argument parsing, the logger's
 //! set-up, the keyring's D-Bus handshake, the index and config parsers. Its pages stay
 //! mapped, and the kernel's fault-around maps 64 KiB around each of them, so an idle
-//! daemon kept about 2.5 MB of code and data it would not touch again. Once it listens,
-//! the daemon unmaps (`MADV_DONTNEED`) every clean, read-only, file-backed mapping: its own
-//! text and rodata and those of the shared libraries. The pages stay in the page cache;
-//! what the steady state runs faults back in on first use as minor faults, with no I/O
-//! unless memory pressure evicted it, as it could have evicted the mapped pages anyway.
+//! daemon kept about 2.5 MB of code and data it would not touch again; a burst of
+//! connections (accepts at the cap, evictions, thousands of connection set-ups) leaves
+//! its own. Once it listens, and again when [`super::trim_after_bursts`] gives the heap
+//! back, the daemon unmaps (`MADV_DONTNEED`) every clean, read-only, file-backed mapping:
+//! its own text and rodata and those of the shared libraries. The pages stay in the page
+//! cache; what the daemon runs next faults back in on first use as minor faults, with no
+//! I/O unless memory pressure evicted it, as it could have evicted the mapped pages anyway.
 //!
 //! Only mappings with no private copy-on-write pages qualify (`Anonymous: 0 kB` in
 //! smaps), so relocated read-only data (RELRO) keeps its relocations: discarding those
@@ -66,7 +68,7 @@ fn header(line: &str) -> Option<Option<Range>> {
 /// Unmaps the clean, read-only file pages of this process; returns how many bytes of
 /// address space it covered. Best effort: a range the kernel refuses is left as it was.
 // Never inlined: scripts/order-daemon-code has callgrind dump its counters when this
-// returns, which is where start-up ends and the steady state begins.
+// returns; its first return is where start-up ends and the steady state begins.
 #[cfg(target_os = "linux")]
 #[inline(never)]
 pub fn release() -> usize {
