@@ -245,4 +245,16 @@ pub fn memory_after_probes(
         ),
         "RSS within 2 MB of idle",
     );
+    // What giving the pages back costs: the first request faults its code in again.
+    let first = super::wire::connect_latencies(sock, req, 1)[0];
+    let mut next = super::wire::connect_latencies(sock, req, 50);
+    report.row(
+        "first connect-per-request lookup after that",
+        format!("{:.0} µs", first.as_secs_f64() * 1e6),
+        format!(
+            "the next 50: p50 {:.0} µs",
+            super::wire::quantile(&mut next, 0.5).as_secs_f64() * 1e6
+        ),
+        "",
+    );
 }
