@@ -246,11 +246,11 @@ where
                 conn.as_mut().graceful_shutdown();
             }
             () = deadline.as_mut() => match slot.idle_since() {
-                Some(since) if since + header <= std::time::Instant::now() => {
+                Some(since) if since + header <= tokio::time::Instant::now() => {
                     tracing::debug!("no request head within the header time-out: closing");
                     return Ok(());
                 }
-                Some(since) => deadline.as_mut().reset((since + header).into()),
+                Some(since) => deadline.as_mut().reset(since + header),
                 // Inside a request: look again once a whole period has passed.
                 None => deadline.as_mut().reset(tokio::time::Instant::now() + header),
             },

@@ -11,8 +11,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
+// tokio's clock, so that the header deadline's `Sleep` and these times agree when a test
+// or the fuzz target pauses time.
+use tokio::time::Instant;
 
 /// The open connections, at most `max` of them.
 pub struct Slots {
