@@ -545,9 +545,6 @@ fn cpu_model() -> String {
         .unwrap_or_default()
 }
 
-/// The cached lookup against both floors: keep-alive p50/p99, connect-per-request, and
-/// throughput with 1, 8 and 64 clients, from the daemon with pid `daemon` listening on `sock`.
-/// Returns the keep-alive sample size.
 /// How many turns each server takes in the lookup rows.
 const ROUNDS: usize = 10;
 
@@ -562,6 +559,9 @@ fn in_turns(mut measure: impl FnMut(usize)) {
     }
 }
 
+/// The cached lookup against both floors: keep-alive p50/p99, connect-per-request, and
+/// throughput with 1, 8 and 64 clients, from the daemon with pid `daemon` listening on `sock`.
+/// Returns the keep-alive sample size.
 fn lookup_rows(
     report: &mut Report,
     dir: &Path,
