@@ -115,7 +115,7 @@ impl Record {
     pub fn to_json(&self) -> String {
         // Records are plain strings and numbers: serializing cannot fail.
         let json = serde_json::to_string(self).expect("audit records serialize");
-        json_without_format_chars(&json)
+        json_without_format_chars(json)
     }
 
     /// When it happened, if the time field parses.

@@ -231,13 +231,13 @@ impl Index {
 
     /// The credential that applies to a lookup from `project`: the most specific scope
     /// containing it, else the unscoped one. Without a project only the unscoped one applies.
-    pub fn resolve(&self, origin: &Origin, project: Option<&Path>) -> Option<&Meta> {
+    pub fn resolve(&self, origin: &str, project: Option<&Path>) -> Option<&Meta> {
         let list = self.by_origin.get(origin)?;
         best(list.iter(), project)
     }
 
     /// Like [`Index::resolve`], for updating the winner's `last_used`.
-    pub fn resolve_mut(&mut self, origin: &Origin, project: Option<&Path>) -> Option<&mut Meta> {
+    pub fn resolve_mut(&mut self, origin: &str, project: Option<&Path>) -> Option<&mut Meta> {
         let list = self.by_origin.get_mut(origin)?;
         let best = best(list.iter(), project)?;
         let scope = best.project.clone();
@@ -316,7 +316,7 @@ mod tests {
         ix.upsert(meta("repo.magento.com", Some("/srv/clients/globex")));
         let o = Origin::parse("repo.magento.com").unwrap();
         let r = |p: Option<&str>| {
-            ix.resolve(&o, p.map(Path::new))
+            ix.resolve(o.as_str(), p.map(Path::new))
                 .and_then(|m| m.project.clone())
         };
         assert_eq!(

@@ -15,14 +15,19 @@ pub mod stall;
 pub mod timers;
 
 use agent::Agent;
+use body::WipeBody;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::Response;
 use hyper_util::rt::TokioIo;
 pub use peer::Peer;
 use slots::{Slot, Slots};
 use stall::StallGuard;
+use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
@@ -209,15 +214,19 @@ where
     let slot = Arc::new(slot);
     let in_service = Arc::clone(&slot);
     let service = service_fn(move |req| {
+        let busy = in_service.busy();
+        if let Some(resp) = routes::cached_lookup(&agent, &peer, &req) {
+            drop(busy);
+            return Answer::Now(std::future::ready(Ok(resp)));
+        }
         let agent = Arc::clone(&agent);
         let lim = Arc::clone(&lim);
         let peer = Arc::clone(&peer);
-        let busy = in_service.busy();
-        async move {
+        Answer::Routed(Box::pin(async move {
             let resp = routes::handle(&agent, &lim, &peer, req).await;
             drop(busy);
-            Ok::<_, std::convert::Infallible>(resp)
-        }
+            resp
+        }))
     });
     let io = TokioIo::new(StallGuard::new(stream, limits.write_timeout));
     let conn = http1::Builder::new()
@@ -254,6 +263,25 @@ where
                 // Inside a request: look again once a whole period has passed.
                 None => deadline.as_mut().reset(tokio::time::Instant::now() + header),
             },
+        }
+    }
+}
+
+/// A request's answer as hyper awaits it. The everyday lookup is answered before hyper
+/// first polls it, so it moves no routing future around; every other request is routed in
+/// a boxed future, the one allocation it adds to work that reads stores and bodies.
+enum Answer {
+    Now(std::future::Ready<Result<Response<WipeBody>, Infallible>>),
+    Routed(Pin<Box<dyn Future<Output = Response<WipeBody>> + Send>>),
+}
+
+impl Future for Answer {
+    type Output = Result<Response<WipeBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Now(ready) => Pin::new(ready).poll(cx),
+            Answer::Routed(fut) => fut.as_mut().poll(cx).map(Ok),
         }
     }
 }

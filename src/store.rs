@@ -40,6 +40,26 @@ pub struct SlotKey {
     pub slot: Slot,
 }
 
+/// A [`SlotKey`] of borrowed parts, to look one up in a map without copying its strings.
+/// Hashes as the `SlotKey` it names does: the same fields, in the same order.
+#[derive(Clone, Copy, Debug, Hash)]
+pub struct SlotKeyRef<'a> {
+    /// The origin, as [`Origin::as_str`] spells it.
+    pub origin: &'a str,
+    /// Canonical project directory, or `None` for the unscoped credential.
+    pub project: Option<&'a str>,
+    /// Which of the credential's secrets.
+    pub slot: Slot,
+}
+
+impl hashbrown::Equivalent<SlotKey> for SlotKeyRef<'_> {
+    fn equivalent(&self, key: &SlotKey) -> bool {
+        self.origin == key.origin.as_str()
+            && self.project == key.project.as_deref()
+            && self.slot == key.slot
+    }
+}
+
 impl SlotKey {
     /// Builds a key.
     pub fn new(origin: &Origin, project: Option<&str>, slot: Slot) -> SlotKey {
@@ -147,5 +167,38 @@ pub trait Store: Send + Sync {
     /// Something about the stored data the user must be told (the vault: an old copy put back).
     fn warning(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_key_is_found_by_its_borrowed_parts() {
+        let mut map: hashbrown::HashMap<SlotKey, u8, foldhash::fast::RandomState> =
+            hashbrown::HashMap::default();
+        let o = Origin::parse("repo.magento.com").unwrap();
+        map.insert(SlotKey::new(&o, None, Slot::Current), 1);
+        map.insert(SlotKey::new(&o, Some("/srv/a"), Slot::Current), 2);
+        map.insert(SlotKey::new(&o, Some("/srv/a"), Slot::Previous), 3);
+        let get = |project, slot| {
+            map.get(&SlotKeyRef {
+                origin: "repo.magento.com",
+                project,
+                slot,
+            })
+            .copied()
+        };
+        assert_eq!(get(None, Slot::Current), Some(1));
+        assert_eq!(get(Some("/srv/a"), Slot::Current), Some(2));
+        assert_eq!(get(Some("/srv/a"), Slot::Previous), Some(3));
+        assert_eq!(get(None, Slot::Previous), None);
+        assert_eq!(get(Some("/srv/b"), Slot::Current), None);
+        assert_eq!(
+            get(Some(""), Slot::Current),
+            None,
+            "an empty scope is not none"
+        );
     }
 }

@@ -71,6 +71,10 @@ impl Repeats {
 /// One line per counted credential that was released again: its first record, timed now,
 /// with the number of releases after the first.
 fn summaries(list: Vec<Counted>) -> Vec<Record> {
+    // Most connections release once and repeat nothing: no time to format for them.
+    if list.iter().all(|c| c.repeats == 0) {
+        return Vec::new();
+    }
     let now = super::now();
     list.into_iter()
         .filter(|c| c.repeats > 0)

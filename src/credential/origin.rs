@@ -58,12 +58,24 @@ impl Origin {
         }
         // Every lookup parses its origin; most are a plain lowercase host name, which the
         // general rules below would accept unchanged. One pass over the bytes finds those.
-        if input.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        }) {
-            return Origin::plain_host(input);
+        if input.bytes().all(is_plain_byte) {
+            return match plain_host_ok(input) {
+                true => Ok(Origin::folded(input.to_owned())),
+                false => Err(OriginError::NotAHost),
+            };
         }
         Origin::parse_any(input)
+    }
+
+    /// `input` when [`Origin::parse`] would return it unchanged as a plain host name (lower
+    /// case, no port, not folded into another); `None` says only that it must be parsed.
+    /// The everyday lookup then finds its credential without copying the name.
+    pub fn canonical(input: &str) -> Option<&str> {
+        let plain = !input.is_empty()
+            && input.len() <= MAX_ORIGIN_LEN
+            && input.bytes().all(is_plain_byte)
+            && plain_host_ok(input);
+        (plain && fold(input).is_none()).then_some(input)
     }
 
     /// [`Origin::parse`] for every input: Unicode, upper case, ports, IPv6 literals.
@@ -106,27 +118,12 @@ impl Origin {
         Ok(Origin::folded(origin))
     }
 
-    /// A host name of lowercase letters, digits, `.`, `-` and `_` only, checked as
-    /// [`Origin::parse`] checks one.
-    fn plain_host(host: &str) -> Result<Origin, OriginError> {
-        // `windows`, not `contains("..")`: the substring searcher's set-up outweighs a
-        // host name.
-        let double_dot = host.as_bytes().windows(2).any(|w| w == b"..");
-        if host.starts_with(['.', '-']) || host.ends_with('.') || double_dot {
-            return Err(OriginError::NotAHost);
-        }
-        Ok(Origin::folded(host.to_owned()))
-    }
-
     /// `origin` with the hosts Composer treats as one folded together.
     fn folded(origin: String) -> Origin {
-        if origin.ends_with(".github.com") && origin != "codeload.github.com" {
-            return Origin("github.com".into());
+        match fold(&origin) {
+            Some(host) => Origin(host.into()),
+            None => Origin(origin),
         }
-        if origin == "repo.packagist.org" {
-            return Origin("packagist.org".into());
-        }
-        Origin(origin)
     }
 
     /// Computes the origin of a URL (`https://user@host:port/path`) as Composer does.
@@ -197,6 +194,33 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), OriginError> {
         },
     };
     Ok((host, port))
+}
+
+/// A byte of a plain host name: lowercase letters, digits, `.`, `-` and `_`.
+fn is_plain_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+}
+
+/// Whether a host name of plain bytes is one, as [`Origin::parse`] checks any host.
+fn plain_host_ok(host: &str) -> bool {
+    // `windows`, not `contains("..")`: the substring searcher's set-up outweighs a host name.
+    let double_dot = host.as_bytes().windows(2).any(|w| w == b"..");
+    !(host.starts_with(['.', '-']) || host.ends_with('.') || double_dot)
+}
+
+/// The host Composer files `origin` under when that is another one.
+fn fold(origin: &str) -> Option<&'static str> {
+    if origin.ends_with(".github.com") && origin != "codeload.github.com" {
+        return Some("github.com");
+    }
+    (origin == "repo.packagist.org").then_some("packagist.org")
+}
+
+// Origins hash and compare as their text does, so maps keyed by origin are searched by `&str`.
+impl std::borrow::Borrow<str> for Origin {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for Origin {

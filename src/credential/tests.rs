@@ -212,3 +212,50 @@ fn the_plain_host_fast_path_agrees_with_the_general_rules() {
         );
     }
 }
+
+#[test]
+fn canonical_is_exactly_an_origin_parse_returns_unchanged() {
+    let long = "a".repeat(254);
+    let samples = [
+        "repo.magento.com",
+        "repo-magento_01.example",
+        "Repo.Magento.com",
+        "api.github.com",
+        "github.com",
+        "codeload.github.com",
+        "repo.packagist.org",
+        "packagist.org",
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "[::1]",
+        "host.",
+        ".host",
+        "-host",
+        "a..b",
+        "",
+        "a b",
+        "é.example",
+        long.as_str(),
+        &long[..253],
+    ];
+    for s in samples {
+        let unchanged = Origin::parse(s).is_ok_and(|o| o.as_str() == s);
+        match Origin::canonical(s) {
+            Some(c) => {
+                assert_eq!(c, s);
+                assert!(unchanged, "{s:?} is canonical but parses to something else");
+            }
+            // Only plain names take the short cut; the others are parsed, never refused.
+            None => assert!(!unchanged || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'.')),
+        }
+    }
+    assert_eq!(
+        Origin::canonical("repo.magento.com"),
+        Some("repo.magento.com")
+    );
+    assert_eq!(
+        Origin::canonical("api.github.com"),
+        None,
+        "folded into github.com"
+    );
+}

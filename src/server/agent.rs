@@ -83,7 +83,7 @@ pub struct AgentConfig {
 struct Inner {
     index: Index,
     /// Decrypted credentials, filled on first use, wiped by `lock`.
-    cache: crate::FastMap<SlotKey, Arc<Released>>,
+    cache: hashbrown::HashMap<SlotKey, Arc<Released>, foldhash::fast::RandomState>,
     locked: bool,
     /// Bumped by every write and by `lock`, so a read that raced one does not cache a stale secret.
     generation: u64,
@@ -123,7 +123,7 @@ impl Agent {
             cfg,
             inner: Mutex::new(Inner {
                 index,
-                cache: crate::FastMap::default(),
+                cache: hashbrown::HashMap::default(),
                 locked,
                 generation: 0,
                 dirty: false,
@@ -253,7 +253,7 @@ impl Agent {
             }
             let meta = inner
                 .index
-                .resolve_mut(origin, project)
+                .resolve_mut(origin.as_str(), project)
                 .ok_or_else(|| Error::NotFound(origin.to_string()))?;
             if !meta.enabled {
                 return Err(Error::Disabled {

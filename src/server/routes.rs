@@ -1,6 +1,6 @@
 //! Request routing: maps `/v1` paths to agent calls, decodes bodies within limits, and encodes replies and typed errors.
 
-use super::agent::Agent;
+use super::agent::{Agent, Released};
 use super::body::WipeBody;
 use super::peer::Peer;
 use super::Limits;
@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 /// The longest project path accepted.
@@ -152,6 +153,45 @@ fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
     Ok(json(StatusCode::OK, value))
 }
 
+/// The everyday lookup, answered without a future: `GET /v1/credentials/{origin}` with no
+/// query, for a host name as Composer spells it ([`Origin::canonical`]) whose secret is
+/// cached and has no policy. `None` for every other request: [`handle`] serves those, and
+/// gives this one the same answer and the same audit record.
+pub fn cached_lookup(
+    agent: &Agent,
+    peer: &Peer,
+    req: &Request<Incoming>,
+) -> Option<Response<WipeBody>> {
+    if req.method() != Method::GET || req.uri().query().is_some() {
+        return None;
+    }
+    let origin = Origin::canonical(req.uri().path().strip_prefix("/v1/credentials/")?)?;
+    let hit = agent.cached_open(origin, None)?;
+    Some(released(agent, peer, origin, hit, None))
+}
+
+/// The reply to a lookup that released `hit` for `origin`; the connection's first release
+/// of it is written to the audit log before the reply goes out.
+fn released(
+    agent: &Agent,
+    peer: &Peer,
+    origin: &str,
+    hit: Arc<Released>,
+    project: Option<&str>,
+) -> Response<WipeBody> {
+    let scope = hit.reply.project.as_deref();
+    tracing::debug!(origin, scope = ?scope, pid = ?peer.pid, uid = peer.uid, "released");
+    agent.audit().release(peer.conn, origin, scope, || {
+        peer.audit(Record {
+            origin: Some(origin.to_owned()),
+            scope: scope.map(str::to_owned),
+            project: project.map(str::to_owned),
+            ..Record::new(Event::Release)
+        })
+    });
+    body_response(StatusCode::OK, WipeBody::shared(hit))
+}
+
 async fn route(
     agent: &Agent,
     limits: &Limits,
@@ -174,23 +214,23 @@ async fn route(
             credentials: agent.list(),
         }),
         (&Method::GET, ["v1", "credentials", o]) => {
-            let origin = parse_origin(o)?;
             let project = query.lookup_project().await;
-            let released = agent.release(&origin, project.as_deref(), peer).await?;
-            let scope = released.reply.project.as_deref();
-            tracing::debug!(origin = %origin, scope = ?scope, pid = ?peer.pid, uid = peer.uid, "released");
-            // Written (for the connection's first release of it) before the reply goes out.
-            agent
-                .audit()
-                .release(peer.conn, origin.as_str(), scope, || {
-                    peer.audit(Record {
-                        origin: Some(origin.to_string()),
-                        scope: scope.map(str::to_owned),
-                        project: query.project.clone(),
-                        ..Record::new(Event::Release)
-                    })
-                });
-            Ok(body_response(StatusCode::OK, WipeBody::shared(released)))
+            // A host name as Composer spells it, cached and with no policy, copies nothing;
+            // any other lookup goes the whole way, which also explains a refusal.
+            let plain = Origin::canonical(o);
+            let hit = plain.and_then(|o| agent.cached_open(o, project.as_deref()));
+            if let (Some(o), Some(hit)) = (plain, hit) {
+                return Ok(released(agent, peer, o, hit, query.project.as_deref()));
+            }
+            let origin = parse_origin(o)?;
+            let hit = agent.release(&origin, project.as_deref(), peer).await?;
+            Ok(released(
+                agent,
+                peer,
+                origin.as_str(),
+                hit,
+                query.project.as_deref(),
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;

@@ -6,7 +6,7 @@ use crate::credential::Origin;
 use crate::error::Result;
 use crate::server::peer::Peer;
 use crate::server::policy::{self, Confirm, Rule};
-use crate::store::{Slot, SlotKey};
+use crate::store::{Slot, SlotKeyRef};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +33,7 @@ impl Agent {
     /// when the lookup will be refused anyway (locked, absent, disabled), so no dialog shows.
     fn rule_for(&self, origin: &Origin, project: Option<&Path>) -> Option<(Rule, String)> {
         let inner = self.inner();
-        let meta = inner.index.resolve(origin, project)?;
+        let meta = inner.index.resolve(origin.as_str(), project)?;
         let rule = Rule::of(meta);
         let what = match rule.is_open() {
             true => String::new(),
@@ -51,7 +51,7 @@ impl Agent {
         project: Option<&Path>,
         peer: &Peer,
     ) -> Result<Arc<Released>> {
-        if let Some(hit) = self.cached_open(origin, project) {
+        if let Some(hit) = self.cached_open(origin.as_str(), project) {
             return Ok(hit);
         }
         let (rule, what) = self.rule_for(origin, project).unwrap_or_default();
@@ -64,7 +64,11 @@ impl Agent {
     /// The everyday lookup in one pass under the lock: an enabled credential with no policy
     /// whose secret is already cached, released as [`Agent::get_as`] would release it.
     /// `None` sends the lookup down the full path, which also gives every refusal its reason.
-    fn cached_open(&self, origin: &Origin, project: Option<&Path>) -> Option<Arc<Released>> {
+    pub(crate) fn cached_open(
+        &self,
+        origin: &str,
+        project: Option<&Path>,
+    ) -> Option<Arc<Released>> {
         let mut guard = self.inner();
         let inner = &mut *guard;
         if inner.locked {
@@ -74,7 +78,11 @@ impl Agent {
         if !meta.enabled || !Rule::open_for(meta) {
             return None;
         }
-        let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
+        let key = SlotKeyRef {
+            origin,
+            project: meta.project.as_deref(),
+            slot: Slot::Current,
+        };
         let hit = Arc::clone(inner.cache.get(&key)?);
         meta.last_used = Some(now_secs());
         inner.dirty = true;
