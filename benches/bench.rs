@@ -91,6 +91,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
     wire::quantile(&mut v, 0.5)
 }
 
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     floor::serve_if_asked();
     let quick = std::env::var_os("BENCH_QUICK").is_some();
@@ -545,14 +550,18 @@ fn cpu_model() -> String {
         .unwrap_or_default()
 }
 
-/// How many turns each server takes in the lookup rows.
+/// How many turns each server takes in the latency rows.
 const ROUNDS: usize = 10;
 
-/// Runs `measure(i)` for servers 0, 1 and 2 in turns, `ROUNDS` times, each round starting
+/// How many turns each server takes in the throughput rows, whose ratios are medians over
+/// the rounds: enough rounds that a burst of another VM's load moves the median little.
+const THROUGHPUT_ROUNDS: usize = 30;
+
+/// Runs `measure(i)` for servers 0, 1 and 2 in turns, `rounds` times, each round starting
 /// with the next server: a drift in the machine (another VM's load, a frequency change)
 /// then falls on all three alike rather than on whichever was measured during it.
-fn in_turns(mut measure: impl FnMut(usize)) {
-    for round in 0..ROUNDS {
+fn in_turns(rounds: usize, mut measure: impl FnMut(usize)) {
+    for round in 0..rounds {
         for k in 0..3 {
             measure((round + k) % 3);
         }
@@ -582,7 +591,7 @@ fn lookup_rows(
         (daemon, sock),
     ];
     let mut lat: [Vec<Duration>; 3] = Default::default();
-    in_turns(|i| {
+    in_turns(ROUNDS, |i| {
         let (pid, socket) = servers[i];
         // Each server on the client's CPU while it is measured: see `wire::on_one_cpu`.
         lat[i].extend(wire::on_one_cpu(pid, || {
@@ -624,7 +633,9 @@ fn lookup_rows(
 
     let nc = 5_000 / scale / ROUNDS;
     let mut lat: [Vec<Duration>; 3] = Default::default();
-    in_turns(|i| lat[i].extend(wire::connect_latencies(servers[i].1, &close, nc)));
+    in_turns(ROUNDS, |i| {
+        lat[i].extend(wire::connect_latencies(servers[i].1, &close, nc))
+    });
     let [mut fc, mut hc, mut mc] = lat;
     let (fc50, mc50) = (wire::quantile(&mut fc, 0.5), wire::quantile(&mut mc, 0.5));
     let hc50 = wire::quantile(&mut hc, 0.5);
@@ -648,33 +659,35 @@ fn lookup_rows(
     );
 
     for clients in [1, 8, 64] {
-        let per = 40_000 / scale / clients / ROUNDS;
-        // Requests served and seconds taken, summed over the rounds, taking turns as above.
-        let mut sum = [(0.0f64, 0.0f64); 3];
-        in_turns(|i| {
-            let rate = wire::throughput(servers[i].1, &ka, clients, per);
-            let served = (clients * per) as f64;
-            sum[i].0 += served;
-            sum[i].1 += served / rate;
+        let per = 120_000 / scale / clients / THROUGHPUT_ROUNDS;
+        // Each server's rate in each round, taking turns as above.
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        in_turns(THROUGHPUT_ROUNDS, |i| {
+            rates[i].push(wire::throughput(servers[i].1, &ka, clients, per));
         });
-        let [ft, ht, mt] = sum.map(|(served, secs)| served / secs);
+        // The rate over all rounds: requests served over the time they took.
+        let overall = |r: &[f64]| r.len() as f64 / r.iter().map(|x| 1.0 / x).sum::<f64>();
+        // A ratio is the median of the rounds' ratios: the two servers of a round met the
+        // same machine, and a round that met a burst of load moves the median little.
+        let vs = |a: &[f64], b: &[f64]| median_f64(a.iter().zip(b).map(|(x, y)| x / y).collect());
+        let [f, h, m] = &rates;
         let target = if clients == 64 { "≥ 0.9× hyper" } else { "" };
         report.row(
             &format!("floor throughput, {clients} clients"),
-            format!("{ft:.0}/s"),
+            format!("{:.0}/s", overall(f)),
             "1.00×".into(),
             "",
         );
         report.row(
             &format!("bare hyper throughput, {clients} clients"),
-            format!("{ht:.0}/s"),
-            ratio(ht, ft),
+            format!("{:.0}/s", overall(h)),
+            format!("{:.2}×", vs(h, f)),
             "",
         );
         report.row(
             &format!("daemon throughput, {clients} clients"),
-            format!("{mt:.0}/s"),
-            floor::vs_both(mt, ft, ht),
+            format!("{:.0}/s", overall(m)),
+            format!("{:.2}× / {:.2}×", vs(m, f), vs(m, h)),
             target,
         );
     }

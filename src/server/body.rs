@@ -1,5 +1,6 @@
 //! Response bodies that zeroize their bytes when hyper is done with them.
 
+use super::agent::Released;
 use hyper::body::{Body, Buf, Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -9,15 +10,16 @@ use zeroize::Zeroizing;
 
 enum Bytes {
     Owned(Zeroizing<Vec<u8>>),
-    /// A cached reply, wiped when its last holder (cache or response) lets go.
-    Shared(Arc<dyn AsRef<[u8]> + Send + Sync>),
+    /// A cached reply, wiped when its last holder (cache or response) lets go. Its own
+    /// type rather than a trait object: hyper asks for the bytes several times per write.
+    Shared(Arc<Released>),
 }
 
 impl Bytes {
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Owned(v) => v,
-            Bytes::Shared(a) => (**a).as_ref(),
+            Bytes::Shared(a) => &a.json,
         }
     }
 }
@@ -56,7 +58,7 @@ impl WipeBody {
     }
 
     /// A body sharing bytes that something else (the agent's cache) also holds.
-    pub fn shared(bytes: Arc<dyn AsRef<[u8]> + Send + Sync>) -> WipeBody {
+    pub fn shared(bytes: Arc<Released>) -> WipeBody {
         WipeBody(Some(WipeBuf {
             bytes: Bytes::Shared(bytes),
             pos: 0,
