@@ -249,3 +249,45 @@ fn the_first_release_names_the_executable_and_a_later_policy_still_holds() {
     assert_eq!(c2.get(&path("c.example", 2)).unwrap().0, 403);
     assert_eq!(c2.get(&path("a.example", 2)).unwrap().0, 200);
 }
+
+#[test]
+fn the_everyday_lookup_and_the_full_path_answer_and_count_alike() {
+    let t = TestEnv::fast_vault();
+    let d = daemon_with_credentials(&t);
+    let mut c = Conn::open(&t.socket());
+    // The first takes the short path (a plain host, no query, cached since its add); the
+    // others spell the same origin so that only the router (`routes::route`) serves them.
+    let spellings = [
+        "/v1/credentials/a.example",
+        "/v1/credentials/A.Example",
+        "/v1/credentials/a.example/",
+        "/v1/credentials/a%2Eexample",
+        "/v1/credentials/a.example",
+    ];
+    let answers: Vec<(u16, String)> = spellings
+        .iter()
+        .map(|p| c.get(p).expect("an answer"))
+        .collect();
+    for (p, a) in spellings.iter().zip(&answers) {
+        assert_eq!(a, &answers[0], "{p} answers as the short path does");
+    }
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    assert!(answers[0].1.contains("token-a.example"));
+    let unscoped = |all: &[serde_json::Value]| -> (usize, u64) {
+        let mine = all.iter().filter(|r| {
+            r["event"] == "release" && r["origin"] == "a.example" && r["project"].is_null()
+        });
+        mine.fold((0, 0), |(firsts, counted), r| match r["repeats"].as_u64() {
+            Some(n) => (firsts, counted + n),
+            None => (firsts + 1, counted),
+        })
+    };
+    assert_eq!(unscoped(&records(&t)), (1, 0), "one first release, written at once");
+    drop(c);
+    assert!(
+        wait_for(200, || unscoped(&records(&t)) == (1, 4)),
+        "the four repeats, whichever path served them, counted at close: {:?}",
+        unscoped(&records(&t))
+    );
+    drop(d);
+}
