@@ -282,7 +282,11 @@ fn the_everyday_lookup_and_the_full_path_answer_and_count_alike() {
             None => (firsts + 1, counted),
         })
     };
-    assert_eq!(unscoped(&records(&t)), (1, 0), "one first release, written at once");
+    assert_eq!(
+        unscoped(&records(&t)),
+        (1, 0),
+        "one first release, written at once"
+    );
     drop(c);
     assert!(
         wait_for(200, || unscoped(&records(&t)) == (1, 4)),
