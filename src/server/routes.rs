@@ -214,23 +214,11 @@ async fn route(
             credentials: agent.list(),
         }),
         (&Method::GET, ["v1", "credentials", o]) => {
-            let project = query.lookup_project().await;
-            // A host name as Composer spells it, cached and with no policy, copies nothing;
-            // any other lookup goes the whole way, which also explains a refusal.
-            let plain = Origin::canonical(o);
-            let hit = plain.and_then(|o| agent.cached_open(o, project.as_deref()));
-            if let (Some(o), Some(hit)) = (plain, hit) {
-                return Ok(released(agent, peer, o, hit, query.project.as_deref()));
-            }
             let origin = parse_origin(o)?;
+            let project = query.lookup_project().await;
             let hit = agent.release(&origin, project.as_deref(), peer).await?;
-            Ok(released(
-                agent,
-                peer,
-                origin.as_str(),
-                hit,
-                query.project.as_deref(),
-            ))
+            let project = query.project.as_deref();
+            Ok(released(agent, peer, origin.as_str(), hit, project))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
