@@ -41,12 +41,6 @@ impl std::fmt::Debug for Released {
     }
 }
 
-impl AsRef<[u8]> for Released {
-    fn as_ref(&self) -> &[u8] {
-        &self.json
-    }
-}
-
 impl Released {
     fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
         // Both copies live as long as the cache: built in the locked arena (out of swap and
