@@ -555,8 +555,8 @@ fn cpu_model() -> String {
 const ROUNDS: usize = 10;
 
 /// How many turns each server takes in the throughput rows, whose ratios are medians over
-/// the rounds. A round's ratio swings by ±10% on these shared machines; over 60 rounds the
-/// median moves by about 2%.
+/// the rounds. A round's ratio swings by ±15% on these shared machines; the median of 60
+/// moved by a few per cent between runs (0.90× to 0.94× bare hyper at 64 clients).
 const THROUGHPUT_ROUNDS: usize = 60;
 
 /// Requests per round in the throughput rows, shared among the clients.
