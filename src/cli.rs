@@ -74,7 +74,7 @@ enum Command {
     Check(check::CheckArgs),
     /// Report everything that stands between you and a plaintext-free `composer install`.
     Doctor(doctor::DoctorArgs),
-    /// Change the vault's passphrase.
+    /// Change the age file's passphrase.
     Passwd,
     /// Move every credential to another backend and use it from now on.
     Migrate(backend::MigrateArgs),

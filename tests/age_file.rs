@@ -134,7 +134,10 @@ fn a_rollback_with_its_sidecar_is_refused_by_the_daemons_memory() {
         .insert("COMPOSER_KEYD_BACKEND".into(), "age-file".into());
     let mut d = t.start_daemon(&[]);
     t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
-    t.ok(&["add", "github.com", "--type", "github-oauth"], "ghp_old\n");
+    t.ok(
+        &["add", "github.com", "--type", "github-oauth"],
+        "ghp_old\n",
+    );
     let dir = data_dir(&t);
     let names = ["vault.age", "vault-state.json"];
     let saved: Vec<Vec<u8>> = names

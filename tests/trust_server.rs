@@ -8,7 +8,6 @@ mod support;
 use composer_keyd::audit::is_format;
 use composer_keyd::secret::Secret;
 use composer_keyd::store::vault::VaultStore;
-use composer_keyd::store::Store;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;

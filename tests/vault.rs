@@ -6,7 +6,7 @@ mod support;
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
 use composer_keyd::store::vault::VaultStore;
-use composer_keyd::store::{Slot, SlotKey, Store, StoreError};
+use composer_keyd::store::{SecretKey, StoreError, Which};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ fn open(t: &TestEnv, pw: &str) -> Result<VaultStore, StoreError> {
 }
 
 fn has(v: &VaultStore, origin: &str) -> bool {
-    let key = SlotKey::new(&Origin::parse(origin).unwrap(), None, Slot::Current);
+    let key = SecretKey::new(&Origin::parse(origin).unwrap(), None, Which::Current);
     v.get(&key).unwrap().is_some()
 }
 

@@ -1,4 +1,4 @@
-//! The vault's two-file format through a real daemon: migration of passphrase-sealed vaults
+//! The vault's two-file format through a real daemon: the upgrade of passphrase-sealed vaults
 //! (with kill -9 at each step), an older vault.age put back, the back-off across restarts,
 //! and the emergency read with Debian's age.
 
@@ -7,7 +7,7 @@ mod support;
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
 use composer_keyd::store::vault::VaultStore;
-use composer_keyd::store::{Slot, SlotKey, Store};
+use composer_keyd::store::{SecretKey, Which};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -27,7 +27,7 @@ fn contents(t: &TestEnv, accounts: &[&str]) -> Vec<(String, Option<String>)> {
     accounts
         .iter()
         .map(|a| {
-            let key = SlotKey::new(&Origin::parse(a).unwrap(), None, Slot::Current);
+            let key = SecretKey::new(&Origin::parse(a).unwrap(), None, Which::Current);
             let got = v
                 .get(&key)
                 .unwrap()
@@ -58,20 +58,20 @@ fn write_legacy_vault(t: &TestEnv) -> Vec<u8> {
 
 const LEGACY: [&str; 2] = ["one.example", "two.example"];
 
-/// Kill -9 of the daemon at each step of a migration: vault.age is the old file byte for byte
+/// Kill -9 of the daemon at each step of an upgrade: vault.age is the old file byte for byte
 /// or the new one, the credentials are all there, and the next unlock ends in the new format.
 #[test]
-fn kill9_at_each_migration_step_leaves_the_old_or_the_new_vault() {
+fn kill9_at_each_upgrade_step_leaves_the_old_or_the_new_vault() {
     let stages = [
         ("identity-before-rename", false),
-        ("migrate-identity-written", false),
+        ("upgrade-identity-written", false),
         ("state-before-rename", false),
-        ("migrate-backup-kept", false),
+        ("upgrade-backup-kept", false),
         ("vault-before-rename", false),
         ("vault-after-rename", true),
         ("state-before-rename@2", true),
-        ("migrate-written", true),
-        ("migrate-verified", true),
+        ("upgrade-written", true),
+        ("upgrade-verified", true),
     ];
     for (stage, new) in stages {
         let mut t = TestEnv::fast_vault();

@@ -6,7 +6,7 @@ mod support;
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
 use composer_keyd::store::vault::VaultStore;
-use composer_keyd::store::{Slot, SlotKey, Store};
+use composer_keyd::store::{SecretKey, Which};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::{request, Daemon, TestEnv};
@@ -53,7 +53,7 @@ fn in_keyring(t: &TestEnv, service: &str, account: &str) -> Option<String> {
 fn vault_has(t: &TestEnv, account: &str) -> bool {
     let v = VaultStore::new(vault_path(t));
     v.unlock(Some(&Secret::from(PW))).expect("the vault opens");
-    let key = SlotKey::new(&Origin::parse(account).unwrap(), None, Slot::Current);
+    let key = SecretKey::new(&Origin::parse(account).unwrap(), None, Which::Current);
     v.get(&key).unwrap().is_some()
 }
 

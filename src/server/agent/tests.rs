@@ -113,7 +113,7 @@ async fn disable_enable_rotate_rollback_remove() {
         a.get(&o, None).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
-    let k = SlotKey::new(&o, None, Slot::Previous);
+    let k = SecretKey::new(&o, None, Which::Previous);
     assert!(
         store.get(&k).unwrap().is_none(),
         "previous secret removed too"

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::credential::Origin;
-use crate::store::Slot;
+use crate::store::Which;
+use std::time::Duration;
 
 const SECRET: &str = r#"{"type":"http-basic","username":"pub-5f1e","password":"priv-9c2d"}"#;
 
@@ -14,8 +15,8 @@ fn vault(dir: &Path) -> VaultStore {
     }
 }
 
-fn key(origin: &str, slot: Slot) -> SlotKey {
-    SlotKey::new(&Origin::parse(origin).unwrap(), None, slot)
+fn key(origin: &str, which: Which) -> SecretKey {
+    SecretKey::new(&Origin::parse(origin).unwrap(), None, which)
 }
 
 fn pass(s: &str) -> Secret<String> {
@@ -35,13 +36,13 @@ fn create_write_reopen() {
     let v = vault(d.path());
     assert!(!v.exists() && v.needs_passphrase());
     assert!(matches!(
-        v.get(&key("a.example", Slot::Current)),
+        v.get(&key("a.example", Which::Current)),
         Err(StoreError::Locked)
     ));
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(v.exists() && !v.needs_passphrase());
-    let k = key("repo.magento.com", Slot::Current);
-    let p = key("repo.magento.com", Slot::Previous);
+    let k = key("repo.magento.com", Which::Current);
+    let p = key("repo.magento.com", Which::Previous);
     v.set(&k, SECRET.as_bytes()).unwrap();
     v.set(&p, br#"{"type":"bearer","token":"old"}"#).unwrap();
     assert_eq!(v.get(&k).unwrap().unwrap().expose(), SECRET.as_bytes());
@@ -121,7 +122,7 @@ fn damaged_files_are_reported_and_kept() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     let good = std::fs::read(v.path()).unwrap();
@@ -155,11 +156,11 @@ fn a_file_changed_by_someone_else_is_not_overwritten() {
     a.unlock(Some(&pass("pw"))).unwrap();
     let b = vault(d.path());
     b.unlock(Some(&pass("pw"))).unwrap();
-    b.set(&key("b.example", Slot::Current), SECRET.as_bytes())
+    b.set(&key("b.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     let after_b = std::fs::read(a.path()).unwrap();
     assert!(matches!(
-        a.set(&key("a.example", Slot::Current), SECRET.as_bytes()),
+        a.set(&key("a.example", Which::Current), SECRET.as_bytes()),
         Err(StoreError::Unavailable { .. })
     ));
     assert_eq!(std::fs::read(a.path()).unwrap(), after_b);
@@ -170,7 +171,7 @@ fn passwd_reencrypts() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("one"))).unwrap();
-    let k = key("a.example", Slot::Current);
+    let k = key("a.example", Which::Current);
     v.set(&k, SECRET.as_bytes()).unwrap();
     assert!(matches!(
         v.change_passphrase(&pass("nope"), &pass("two")),
@@ -186,7 +187,7 @@ fn passwd_reencrypts() {
     );
     assert_ne!(std::fs::read(v.identity_path()).unwrap(), identity_before);
     // Still unlocked, and later writes use the new passphrase.
-    v.set(&key("b.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("b.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     let w = vault(d.path());
     assert!(matches!(
@@ -195,7 +196,7 @@ fn passwd_reencrypts() {
     ));
     w.unlock(Some(&pass("two"))).unwrap();
     assert!(w.get(&k).unwrap().is_some());
-    assert!(w.get(&key("b.example", Slot::Current)).unwrap().is_some());
+    assert!(w.get(&key("b.example", Which::Current)).unwrap().is_some());
 }
 
 #[test]
@@ -209,7 +210,7 @@ fn refuses_non_json_and_blank_passphrases() {
     assert!(!v.exists());
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(matches!(
-        v.set(&key("a.example", Slot::Current), b"not json"),
+        v.set(&key("a.example", Which::Current), b"not json"),
         Err(StoreError::Invalid(_))
     ));
 }
@@ -234,11 +235,11 @@ fn writes_leave_identity_alone_and_raise_the_generation() {
     let identity = std::fs::read(v.identity_path()).unwrap();
     assert_eq!(sidecar(&v).generation, 1);
     for (i, origin) in ["a.example", "b.example", "c.example"].iter().enumerate() {
-        v.set(&key(origin, Slot::Current), SECRET.as_bytes())
+        v.set(&key(origin, Which::Current), SECRET.as_bytes())
             .unwrap();
         assert_eq!(sidecar(&v).generation, 2 + i as u64);
     }
-    v.delete(&key("a.example", Slot::Current)).unwrap();
+    v.delete(&key("a.example", Which::Current)).unwrap();
     assert_eq!(sidecar(&v).generation, 5);
     assert_eq!(std::fs::read(v.identity_path()).unwrap(), identity);
     // The generation is inside the encryption too.
@@ -267,7 +268,7 @@ fn legacy_entries(v: &VaultStore) -> Entries {
 }
 
 #[test]
-fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
+fn an_old_vault_is_upgraded_on_unlock_and_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     legacy(&v, "pw");
@@ -279,7 +280,7 @@ fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
     ));
     assert!(
         !v.identity_path().exists(),
-        "a wrong passphrase migrates nothing"
+        "a wrong passphrase upgrades nothing"
     );
     v.unlock(Some(&pass("pw"))).unwrap();
     assert_eq!(v.state().as_ref().unwrap().entries, before);
@@ -297,19 +298,19 @@ fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
     let w = vault(d.path());
     w.unlock(Some(&pass("pw"))).unwrap();
     assert_eq!(w.state().as_ref().unwrap().entries, before);
-    let scoped = SlotKey::new(
+    let scoped = SecretKey::new(
         &Origin::parse("b.example").unwrap(),
         Some("/p"),
-        Slot::Current,
+        Which::Current,
     );
     assert!(w.get(&scoped).unwrap().is_some());
-    assert!(w.get(&key("a.example", Slot::Previous)).unwrap().is_some());
+    assert!(w.get(&key("a.example", Which::Previous)).unwrap().is_some());
 }
 
-/// The states a kill -9 can leave during migration, rebuilt on disk: each unlocks to the
+/// The states a kill -9 can leave during an upgrade, rebuilt on disk: each unlocks to the
 /// same credentials and ends in the new format with no backup left.
 #[test]
-fn every_interrupted_migration_state_completes() {
+fn every_interrupted_upgrade_state_completes() {
     for stage in ["identity written", "backup kept", "new vault in place"] {
         let d = tempfile::tempdir().unwrap();
         let v = vault(d.path());
@@ -343,7 +344,7 @@ fn a_backup_that_differs_is_kept_and_reported() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     let other =
@@ -361,10 +362,10 @@ fn an_older_copy_put_back_is_served_with_a_warning() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     let old = std::fs::read(v.path()).unwrap();
-    v.set(&key("b.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("b.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     std::fs::write(v.path(), &old).unwrap();
@@ -375,13 +376,13 @@ fn an_older_copy_put_back_is_served_with_a_warning() {
         "{w}"
     );
     assert!(w.contains("generation 3"), "{w}");
-    assert!(v.get(&key("b.example", Slot::Current)).unwrap().is_none());
+    assert!(v.get(&key("b.example", Which::Current)).unwrap().is_none());
     assert_eq!(sidecar(&v).generation, 3, "unlock does not bless the copy");
     // Locking and unlocking again still warns; a change makes the copy current.
     v.lock();
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(v.warning().is_some());
-    v.set(&key("c.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("c.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     assert!(v.warning().is_none());
     assert_eq!(sidecar(&v).generation, 4);
@@ -395,7 +396,7 @@ fn a_sidecar_behind_is_repaired_and_a_missing_one_reported() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     // A crash between the vault's rename and the sidecar's: the sidecar lags by one.
@@ -456,7 +457,7 @@ fn a_damaged_or_missing_identity_is_reported_and_kept() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     let vault_bytes = std::fs::read(v.path()).unwrap();
