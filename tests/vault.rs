@@ -23,11 +23,25 @@ fn vault_path(t: &TestEnv) -> PathBuf {
 
 fn create(t: &TestEnv) {
     let out = t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
-    assert!(out.contains("Created the vault"), "{out}");
+    assert!(out.contains("Created the age file"), "{out}");
 }
 
 fn add_bearer(t: &TestEnv, origin: &str, token: &str) {
     t.ok(&["add", origin, "--type", "bearer"], &format!("{token}\n"));
+}
+
+/// Runs the CLI, again after each refusal during the back-off of a wrong passphrase (which
+/// says when to retry); bounded.
+fn retry(t: &TestEnv, args: &[&str], stdin: &str) -> std::process::Output {
+    for _ in 0..20 {
+        let out = t.cli(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("try again in") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("{args:?}: the back-off never ended");
 }
 
 /// Opens the vault file with the library, as a fresh daemon would.
@@ -59,7 +73,7 @@ fn auto_chooses_the_vault_and_says_why() {
     assert!(!t.env.contains_key("DBUS_SESSION_BUS_ADDRESS"));
     let mut d = t.start_daemon(&[]);
     let s: serde_json::Value = serde_json::from_str(&t.ok(&["status", "--json"], "")).unwrap();
-    assert_eq!(s["backend"], "vault", "{s}");
+    assert_eq!(s["backend"], "age-file", "{s}");
     assert_eq!(s["locked"], true);
     assert_eq!(s["vault_exists"], false);
     let why = s["backend_reason"].as_str().unwrap();
@@ -102,11 +116,23 @@ fn auto_chooses_the_vault_and_says_why() {
     d.stop();
 
     // The environment wins over the file.
+    // The age file's old name still works, with a note in the log.
     t.env.insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
     let mut d = t.start_daemon(&[]);
     let s = t.status_json();
-    assert_eq!(s["backend"], "vault");
-    assert_eq!(s["backend_reason"], "COMPOSER_KEYD_BACKEND=vault");
+    assert_eq!(s["backend"], "age-file");
+    assert_eq!(s["backend_reason"], "COMPOSER_KEYD_BACKEND=age-file");
+    assert!(
+        d.log_text()
+            .contains("the old name of the age-file backend"),
+        "{}",
+        d.log_text()
+    );
+    d.stop();
+    t.env
+        .insert("COMPOSER_KEYD_BACKEND".into(), "age-file".into());
+    let mut d = t.start_daemon(&[]);
+    assert_eq!(t.status_json()["backend"], "age-file");
     d.stop();
 
     // A value that names no backend stops the daemon with a clear error.
@@ -219,19 +245,23 @@ fn lifecycle_and_no_plaintext() {
     .unwrap();
     assert_eq!((r.status, r.kind().as_str()), (401, "wrong-passphrase"));
     assert_eq!(t.status_json()["locked"], true);
-    t.ok(&["unlock"], &format!("{PW}\n"));
+    assert!(retry(&t, &["unlock"], &format!("{PW}\n")).status.success());
     assert_eq!(
         t.lookup("repo.magento.com", None).json()["credential"]["password"],
         PRIV
     );
 
     // passwd: the old passphrase stops working, the new one unlocks.
-    let out = t.cli(&["passwd"], "wrong\nnew pass\nnew pass\n");
+    let out = retry(&t, &["passwd"], "wrong\nnew pass\nnew pass\n");
     assert!(!out.status.success());
-    t.ok(&["passwd"], &format!("{PW}\nnew pass\nnew pass\n"));
+    assert!(
+        retry(&t, &["passwd"], &format!("{PW}\nnew pass\nnew pass\n"))
+            .status
+            .success()
+    );
     t.ok(&["lock"], "");
-    assert!(!t.cli(&["unlock"], &format!("{PW}\n")).status.success());
-    t.ok(&["unlock"], "new pass\n");
+    assert!(!retry(&t, &["unlock"], &format!("{PW}\n")).status.success());
+    assert!(retry(&t, &["unlock"], "new pass\n").status.success());
     assert_eq!(
         t.lookup("github.com", None).json()["credential"]["token"],
         TOKEN

@@ -239,6 +239,7 @@ impl VaultStore {
             })
         })
         .map_err(&failed)?;
+        self.seen.fetch_max(generation, Ordering::SeqCst);
         let stamp = Stamp::of(&self.path).map_err(&failed)?;
         // After the vault, never before: a crash in between leaves the sidecar behind the
         // vault, which the next unlock repairs, rather than ahead of it, which would look
@@ -326,12 +327,13 @@ impl VaultStore {
         let seen = self.seen.load(Ordering::SeqCst);
         if plain.generation < seen {
             return Err(StoreError::RolledBack(format!(
-                "{} is an older copy: it is generation {}, but this daemon saw generation {seen} since it started, so it and its sidecar {} were put back. Changes made after it are missing from it; it was left locked and as it is. If you did not put it back yourself, find out who did; to use it anyway, restart the daemon",
+                "{} is an older copy: it is generation {}, but this daemon read or wrote generation {seen} since it started, so it was put back (with its sidecar {}, if that did not tell). Changes made after it are missing from it; it was left locked and as it is. If you did not put it back yourself, find out who did; to use it anyway, restart the daemon",
                 self.path.display(),
                 plain.generation,
                 self.state_path().display()
             )));
         }
+        self.seen.fetch_max(plain.generation, Ordering::SeqCst);
         let sp = self.state_path();
         let found = state::read(&sp);
         let mut s = found.state();
@@ -397,7 +399,6 @@ impl VaultStore {
         }
         change(&mut entries);
         let stamp = self.write_vault(&recipient, generation + 1, &entries)?;
-        self.seen.fetch_max(generation + 1, Ordering::SeqCst);
         // A lock that came in meanwhile wins: the file is written, memory stays wiped.
         if let Some(open) = self.state().as_mut() {
             open.entries = entries;
@@ -512,7 +513,6 @@ impl VaultStore {
         if let Some(w) = &open.warning {
             tracing::warn!("{w}");
         }
-        self.seen.fetch_max(open.generation, Ordering::SeqCst);
         *self.state() = Some(open);
         self.remove_stale_temps();
         Ok(())

@@ -30,6 +30,13 @@ fn sidecar(v: &VaultStore) -> state::State {
     }
 }
 
+/// Ends the back-off a wrong passphrase started, as time passing would; the count stays.
+fn wait_out(v: &VaultStore) {
+    let mut s = sidecar(v);
+    s.not_before = 0;
+    state::write(&v.state_path(), &s, &mut |_| {}).unwrap();
+}
+
 #[test]
 fn create_write_reopen() {
     let d = tempfile::tempdir().unwrap();
@@ -112,6 +119,14 @@ fn wrong_passphrase_then_right() {
     assert_eq!(sidecar(&v).failures, 1);
     assert!(sidecar(&v).not_before > 0);
     assert!(v.needs_passphrase());
+    // While the back-off runs, even the right passphrase is refused unchecked, with the
+    // time left, and the refusal does not count.
+    assert!(matches!(
+        v.unlock(Some(&pass("right"))),
+        Err(StoreError::Backoff(d)) if d <= state::MAX_DELAY
+    ));
+    assert_eq!(sidecar(&v).failures, 1);
+    wait_out(&v);
     v.unlock(Some(&pass("right"))).unwrap();
     assert_eq!(sidecar(&v).failures, 0, "success resets the delay");
     assert_eq!(sidecar(&v).not_before, 0);
@@ -177,6 +192,7 @@ fn passwd_reencrypts() {
         v.change_passphrase(&pass("nope"), &pass("two")),
         Err(StoreError::WrongPassphrase)
     ));
+    wait_out(&v);
     let vault_before = std::fs::read(v.path()).unwrap();
     let identity_before = std::fs::read(v.identity_path()).unwrap();
     v.change_passphrase(&pass("one"), &pass("two")).unwrap();
@@ -194,6 +210,7 @@ fn passwd_reencrypts() {
         w.unlock(Some(&pass("one"))),
         Err(StoreError::WrongPassphrase)
     ));
+    wait_out(&w);
     w.unlock(Some(&pass("two"))).unwrap();
     assert!(w.get(&k).unwrap().is_some());
     assert!(w.get(&key("b.example", Which::Current)).unwrap().is_some());
@@ -282,6 +299,7 @@ fn an_old_vault_is_upgraded_on_unlock_and_loses_nothing() {
         !v.identity_path().exists(),
         "a wrong passphrase upgrades nothing"
     );
+    wait_out(&v);
     v.unlock(Some(&pass("pw"))).unwrap();
     assert_eq!(v.state().as_ref().unwrap().entries, before);
     assert!(std::fs::read(v.path())
@@ -365,10 +383,30 @@ fn an_older_copy_put_back_is_served_with_a_warning() {
     v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     let old = std::fs::read(v.path()).unwrap();
+    let old_sidecar = std::fs::read(v.state_path()).unwrap();
     v.set(&key("b.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     std::fs::write(v.path(), &old).unwrap();
+    // The store that saw generation 3 refuses the copy, with or without its sidecar.
+    for with_sidecar in [false, true] {
+        if with_sidecar {
+            std::fs::write(v.state_path(), &old_sidecar).unwrap();
+        }
+        match v.unlock(Some(&pass("pw"))) {
+            Err(StoreError::RolledBack(m)) => assert!(
+                m.contains("older copy") && m.contains("generation 2") && m.contains("3"),
+                "{m}"
+            ),
+            other => panic!("not refused: {other:?}"),
+        }
+        assert!(v.needs_passphrase());
+    }
+    let mut s = sidecar(&v);
+    s.generation = 3;
+    state::write(&v.state_path(), &s, &mut |_| {}).unwrap();
+    // A new process (a restarted daemon) has only the sidecar to go by: a warning.
+    let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
     let w = v.warning().expect("a rollback warning");
     assert!(
@@ -429,10 +467,22 @@ fn the_back_off_is_kept_on_disk_for_the_next_process() {
     // A new process: the count goes on from where it was.
     let w = vault(d.path());
     assert_eq!(sidecar(&w).failures, 1);
-    assert!(w.unlock(Some(&pass("wrong again"))).is_err());
+    assert!(
+        matches!(
+            w.unlock(Some(&pass("wrong again"))),
+            Err(StoreError::Backoff(_))
+        ),
+        "the back-off goes on in the next process"
+    );
+    wait_out(&w);
+    assert!(matches!(
+        w.unlock(Some(&pass("wrong again"))),
+        Err(StoreError::WrongPassphrase)
+    ));
     let s = sidecar(&w);
     assert_eq!(s.failures, 2);
     assert_eq!(state::delay(s.failures), Duration::from_secs(2));
+    wait_out(&w);
     w.unlock(Some(&pass("right"))).unwrap();
     assert_eq!(sidecar(&w).failures, 0);
 }
