@@ -284,7 +284,7 @@ fn migrate_and_passwd_are_held_to_the_strictest_policy_and_audited() {
     let prompts = ask.prompts();
     assert!(
         prompts[0].starts_with("composer-keyd: every credential - pid ")
-            && prompts[0].contains("move every credential to the vault"),
+            && prompts[0].contains("move every credential to the age file"),
         "{prompts:#?}"
     );
     refusal(&audit(&t), "POST /v1/migrate");
