@@ -78,7 +78,7 @@ fn auto_chooses_the_vault_and_says_why() {
     assert_eq!(s["vault_exists"], false);
     let why = s["backend_reason"].as_str().unwrap();
     assert!(
-        why.contains("auto") && why.contains("no OS keyring answered (no D-Bus session bus)"),
+        why.contains("auto") && why.contains("no keyring answered (no D-Bus session bus)"),
         "{why}"
     );
     // One short reason; the D-Bus error itself is the detail, behind `doctor -v`.

@@ -79,6 +79,10 @@ impl BackendKind {
         base.max(self.facts().min_call_time)
     }
 
+    /// What `auto` tries, in order: each is taken when its probe answers, and the last one
+    /// without a probe.
+    pub const AUTO: [BackendKind; 2] = [BackendKind::Keyring, BackendKind::AgeFile];
+
     /// The kinds the daemon can run on, in the order help lists them.
     pub fn daemon_kinds() -> impl Iterator<Item = BackendKind> {
         BackendKind::NAMED.into_iter().filter(|k| k.facts().daemon)

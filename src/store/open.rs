@@ -34,14 +34,7 @@ pub async fn open(probe_timeout: Duration) -> Result<Arc<Switchable>, OpenError>
     };
     let (store, reason, detail): (Arc<dyn Store>, String, Option<String>) = match choice {
         BackendChoice::Backend(kind) => (backend::open(kind, &places)?, set, None),
-        BackendChoice::Auto => match probe_keyring(&places, probe_timeout).await {
-            Ok(k) => (k, format!("{set}: the OS keyring answered"), None),
-            Err((short, detail)) => (
-                backend::open(BackendKind::AgeFile, &places)?,
-                format!("{set}: no OS keyring answered ({short}), so the age file"),
-                Some(detail),
-            ),
-        },
+        BackendChoice::Auto => auto(&places, &set, probe_timeout).await?,
     };
     Ok(Arc::new(
         Switchable::new(store, reason, Some(places)).with_detail(detail),
@@ -81,13 +74,43 @@ fn short_reason(e: &StoreError) -> &'static str {
     }
 }
 
-/// Connects to the platform store, bounded by `limit`.
-async fn probe_keyring(
+/// `auto`: the first of [`BackendKind::AUTO`] whose probe answers within `limit`, else the
+/// last one; with the reason, and the detail of the last probe that failed.
+async fn auto(
+    places: &Places,
+    set: &str,
+    limit: Duration,
+) -> Result<(Arc<dyn Store>, String, Option<String>), OpenError> {
+    let (last, tried) = BackendKind::AUTO.split_last().expect("auto has a choice");
+    let mut failed = None;
+    for &kind in tried {
+        match probe(kind, places, limit).await {
+            Ok(store) => return Ok((store, format!("{set}: the {} answered", kind.name()), None)),
+            Err(why) => failed = Some((kind, why)),
+        }
+    }
+    let store = backend::open(*last, places)?;
+    Ok(match failed {
+        Some((kind, (short, detail))) => (
+            store,
+            format!(
+                "{set}: no {} answered ({short}), so the {}",
+                kind.name(),
+                last.name()
+            ),
+            Some(detail),
+        ),
+        None => (store, format!("{set}: the {}", last.name()), None),
+    })
+}
+
+/// Opens `kind` and asks whether it answers, bounded by `limit`.
+async fn probe(
+    kind: BackendKind,
     places: &Places,
     limit: Duration,
 ) -> Result<Arc<dyn Store>, (&'static str, String)> {
-    let k = backend::open(BackendKind::Keyring, places)
-        .map_err(|e| (short_reason(&e), e.to_string()))?;
+    let k = backend::open(kind, places).map_err(|e| (short_reason(&e), e.to_string()))?;
     match tokio::time::timeout(limit, k.probe()).await {
         Ok(Ok(())) => Ok(k),
         Ok(Err(e)) => Err((short_reason(&e), e.to_string())),
