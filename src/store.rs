@@ -7,6 +7,7 @@
 //! bounds every call with the time-out `backend::Facts` gives for the kind in use then.
 //! What each backend is (name, time-out, unlocking, opening, migrating) lives in `backend.rs`.
 
+pub mod age_file;
 pub mod backend;
 pub mod keyring;
 pub mod memory;
@@ -15,7 +16,6 @@ pub mod open;
 #[cfg(target_os = "linux")]
 pub mod secret_service;
 pub mod switchable;
-pub mod vault;
 
 use crate::credential::Origin;
 use crate::protocol::BackendKind;

@@ -5,7 +5,7 @@ mod support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
-use composer_keyd::store::vault::VaultStore;
+use composer_keyd::store::age_file::AgeFileStore;
 use composer_keyd::store::{SecretKey, StoreError, Which};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -45,13 +45,13 @@ fn retry(t: &TestEnv, args: &[&str], stdin: &str) -> std::process::Output {
 }
 
 /// Opens the vault file with the library, as a fresh daemon would.
-fn open(t: &TestEnv, pw: &str) -> Result<VaultStore, StoreError> {
-    let v = VaultStore::new(vault_path(t));
+fn open(t: &TestEnv, pw: &str) -> Result<AgeFileStore, StoreError> {
+    let v = AgeFileStore::new(vault_path(t));
     v.unlock(Some(&Secret::from(pw)))?;
     Ok(v)
 }
 
-fn has(v: &VaultStore, origin: &str) -> bool {
+fn has(v: &AgeFileStore, origin: &str) -> bool {
     let key = SecretKey::new(&Origin::parse(origin).unwrap(), None, Which::Current);
     v.get(&key).unwrap().is_some()
 }

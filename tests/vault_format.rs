@@ -6,7 +6,7 @@ mod support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
-use composer_keyd::store::vault::VaultStore;
+use composer_keyd::store::age_file::AgeFileStore;
 use composer_keyd::store::{SecretKey, Which};
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ fn data(t: &TestEnv) -> PathBuf {
 }
 
 fn contents(t: &TestEnv, accounts: &[&str]) -> Vec<(String, Option<String>)> {
-    let v = VaultStore::new(data(t).join("vault.age"));
+    let v = AgeFileStore::new(data(t).join("vault.age"));
     v.unlock(Some(&Secret::from(PW))).expect("the vault opens");
     accounts
         .iter()

@@ -5,7 +5,7 @@ mod support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
-use composer_keyd::store::vault::VaultStore;
+use composer_keyd::store::age_file::AgeFileStore;
 use composer_keyd::store::{SecretKey, Which};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,7 +51,7 @@ fn in_keyring(t: &TestEnv, service: &str, account: &str) -> Option<String> {
 }
 
 fn vault_has(t: &TestEnv, account: &str) -> bool {
-    let v = VaultStore::new(vault_path(t));
+    let v = AgeFileStore::new(vault_path(t));
     v.unlock(Some(&Secret::from(PW))).expect("the vault opens");
     let key = SecretKey::new(&Origin::parse(account).unwrap(), None, Which::Current);
     v.get(&key).unwrap().is_some()

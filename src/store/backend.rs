@@ -5,8 +5,8 @@
 //! a backend: its kind in `protocol.rs`, its facts and its opening here, its `Store` in a
 //! file of its own under `store/` (see ARCHITECTURE.md).
 
+use super::age_file::{self, AgeFileStore};
 use super::keyring::KeyringStore;
-use super::vault::{self, VaultStore};
 use super::{Store, StoreError};
 use crate::protocol::BackendKind;
 use std::path::PathBuf;
@@ -100,7 +100,7 @@ impl Places {
     /// The user's data directory.
     pub fn of_user() -> Result<Places, crate::paths::PathError> {
         Ok(Places {
-            age_file: vault::default_path()?,
+            age_file: age_file::default_path()?,
         })
     }
 
@@ -114,7 +114,7 @@ impl Places {
 pub fn open(kind: BackendKind, places: &Places) -> Result<Arc<dyn Store>, StoreError> {
     match kind {
         BackendKind::Keyring => Ok(Arc::new(KeyringStore::new())),
-        BackendKind::AgeFile => Ok(Arc::new(VaultStore::new(places.age_file.clone()))),
+        BackendKind::AgeFile => Ok(Arc::new(AgeFileStore::new(places.age_file.clone()))),
         BackendKind::Memory | BackendKind::Unknown => Err(StoreError::Invalid(format!(
             "the daemon cannot run on the {}",
             kind.name()

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 const SECRET: &str = r#"{"type":"http-basic","username":"pub-5f1e","password":"priv-9c2d"}"#;
 
-fn vault(dir: &Path) -> VaultStore {
+fn vault(dir: &Path) -> AgeFileStore {
     // A low work factor keeps the tests fast; the format is the same.
-    VaultStore {
+    AgeFileStore {
         log_n: 10,
-        ..VaultStore::new(dir.join("data/vault.age"))
+        ..AgeFileStore::new(dir.join("data/vault.age"))
     }
 }
 
@@ -23,7 +23,7 @@ fn pass(s: &str) -> Secret<String> {
     Secret::from(s)
 }
 
-fn sidecar(v: &VaultStore) -> state::State {
+fn sidecar(v: &AgeFileStore) -> state::State {
     match state::read(&v.state_path()) {
         state::Found::Ok(s) => s,
         _ => panic!("no readable sidecar"),
@@ -31,7 +31,7 @@ fn sidecar(v: &VaultStore) -> state::State {
 }
 
 /// Ends the back-off a wrong passphrase started, as time passing would; the count stays.
-fn wait_out(v: &VaultStore) {
+fn wait_out(v: &AgeFileStore) {
     let mut s = sidecar(v);
     s.not_before = 0;
     state::write(&v.state_path(), &s, &mut |_| {}).unwrap();
@@ -267,7 +267,7 @@ fn writes_leave_identity_alone_and_raise_the_generation() {
 }
 
 /// Writes a vault as composer-keyd wrote it before identity.age: sealed with the passphrase.
-fn legacy(v: &VaultStore, pw: &str) -> Vec<u8> {
+fn legacy(v: &AgeFileStore, pw: &str) -> Vec<u8> {
     std::fs::create_dir_all(v.path().parent().unwrap()).unwrap();
     let plain = format!(
         "{{\"format\":1,\"credentials\":{{\"composer-keyd\":{{\n  \"a.example\":{SECRET},\n  \"b.example@/p\":{{\"type\":\"bearer\",\"token\":\"t\"}}}},\n\"composer-keyd.previous\":{{\n  \"a.example\":{{\"type\":\"bearer\",\"token\":\"old\"}}}}}}}}\n"
@@ -277,7 +277,7 @@ fn legacy(v: &VaultStore, pw: &str) -> Vec<u8> {
     bytes
 }
 
-fn legacy_entries(v: &VaultStore) -> Entries {
+fn legacy_entries(v: &AgeFileStore) -> Entries {
     let bytes = std::fs::read(v.path()).unwrap();
     parse(&file::open_passphrase(&bytes, &pass("pw")).unwrap())
         .unwrap()

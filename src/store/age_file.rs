@@ -11,7 +11,7 @@
 //! decrypt or parse is reported and never written over. A vault from before identity.age
 //! (sealed with the passphrase itself) is upgraded on its first unlock (`upgrade.rs`).
 //!
-//! The calls block (file I/O, scrypt): `VaultStore`'s own methods are the blocking calls, and
+//! The calls block (file I/O, scrypt): `AgeFileStore`'s own methods are the blocking calls, and
 //! its `Store` implementation runs each on a blocking thread of the runtime.
 //!
 //! An older vault.age put back is noticed two ways: against the sidecar (an older copy put
@@ -95,7 +95,7 @@ struct Open {
 /// Secrets in an age-encrypted file, unlocked with a passphrase. A clone is the same store
 /// (it shares the unlocked state), so that a call can take one to a blocking thread.
 #[derive(Clone)]
-pub struct VaultStore {
+pub struct AgeFileStore {
     path: PathBuf,
     log_n: u8,
     state: Arc<Mutex<Option<Open>>>,
@@ -106,10 +106,10 @@ pub struct VaultStore {
     seen: Arc<AtomicU64>,
 }
 
-impl VaultStore {
+impl AgeFileStore {
     /// A locked vault at `path`; nothing is read until `unlock`.
-    pub fn new(path: PathBuf) -> VaultStore {
-        VaultStore {
+    pub fn new(path: PathBuf) -> AgeFileStore {
+        AgeFileStore {
             path,
             log_n: test_log_n().unwrap_or(LOG_N),
             state: Arc::new(Mutex::new(None)),
@@ -434,7 +434,7 @@ impl VaultStore {
 
 /// The blocking calls, for a blocking thread (the `Store` implementation runs them on one)
 /// or a tool.
-impl VaultStore {
+impl AgeFileStore {
     /// Reads a secret from memory; `Locked` until unlocked.
     pub fn get(&self, key: &SecretKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
         let st = self.state();
@@ -577,11 +577,11 @@ mod state;
 mod tests;
 mod upgrade;
 
-impl VaultStore {
+impl AgeFileStore {
     /// Runs a blocking call on a clone of this store, on a blocking thread.
     fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&VaultStore) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&AgeFileStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Call<'static, T> {
         let v = self.clone();
         Box::pin(async move {
@@ -599,13 +599,13 @@ impl VaultStore {
 }
 
 /// Reads answer from memory at once; writes, unlock and `passwd` run on a blocking thread.
-impl Store for VaultStore {
+impl Store for AgeFileStore {
     fn kind(&self) -> BackendKind {
         BackendKind::AgeFile
     }
 
     fn get<'a>(&'a self, key: &'a SecretKey) -> Call<'a, Option<Secret<Vec<u8>>>> {
-        super::ready(VaultStore::get(self, key))
+        super::ready(AgeFileStore::get(self, key))
     }
 
     fn set<'a>(&'a self, key: &'a SecretKey, secret: &'a [u8]) -> Call<'a, ()> {
@@ -643,14 +643,14 @@ impl Store for VaultStore {
     }
 
     fn lock(&self) {
-        VaultStore::lock(self)
+        AgeFileStore::lock(self)
     }
 
     fn needs_passphrase(&self) -> bool {
-        VaultStore::needs_passphrase(self)
+        AgeFileStore::needs_passphrase(self)
     }
 
     fn warning(&self) -> Option<String> {
-        VaultStore::warning(self)
+        AgeFileStore::warning(self)
     }
 }

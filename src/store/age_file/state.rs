@@ -5,7 +5,7 @@
 //! put back. The back-off lives here too, so that restarting the daemon does not reset it.
 //! Nothing in it is secret.
 
-use super::VaultStore;
+use super::AgeFileStore;
 use crate::atomic::{self, Stage};
 use crate::paths;
 use crate::store::StoreError;
@@ -102,7 +102,7 @@ impl State {
     }
 }
 
-impl VaultStore {
+impl AgeFileStore {
     /// Runs a passphrase check under the back-off kept in the sidecar: while the back-off of
     /// an earlier wrong passphrase runs (even one tried before a restart), a try is refused at
     /// once, unchecked, with the time left (`Backoff`); a wrong passphrase now starts a

@@ -14,7 +14,7 @@
 //! checks the new pair against the backup again before removing it.
 
 use super::file::{self, parse};
-use super::{state, Entries, Open, VaultStore};
+use super::{state, AgeFileStore, Entries, Open};
 use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::testhook::pause;
@@ -22,7 +22,11 @@ use age::x25519;
 use std::path::Path;
 
 /// Upgrades the old-format vault `bytes` (just read from vault.age) and returns it unlocked.
-pub(super) fn run(v: &VaultStore, pass: &Secret<String>, bytes: &[u8]) -> Result<Open, StoreError> {
+pub(super) fn run(
+    v: &AgeFileStore,
+    pass: &Secret<String>,
+    bytes: &[u8],
+) -> Result<Open, StoreError> {
     let old = file::open_passphrase(bytes, pass)
         .and_then(|p| parse(&p))
         .map_err(|d| v.corrupt(&v.path, d))?;
@@ -77,7 +81,7 @@ pub(super) fn run(v: &VaultStore, pass: &Secret<String>, bytes: &[u8]) -> Result
 /// After a crash that left the new vault.age with the backup still there: the new pair
 /// (just opened, `entries`) must hold what the backup holds before the backup goes.
 pub(super) fn finish(
-    v: &VaultStore,
+    v: &AgeFileStore,
     pass: &Secret<String>,
     entries: &Entries,
 ) -> Result<(), StoreError> {
@@ -101,11 +105,11 @@ pub(super) fn finish(
 }
 
 /// Gives the old vault.age its second name, unless an earlier attempt already did.
-fn keep_backup(v: &VaultStore, bytes: &[u8]) -> Result<(), StoreError> {
+fn keep_backup(v: &AgeFileStore, bytes: &[u8]) -> Result<(), StoreError> {
     let backup = v.backup_path();
     match v.read(&backup)? {
         None => {
-            std::fs::hard_link(&v.path, &backup).map_err(VaultStore::write_failed(&backup))?;
+            std::fs::hard_link(&v.path, &backup).map_err(AgeFileStore::write_failed(&backup))?;
             sync_dir(&backup);
             Ok(())
         }
@@ -118,15 +122,15 @@ fn keep_backup(v: &VaultStore, bytes: &[u8]) -> Result<(), StoreError> {
     }
 }
 
-fn remove_backup(v: &VaultStore) -> Result<(), StoreError> {
+fn remove_backup(v: &AgeFileStore) -> Result<(), StoreError> {
     let backup = v.backup_path();
-    std::fs::remove_file(&backup).map_err(VaultStore::write_failed(&backup))?;
+    std::fs::remove_file(&backup).map_err(AgeFileStore::write_failed(&backup))?;
     sync_dir(&backup);
     Ok(())
 }
 
 /// Reads identity.age and vault.age back from disk, not from the memory that wrote them.
-fn verify(v: &VaultStore, pass: &Secret<String>, entries: &Entries) -> Result<(), StoreError> {
+fn verify(v: &AgeFileStore, pass: &Secret<String>, entries: &Entries) -> Result<(), StoreError> {
     let differ = |what: &str| {
         StoreError::Corrupt(format!(
             "the upgraded vault did not read back the same ({what}); the old {} was put back as it was",
