@@ -1,4 +1,4 @@
-//! The age-file backend (`age-file`; the code still says vault): secrets in `vault.age`, sealed to an X25519 identity that `identity.age` keeps under the passphrase.
+//! The age-file backend (`age-file`, called `vault` before; its files keep their names): secrets in `vault.age`, sealed to an X25519 identity that `identity.age` keeps under the passphrase.
 //!
 //! Unlock runs scrypt once, to open identity.age, and keeps the identity in memory; a write
 //! seals vault.age to its recipient, with no passphrase work. `passwd` reseals identity.age
@@ -14,11 +14,17 @@
 //! The calls block (file I/O, scrypt): `AgeFileStore`'s own methods are the blocking calls, and
 //! its `Store` implementation runs each on a blocking thread of the runtime.
 //!
-//! An older vault.age put back is noticed two ways: against the sidecar (an older copy put
-//! back alone: served, with a warning), and against the newest generation this daemon has
-//! read or written, kept in its memory across locks (a copy put back together with its
-//! sidecar: refused, `RolledBack`). Not noticed: both put back while no daemon ran, or a
-//! copy put back that the daemon never saw superseded since it started.
+//! An older vault.age put back is noticed two ways:
+//! - against the newest generation this store (the daemon's, for its whole life) has read or
+//!   written at this path, kept in memory across locks: an older one is refused at unlock
+//!   (`RolledBack`), whether or not the sidecar was put back with it;
+//! - against the sidecar, across restarts: a vault.age older than the sidecar's generation is
+//!   served with a warning (unlock reply, `status`, the log).
+//!
+//! Not noticed: vault.age and its sidecar put back together while no daemon ran (or before a
+//! daemon first read them), since nothing else records the generation; the same-uid attacker
+//! who can do that can also read and replace every file here. The keyring is not asked to
+//! record it: the age file is mostly used where no keyring answers.
 
 use super::{Call, SecretKey, Store, StoreError};
 use crate::atomic::{self, Stage};
