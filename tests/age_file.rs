@@ -53,8 +53,9 @@ fn wrong_unlocks_after_migrating_to_the_age_file_answer_wrong_passphrase() {
     let mut d = t.start_daemon(&[]);
     assert_eq!(t.status_json()["backend"], "keyring");
     t.ok(&["add", "github.com", "--type", "github-oauth"], "ghp_x\n");
-    // The old name on the command line still works.
-    t.ok(&["migrate", "--to", "vault"], &format!("{PW}\n{PW}\n"));
+    // The old name on the command line still works (with a note, checked below).
+    let moved = t.cli(&["migrate", "--to", "vault"], &format!("{PW}\n{PW}\n"));
+    assert!(moved.status.success(), "{moved:?}");
     let s = t.status_json();
     assert!(s["backend"] == "age-file" || s["backend"] == "vault", "{s}");
     t.ok(&["lock"], "");
@@ -76,6 +77,11 @@ fn wrong_unlocks_after_migrating_to_the_age_file_answer_wrong_passphrase() {
     };
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(t.credential("github.com", None)["token"], "ghp_x");
+    let note = String::from_utf8_lossy(&moved.stderr);
+    assert!(
+        note.contains("\"vault\" is the old name of the age-file backend"),
+        "{note}"
+    );
     assert!(d.stop().success());
 }
 
