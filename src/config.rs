@@ -68,7 +68,7 @@ impl<'de> Deserialize<'de> for BackendChoice {
 
 /// Where the backend choice came from, for `status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub enum SetBy {
     /// Set by the `COMPOSER_KEYD_BACKEND` environment variable.
     Env,
     /// Set in this config.toml.
@@ -77,12 +77,12 @@ pub enum Source {
     Default,
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for SetBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Env => write!(f, "{ENV_BACKEND}"),
-            Source::File(p) => write!(f, "{}", p.display()),
-            Source::Default => f.write_str("the default"),
+            SetBy::Env => write!(f, "{ENV_BACKEND}"),
+            SetBy::File(p) => write!(f, "{}", p.display()),
+            SetBy::Default => f.write_str("the default"),
         }
     }
 }
@@ -174,14 +174,14 @@ pub fn env_backend() -> Result<Option<BackendChoice>, ConfigError> {
 }
 
 /// The backend to use and where that choice came from: the environment wins over the file.
-pub fn backend() -> Result<(BackendChoice, Source), ConfigError> {
+pub fn backend() -> Result<(BackendChoice, SetBy), ConfigError> {
     if let Some(b) = env_backend()? {
-        return Ok((b, Source::Env));
+        return Ok((b, SetBy::Env));
     }
     let path = path()?;
     Ok(match load_from(&path)? {
-        Some(c) => (c.backend, Source::File(path)),
-        None => (BackendChoice::Auto, Source::Default),
+        Some(c) => (c.backend, SetBy::File(path)),
+        None => (BackendChoice::Auto, SetBy::Default),
     })
 }
 

@@ -3,7 +3,7 @@
 use super::backend::{self, Places};
 use super::switchable::Switchable;
 use super::{Store, StoreError};
-use crate::config::{self, BackendChoice, Source};
+use crate::config::{self, BackendChoice, SetBy};
 use crate::protocol::BackendKind;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +28,9 @@ pub async fn open(probe_timeout: Duration) -> Result<Arc<Switchable>, OpenError>
     let (choice, source) = config::backend()?;
     let places = Places::of_user()?;
     let set = match &source {
-        Source::Env => format!("{}={choice}", config::ENV_BACKEND),
-        Source::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
-        Source::Default => "auto, the default".into(),
+        SetBy::Env => format!("{}={choice}", config::ENV_BACKEND),
+        SetBy::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
+        SetBy::Default => "auto, the default".into(),
     };
     let (store, reason, detail): (Arc<dyn Store>, String, Option<String>) = match choice {
         BackendChoice::Backend(kind) => (backend::open(kind, &places)?, set, None),
