@@ -300,6 +300,19 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     let before = git_clone(&t, &url, &home.join("c0"));
     assert!(!before.status.success(), "cloned without credentials");
 
+    // A URL with userinfo is refused without quoting the password.
+    let bad = t.cli(
+        &[
+            "git-credential",
+            "install",
+            "--host",
+            "https://user:S3CRET-in-url@host.example",
+        ],
+        "",
+    );
+    assert!(!bad.status.success());
+    assert!(!text(&bad).contains("S3CRET"), "{}", text(&bad));
+    assert!(text(&bad).contains("***@host.example"), "{}", text(&bad));
     let out = t.ok(&["git-credential", "install", "--host", &server.base()], "");
     assert!(out.contains("credential.http://127.0.0.1:"), "{out}");
     let config = std::fs::read_to_string(home.join(".gitconfig")).unwrap();
@@ -337,19 +350,74 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
         "{err}"
     );
 
-    // Opted in: store adds what worked without replacing anything, erase disables.
-    let optin = |op: &str, request: &str| {
-        let out = t.cli(&["git-credential", "--allow-store", op], request);
+    // Opted in: store adds what worked, scoped to the project git asked from, where nothing
+    // applies yet; erase disables.
+    let in_dir = |dir: &Path, op: &str, request: &str| {
+        let d = dir.to_str().unwrap();
+        let out = t.cli(
+            &["git-credential", "--allow-store", "--project", d, op],
+            request,
+        );
         assert!(out.status.success(), "{}", text(&out));
     };
+    let optin = |op: &str, request: &str| in_dir(&home, op, request);
     optin(
         "store",
         "protocol=https\nhost=new.example\nusername=a\npassword=b\n",
     );
     optin("store", &format!("{base}username=other\npassword=other\n"));
-    let c = t.credential(&server.origin(), None);
-    assert_eq!(c["password"], TOKEN, "store replaced a stored secret");
-    assert_eq!(t.credential("new.example", None)["username"], "a");
+    let c = t.credential(&server.origin(), Some(&home));
+    assert_eq!(
+        c["password"], TOKEN,
+        "store replaced or shadowed a stored secret"
+    );
+    assert_eq!(t.credential("new.example", Some(&home))["username"], "a");
+    assert_eq!(
+        t.lookup("new.example", None).status,
+        404,
+        "store made an unscoped credential"
+    );
+    // Issue 22: only a project's credential exists for the host; what git stores from
+    // another directory stays there, and never becomes the host's unscoped credential.
+    let app = home.join("app");
+    let other = home.join("other");
+    for d in [&app, &other] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    add(
+        &t,
+        "scoped.example",
+        "http-basic",
+        Some(&app),
+        &["app", "app-secret"],
+    );
+    in_dir(
+        &other,
+        "store",
+        "protocol=https\nhost=scoped.example\nusername=typed\npassword=typed-secret\n",
+    );
+    assert_eq!(
+        t.lookup("scoped.example", None).status,
+        404,
+        "an unscoped credential was planted"
+    );
+    assert_eq!(
+        t.credential("scoped.example", Some(&app))["username"],
+        "app"
+    );
+    assert_eq!(
+        t.credential("scoped.example", Some(&other))["username"],
+        "typed"
+    );
+    t.ok(
+        &[
+            "remove",
+            "scoped.example",
+            "--project",
+            other.to_str().unwrap(),
+        ],
+        "",
+    );
     optin("erase", &format!("{base}username={USER}\npassword=wrong\n"));
     assert!(!t.ok(&["list"], "").contains("DISABLED"));
     optin(

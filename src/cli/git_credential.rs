@@ -199,9 +199,10 @@ async fn get(
     }
 }
 
-/// Stores what git confirmed working as http-basic, never over another secret, and scoped
-/// to the project git asked from (`--project`, else its working directory): an unscoped
-/// credential would also answer for every other project, wider than what git was asked for.
+/// Stores what git confirmed working as http-basic, scoped to the project git asked from
+/// (`--project`, else its working directory), and only when no stored credential applies
+/// there: an unscoped one would also answer for every other project, wider than what git was
+/// asked for, and one beside a credential that applies would copy or shadow it.
 async fn store(
     client: &Client,
     origin: &Origin,
@@ -211,6 +212,16 @@ async fn store(
     let (Some(u), Some(p), Some(project)) = (&req.username, &req.password, project) else {
         return Ok(Given::Yes);
     };
+    let list = client.credentials().await?;
+    let applies = list.credentials.iter().any(|c| {
+        c.origin == *origin
+            && c.project
+                .as_deref()
+                .is_none_or(|scope| std::path::Path::new(project).starts_with(scope))
+    });
+    if applies {
+        return Ok(Given::Yes);
+    }
     let Ok(credential) = Credential::from_fields(
         composer_keyd::credential::CredentialType::HttpBasic,
         vec![u.clone(), p.clone()],
