@@ -892,3 +892,45 @@ fn a_client_certificate_passphrase_never_reaches_gits_argv() {
         |server| vec![json!({"type": "vcs", "url": format!("{}/git/widget.git", server.base())})],
     );
 }
+
+/// Issue 22: `git-credential get` holds the secret it hands git; a core file of it (in git's
+/// working directory) held the password. It is hardened before it reads git's request.
+#[test]
+fn git_credential_get_has_no_core_and_is_not_dumpable() {
+    let t = support::TestEnv::with_keyring(true);
+    let mut child = t
+        .command(support::BIN)
+        .args(["--no-autostart", "git-credential", "get"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Bounded: 400 x 25 ms for the CLI to start and harden itself while it waits for git.
+    let no_core = (0..400).any(|_| {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+        let zero = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .is_some_and(|l| l.split_whitespace().skip(4).take(2).all(|v| v == "0"));
+        if !zero {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        zero
+    });
+    // harden_cli sets the core limit and PR_SET_DUMPABLE together (src/cli.rs's unit test
+    // names every command it covers).
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert!(
+        no_core,
+        "RLIMIT_CORE of `git-credential get` never became 0"
+    );
+    assert_eq!(
+        exe.unwrap(),
+        std::fs::canonicalize(support::BIN).unwrap(),
+        "the pid is the CLI's"
+    );
+}
