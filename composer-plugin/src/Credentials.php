@@ -11,6 +11,15 @@ namespace ComposerKeyd;
 
 final class Credentials
 {
+    /**
+     * Every type toPair() encodes, in auth.json's order. tests/fixtures/encoding.json pins it
+     * to the daemon's CredentialType::ALL, and each type's pair and git answer to both sides.
+     */
+    const TYPES = array(
+        'http-basic', 'bearer', 'github-oauth', 'gitlab-oauth', 'gitlab-token',
+        'bitbucket-oauth', 'forgejo-token', 'custom-headers', 'client-certificate',
+    );
+
     /** The types BaseIO::loadConfiguration() learned in Composer 2.9; older AuthHelpers would send them as basic auth. */
     const SINCE_2_9 = array('custom-headers', 'client-certificate');
 
