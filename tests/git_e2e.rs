@@ -377,47 +377,6 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
         404,
         "store made an unscoped credential"
     );
-    // Issue 22: only a project's credential exists for the host; what git stores from
-    // another directory stays there, and never becomes the host's unscoped credential.
-    let app = home.join("app");
-    let other = home.join("other");
-    for d in [&app, &other] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    add(
-        &t,
-        "scoped.example",
-        "http-basic",
-        Some(&app),
-        &["app", "app-secret"],
-    );
-    in_dir(
-        &other,
-        "store",
-        "protocol=https\nhost=scoped.example\nusername=typed\npassword=typed-secret\n",
-    );
-    assert_eq!(
-        t.lookup("scoped.example", None).status,
-        404,
-        "an unscoped credential was planted"
-    );
-    assert_eq!(
-        t.credential("scoped.example", Some(&app))["username"],
-        "app"
-    );
-    assert_eq!(
-        t.credential("scoped.example", Some(&other))["username"],
-        "typed"
-    );
-    t.ok(
-        &[
-            "remove",
-            "scoped.example",
-            "--project",
-            other.to_str().unwrap(),
-        ],
-        "",
-    );
     optin("erase", &format!("{base}username={USER}\npassword=wrong\n"));
     assert!(!t.ok(&["list"], "").contains("DISABLED"));
     optin(
@@ -932,5 +891,62 @@ fn git_credential_get_has_no_core_and_is_not_dumpable() {
         exe.unwrap(),
         std::fs::canonicalize(support::BIN).unwrap(),
         "the pid is the CLI's"
+    );
+}
+
+/// Issue 22: only a project's credential exists for the host; what git stores from another
+/// directory stays scoped there, and never becomes the host's unscoped credential.
+#[test]
+fn git_store_never_plants_a_credential_wider_than_git_asked_for() {
+    support::require("git", "git");
+    let t = support::TestEnv::with_keyring(true);
+    let _d = t.start_daemon(&[]);
+    let home = t.home();
+    let in_dir = |dir: &Path, op: &str, request: &str| {
+        let d = dir.to_str().unwrap();
+        let out = t.cli(
+            &["git-credential", "--allow-store", "--project", d, op],
+            request,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    let app = home.join("app");
+    let other = home.join("other");
+    for d in [&app, &other] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    add(
+        &t,
+        "scoped.example",
+        "http-basic",
+        Some(&app),
+        &["app", "app-secret"],
+    );
+    in_dir(
+        &other,
+        "store",
+        "protocol=https\nhost=scoped.example\nusername=typed\npassword=typed-secret\n",
+    );
+    assert_eq!(
+        t.lookup("scoped.example", None).status,
+        404,
+        "an unscoped credential was planted"
+    );
+    assert_eq!(
+        t.credential("scoped.example", Some(&app))["username"],
+        "app"
+    );
+    assert_eq!(
+        t.credential("scoped.example", Some(&other))["username"],
+        "typed"
+    );
+    t.ok(
+        &[
+            "remove",
+            "scoped.example",
+            "--project",
+            other.to_str().unwrap(),
+        ],
+        "",
     );
 }
