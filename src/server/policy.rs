@@ -217,7 +217,7 @@ impl Confirm {
 /// (`approvals.rs`): one approval per Composer run, so that git is never left without the
 /// credential that Composer holds.
 pub async fn check(rule: &Rule, confirm: &Confirm, peer: &Peer, what: &str) -> Result<()> {
-    if confirm.approvals.covers(peer, what) {
+    if confirm.approvals.covers(peer, what, rule) {
         return Ok(());
     }
     check_all(
@@ -228,7 +228,7 @@ pub async fn check(rule: &Rule, confirm: &Confirm, peer: &Peer, what: &str) -> R
         "use this credential",
     )
     .await?;
-    confirm.approvals.record(peer, what);
+    confirm.approvals.record(peer, what, rule);
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! binary, both at accept and now, and one of its ancestors is the approved process itself
 //! (pid and start time, so a reused pid does not match).
 
+use super::Rule;
 use crate::server::peer::Peer;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -26,14 +27,16 @@ pub struct Approvals(Mutex<Vec<Approval>>);
 struct Approval {
     /// The credential, as the policy check names it (origin and scope).
     what: String,
+    /// The policy that was passed: a changed policy is not covered by the old approval.
+    rule: Rule,
     pid: i32,
     /// The process's start time (clock ticks since boot), against pid reuse.
     start: u64,
 }
 
 impl Approvals {
-    /// Remembers that `peer` was let through the policy of `what`.
-    pub fn record(&self, peer: &Peer, what: &str) {
+    /// Remembers that `peer` was let through `rule`, the policy of `what`.
+    pub fn record(&self, peer: &Peer, what: &str, rule: &Rule) {
         let Some(pid) = peer.pid else { return };
         let Some(start) = start_time(pid) else { return };
         let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -41,6 +44,7 @@ impl Approvals {
         list.retain(|a| start_time(a.pid) == Some(a.start));
         let new = Approval {
             what: what.to_owned(),
+            rule: rule.clone(),
             pid,
             start,
         };
@@ -52,12 +56,14 @@ impl Approvals {
         }
     }
 
-    /// Whether `peer` is this program's git helper beneath a process approved for `what`.
-    pub fn covers(&self, peer: &Peer, what: &str) -> bool {
+    /// Whether `peer` is this program's git helper beneath a process approved for `what`
+    /// under this very `rule`.
+    pub fn covers(&self, peer: &Peer, what: &str, rule: &Rule) -> bool {
         let Some(pid) = peer.pid else { return false };
+        let matches = |a: &Approval| a.what == what && a.rule == *rule;
         {
             let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            if !list.iter().any(|a| a.what == what) {
+            if !list.iter().any(matches) {
                 return false;
             }
         }
@@ -75,7 +81,7 @@ impl Approvals {
             let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
             if list
                 .iter()
-                .any(|a| a.what == what && a.pid == p && Some(a.start) == start)
+                .any(|a| matches(a) && a.pid == p && Some(a.start) == start)
             {
                 return true;
             }
@@ -119,15 +125,28 @@ mod tests {
         Peer::with_exe(0, Some(pid), crate::harden::process_exe(pid))
     }
 
+    fn confirm() -> Rule {
+        Rule {
+            confirm: true,
+            allow_exe: vec![],
+        }
+    }
+
     #[test]
     fn an_approval_covers_this_program_beneath_the_approved_process_only() {
+        let r = &confirm();
         let a = Approvals::default();
         let parent_pid = parent(std::process::id() as i32).unwrap();
         let approved = Peer::with_exe(0, Some(parent_pid), None);
-        assert!(!a.covers(&me(), "a.example"), "nothing approved yet");
-        a.record(&approved, "a.example");
-        assert!(a.covers(&me(), "a.example"));
-        assert!(!a.covers(&me(), "b.example"), "another credential");
+        assert!(!a.covers(&me(), "a.example", r), "nothing approved yet");
+        a.record(&approved, "a.example", r);
+        assert!(a.covers(&me(), "a.example", r));
+        assert!(!a.covers(&me(), "b.example", r), "another credential");
+        let changed = Rule {
+            confirm: true,
+            allow_exe: vec!["/usr/bin/php".into()],
+        };
+        assert!(!a.covers(&me(), "a.example", &changed), "a changed policy");
         // Another program beneath the same process: a shell, not this binary.
         let mut child = std::process::Command::new("/bin/sh")
             .args(["-c", "sleep 30"])
@@ -135,17 +154,17 @@ mod tests {
             .unwrap();
         let pid = child.id() as i32;
         let sh = Peer::with_exe(0, Some(pid), crate::harden::process_exe(pid));
-        let covered = a.covers(&sh, "a.example");
+        let covered = a.covers(&sh, "a.example", r);
         // A peer that says it is this binary but runs something else now.
         let liar = Peer::with_exe(0, Some(pid), own_exe().map(Path::to_path_buf));
-        let covered_liar = a.covers(&liar, "a.example");
+        let covered_liar = a.covers(&liar, "a.example", r);
         let _ = child.kill();
         let _ = child.wait();
         assert!(!covered && !covered_liar);
         // This process approved does not cover itself through an ancestor walk.
         let b = Approvals::default();
-        b.record(&me(), "a.example");
-        assert!(!b.covers(&me(), "a.example"));
+        b.record(&me(), "a.example", r);
+        assert!(!b.covers(&me(), "a.example", r));
     }
 
     #[test]
