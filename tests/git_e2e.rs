@@ -957,3 +957,46 @@ fn git_store_never_plants_a_credential_wider_than_git_asked_for() {
         "",
     );
 }
+
+/// The server refuses the credential the helper gave git (revoked, mistyped). Git would fail
+/// with "Authentication failed", and Composer retry with that credential (still a secret:
+/// it may work elsewhere) in the URL. The helper stops git first, with one line.
+#[test]
+fn a_credential_the_server_refuses_is_not_retried_in_gits_argv() {
+    const WRONG: &str = "gt-revoked-7c1e9a0b3d5f42e8b6a1c9d0f7e2b4a8";
+    let (mut t, _d) = composer_env();
+    git_env(&mut t);
+    let (root, _sha) = widget_repo();
+    let server = GitServer::start(root.path(), "{}", USER, TOKEN);
+    let dir = vcs_project(&t, "refused", &server);
+    add(
+        &t,
+        &server.origin(),
+        "http-basic",
+        Some(&dir),
+        &[USER, WRONG],
+    );
+    let watch = Watcher::start(&t, &server.origin(), &[WRONG]);
+    let out = composer(&t, &dir, &["install", "--prefer-source", "-v"]);
+    let watched = watch.finish("a refused credential", true);
+    let shown = text(&out);
+    assert_eq!(
+        watched["hits"],
+        json!([]),
+        "another user read the refused credential in /proc"
+    );
+    assert!(!out.status.success(), "installed with a refused credential");
+    assert!(
+        shown.contains("refused the credential git was given; git is stopped here"),
+        "{shown}"
+    );
+    assert!(!shown.contains(WRONG));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|(_, p, ok, _)| !ok || !p.starts_with("/git/")),
+        "nothing was let in"
+    );
+    assert_no_plaintext(&t, WRONG);
+}

@@ -98,6 +98,17 @@ pub async fn run(ctx: &Ctx, args: GitCredentialArgs) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::SUCCESS);
         }
     };
+    if args.strict && matches!(args.op, Op::Erase) {
+        // The server refused what git was given: stop git before it reports
+        // "Authentication failed", which Composer answers with the credential in the URL.
+        if let Some(pid) = gitcred::stop::remote_helper_ancestor() {
+            eprintln!(
+                "composer-keyd: {origin} refused the credential git was given; git is stopped \
+                 here so that Composer does not retry with it in git's command line"
+            );
+            gitcred::stop::stop(pid);
+        }
+    }
     let client = &ctx.client;
     let res = match args.op {
         Op::Get => get(client, &origin, project.as_deref(), &req).await,
