@@ -1000,3 +1000,43 @@ fn a_credential_the_server_refuses_is_not_retried_in_gits_argv() {
     );
     assert_no_plaintext(&t, WRONG);
 }
+
+/// No composer-keyd binary where Composer runs (a container): no helper can give git the
+/// credential, and git used to fail into Composer's retry with it in the URL. A helper in
+/// plain sh now stops git with one line.
+#[test]
+fn without_the_binary_git_stops_with_one_line_and_no_credential_in_argv() {
+    let (mut t, _d) = composer_env();
+    git_env(&mut t);
+    let missing = t.dir.path().join("no-such-composer-keyd");
+    t.env.insert(
+        "COMPOSER_KEYD_BIN".into(),
+        missing.to_string_lossy().into_owned(),
+    );
+    let (root, _sha) = widget_repo();
+    let server = GitServer::start(root.path(), "{}", USER, TOKEN);
+    let dir = vcs_project(&t, "no-binary", &server);
+    add(
+        &t,
+        &server.origin(),
+        "http-basic",
+        Some(&dir),
+        &[USER, TOKEN],
+    );
+    let watch = Watcher::start(&t, &server.origin(), &[TOKEN]);
+    let poll = Poller::start();
+    let out = composer(&t, &dir, &["install", "--prefer-source", "-v"]);
+    let poll = poll.finish();
+    let watched = watch.finish("no binary", true);
+    assert_unseen("no binary", &watched, &poll);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(
+        shown.contains(
+            "no composer-keyd binary here (set COMPOSER_KEYD_BIN), so git gets no credential"
+        ),
+        "{shown}"
+    );
+    assert!(!shown.contains(TOKEN));
+    assert_no_plaintext(&t, TOKEN);
+}

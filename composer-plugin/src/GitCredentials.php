@@ -27,6 +27,8 @@ namespace ComposerKeyd;
 
 final class GitCredentials
 {
+    const NO_BINARY_LINE = 'composer-keyd: no composer-keyd binary here (set COMPOSER_KEYD_BIN), so git gets no credential; Composer\'s retry with it in git\'s command line is stopped';
+
     /**
      * Adds one `credential.<url>.helper` entry per origin and scheme.
      *
@@ -38,13 +40,20 @@ final class GitCredentials
      */
     public static function configure(array $origins, $project, $allowHttp)
     {
-        $bin = self::binary();
-        if ($bin === null || $origins === array()) {
+        if ($origins === array()) {
             return 0;
         }
-        $value = '!' . self::shQuote($bin) . ' git-credential --strict';
-        if (is_string($project)) {
-            $value .= ' --project ' . self::shQuote($project);
+        $bin = self::binary();
+        if ($bin === null) {
+            // No helper to give git the credential (a container without composer-keyd): git
+            // gets none, and a helper in plain sh stops it with one line, so that Composer
+            // never retries with the credential in the URL.
+            $value = '!f() { cat >/dev/null; test "$1" = get || return 0; echo ' . self::shQuote(self::NO_BINARY_LINE) . ' >&2; echo quit=1; }; f';
+        } else {
+            $value = '!' . self::shQuote($bin) . ' git-credential --strict';
+            if (is_string($project)) {
+                $value .= ' --project ' . self::shQuote($project);
+            }
         }
         $count = getenv('GIT_CONFIG_COUNT');
         $n = is_string($count) && preg_match('{^[0-9]+$}', $count) ? (int) $count : 0;

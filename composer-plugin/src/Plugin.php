@@ -253,10 +253,9 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         $this->addDomain(Credentials::domainsKey($type), $origin);
         $this->io->setAuthentication($origin, $pair[0], $pair[1]);
         $this->served[$origin] = $pair;
-        if (GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false) === 0
-            && GitCredentials::binary() === null) {
-            // Composer then puts the credential in git's URL (argv), and Composer 2.2 also in its vcs cache's git config.
-            $this->io->writeError('composer-keyd: no composer-keyd binary on PATH (or $COMPOSER_KEYD_BIN): git gets ' . $origin . '\'s credential from Composer, in its URL', true, IOInterface::VERBOSE);
+        GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false);
+        if (GitCredentials::binary() === null) {
+            $this->io->writeError('composer-keyd: no composer-keyd binary on PATH (or $COMPOSER_KEYD_BIN): git gets no credential for ' . $origin . ', and stops with one line', true, IOInterface::VERBOSE);
         }
         $this->io->writeError(sprintf('composer-keyd: using the %s credential for %s', $type, $origin), true, IOInterface::VERBOSE);
 

@@ -24,9 +24,24 @@ test('git helper entries are appended after existing GIT_CONFIG_COUNT entries, o
         same('credential.https://github.com.helper', getenv('GIT_CONFIG_KEY_3'), 'github key');
         same('4', getenv('GIT_CONFIG_COUNT'), 'count after');
         putenv('COMPOSER_KEYD_BIN=' . $bin . '-missing');
-        same(0, GitCredentials::configure(array('example.com'), null, false), 'no binary, no entries');
+        same(1, GitCredentials::configure(array('example.com'), null, false), 'no binary: a helper that stops git');
+        same('credential.https://example.com.helper', getenv('GIT_CONFIG_KEY_4'), 'its key');
+        // What git runs: `sh -c 'VALUE "$@"' VALUE get`, the request on stdin.
+        $value = substr((string) getenv('GIT_CONFIG_VALUE_4'), 1);
+        foreach (array('get' => "quit=1\n", 'store' => '', 'erase' => '') as $op => $want) {
+            $p = proc_open(array('/bin/sh', '-c', $value . ' "$@"', $value, $op), array(array('pipe', 'r'), array('pipe', 'w'), array('pipe', 'w')), $pipes);
+            fwrite($pipes[0], "protocol=https\nhost=example.com\n\n");
+            fclose($pipes[0]);
+            $out = stream_get_contents($pipes[1]);
+            $err = stream_get_contents($pipes[2]);
+            fclose($pipes[1]);
+            fclose($pipes[2]);
+            same(0, proc_close($p), $op . ' exit');
+            same($want, $out, $op . ' answer');
+            same($op === 'get' ? GitCredentials::NO_BINARY_LINE . "\n" : '', $err, $op . ' line');
+        }
     } finally {
-        foreach (array('COMPOSER_KEYD_BIN', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0', 'GIT_CONFIG_KEY_1', 'GIT_CONFIG_VALUE_1', 'GIT_CONFIG_KEY_2', 'GIT_CONFIG_VALUE_2', 'GIT_CONFIG_KEY_3', 'GIT_CONFIG_VALUE_3') as $name) {
+        foreach (array('COMPOSER_KEYD_BIN', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0', 'GIT_CONFIG_KEY_1', 'GIT_CONFIG_VALUE_1', 'GIT_CONFIG_KEY_2', 'GIT_CONFIG_VALUE_2', 'GIT_CONFIG_KEY_3', 'GIT_CONFIG_VALUE_3', 'GIT_CONFIG_KEY_4', 'GIT_CONFIG_VALUE_4') as $name) {
             putenv($name);
             unset($_SERVER[$name], $_ENV[$name]);
         }
