@@ -125,7 +125,7 @@ pub async fn run(ctx: &Ctx, args: GitCredentialArgs) -> anyhow::Result<ExitCode>
         Err(ClientError::Daemon {
             kind: ErrorKind::Locked,
             ..
-        }) => "composer-keyd is locked: run `composer-keyd unlock`".into(),
+        }) => format!("{origin}: composer-keyd is locked (run `composer-keyd unlock`)"),
         // The message holds no secret.
         Err(e) => format!("{origin}: {e}"),
     };
