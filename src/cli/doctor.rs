@@ -2,6 +2,7 @@
 //! `composer install`, each problem with the command that fixes it.
 
 mod container;
+mod magento;
 
 use super::check::{self as checks, NetArgs};
 use super::{scan, Ctx};
@@ -147,6 +148,9 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         container::plugin_hint(&r, before);
     }
     tools(&mut r).await;
+    if !boxed {
+        magento::report(&mut r);
+    }
 
     match scan::default_findings() {
         Ok((found, _)) if found.is_empty() => r.ok(
