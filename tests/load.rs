@@ -6,7 +6,7 @@
 //!
 //!     cargo test --release --test load -- --ignored --nocapture
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::Write;

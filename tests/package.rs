@@ -2,7 +2,7 @@
 //! shells load, a man page per subcommand that man renders, and the packaged units. The whole
 //! package in a throwaway Debian root is scripts/package-test (too slow for `cargo test`).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,8 +3,8 @@
 
 #[path = "plugin_e2e/authtypes.rs"]
 mod authtypes;
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::*;
 use serde_json::json;

@@ -3,8 +3,8 @@
 //! password typed at Composer's prompt; and a project receives only the credentials of
 //! the origins it uses, as the daemon's audit log shows.
 
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::*;
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! (with kill -9 at each step), an older vault.age put back, the back-off across restarts,
 //! and the emergency read with Debian's age.
 
-mod support;
+use crate::support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
