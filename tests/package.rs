@@ -92,11 +92,10 @@ fn dist_files_writes_man_pages_for_every_subcommand_and_the_packaged_units() {
     assert!(main.starts_with(".ie \\n(.g .ds Aq"), "roff: {main}");
     assert!(main.contains("composer\\-keyd\\-setup(1)"), "{main}");
 
-    // man renders it (when man is here; the package test checks `man -w` in a Debian root).
-    if Path::new("/usr/bin/man").is_file() {
-        let out = run(Command::new("man").arg(d.join("man/composer-keyd-setup.1")));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("--no-import"));
-    }
+    // man renders it (the package test checks `man -w` in a Debian root).
+    require("man", "man-db");
+    let out = run(Command::new("man").arg(d.join("man/composer-keyd-setup.1")));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--no-import"));
 
     let service = std::fs::read_to_string(d.join("systemd/composer-keyd.service")).unwrap();
     assert!(service.contains("\nExecStart=/usr/bin/composer-keyd serve\n"));

@@ -289,7 +289,7 @@ impl Pty {
 #[test]
 fn a_password_typed_at_composers_prompt_never_reaches_the_impostor() {
     let (t, _d) = composer_env();
-    support::require("script", "util-linux");
+    support::require("script", "bsdutils");
     let (server, origin, dir) = one_listener(&t, "prompted");
     let imp = Impostor::start(&origin, "harvest");
 

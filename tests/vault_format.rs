@@ -217,7 +217,7 @@ fn the_wrong_passphrase_back_off_survives_a_restart() {
 #[test]
 fn the_emergency_read_works_with_the_age_cli() {
     support::require("age", "age");
-    support::require("script", "util-linux");
+    support::require("script", "bsdutils");
     support::require("bash", "bash");
     let t = TestEnv::bare();
     let _d = t.start_daemon(&[]);
