@@ -86,7 +86,7 @@ pub struct ErrorDetail {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum BackendKind {
-    /// The OS keyring (Secret Service, Keychain, Credential Manager).
+    /// The OS keyring (Secret Service, Keychain).
     Keyring,
     /// The age-encrypted vault file.
     Vault,
