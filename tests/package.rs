@@ -326,3 +326,32 @@ fn with_packaged_units_install_uses_them_and_status_says_where_each_unit_comes_f
     assert_ne!(units(&st)[0].2, "active", "{st:#}");
     drop(m);
 }
+
+#[test]
+fn the_readme_stays_short_and_every_command_it_names_has_a_man_page() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines < 350,
+        "README.md is the front door: {lines} lines, keep it under 350"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new(BIN).arg("dist-files").arg(dir.path()));
+    // The Commands table: one row per command, its name first in backticks.
+    let named: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != "## Commands")
+        .take_while(|l| !l.starts_with("## How"))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split(['`', ' ']).next())
+        .collect();
+    assert!(named.len() > 20, "the README's command table: {named:?}");
+    for cmd in named {
+        let page = dir.path().join(format!("man/composer-keyd-{cmd}.1"));
+        assert!(
+            page.is_file(),
+            "README names `{cmd}`, which has no man page"
+        );
+    }
+}
