@@ -74,7 +74,7 @@ enum Command {
     Check(check::CheckArgs),
     /// Report everything that stands between you and a plaintext-free `composer install`.
     Doctor(doctor::DoctorArgs),
-    /// Change the vault's passphrase.
+    /// Change the age file's passphrase.
     Passwd,
     /// Move every credential to another backend and use it from now on.
     Migrate(backend::MigrateArgs),
@@ -191,7 +191,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The commands that read a secret from the user or the daemon, or a passphrase (`setup`
-/// runs `import`).
+/// runs `import`; `git-credential` gets, stores and erases secrets for git; `check` and
+/// `doctor` fetch credentials to test them).
 fn holds_secrets(c: &Command) -> bool {
     matches!(
         c,
@@ -203,6 +204,9 @@ fn holds_secrets(c: &Command) -> bool {
             | Command::Import(_)
             | Command::Setup(_)
             | Command::Exec(_)
+            | Command::GitCredential(_)
+            | Command::Check(_)
+            | Command::Doctor(_)
     )
 }
 
@@ -215,4 +219,31 @@ fn init_cli_logging() {
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(args: &[&str]) -> Command {
+        let argv = std::iter::once("composer-keyd").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().command
+    }
+
+    #[test]
+    fn every_command_that_holds_a_secret_is_hardened() {
+        for args in [
+            &["git-credential", "get"][..],
+            &["git-credential", "--allow-store", "store"],
+            &["git-credential", "erase"],
+            &["check"],
+            &["doctor"],
+            &["add", "example.org"],
+            &["exec", "--", "true"],
+            &["unlock"],
+        ] {
+            assert!(holds_secrets(&command(args)), "{args:?} is not hardened");
+        }
+        assert!(!holds_secrets(&command(&["list"])));
+    }
 }

@@ -1,6 +1,7 @@
 //! The user's settings: `$XDG_CONFIG_HOME/composer-keyd/config.toml`, and the `COMPOSER_KEYD_BACKEND` override.
 
 use crate::paths;
+use crate::protocol::BackendKind;
 use serde::Deserialize;
 use std::fmt;
 use std::io;
@@ -11,49 +12,63 @@ pub const ENV_BACKEND: &str = "COMPOSER_KEYD_BACKEND";
 /// The config file's name in the config directory.
 pub const FILE_NAME: &str = "config.toml";
 
-/// Which store the daemon uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// Which store the daemon uses: a backend kind, or `auto`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// The OS keyring when it answers, else the vault.
+    /// The OS keyring when it answers, else the age file.
     #[default]
     Auto,
-    /// Always the OS keyring; the daemon reports the keyring's failure rather than fall back.
-    Keyring,
-    /// Always the age vault file, even where a keyring answers.
-    Vault,
+    /// Always this backend; the daemon reports its failure rather than fall back.
+    Backend(BackendKind),
 }
 
 impl BackendChoice {
-    /// Parses `auto`, `keyring` or `vault`.
+    /// Parses `auto` or the name of a backend the daemon can run on (`keyring`, `age-file`,
+    /// or the age file's old name `vault`, which logs a note).
     pub fn parse(s: &str) -> Option<BackendChoice> {
-        match s.trim() {
-            "auto" => Some(BackendChoice::Auto),
-            "keyring" => Some(BackendChoice::Keyring),
-            "vault" => Some(BackendChoice::Vault),
-            _ => None,
+        let s = s.trim();
+        if s == "auto" {
+            return Some(BackendChoice::Auto);
         }
+        let kind: BackendKind = s.parse().ok().filter(|k: &BackendKind| k.facts().daemon)?;
+        if let Some(note) = BackendKind::old_name_note(s) {
+            tracing::info!("{note}");
+        }
+        Some(BackendChoice::Backend(kind))
     }
 
-    /// The name as written in config.toml.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::Keyring => "keyring",
-            BackendChoice::Vault => "vault",
-        }
+    /// Every name `parse` takes, for messages.
+    pub fn names() -> String {
+        let mut names = vec!["auto".to_owned()];
+        names.extend(BackendKind::daemon_kinds().map(|k| k.to_string()));
+        names.join(", ")
     }
 }
 
 impl fmt::Display for BackendChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            BackendChoice::Auto => f.write_str("auto"),
+            BackendChoice::Backend(k) => k.fmt(f),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BackendChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BackendChoice::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a backend: use {}",
+                BackendChoice::names()
+            ))
+        })
     }
 }
 
 /// Where the backend choice came from, for `status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub enum SetBy {
     /// Set by the `COMPOSER_KEYD_BACKEND` environment variable.
     Env,
     /// Set in this config.toml.
@@ -62,12 +77,12 @@ pub enum Source {
     Default,
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for SetBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Env => write!(f, "{ENV_BACKEND}"),
-            Source::File(p) => write!(f, "{}", p.display()),
-            Source::Default => f.write_str("the default"),
+            SetBy::Env => write!(f, "{ENV_BACKEND}"),
+            SetBy::File(p) => write!(f, "{}", p.display()),
+            SetBy::Default => f.write_str("the default"),
         }
     }
 }
@@ -75,8 +90,8 @@ impl fmt::Display for Source {
 /// Why the configuration could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// `COMPOSER_KEYD_BACKEND` holds something other than auto, keyring or vault; holds the value.
-    #[error("{ENV_BACKEND}={0:?} is not a backend: use auto, keyring or vault")]
+    /// `COMPOSER_KEYD_BACKEND` holds no backend name; holds the value.
+    #[error("{ENV_BACKEND}={0:?} is not a backend: use {names}", names = BackendChoice::names())]
     BadEnv(String),
     /// config.toml is not valid TOML or has a bad value.
     #[error("{path}: {reason}")]
@@ -137,8 +152,9 @@ pub fn load_from(path: &Path) -> Result<Option<Config>, ConfigError> {
         .map_err(|e| ConfigError::Bad {
             path: path.into(),
             reason: format!(
-                "{}; `backend` must be \"auto\", \"keyring\" or \"vault\"",
-                e.message()
+                "{}; `backend` must be one of {}",
+                e.message(),
+                BackendChoice::names()
             ),
         })
 }
@@ -158,14 +174,14 @@ pub fn env_backend() -> Result<Option<BackendChoice>, ConfigError> {
 }
 
 /// The backend to use and where that choice came from: the environment wins over the file.
-pub fn backend() -> Result<(BackendChoice, Source), ConfigError> {
+pub fn backend() -> Result<(BackendChoice, SetBy), ConfigError> {
     if let Some(b) = env_backend()? {
-        return Ok((b, Source::Env));
+        return Ok((b, SetBy::Env));
     }
     let path = path()?;
     Ok(match load_from(&path)? {
-        Some(c) => (c.backend, Source::File(path)),
-        None => (BackendChoice::Auto, Source::Default),
+        Some(c) => (c.backend, SetBy::File(path)),
+        None => (BackendChoice::Auto, SetBy::Default),
     })
 }
 
@@ -240,10 +256,15 @@ fn with_backend(old: &str, choice: BackendChoice) -> String {
 mod tests {
     use super::*;
 
+    const AGE_FILE: BackendChoice = BackendChoice::Backend(BackendKind::AgeFile);
+
     #[test]
     fn parses_and_ignores_unknown_keys() {
         let c: Config = toml::from_str("backend = \"vault\"\nother = 1\n").unwrap();
-        assert_eq!(c.backend, BackendChoice::Vault);
+        assert_eq!(c.backend, AGE_FILE, "the old name still reads");
+        let c: Config = toml::from_str("backend = \"age-file\"").unwrap();
+        assert_eq!(c.backend, AGE_FILE);
+        assert!(toml::from_str::<Config>("backend = \"memory\"").is_err());
         let c: Config = toml::from_str("").unwrap();
         assert_eq!(c.backend, BackendChoice::Auto);
         assert!(toml::from_str::<Config>("backend = \"tpm\"").is_err());
@@ -253,30 +274,27 @@ mod tests {
     fn set_backend_keeps_the_rest() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c/config.toml");
-        set_backend(&p, BackendChoice::Vault).unwrap();
+        set_backend(&p, AGE_FILE).unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
-            "backend = \"vault\"\n"
+            "backend = \"age-file\"\n"
         );
         std::fs::write(
             &p,
             "# mine\nbackend = \"auto\" # was auto\nx = 1\n[t]\nbackend = \"no\"\n",
         )
         .unwrap();
-        set_backend(&p, BackendChoice::Keyring).unwrap();
+        set_backend(&p, BackendChoice::Backend(BackendKind::Keyring)).unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "# mine\nbackend = \"keyring\"\nx = 1\n[t]\nbackend = \"no\"\n"
         );
         std::fs::write(&p, "[t]\nk = 2\n").unwrap();
-        set_backend(&p, BackendChoice::Vault).unwrap();
+        set_backend(&p, AGE_FILE).unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
-            "backend = \"vault\"\n[t]\nk = 2\n"
+            "backend = \"age-file\"\n[t]\nk = 2\n"
         );
-        assert_eq!(
-            load_from(&p).unwrap().unwrap().backend,
-            BackendChoice::Vault
-        );
+        assert_eq!(load_from(&p).unwrap().unwrap().backend, AGE_FILE);
     }
 }

@@ -87,7 +87,19 @@ pub enum ContainerError {
     /// Plain Docker has no file to write.
     #[error("plain `docker run` has no file to write; pass the printed flags")]
     NoFile,
+    /// The file or its directory is a link, or not a plain file or directory: another user
+    /// could have planted it to redirect the write or the read.
+    #[error("refusing {path}: {why}")]
+    Unsafe {
+        /// The directory or file.
+        path: PathBuf,
+        /// What it is instead.
+        why: &'static str,
+    },
 }
+
+/// Our wiring files are a few KiB; a larger "file of ours" is not one.
+const MAX_OURS: u64 = 1 << 20;
 
 /// What a container needs, as host paths.
 #[derive(Clone, Debug)]
@@ -198,19 +210,90 @@ impl Wiring {
             path: path.clone(),
             source,
         };
-        match std::fs::read_to_string(&path) {
-            Ok(old) if !old.starts_with(MARKER) => return Err(ContainerError::Foreign(path)),
+        // `.ddev` or `.warden`: a real directory, never a link (which another user could point
+        // at a directory of root's); made here with mkdir, which follows no link.
+        if let Some(dir) = path.parent().filter(|d| *d != self.project) {
+            match std::fs::symlink_metadata(dir) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(unsafe_path(dir, "it is a symbolic link"))
+                }
+                Ok(m) if !m.is_dir() => return Err(unsafe_path(dir, "it is not a directory")),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir(dir).map_err(io)?;
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        match read_ours(&path) {
+            Ok(Some(old)) if !old.starts_with(MARKER) => return Err(ContainerError::Foreign(path)),
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(e.into_error(&path)),
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
+        // atomic::write refuses a directory on the way that another user owns or can write.
         crate::atomic::write(&path, self.compose_override(services).as_bytes(), 0o644)
             .map_err(io)?;
         Ok(path)
     }
+}
+
+fn unsafe_path(path: &Path, why: &'static str) -> ContainerError {
+    ContainerError::Unsafe {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+/// Why an existing wiring file could not be read.
+enum ReadError {
+    Unsafe(&'static str),
+    Io(std::io::Error),
+}
+
+impl ReadError {
+    fn into_error(self, path: &Path) -> ContainerError {
+        match self {
+            ReadError::Unsafe(why) => unsafe_path(path, why),
+            ReadError::Io(source) => ContainerError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+/// The file at `path` when it is a plain file of at most [`MAX_OURS`] bytes; `None` when
+/// there is none. Opened `O_NOFOLLOW|O_NONBLOCK`: a link is refused, and a FIFO cannot
+/// hang the open; anything but a regular file (a device such as /dev/zero) is refused.
+fn read_ours(path: &Path) -> Result<Option<String>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(ReadError::Unsafe("it is a symbolic link"))
+        }
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::Unsafe("it is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_OURS + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_OURS {
+        return Err(ReadError::Unsafe(
+            "it is larger than any file composer-keyd writes",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// The socketless form (Docker Desktop on macOS cannot mount a host socket): the
@@ -313,6 +396,74 @@ mod tests {
         );
         w.write(Mode::Ddev, &["web".into()]).unwrap();
         assert!(std::fs::read_to_string(&p).unwrap().contains("\"web\":"));
+    }
+
+    /// As another user would plant it: the link itself belongs to nobody (when run as root).
+    fn plant_link(target: &Path, link: &Path) {
+        std::os::unix::fs::symlink(target, link).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::lchown(link, Some(65534), Some(65534)).unwrap();
+        }
+    }
+
+    #[test]
+    fn write_follows_no_planted_link_and_reads_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = wiring();
+        w.project = dir.path().join("project");
+        std::fs::create_dir(&w.project).unwrap();
+        // `.ddev` linked to a directory of root's (here: one of ours the link points at).
+        let elsewhere = dir.path().join("root-owned");
+        std::fs::create_dir(&elsewhere).unwrap();
+        plant_link(&elsewhere, &w.project.join(".ddev"));
+        let err = w.write(Mode::Ddev, &["web".into()]).unwrap_err();
+        assert!(matches!(err, ContainerError::Unsafe { .. }), "{err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "wrote through the link"
+        );
+
+        // `.warden/warden-env.yml` linked to /dev/zero, or a FIFO: refused at once, unread.
+        let warden = w.project.join(".warden");
+        std::fs::create_dir(&warden).unwrap();
+        let file = warden.join("warden-env.yml");
+        plant_link(Path::new("/dev/zero"), &file);
+        let err = w.write(Mode::Warden, &["php-fpm".into()]).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+        let c = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path only.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w2 = w.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                w2.write(Mode::Warden, &["php-fpm".into()])
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let res = rx.recv_timeout(std::time::Duration::from_secs(5));
+        if res.is_err() {
+            // Let the stuck open finish before failing.
+            let _ = std::fs::OpenOptions::new().write(true).open(&file);
+        }
+        let res = res.expect("write hung on a FIFO");
+        assert!(res.unwrap_err().contains("not a regular file"));
+        std::fs::remove_file(&file).unwrap();
+
+        // A file of ours that grew past any size we write is not read whole.
+        let mut big = MARKER.as_bytes().to_vec();
+        big.resize(MAX_OURS as usize + 2, b'#');
+        std::fs::write(&file, &big).unwrap();
+        let err = w.write(Mode::Warden, &["php-fpm".into()]).unwrap_err();
+        assert!(err.to_string().contains("larger"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+        // And the ordinary case still writes.
+        w.write(Mode::Warden, &["php-fpm".into()]).unwrap();
+        assert!(std::fs::read_to_string(&file).unwrap().starts_with(MARKER));
     }
 
     #[test]

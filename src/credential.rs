@@ -80,61 +80,62 @@ pub enum Credential {
     },
 }
 
-/// The credential types, without their secrets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CredentialType {
+/// Defines [`CredentialType`] from one list of `Variant => "auth.json name"`: the enum, its
+/// wire names, [`CredentialType::ALL`] and [`CredentialType::as_str`] all come from it, so a
+/// type cannot be left out of `ALL` (and so be refused by `parse`), nor named two ways. The
+/// help of `add --type` and the error for an unknown type are made from `ALL`; the plugin's
+/// list is checked against it through `tests/fixtures/encoding.json`.
+macro_rules! credential_types {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)+) => {
+        /// The credential types, without their secrets.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum CredentialType {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)+
+            /// A type a newer daemon knows and this build does not (wire forward compatibility).
+            #[serde(other, rename = "unknown")]
+            Unknown,
+        }
+
+        impl CredentialType {
+            /// Every type, in the order auth.json documents them.
+            pub const ALL: [CredentialType; [$($name),+].len()] = [$(CredentialType::$variant),+];
+
+            /// The auth.json key, e.g. `http-basic`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CredentialType::$variant => $name,)+
+                    CredentialType::Unknown => "unknown",
+                }
+            }
+        }
+    };
+}
+
+credential_types! {
     /// `http-basic`: a username and password.
-    HttpBasic,
+    HttpBasic => "http-basic",
     /// `bearer`: an `Authorization: Bearer` token.
-    Bearer,
+    Bearer => "bearer",
     /// `github-oauth`: a GitHub token.
-    GithubOauth,
+    GithubOauth => "github-oauth",
     /// `gitlab-oauth`: a GitLab OAuth token.
-    GitlabOauth,
+    GitlabOauth => "gitlab-oauth",
     /// `gitlab-token`: a GitLab private token, optionally with a username.
-    GitlabToken,
+    GitlabToken => "gitlab-token",
     /// `bitbucket-oauth`: a Bitbucket OAuth consumer key and secret.
-    BitbucketOauth,
+    BitbucketOauth => "bitbucket-oauth",
     /// `forgejo-token`: a Forgejo username and access token.
-    ForgejoToken,
+    ForgejoToken => "forgejo-token",
     /// `custom-headers`: header lines (Composer 2.9).
-    CustomHeaders,
+    CustomHeaders => "custom-headers",
     /// `client-certificate`: a TLS client certificate and its passphrase (Composer 2.9).
-    ClientCertificate,
-    /// A type a newer daemon knows and this build does not (wire forward compatibility).
-    #[serde(other)]
-    Unknown,
+    ClientCertificate => "client-certificate",
 }
 
 impl CredentialType {
-    /// Every type, in the order auth.json documents them.
-    pub const ALL: [CredentialType; 9] = [
-        CredentialType::HttpBasic,
-        CredentialType::Bearer,
-        CredentialType::GithubOauth,
-        CredentialType::GitlabOauth,
-        CredentialType::GitlabToken,
-        CredentialType::BitbucketOauth,
-        CredentialType::ForgejoToken,
-        CredentialType::CustomHeaders,
-        CredentialType::ClientCertificate,
-    ];
-
-    /// The auth.json key, e.g. `http-basic`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialType::HttpBasic => "http-basic",
-            CredentialType::Bearer => "bearer",
-            CredentialType::GithubOauth => "github-oauth",
-            CredentialType::GitlabOauth => "gitlab-oauth",
-            CredentialType::GitlabToken => "gitlab-token",
-            CredentialType::BitbucketOauth => "bitbucket-oauth",
-            CredentialType::ForgejoToken => "forgejo-token",
-            CredentialType::CustomHeaders => "custom-headers",
-            CredentialType::ClientCertificate => "client-certificate",
-            CredentialType::Unknown => "unknown",
-        }
+    /// Every type's name, `, `-separated, for help and errors.
+    pub fn names() -> String {
+        Self::ALL.map(CredentialType::as_str).join(", ")
     }
 
     /// Parses an auth.json key; `None` for a type we do not know.
@@ -172,7 +173,7 @@ impl fmt::Display for CredentialType {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CredentialError {
     /// The type named is not one auth.json knows; holds the name as given.
-    #[error("unknown credential type `{0}`; known types: http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth, forgejo-token, custom-headers, client-certificate")]
+    #[error("unknown credential type `{0}`; known types: {names}", names = CredentialType::names())]
     UnknownType(String),
     /// A secret field is empty or blank; holds the field's auth.json name.
     #[error("the {0} field is empty")]

@@ -68,6 +68,8 @@ impl Error {
             Error::Credential(_) => ErrorKind::BadRequest,
             Error::Store(StoreError::Locked) => ErrorKind::Locked,
             Error::Store(StoreError::WrongPassphrase) => ErrorKind::WrongPassphrase,
+            Error::Store(StoreError::Backoff(_)) => ErrorKind::RetryLater,
+            Error::Store(StoreError::RolledBack(_)) => ErrorKind::VaultRolledBack,
             Error::Store(StoreError::Corrupt(_)) => ErrorKind::VaultCorrupt,
             Error::Store(StoreError::Invalid(_)) => ErrorKind::BadRequest,
             Error::Store(StoreError::Unavailable { .. } | StoreError::Timeout(_)) => {
@@ -99,5 +101,11 @@ mod tests {
         );
         let busy = Error::Store(StoreError::Timeout("keyring"));
         assert_eq!(busy.kind(), ErrorKind::BackendUnavailable);
+        let wait = Error::Store(StoreError::Backoff(std::time::Duration::from_secs(4)));
+        assert_eq!(
+            (wait.kind(), wait.kind().status()),
+            (ErrorKind::RetryLater, 429)
+        );
+        assert!(wait.to_string().contains("try again in 4 s"), "{wait}");
     }
 }

@@ -220,5 +220,7 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+pub mod stop;
+
 #[cfg(test)]
 mod tests;

@@ -41,6 +41,7 @@ pub mod server;
 pub mod service;
 pub mod shim;
 pub mod store;
+pub mod testhook;
 pub mod trust;
 
 /// The hash map of the daemon's per-lookup tables (index, cache, connection slots, audit

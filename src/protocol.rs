@@ -40,6 +40,11 @@ pub enum ErrorKind {
     WrongPassphrase,
     /// The vault file is damaged; it is left as it is.
     VaultCorrupt,
+    /// The age file is older than one this daemon has read or written since it started
+    /// (copied back with its sidecar); it is left locked.
+    VaultRolledBack,
+    /// Refused at once: a wrong passphrase was tried recently; the message says when to retry.
+    RetryLater,
     /// Something the client cannot fix; details are in the daemon's log.
     Internal,
     /// A kind this client does not know yet.
@@ -60,6 +65,8 @@ impl ErrorKind {
             ErrorKind::TooLarge => 413,
             ErrorKind::UnknownRoute => 404,
             ErrorKind::WrongPassphrase => 401,
+            ErrorKind::RetryLater => 429,
+            ErrorKind::VaultRolledBack => 409,
             ErrorKind::VaultCorrupt | ErrorKind::Internal | ErrorKind::Unknown => 500,
         }
     }
@@ -81,20 +88,82 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// Which store holds the secrets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Which store holds the secrets: the one backend kind of the wire, config.toml,
+/// `COMPOSER_KEYD_BACKEND`, the CLI and `migrate`. What each backend is and does (its call
+/// time-out, unlocking, opening, migrating) is asked of `store::backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum BackendKind {
     /// The OS keyring (Secret Service, Keychain).
     Keyring,
-    /// The age-encrypted vault file.
-    Vault,
+    /// The local age-encrypted file (`age-file`; called `vault` before, which is still read).
+    #[serde(alias = "vault")]
+    AgeFile,
     /// Process memory only (tests).
     Memory,
     /// A backend this client does not know yet.
     #[serde(other)]
     Unknown,
+}
+
+impl BackendKind {
+    /// Every kind with a name, in the order `FromStr` and help list them.
+    pub const NAMED: [BackendKind; 3] = [
+        BackendKind::Keyring,
+        BackendKind::AgeFile,
+        BackendKind::Memory,
+    ];
+
+    /// The age file's name before `age-file`, still accepted on input.
+    pub const OLD_AGE_FILE_NAME: &'static str = "vault";
+
+    /// The name on the wire, in config.toml and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Keyring => "keyring",
+            BackendKind::AgeFile => "age-file",
+            BackendKind::Memory => "memory",
+            BackendKind::Unknown => "unknown",
+        }
+    }
+
+    /// The one-line note for input that used an old name, if `name` is one.
+    pub fn old_name_note(name: &str) -> Option<String> {
+        (name.trim() == Self::OLD_AGE_FILE_NAME).then(|| {
+            format!(
+                "\"{}\" is the old name of the age-file backend; use \"age-file\"",
+                Self::OLD_AGE_FILE_NAME
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no backend kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a backend: use keyring or age-file")]
+pub struct UnknownBackend(pub String);
+
+impl std::str::FromStr for BackendKind {
+    type Err = UnknownBackend;
+
+    /// Reads a name `as_str` gives, or the age file's old name `vault`.
+    fn from_str(s: &str) -> Result<BackendKind, UnknownBackend> {
+        let s = s.trim();
+        if s == Self::OLD_AGE_FILE_NAME {
+            return Ok(BackendKind::AgeFile);
+        }
+        Self::NAMED
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownBackend(s.to_owned()))
+    }
 }
 
 /// `GET /v1/status`. Never touches an unlock timer.
@@ -395,6 +464,24 @@ mod tests {
         assert_eq!(future.error.kind, ErrorKind::Unknown);
         let b: BackendKind = serde_json::from_str(r#""tpm""#).unwrap();
         assert_eq!(b, BackendKind::Unknown);
+    }
+
+    #[test]
+    fn the_age_file_is_named_age_file_and_read_under_its_old_name_too() {
+        let new: BackendKind = serde_json::from_str(r#""age-file""#).unwrap();
+        let old: BackendKind = serde_json::from_str(r#""vault""#).unwrap();
+        assert_eq!((new, old), (BackendKind::AgeFile, BackendKind::AgeFile));
+        assert_eq!(serde_json::to_string(&old).unwrap(), r#""age-file""#);
+        for k in BackendKind::NAMED {
+            assert_eq!(k.to_string().parse::<BackendKind>(), Ok(k));
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+        assert_eq!("vault".parse::<BackendKind>(), Ok(BackendKind::AgeFile));
+        assert!(BackendKind::old_name_note("vault").is_some());
+        assert!(BackendKind::old_name_note("age-file").is_none());
+        assert!("hashicorp".parse::<BackendKind>().is_err());
+        let r: MigrateRequest = serde_json::from_str(r#"{"to":"vault"}"#).unwrap();
+        assert_eq!(r.to, BackendKind::AgeFile);
     }
 
     #[test]

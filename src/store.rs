@@ -1,7 +1,14 @@
 //! The `Store` trait that every secret backend implements, and the key each credential is stored under.
 //!
-//! Backends are blocking; the daemon calls them from `spawn_blocking` with a time-out.
+//! Calls are async, so that a network backend awaits its I/O on the daemon's runtime as the
+//! Secret Service does (no thread of its own, no `block_on`). A backend whose work is local
+//! and blocking (the age file: file I/O and scrypt) runs it on a blocking thread inside its
+//! own call (`spawn_blocking`), so no caller needs to know which kind it holds. The daemon
+//! bounds every call with the time-out `backend::Facts` gives for the kind in use then.
+//! What each backend is (name, time-out, unlocking, opening, migrating) lives in `backend.rs`.
 
+pub mod age_file;
+pub mod backend;
 pub mod keyring;
 pub mod memory;
 pub mod migrate;
@@ -9,11 +16,12 @@ pub mod open;
 #[cfg(target_os = "linux")]
 pub mod secret_service;
 pub mod switchable;
-pub mod vault;
 
 use crate::credential::Origin;
 use crate::protocol::BackendKind;
 use crate::secret::Secret;
+use std::future::Future;
+use std::pin::Pin;
 
 /// The keyring service name for current secrets.
 pub const SERVICE: &str = "composer-keyd";
@@ -22,7 +30,7 @@ pub const SERVICE_PREVIOUS: &str = "composer-keyd.previous";
 
 /// Which secret of a credential: the one in use, or the one a rotation replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Slot {
+pub enum Which {
     /// The secret in use.
     Current,
     /// The secret a `rotate` replaced, kept for `rotate --rollback`.
@@ -31,50 +39,50 @@ pub enum Slot {
 
 /// The address of one secret in a backend.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SlotKey {
+pub struct SecretKey {
     /// The origin the secret is for.
     pub origin: Origin,
     /// Canonical project directory, or `None` for the unscoped credential.
     pub project: Option<String>,
     /// Which of the credential's secrets.
-    pub slot: Slot,
+    pub which: Which,
 }
 
-/// A [`SlotKey`] of borrowed parts, to look one up in a map without copying its strings.
-/// Hashes as the `SlotKey` it names does: the same fields, in the same order.
+/// A [`SecretKey`] of borrowed parts, to look one up in a map without copying its strings.
+/// Hashes as the `SecretKey` it names does: the same fields, in the same order.
 #[derive(Clone, Copy, Debug, Hash)]
-pub struct SlotKeyRef<'a> {
+pub struct SecretKeyRef<'a> {
     /// The origin, as [`Origin::as_str`] spells it.
     pub origin: &'a str,
     /// Canonical project directory, or `None` for the unscoped credential.
     pub project: Option<&'a str>,
     /// Which of the credential's secrets.
-    pub slot: Slot,
+    pub which: Which,
 }
 
-impl hashbrown::Equivalent<SlotKey> for SlotKeyRef<'_> {
-    fn equivalent(&self, key: &SlotKey) -> bool {
+impl hashbrown::Equivalent<SecretKey> for SecretKeyRef<'_> {
+    fn equivalent(&self, key: &SecretKey) -> bool {
         self.origin == key.origin.as_str()
             && self.project == key.project.as_deref()
-            && self.slot == key.slot
+            && self.which == key.which
     }
 }
 
-impl SlotKey {
+impl SecretKey {
     /// Builds a key.
-    pub fn new(origin: &Origin, project: Option<&str>, slot: Slot) -> SlotKey {
-        SlotKey {
+    pub fn new(origin: &Origin, project: Option<&str>, which: Which) -> SecretKey {
+        SecretKey {
             origin: origin.clone(),
             project: project.map(str::to_owned),
-            slot,
+            which,
         }
     }
 
-    /// The keyring service for this slot.
+    /// The keyring service for this secret.
     pub fn service(&self) -> &'static str {
-        match self.slot {
-            Slot::Current => SERVICE,
-            Slot::Previous => SERVICE_PREVIOUS,
+        match self.which {
+            Which::Current => SERVICE,
+            Which::Previous => SERVICE_PREVIOUS,
         }
     }
 
@@ -102,6 +110,13 @@ pub enum StoreError {
     /// The backend call took longer than the limit.
     #[error("the {0} did not answer in time")]
     Timeout(&'static str),
+    /// A wrong passphrase was tried recently: this try was refused without checking it.
+    #[error("a wrong passphrase was tried recently: try again in {} s", .0.as_secs().max(1))]
+    Backoff(std::time::Duration),
+    /// The age file is older than one this daemon has read or written (put back with its
+    /// sidecar); it stays locked. Holds the sentence for the user.
+    #[error("{0}")]
+    RolledBack(String),
     /// The backend needs unlocking first (vault).
     #[error("the store is locked: run `composer-keyd unlock`")]
     Locked,
@@ -116,44 +131,68 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// A place that keeps secrets. Every call may block.
+/// A call in flight on a backend.
+pub type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A call that is already answered.
+pub fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> Call<'a, T> {
+    Box::pin(std::future::ready(r))
+}
+
+/// A place that keeps secrets. Calls that reach the backend are async; an implementation
+/// with blocking work runs it on a blocking thread of the runtime, never on the caller's.
 pub trait Store: Send + Sync {
     /// Which backend this is, for `status`.
     fn kind(&self) -> BackendKind;
 
     /// Reads a secret; `Ok(None)` when there is none.
-    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError>;
+    fn get<'a>(&'a self, key: &'a SecretKey) -> Call<'a, Option<Secret<Vec<u8>>>>;
 
     /// Writes (creates or replaces) a secret.
-    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError>;
+    fn set<'a>(&'a self, key: &'a SecretKey, secret: &'a [u8]) -> Call<'a, ()>;
 
     /// Removes a secret; removing one that is absent is not an error.
-    fn delete(&self, key: &SlotKey) -> Result<(), StoreError>;
+    fn delete<'a>(&'a self, key: &'a SecretKey) -> Call<'a, ()>;
 
-    /// Writes several secrets; the vault re-encrypts once for all of them.
-    fn set_many(&self, items: &[(SlotKey, Secret<Vec<u8>>)]) -> Result<(), StoreError> {
-        items.iter().try_for_each(|(k, s)| self.set(k, s.expose()))
+    /// Writes several secrets; the age file re-encrypts once for all of them.
+    fn set_many<'a>(&'a self, items: &'a [(SecretKey, Secret<Vec<u8>>)]) -> Call<'a, ()> {
+        Box::pin(async move {
+            for (k, s) in items {
+                self.set(k, s.expose()).await?;
+            }
+            Ok(())
+        })
     }
 
-    /// Removes several secrets; the vault re-encrypts once for all of them.
-    fn delete_many(&self, keys: &[SlotKey]) -> Result<(), StoreError> {
-        keys.iter().try_for_each(|k| self.delete(k))
+    /// Removes several secrets; the age file re-encrypts once for all of them.
+    fn delete_many<'a>(&'a self, keys: &'a [SecretKey]) -> Call<'a, ()> {
+        Box::pin(async move {
+            for k in keys {
+                self.delete(k).await?;
+            }
+            Ok(())
+        })
     }
 
-    /// Changes the passphrase (vault); other backends have none.
-    fn change_passphrase(
-        &self,
-        _old: &Secret<String>,
-        _new: &Secret<String>,
-    ) -> Result<(), StoreError> {
-        Err(StoreError::Invalid(
-            "this backend has no passphrase; `passwd` is for the vault".into(),
-        ))
+    /// Whether the backend answers now (the keyring connects); `migrate` asks its target.
+    fn probe(&self) -> Call<'_, ()> {
+        ready(Ok(()))
     }
 
-    /// Opens the store for use; the vault needs its passphrase, the keyring nothing.
-    fn unlock(&self, _passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {
-        Ok(())
+    /// Changes the passphrase (age file); other backends have none.
+    fn change_passphrase<'a>(
+        &'a self,
+        _old: &'a Secret<String>,
+        _new: &'a Secret<String>,
+    ) -> Call<'a, ()> {
+        ready(Err(StoreError::Invalid(
+            "this backend has no passphrase; `passwd` is for the age file".into(),
+        )))
+    }
+
+    /// Opens the store for use; the age file needs its passphrase, the keyring nothing.
+    fn unlock<'a>(&'a self, _passphrase: Option<&'a Secret<String>>) -> Call<'a, ()> {
+        ready(Ok(()))
     }
 
     /// Forgets everything decrypted in memory.
@@ -175,28 +214,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_slot_key_is_found_by_its_borrowed_parts() {
-        let mut map: hashbrown::HashMap<SlotKey, u8, foldhash::fast::RandomState> =
+    fn a_secret_key_is_found_by_its_borrowed_parts() {
+        let mut map: hashbrown::HashMap<SecretKey, u8, foldhash::fast::RandomState> =
             hashbrown::HashMap::default();
         let o = Origin::parse("repo.magento.com").unwrap();
-        map.insert(SlotKey::new(&o, None, Slot::Current), 1);
-        map.insert(SlotKey::new(&o, Some("/srv/a"), Slot::Current), 2);
-        map.insert(SlotKey::new(&o, Some("/srv/a"), Slot::Previous), 3);
-        let get = |project, slot| {
-            map.get(&SlotKeyRef {
+        map.insert(SecretKey::new(&o, None, Which::Current), 1);
+        map.insert(SecretKey::new(&o, Some("/srv/a"), Which::Current), 2);
+        map.insert(SecretKey::new(&o, Some("/srv/a"), Which::Previous), 3);
+        let get = |project, which| {
+            map.get(&SecretKeyRef {
                 origin: "repo.magento.com",
                 project,
-                slot,
+                which,
             })
             .copied()
         };
-        assert_eq!(get(None, Slot::Current), Some(1));
-        assert_eq!(get(Some("/srv/a"), Slot::Current), Some(2));
-        assert_eq!(get(Some("/srv/a"), Slot::Previous), Some(3));
-        assert_eq!(get(None, Slot::Previous), None);
-        assert_eq!(get(Some("/srv/b"), Slot::Current), None);
+        assert_eq!(get(None, Which::Current), Some(1));
+        assert_eq!(get(Some("/srv/a"), Which::Current), Some(2));
+        assert_eq!(get(Some("/srv/a"), Which::Previous), Some(3));
+        assert_eq!(get(None, Which::Previous), None);
+        assert_eq!(get(Some("/srv/b"), Which::Current), None);
         assert_eq!(
-            get(Some(""), Slot::Current),
+            get(Some(""), Which::Current),
             None,
             "an empty scope is not none"
         );

@@ -300,6 +300,19 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
     let before = git_clone(&t, &url, &home.join("c0"));
     assert!(!before.status.success(), "cloned without credentials");
 
+    // A URL with userinfo is refused without quoting the password.
+    let bad = t.cli(
+        &[
+            "git-credential",
+            "install",
+            "--host",
+            "https://user:S3CRET-in-url@host.example",
+        ],
+        "",
+    );
+    assert!(!bad.status.success());
+    assert!(!text(&bad).contains("S3CRET"), "{}", text(&bad));
+    assert!(text(&bad).contains("***@host.example"), "{}", text(&bad));
     let out = t.ok(&["git-credential", "install", "--host", &server.base()], "");
     assert!(out.contains("credential.http://127.0.0.1:"), "{out}");
     let config = std::fs::read_to_string(home.join(".gitconfig")).unwrap();
@@ -337,19 +350,33 @@ fn plain_git_clone_with_the_installed_helper_and_after_uninstall() {
         "{err}"
     );
 
-    // Opted in: store adds what worked without replacing anything, erase disables.
-    let optin = |op: &str, request: &str| {
-        let out = t.cli(&["git-credential", "--allow-store", op], request);
+    // Opted in: store adds what worked, scoped to the project git asked from, where nothing
+    // applies yet; erase disables.
+    let in_dir = |dir: &Path, op: &str, request: &str| {
+        let d = dir.to_str().unwrap();
+        let out = t.cli(
+            &["git-credential", "--allow-store", "--project", d, op],
+            request,
+        );
         assert!(out.status.success(), "{}", text(&out));
     };
+    let optin = |op: &str, request: &str| in_dir(&home, op, request);
     optin(
         "store",
         "protocol=https\nhost=new.example\nusername=a\npassword=b\n",
     );
     optin("store", &format!("{base}username=other\npassword=other\n"));
-    let c = t.credential(&server.origin(), None);
-    assert_eq!(c["password"], TOKEN, "store replaced a stored secret");
-    assert_eq!(t.credential("new.example", None)["username"], "a");
+    let c = t.credential(&server.origin(), Some(&home));
+    assert_eq!(
+        c["password"], TOKEN,
+        "store replaced or shadowed a stored secret"
+    );
+    assert_eq!(t.credential("new.example", Some(&home))["username"], "a");
+    assert_eq!(
+        t.lookup("new.example", None).status,
+        404,
+        "store made an unscoped credential"
+    );
     optin("erase", &format!("{base}username={USER}\npassword=wrong\n"));
     assert!(!t.ok(&["list"], "").contains("DISABLED"));
     optin(
@@ -454,4 +481,562 @@ fn a_transitive_git_source_on_an_origin_the_project_never_names_gets_its_credent
         assert!(!text(&out).contains(secret));
         assert_no_plaintext(&t, secret);
     }
+}
+
+// Issue 22, item 1: Composer's `Util\Git` retries a failed git command with IO's credential
+// in the URL (`https://USER:SECRET@host/...`, git's argv). Each run below is one way the git
+// helper used to give git nothing while the plugin had given Composer the credential.
+
+/// Another local user watching, as an attacker would: `nobody` (setpriv) running python3
+/// over every /proc/*/cmdline and /proc/*/environ it can read. The secrets reach it on
+/// stdin, hex-encoded, after `sight` (it counts the git commands whose argv holds it, so a
+/// test knows that the git it ran was in view); a line on stdin stops it, and it reports
+/// what it saw as JSON.
+struct Watcher {
+    child: Child,
+}
+
+const WATCH_PY: &str = r#"
+import json, os, select, sys
+buf = b""
+while not buf.endswith(b"\n\n"):
+    chunk = os.read(0, 4096)
+    if not chunk:
+        break
+    buf += chunk
+lines = buf.decode().split()
+sight, secrets = bytes.fromhex(lines[0]), [bytes.fromhex(h) for h in lines[1:]]
+hits, rounds, git_seen = [], 0, 0
+while rounds < 200000:
+    rounds += 1
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        for name in ("cmdline", "environ"):
+            try:
+                with open("/proc/%s/%s" % (pid, name), "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if name == "cmdline" and data.startswith(b"git\0") and sight in data:
+                git_seen += 1
+            for i, s in enumerate(secrets):
+                if s in data:
+                    hit = "%s %s: %s" % (pid, name, data.replace(s, b"<SECRET%d>" % i).replace(b"\0", b" ").decode("utf-8", "replace"))
+                    if hit not in hits:
+                        hits.append(hit)
+    if select.select([0], [], [], 0.0002)[0]:
+        break
+print(json.dumps({"rounds": rounds, "hits": hits, "git_seen": git_seen}))
+"#;
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Watcher {
+    fn start(t: &support::TestEnv, sight: &str, secrets: &[&str]) -> Watcher {
+        use std::io::Write;
+        let nobody = support::attacker::Nobody::new(t.dir.path());
+        let mut child = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                support::attacker::PYTHON,
+                "-c",
+                WATCH_PY,
+            ])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TMPDIR", &nobody.tmp)
+            .env("HOME", &nobody.tmp)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run setpriv (Debian package util-linux)");
+        let list: Vec<String> = std::iter::once(sight)
+            .chain(secrets.iter().copied())
+            .map(hex)
+            .collect();
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{}\n\n", list.join("\n")).as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        Watcher { child }
+    }
+
+    /// Stops the watcher; asserts it ran, and that git was in its sight when `git_ran`.
+    fn finish(mut self, what: &str, git_ran: bool) -> serde_json::Value {
+        use std::io::Write;
+        let mut stdin = self.child.stdin.take().unwrap();
+        let _ = stdin.write_all(b"stop\n");
+        drop(stdin);
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success(), "the watcher failed: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        eprintln!(
+            "{what}: nobody read /proc {} times and saw git {} times",
+            v["rounds"], v["git_seen"]
+        );
+        assert!(
+            !git_ran || v["git_seen"].as_u64().unwrap() > 0,
+            "{what}: the watcher never saw git run"
+        );
+        v
+    }
+}
+
+fn assert_unseen(what: &str, watched: &serde_json::Value, poll: &PollResult) {
+    assert_clean(what, poll);
+    assert_eq!(
+        watched["hits"],
+        json!([]),
+        "{what}: another user read a secret in /proc"
+    );
+}
+
+/// The helper's one line when it cannot answer (`--strict`).
+const QUIT_LINE: &str = "Composer's retry with the credential in git's command line is stopped";
+
+/// A project installing acme/widget from source through a VCS repository on `server`.
+fn vcs_project(t: &support::TestEnv, name: &str, server: &GitServer) -> std::path::PathBuf {
+    project(
+        t,
+        name,
+        vec![json!({"type": "vcs", "url": format!("{}/git/widget.git", server.base())})],
+        json!({"acme/widget": "^1.0"}),
+    )
+}
+
+/// The real path of the PHP that runs Composer.
+fn composers_php(t: &support::TestEnv) -> String {
+    let out = t
+        .command("php")
+        .args(["-r", "echo PHP_BINARY;"])
+        .output()
+        .expect("run php (Debian package php-cli)");
+    let php = String::from_utf8(out.stdout).unwrap();
+    std::fs::canonicalize(php.trim())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn git_env(t: &mut support::TestEnv) {
+    t.env
+        .insert("COMPOSER_KEYD_BIN".into(), support::BIN.into());
+    t.env.insert("GIT_CONFIG_NOSYSTEM".into(), "1".into());
+    // Composer boxes an error to the terminal's width; the helper's line is read whole.
+    t.env.insert("COLUMNS".into(), "1000".into());
+}
+
+#[test]
+fn a_credential_only_composers_php_may_have_reaches_git_through_the_helper_not_argv() {
+    let (mut t, _d) = composer_env();
+    git_env(&mut t);
+    let (root, _sha) = widget_repo();
+    let server = GitServer::start(root.path(), "{}", USER, TOKEN);
+    let dir = vcs_project(&t, "allow-exe", &server);
+    let php = composers_php(&t);
+    t.ok(
+        &[
+            "add",
+            &server.origin(),
+            "--project",
+            dir.to_str().unwrap(),
+            "--allow-exe",
+            &php,
+        ],
+        &format!("{USER}\n{TOKEN}\n"),
+    );
+    let watch = Watcher::start(&t, &server.origin(), &[TOKEN]);
+    let poll = Poller::start();
+    let out = composer(&t, &dir, &["install", "--prefer-source", "-v"]);
+    let poll = poll.finish();
+    let watched = watch.finish("--allow-exe PHP", true);
+    assert_unseen("--allow-exe PHP", &watched, &poll);
+    assert!(
+        out.status.success(),
+        "composer install failed: {}",
+        text(&out)
+    );
+    assert!(dir.join("vendor/acme/widget/.git").is_dir(), "not a clone");
+    assert!(server.git_accepted(), "git never authenticated");
+    assert!(!text(&out).contains(TOKEN));
+    // The helper, not PHP, fetched it for git, and the daemon said so.
+    let log = t.ok(&["log"], "");
+    assert!(log.contains("release"), "{log}");
+    // Any other program is still refused.
+    let refused = t.cli(
+        &["git-credential", "get"],
+        &format!("protocol=http\nhost={}\n\n", server.origin()),
+    );
+    assert!(refused.stdout.is_empty(), "{}", text(&refused));
+    assert_no_plaintext(&t, TOKEN);
+}
+
+#[test]
+fn one_confirmation_covers_the_composer_run_and_its_git() {
+    let (mut t, _d) = composer_env_with(|t| {
+        // Approves the first dialog only, and keeps a line per dialog.
+        let askpass = t.dir.path().join("askpass-once.sh");
+        let marks = t.dir.path().join("askpass-marks");
+        std::fs::write(
+            &askpass,
+            format!(
+                "#!/bin/sh\necho asked >> '{m}.log'\nmkdir '{m}' 2>/dev/null\n",
+                m = marks.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &askpass,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        vec!["--askpass".into(), askpass.to_string_lossy().into_owned()]
+    });
+    git_env(&mut t);
+    let (root, _sha) = widget_repo();
+    let server = GitServer::start(root.path(), "{}", USER, TOKEN);
+    let dir = vcs_project(&t, "confirm", &server);
+    t.ok(
+        &[
+            "add",
+            &server.origin(),
+            "--project",
+            dir.to_str().unwrap(),
+            "--confirm",
+        ],
+        &format!("{USER}\n{TOKEN}\n"),
+    );
+    let watch = Watcher::start(&t, &server.origin(), &[TOKEN]);
+    let poll = Poller::start();
+    let out = composer(&t, &dir, &["install", "--prefer-source", "-v"]);
+    let poll = poll.finish();
+    let watched = watch.finish("--confirm", true);
+    assert_unseen("--confirm", &watched, &poll);
+    assert!(
+        out.status.success(),
+        "composer install failed: {}",
+        text(&out)
+    );
+    assert!(dir.join("vendor/acme/widget/.git").is_dir(), "not a clone");
+    assert!(server.git_accepted(), "git never authenticated");
+    let asked = std::fs::read_to_string(t.dir.path().join("askpass-marks.log")).unwrap();
+    assert_eq!(asked.lines().count(), 1, "one run, one dialog: {asked}");
+    // Outside that run the helper asks again, and the denial leaves git nothing.
+    let denied = t.cli(
+        &["git-credential", "get"],
+        &format!("protocol=http\nhost={}\n\n", server.origin()),
+    );
+    assert!(denied.stdout.is_empty(), "{}", text(&denied));
+    assert_no_plaintext(&t, TOKEN);
+}
+
+/// Standard base64 with padding, as an `Authorization: Basic` header carries it.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// base64 of `user:token`, and the spellings a URL or JSON could give it.
+fn spellings(b64: &str) -> Vec<String> {
+    let url = b64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let bare = b64.trim_end_matches('=').to_owned();
+    vec![b64.to_owned(), url, bare]
+}
+
+/// Runs `composer install --prefer-source` of a project on `server` with a credential of a
+/// type git cannot take. From Composer 2.9 the plugin gives it to Composer; git then gets
+/// `quit=1` and one line, Composer never builds the URL with it. Older Composers cannot use
+/// the type, and the plugin says so.
+fn a_type_git_cannot_take(
+    name: &str,
+    kind: &str,
+    extra: &[&str],
+    stdin: &str,
+    secrets: &[&str],
+    repos: impl FnOnce(&GitServer) -> Vec<serde_json::Value>,
+) {
+    let (mut t, _d) = composer_env();
+    git_env(&mut t);
+    let (root, sha) = widget_repo();
+    let server = GitServer::start(root.path(), &packages_json(&sha), USER, TOKEN);
+    let dir = project(&t, name, repos(&server), json!({"acme/widget": "^1.0"}));
+    let origin = server.origin();
+    let mut args = vec!["add", &origin, "--type", kind];
+    args.extend_from_slice(extra);
+    t.ok(&args, stdin);
+    let modern = composer_version(&t) >= (2, 9);
+    let watch = Watcher::start(&t, &origin, secrets);
+    let poll = Poller::start();
+    let out = composer(&t, &dir, &["install", "--prefer-source", "-v"]);
+    let poll = poll.finish();
+    let watched = watch.finish(kind, modern);
+    let shown = text(&out);
+    eprintln!("{shown}");
+    for s in secrets {
+        assert!(!shown.contains(s), "{kind}: Composer printed a secret");
+        assert_no_plaintext(&t, s);
+    }
+    assert!(!poll.hits.iter().any(|h| h.contains("<TOKEN>")));
+    assert_eq!(
+        watched["hits"],
+        json!([]),
+        "{kind}: another user read a secret in /proc"
+    );
+    if !modern {
+        assert!(
+            shown.contains(&format!("the {kind} type needs Composer 2.9")),
+            "{shown}"
+        );
+        return;
+    }
+    // The plugin used it, git got nothing and stopped with the one line.
+    assert!(
+        shown.contains(&format!("using the {kind} credential")),
+        "{shown}"
+    );
+    assert!(shown.contains(QUIT_LINE), "{shown}");
+    assert!(
+        out.status.success() || !shown.contains("could not read Username"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn custom_headers_never_reach_gits_argv() {
+    // The header Composer sends is the server's Basic credential: Composer's own HTTP is let
+    // in with it (packages.json, the dist it falls back to), git never sees it.
+    assert_eq!(base64(b"ci:x"), "Y2k6eA==");
+    let b64 = base64(format!("{USER}:{TOKEN}").as_bytes());
+    let header = format!("Authorization: Basic {b64}");
+    let mut secrets: Vec<String> = spellings(&b64);
+    secrets.push(TOKEN.into());
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    a_type_git_cannot_take(
+        "custom-headers",
+        "custom-headers",
+        &[],
+        &format!("{header}\n"),
+        &refs,
+        |server| vec![json!({"type": "composer", "url": server.base()})],
+    );
+}
+
+#[test]
+fn a_client_certificate_passphrase_never_reaches_gits_argv() {
+    const PASSPHRASE: &str = "cc-pass-9f3e1d7b5a2c4e6f8a0b";
+    let cert = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(cert.path(), "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let cert_path = cert.path().to_string_lossy().into_owned();
+    a_type_git_cannot_take(
+        "client-certificate",
+        "client-certificate",
+        &["--local-cert", &cert_path],
+        &format!("{PASSPHRASE}\n"),
+        &[PASSPHRASE],
+        |server| vec![json!({"type": "vcs", "url": format!("{}/git/widget.git", server.base())})],
+    );
+}
+
+/// Issue 22: `git-credential get` holds the secret it hands git; a core file of it (in git's
+/// working directory) held the password. It is hardened before it reads git's request.
+#[test]
+fn git_credential_get_has_no_core_and_is_not_dumpable() {
+    let t = support::TestEnv::with_keyring(true);
+    let mut child = t
+        .command(support::BIN)
+        .args(["--no-autostart", "git-credential", "get"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Bounded: 400 x 25 ms for the CLI to start and harden itself while it waits for git.
+    let no_core = (0..400).any(|_| {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+        let zero = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .is_some_and(|l| l.split_whitespace().skip(4).take(2).all(|v| v == "0"));
+        if !zero {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        zero
+    });
+    // harden_cli sets the core limit and PR_SET_DUMPABLE together (src/cli.rs's unit test
+    // names every command it covers).
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert!(
+        no_core,
+        "RLIMIT_CORE of `git-credential get` never became 0"
+    );
+    assert_eq!(
+        exe.unwrap(),
+        std::fs::canonicalize(support::BIN).unwrap(),
+        "the pid is the CLI's"
+    );
+}
+
+/// Issue 22: only a project's credential exists for the host; what git stores from another
+/// directory stays scoped there, and never becomes the host's unscoped credential.
+#[test]
+fn git_store_never_plants_a_credential_wider_than_git_asked_for() {
+    support::require("git", "git");
+    let t = support::TestEnv::with_keyring(true);
+    let _d = t.start_daemon(&[]);
+    let home = t.home();
+    let in_dir = |dir: &Path, op: &str, request: &str| {
+        let d = dir.to_str().unwrap();
+        let out = t.cli(
+            &["git-credential", "--allow-store", "--project", d, op],
+            request,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    let app = home.join("app");
+    let other = home.join("other");
+    for d in [&app, &other] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    add(
+        &t,
+        "scoped.example",
+        "http-basic",
+        Some(&app),
+        &["app", "app-secret"],
+    );
+    in_dir(
+        &other,
+        "store",
+        "protocol=https\nhost=scoped.example\nusername=typed\npassword=typed-secret\n",
+    );
+    assert_eq!(
+        t.lookup("scoped.example", None).status,
+        404,
+        "an unscoped credential was planted"
+    );
+    assert_eq!(
+        t.credential("scoped.example", Some(&app))["username"],
+        "app"
+    );
+    assert_eq!(
+        t.credential("scoped.example", Some(&other))["username"],
+        "typed"
+    );
+    t.ok(
+        &[
+            "remove",
+            "scoped.example",
+            "--project",
+            other.to_str().unwrap(),
+        ],
+        "",
+    );
+}
+
+/// The server refuses the credential the helper gave git (revoked, mistyped). Git would fail
+/// with "Authentication failed", and Composer retry with that credential (still a secret:
+/// it may work elsewhere) in the URL. The helper stops git first, with one line.
+#[test]
+fn a_credential_the_server_refuses_is_not_retried_in_gits_argv() {
+    const WRONG: &str = "gt-revoked-7c1e9a0b3d5f42e8b6a1c9d0f7e2b4a8";
+    let (mut t, _d) = composer_env();
+    git_env(&mut t);
+    let (root, _sha) = widget_repo();
+    let server = GitServer::start(root.path(), "{}", USER, TOKEN);
+    let dir = vcs_project(&t, "refused", &server);
+    add(
+        &t,
+        &server.origin(),
+        "http-basic",
+        Some(&dir),
+        &[USER, WRONG],
+    );
+    let watch = Watcher::start(&t, &server.origin(), &[WRONG]);
+    let out = composer(&t, &dir, &["install", "--prefer-source", "-v"]);
+    let watched = watch.finish("a refused credential", true);
+    let shown = text(&out);
+    assert_eq!(
+        watched["hits"],
+        json!([]),
+        "another user read the refused credential in /proc"
+    );
+    assert!(!out.status.success(), "installed with a refused credential");
+    assert!(
+        shown.contains("refused the credential git was given; git is stopped here"),
+        "{shown}"
+    );
+    assert!(!shown.contains(WRONG));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|(_, p, ok, _)| !ok || !p.starts_with("/git/")),
+        "nothing was let in"
+    );
+    assert_no_plaintext(&t, WRONG);
+}
+
+/// No composer-keyd binary where Composer runs (a container): no helper can give git the
+/// credential, and git used to fail into Composer's retry with it in the URL. A helper in
+/// plain sh now stops git with one line.
+#[test]
+fn without_the_binary_git_stops_with_one_line_and_no_credential_in_argv() {
+    let (mut t, _d) = composer_env();
+    git_env(&mut t);
+    let missing = t.dir.path().join("no-such-composer-keyd");
+    t.env.insert(
+        "COMPOSER_KEYD_BIN".into(),
+        missing.to_string_lossy().into_owned(),
+    );
+    let (root, _sha) = widget_repo();
+    let server = GitServer::start(root.path(), "{}", USER, TOKEN);
+    let dir = vcs_project(&t, "no-binary", &server);
+    add(
+        &t,
+        &server.origin(),
+        "http-basic",
+        Some(&dir),
+        &[USER, TOKEN],
+    );
+    let watch = Watcher::start(&t, &server.origin(), &[TOKEN]);
+    let poll = Poller::start();
+    let out = composer(&t, &dir, &["install", "--prefer-source", "-v"]);
+    let poll = poll.finish();
+    let watched = watch.finish("no binary", true);
+    assert_unseen("no binary", &watched, &poll);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(
+        shown.contains(
+            "no composer-keyd binary here (set COMPOSER_KEYD_BIN), so git gets no credential"
+        ),
+        "{shown}"
+    );
+    assert!(!shown.contains(TOKEN));
+    assert_no_plaintext(&t, TOKEN);
 }

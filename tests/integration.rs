@@ -12,6 +12,7 @@
 mod composer_fixture;
 mod support;
 
+mod age_file;
 mod audit;
 mod autostart;
 mod containers;

@@ -295,7 +295,7 @@ fn a_real_user_manager_runs_the_hardened_units() {
 
     // `migrate` writes the vault (data dir) and config.toml (config dir) from the sandbox.
     let out = t.ok(&["migrate", "--to", "vault"], &format!("{PW}\n{PW}\n"));
-    assert!(out.contains("vault"), "{out}");
+    assert!(out.contains("age file"), "{out}");
     assert!(t.home().join(".config/composer-keyd/config.toml").exists());
     let r = request(&sock, "GET", "/v1/credentials/repo.magento.com", None).unwrap();
     assert_eq!(r.json()["credential"]["password"], PRIV, "{}", r.body);

@@ -7,8 +7,7 @@ use crate::support;
 
 use composer_keyd::audit::is_format;
 use composer_keyd::secret::Secret;
-use composer_keyd::store::vault::VaultStore;
-use composer_keyd::store::Store;
+use composer_keyd::store::age_file::AgeFileStore;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -285,7 +284,7 @@ fn migrate_and_passwd_are_held_to_the_strictest_policy_and_audited() {
     let prompts = ask.prompts();
     assert!(
         prompts[0].starts_with("composer-keyd: every credential - pid ")
-            && prompts[0].contains("move every credential to the vault"),
+            && prompts[0].contains("move every credential to the age file"),
         "{prompts:#?}"
     );
     refusal(&audit(&t), "POST /v1/migrate");
@@ -310,7 +309,7 @@ fn migrate_and_passwd_are_held_to_the_strictest_policy_and_audited() {
         "{}",
         r.body
     );
-    let v = VaultStore::new(vault.clone());
+    let v = AgeFileStore::new(vault.clone());
     v.unlock(Some(&Secret::from("attacker-pass")))
         .expect("the passphrase is unchanged");
     refusal(&audit(&t), "POST /v1/passwd");
@@ -318,7 +317,7 @@ fn migrate_and_passwd_are_held_to_the_strictest_policy_and_audited() {
     let r = call(&t, "POST", "/v1/passwd", Some(pw));
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(audit(&t).iter().any(|r| r["event"] == "passwd"));
-    let v = VaultStore::new(vault);
+    let v = AgeFileStore::new(vault);
     v.unlock(Some(&Secret::from("second-pass"))).unwrap();
 }
 

@@ -5,8 +5,8 @@ use crate::support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
-use composer_keyd::store::vault::VaultStore;
-use composer_keyd::store::{Slot, SlotKey, Store, StoreError};
+use composer_keyd::store::age_file::AgeFileStore;
+use composer_keyd::store::{SecretKey, StoreError, Which};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,22 +23,36 @@ fn vault_path(t: &TestEnv) -> PathBuf {
 
 fn create(t: &TestEnv) {
     let out = t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
-    assert!(out.contains("Created the vault"), "{out}");
+    assert!(out.contains("Created the age file"), "{out}");
 }
 
 fn add_bearer(t: &TestEnv, origin: &str, token: &str) {
     t.ok(&["add", origin, "--type", "bearer"], &format!("{token}\n"));
 }
 
+/// Runs the CLI, again after each refusal during the back-off of a wrong passphrase (which
+/// says when to retry); bounded.
+fn retry(t: &TestEnv, args: &[&str], stdin: &str) -> std::process::Output {
+    for _ in 0..20 {
+        let out = t.cli(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("try again in") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("{args:?}: the back-off never ended");
+}
+
 /// Opens the vault file with the library, as a fresh daemon would.
-fn open(t: &TestEnv, pw: &str) -> Result<VaultStore, StoreError> {
-    let v = VaultStore::new(vault_path(t));
+fn open(t: &TestEnv, pw: &str) -> Result<AgeFileStore, StoreError> {
+    let v = AgeFileStore::new(vault_path(t));
     v.unlock(Some(&Secret::from(pw)))?;
     Ok(v)
 }
 
-fn has(v: &VaultStore, origin: &str) -> bool {
-    let key = SlotKey::new(&Origin::parse(origin).unwrap(), None, Slot::Current);
+fn has(v: &AgeFileStore, origin: &str) -> bool {
+    let key = SecretKey::new(&Origin::parse(origin).unwrap(), None, Which::Current);
     v.get(&key).unwrap().is_some()
 }
 
@@ -59,12 +73,12 @@ fn auto_chooses_the_vault_and_says_why() {
     assert!(!t.env.contains_key("DBUS_SESSION_BUS_ADDRESS"));
     let mut d = t.start_daemon(&[]);
     let s: serde_json::Value = serde_json::from_str(&t.ok(&["status", "--json"], "")).unwrap();
-    assert_eq!(s["backend"], "vault", "{s}");
+    assert_eq!(s["backend"], "age-file", "{s}");
     assert_eq!(s["locked"], true);
     assert_eq!(s["vault_exists"], false);
     let why = s["backend_reason"].as_str().unwrap();
     assert!(
-        why.contains("auto") && why.contains("no OS keyring answered (no D-Bus session bus)"),
+        why.contains("auto") && why.contains("no keyring answered (no D-Bus session bus)"),
         "{why}"
     );
     // One short reason; the D-Bus error itself is the detail, behind `doctor -v`.
@@ -72,7 +86,7 @@ fn auto_chooses_the_vault_and_says_why() {
     let detail = s["backend_detail"].as_str().unwrap();
     assert!(detail.contains("zbus"), "{detail}");
     let text = t.ok(&["status"], "");
-    assert!(text.contains("backend:     vault (auto"), "{text}");
+    assert!(text.contains("backend:     age-file (auto"), "{text}");
     assert!(!text.contains("zbus"), "{text}");
     assert!(text.contains("not created yet"), "{text}");
     let doc = String::from_utf8_lossy(&t.cli(&["doctor", "--offline"], "").stdout).into_owned();
@@ -102,11 +116,23 @@ fn auto_chooses_the_vault_and_says_why() {
     d.stop();
 
     // The environment wins over the file.
+    // The age file's old name still works, with a note in the log.
     t.env.insert("COMPOSER_KEYD_BACKEND".into(), "vault".into());
     let mut d = t.start_daemon(&[]);
     let s = t.status_json();
-    assert_eq!(s["backend"], "vault");
-    assert_eq!(s["backend_reason"], "COMPOSER_KEYD_BACKEND=vault");
+    assert_eq!(s["backend"], "age-file");
+    assert_eq!(s["backend_reason"], "COMPOSER_KEYD_BACKEND=age-file");
+    assert!(
+        d.log_text()
+            .contains("the old name of the age-file backend"),
+        "{}",
+        d.log_text()
+    );
+    d.stop();
+    t.env
+        .insert("COMPOSER_KEYD_BACKEND".into(), "age-file".into());
+    let mut d = t.start_daemon(&[]);
+    assert_eq!(t.status_json()["backend"], "age-file");
     d.stop();
 
     // A value that names no backend stops the daemon with a clear error.
@@ -210,28 +236,42 @@ fn lifecycle_and_no_plaintext() {
     let out = t.cli(&["unlock"], "not it\n");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
-    let r = request(
-        &t.socket(),
-        "POST",
-        "/v1/unlock",
-        Some(r#"{"passphrase":"nope"}"#),
-    )
-    .unwrap();
+    // Over HTTP, once the back-off the CLI's try started has ended (bounded).
+    let r = (0..40)
+        .map(|_| {
+            let r = request(
+                &t.socket(),
+                "POST",
+                "/v1/unlock",
+                Some(r#"{"passphrase":"nope"}"#),
+            )
+            .unwrap();
+            if r.kind() == "retry-later" {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            r
+        })
+        .find(|r| r.kind() != "retry-later")
+        .expect("the back-off ended");
     assert_eq!((r.status, r.kind().as_str()), (401, "wrong-passphrase"));
     assert_eq!(t.status_json()["locked"], true);
-    t.ok(&["unlock"], &format!("{PW}\n"));
+    assert!(retry(&t, &["unlock"], &format!("{PW}\n")).status.success());
     assert_eq!(
         t.lookup("repo.magento.com", None).json()["credential"]["password"],
         PRIV
     );
 
     // passwd: the old passphrase stops working, the new one unlocks.
-    let out = t.cli(&["passwd"], "wrong\nnew pass\nnew pass\n");
+    let out = retry(&t, &["passwd"], "wrong\nnew pass\nnew pass\n");
     assert!(!out.status.success());
-    t.ok(&["passwd"], &format!("{PW}\nnew pass\nnew pass\n"));
+    assert!(
+        retry(&t, &["passwd"], &format!("{PW}\nnew pass\nnew pass\n"))
+            .status
+            .success()
+    );
     t.ok(&["lock"], "");
-    assert!(!t.cli(&["unlock"], &format!("{PW}\n")).status.success());
-    t.ok(&["unlock"], "new pass\n");
+    assert!(!retry(&t, &["unlock"], &format!("{PW}\n")).status.success());
+    assert!(retry(&t, &["unlock"], "new pass\n").status.success());
     assert_eq!(
         t.lookup("github.com", None).json()["credential"]["token"],
         TOKEN

@@ -5,8 +5,8 @@ use crate::support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
-use composer_keyd::store::vault::VaultStore;
-use composer_keyd::store::{Slot, SlotKey, Store};
+use composer_keyd::store::age_file::AgeFileStore;
+use composer_keyd::store::{SecretKey, Which};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::{request, Daemon, TestEnv};
@@ -51,9 +51,9 @@ fn in_keyring(t: &TestEnv, service: &str, account: &str) -> Option<String> {
 }
 
 fn vault_has(t: &TestEnv, account: &str) -> bool {
-    let v = VaultStore::new(vault_path(t));
+    let v = AgeFileStore::new(vault_path(t));
     v.unlock(Some(&Secret::from(PW))).expect("the vault opens");
-    let key = SlotKey::new(&Origin::parse(account).unwrap(), None, Slot::Current);
+    let key = SecretKey::new(&Origin::parse(account).unwrap(), None, Which::Current);
     v.get(&key).unwrap().is_some()
 }
 
@@ -102,19 +102,23 @@ fn migrate_keyring_to_vault_and_back_keeps_everything() {
     check_all(&t, &project);
     assert!(in_keyring(&t, "composer-keyd", "github.com").is_some());
 
-    // keyring -> vault: creating the vault asks for the passphrase twice.
-    let out = t.ok(&["migrate", "--to", "vault"], &format!("{PW}\n{PW}\n"));
+    // keyring -> age file: creating it asks for the passphrase twice.
+    let out = t.ok(&["migrate", "--to", "age-file"], &format!("{PW}\n{PW}\n"));
     assert!(
-        out.contains("Copied 5 secret(s) from the keyring to the vault"),
+        out.contains("Copied 5 secret(s) from the keyring to the age file"),
         "{out}"
     );
     assert!(
         out.contains("Removed 5 secret(s) from the keyring"),
         "{out}"
     );
-    assert_eq!(status(&t)["backend"], "vault");
+    assert_eq!(status(&t)["backend"], "age-file");
     assert_eq!(status(&t)["locked"], false);
-    assert!(config(&t).contains("backend = \"vault\""), "{}", config(&t));
+    assert!(
+        config(&t).contains("backend = \"age-file\""),
+        "{}",
+        config(&t)
+    );
     check_all(&t, &project);
     assert_eq!(in_keyring(&t, "composer-keyd", "github.com"), None);
     assert_eq!(in_keyring(&t, "composer-keyd.previous", "github.com"), None);
@@ -123,7 +127,7 @@ fn migrate_keyring_to_vault_and_back_keeps_everything() {
     // The vault is what a restarted daemon uses, locked until unlock.
     assert!(d.stop().success());
     let mut d = t.start_daemon(&[]);
-    assert_eq!(status(&t)["backend"], "vault");
+    assert_eq!(status(&t)["backend"], "age-file");
     assert_eq!(status(&t)["locked"], true);
     t.ok(&["unlock"], &format!("{PW}\n"));
     check_all(&t, &project);
@@ -135,7 +139,7 @@ fn migrate_keyring_to_vault_and_back_keeps_everything() {
     t.ok(&["lock"], "");
     let out = t.ok(&["migrate", "--to", "keyring"], &format!("{PW}\n"));
     assert!(
-        out.contains("Copied 5 secret(s) from the vault to the keyring"),
+        out.contains("Copied 5 secret(s) from the age file to the keyring"),
         "{out}"
     );
     assert_eq!(status(&t)["backend"], "keyring");
@@ -209,7 +213,10 @@ fn an_interrupted_migration_loses_nothing_and_a_rerun_completes_it() {
     check_all(&t, &project);
     // The rerun only cleans up the vault.
     let out = t.ok(&["migrate", "--to", "keyring"], &format!("{PW}\n"));
-    assert!(out.contains("Removed 5 secret(s) from the vault"), "{out}");
+    assert!(
+        out.contains("Removed 5 secret(s) from the age file"),
+        "{out}"
+    );
     assert!(!vault_has(&t, "github.com"));
     check_all(&t, &project);
 }

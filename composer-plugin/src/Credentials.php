@@ -11,8 +11,41 @@ namespace ComposerKeyd;
 
 final class Credentials
 {
+    /**
+     * Every type toPair() encodes, in auth.json's order. tests/fixtures/encoding.json pins it
+     * to the daemon's CredentialType::ALL, and each type's pair and git answer to both sides.
+     */
+    const TYPES = array(
+        'http-basic', 'bearer', 'github-oauth', 'gitlab-oauth', 'gitlab-token',
+        'bitbucket-oauth', 'forgejo-token', 'custom-headers', 'client-certificate',
+    );
+
     /** The types BaseIO::loadConfiguration() learned in Composer 2.9; older AuthHelpers would send them as basic auth. */
     const SINCE_2_9 = array('custom-headers', 'client-certificate');
+
+    /**
+     * The types composer-keyd's git helper hands to git (src/gitcred.rs's `answer`), and
+     * bearer from git 2.46 (capability authtype); the others git cannot take at all.
+     * Pinned against the Rust side by tests/fixtures/encoding.json.
+     */
+    const GIT_CARRIES = array('http-basic', 'forgejo-token', 'github-oauth', 'gitlab-oauth', 'gitlab-token');
+    const GIT_BEARER_SINCE = '2.46';
+
+    /**
+     * Whether the git helper can hand a credential of $type to this git.
+     *
+     * @param string      $type
+     * @param string|null $gitVersion Composer\Util\Git::getVersion(), e.g. "2.47.3"; null when unknown
+     * @return bool
+     */
+    public static function gitCarries(string $type, ?string $gitVersion): bool
+    {
+        if (in_array($type, self::GIT_CARRIES, true)) {
+            return true;
+        }
+
+        return $type === 'bearer' && $gitVersion !== null && version_compare($gitVersion, self::GIT_BEARER_SINCE, '>=');
+    }
 
     /**
      * The pair for IOInterface::setAuthentication(), or null when the

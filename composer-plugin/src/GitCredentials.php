@@ -13,12 +13,22 @@
  * itself on the server's 401, the plain attempt succeeds, and the embedded URL
  * is never built. Composer's own HTTP (GitHub/GitLab APIs, dists) still takes
  * the credentials from IO, in request headers, as before.
+ *
+ * When the helper has nothing to give (a type git cannot carry, a refusal, a locked
+ * daemon), `--strict` makes it answer `quit=1` with one line on stderr: git then fails
+ * with "told us to quit", which is none of the failures (`Authentication failed`,
+ * `could not read Username`, ...) after which Composer retries with the credential in
+ * the URL. The daemon answers the helper under the approval the plugin's own request
+ * got (see src/server/policy/approvals.rs), so a `--confirm` or `--allow-exe` credential
+ * is not refused to git.
  */
 
 namespace ComposerKeyd;
 
 final class GitCredentials
 {
+    const NO_BINARY_LINE = 'composer-keyd: no composer-keyd binary here (set COMPOSER_KEYD_BIN), so git gets no credential; Composer\'s retry with it in git\'s command line is stopped';
+
     /**
      * Adds one `credential.<url>.helper` entry per origin and scheme.
      *
@@ -30,13 +40,20 @@ final class GitCredentials
      */
     public static function configure(array $origins, $project, $allowHttp)
     {
-        $bin = self::binary();
-        if ($bin === null || $origins === array()) {
+        if ($origins === array()) {
             return 0;
         }
-        $value = '!' . escapeshellarg($bin) . ' git-credential';
-        if (is_string($project)) {
-            $value .= ' --project ' . escapeshellarg($project);
+        $bin = self::binary();
+        if ($bin === null) {
+            // No helper to give git the credential (a container without composer-keyd): git
+            // gets none, and a helper in plain sh stops it with one line, so that Composer
+            // never retries with the credential in the URL.
+            $value = '!f() { cat >/dev/null; test "$1" = get || return 0; echo ' . self::shQuote(self::NO_BINARY_LINE) . ' >&2; echo quit=1; }; f';
+        } else {
+            $value = '!' . self::shQuote($bin) . ' git-credential --strict';
+            if (is_string($project)) {
+                $value .= ' --project ' . self::shQuote($project);
+            }
         }
         $count = getenv('GIT_CONFIG_COUNT');
         $n = is_string($count) && preg_match('{^[0-9]+$}', $count) ? (int) $count : 0;
@@ -100,6 +117,16 @@ final class GitCredentials
         $bin = is_array($doc) && isset($doc['extra']['composer-keyd-bin']) ? $doc['extra']['composer-keyd-bin'] : null;
 
         return is_string($bin) && $bin !== '' && is_file($bin) && is_executable($bin) ? $bin : null;
+    }
+
+    /**
+     * Single-quotes $s for POSIX sh, byte for byte. Not escapeshellarg(), which under a
+     * UTF-8 locale drops bytes that are not UTF-8: `/srv/a\xffb` became `/srv/ab`, another
+     * project whose scope would then apply.
+     */
+    public static function shQuote(string $s): string
+    {
+        return "'" . str_replace("'", "'\\''", $s) . "'";
     }
 
     /**

@@ -247,17 +247,63 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
 
             return false;
         }
+        if (!$this->gitCanTake($type, $origin)) {
+            return false;
+        }
         $this->addDomain(Credentials::domainsKey($type), $origin);
         $this->io->setAuthentication($origin, $pair[0], $pair[1]);
         $this->served[$origin] = $pair;
-        if (GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false) === 0
-            && GitCredentials::binary() === null) {
-            // Composer then puts the credential in git's URL (argv), and Composer 2.2 also in its vcs cache's git config.
-            $this->io->writeError('composer-keyd: no composer-keyd binary on PATH (or $COMPOSER_KEYD_BIN): git gets ' . $origin . '\'s credential from Composer, in its URL', true, IOInterface::VERBOSE);
+        GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false);
+        if (GitCredentials::binary() === null) {
+            $this->io->writeError('composer-keyd: no composer-keyd binary on PATH (or $COMPOSER_KEYD_BIN): git gets no credential for ' . $origin . ', and stops with one line', true, IOInterface::VERBOSE);
         }
         $this->io->writeError(sprintf('composer-keyd: using the %s credential for %s', $type, $origin), true, IOInterface::VERBOSE);
 
         return true;
+    }
+
+    /**
+     * Whether this credential may be given to Composer, as far as git is concerned. On the
+     * forges' hosts (github-domains, gitlab-domains, bitbucket.org) Composer's Util\Git
+     * retries after ANY failed git command with IO's credential in the URL, git's argv. So
+     * a type the git helper cannot hand to git, which would leave git failing there, is not
+     * given to Composer at all; the line says so. Elsewhere Composer retries only after an
+     * authentication failure, which the helper's `--strict` (quit=1) never lets git report.
+     */
+    private function gitCanTake(string $type, string $origin): bool
+    {
+        if (!$this->isForge($origin)) {
+            return true;
+        }
+        $version = null;
+        if ($type === 'bearer') {
+            $version = \Composer\Util\Git::getVersion(new \Composer\Util\ProcessExecutor($this->io));
+        }
+        if (Credentials::gitCarries($type, $version)) {
+            return true;
+        }
+        $this->io->writeError(sprintf(
+            '<warning>composer-keyd: not using the %s credential for %s: git cannot take it from composer-keyd%s, and on this host Composer retries a failed git command with the credential in git\'s command line, which every local user can read</warning>',
+            $type,
+            $origin,
+            $type === 'bearer' ? ' before git ' . Credentials::GIT_BEARER_SINCE . ' (this is ' . ($version === null ? 'an unknown version' : $version) . ')' : ''
+        ));
+
+        return false;
+    }
+
+    /** The hosts of Util\Git's forge paths: github-domains, gitlab-domains and bitbucket.org. */
+    private function isForge(string $origin): bool
+    {
+        $hosts = array('bitbucket.org');
+        foreach (array('github-domains', 'gitlab-domains') as $key) {
+            $domains = $this->composer->getConfig()->get($key);
+            if (is_array($domains)) {
+                $hosts = array_merge($hosts, $domains);
+            }
+        }
+
+        return in_array(strtolower($origin), array_map('strtolower', $hosts), true);
     }
 
     /** As BaseIO does: a token for a host makes Composer treat that host as the forge. */

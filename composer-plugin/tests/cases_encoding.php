@@ -15,19 +15,36 @@ test('gitlab-token fixture with a username encodes as username/token', function 
     same('gitlab-domains', Credentials::domainsKey($reply['credential']['type']));
 });
 
-test('every type encodes as BaseIO::loadConfiguration does', function () {
-    $cases = array(
-        array(array('type' => 'bearer', 'token' => 't'), array('t', 'bearer')),
-        array(array('type' => 'github-oauth', 'token' => 'ghp_x'), array('ghp_x', 'x-oauth-basic')),
-        array(array('type' => 'gitlab-oauth', 'token' => 'o'), array('o', 'oauth2')),
-        array(array('type' => 'gitlab-token', 'token' => 'g'), array('g', 'private-token')),
-        array(array('type' => 'gitlab-token', 'token' => 'g', 'username' => null), array('g', 'private-token')),
-        array(array('type' => 'bitbucket-oauth', 'consumer-key' => 'k', 'consumer-secret' => 's'), array('k', 's')),
-        array(array('type' => 'forgejo-token', 'username' => 'u', 'token' => 'f'), array('u', 'f')),
-    );
-    foreach ($cases as $case) {
-        same($case[1], Credentials::toPair($case[0]), $case[0]['type']);
+/** tests/fixtures/encoding.json: every type's pair and git answer, shared with src/gitcred/tests.rs. */
+function encodingFixture(): array
+{
+    $doc = json_decode((string) file_get_contents(dirname(dirname(__DIR__)) . '/tests/fixtures/encoding.json'), true);
+    if (!is_array($doc) || !isset($doc['types'], $doc['cases'])) {
+        throw new \RuntimeException('tests/fixtures/encoding.json is not the encoding fixture');
     }
+
+    return $doc;
+}
+
+test('the plugin knows exactly the daemon\'s credential types (shared fixture)', function () {
+    $doc = encodingFixture();
+    same($doc['types'], Credentials::TYPES, 'Credentials::TYPES');
+    $covered = array_values(array_unique(array_map(function ($c) {
+        return $c['credential']['type'];
+    }, $doc['cases'])));
+    same($doc['types'], $covered, 'every type has a case, in order');
+});
+
+test('every type encodes as BaseIO::loadConfiguration does (shared fixture)', function () {
+    foreach (encodingFixture()['cases'] as $case) {
+        $type = $case['credential']['type'];
+        $pair = Credentials::toPair($case['credential']);
+        same($case['composer'], $pair, $type . ' pair');
+        same($case['from_pair'], Credentials::fromPair($pair[0], $pair[1])['type'], $type . ' read back');
+        same($case['git'] !== null, Credentials::gitCarries($type, '2.45.2'), $type . ' reaches git before authtype');
+        same($case['git_authtype'] !== null, Credentials::gitCarries($type, '2.46.0'), $type . ' reaches git with authtype');
+    }
+    same(false, Credentials::gitCarries('bearer', null), 'bearer with an unknown git');
 });
 
 test('malformed and unknown credentials encode to nothing', function () {

@@ -224,3 +224,30 @@ test('an untrusted socket: one line naming it, nothing sent, IO and store-auths 
     contains('composer-keyd: refusing to use ', $out);
     contains('is owned by uid 65534 (nobody), not by you (uid 0) or root; remove it', $out);
 });
+
+test('on a forge host, a type git cannot take is not given to Composer, with one line', function () {
+    // Util\Git retries ANY failed git command on github-domains, gitlab-domains and
+    // bitbucket.org with IO's credential in the URL: only types the git helper hands to git.
+    $repos = array(
+        array('type' => 'vcs', 'url' => 'https://bitbucket.org/acme/x.git'),
+        array('type' => 'vcs', 'url' => 'https://github.com/acme/y'),
+        array('type' => 'composer', 'url' => 'https://repo.example.com'),
+    );
+    list($out, $auth) = activate_with(function ($p) {
+        return array(
+            'GET /v1/origins' . q($p) => array('body' => json_encode(array('origins' => array(
+                array('origin' => 'bitbucket.org', 'type' => 'bitbucket-oauth', 'project' => null, 'enabled' => true),
+                array('origin' => 'github.com', 'type' => 'github-oauth', 'project' => null, 'enabled' => true),
+                array('origin' => 'repo.example.com', 'type' => 'bitbucket-oauth', 'project' => null, 'enabled' => true),
+            )))),
+            'GET /v1/credentials/bitbucket.org' . q($p) => array('body' => '{"origin":"bitbucket.org","project":null,"credential":{"type":"bitbucket-oauth","consumer-key":"ck","consumer-secret":"cs-secret"}}'),
+            'GET /v1/credentials/github.com' . q($p) => array('body' => '{"origin":"github.com","project":null,"credential":{"type":"github-oauth","token":"ghp_abc"}}'),
+            'GET /v1/credentials/repo.example.com' . q($p) => array('body' => '{"origin":"repo.example.com","project":null,"credential":{"type":"bitbucket-oauth","consumer-key":"k2","consumer-secret":"s2"}}'),
+        );
+    }, OutputInterface::VERBOSITY_NORMAL, array(), $repos);
+    same(false, isset($auth['bitbucket.org']), 'bitbucket-oauth on bitbucket.org withheld');
+    same(array('username' => 'ghp_abc', 'password' => 'x-oauth-basic'), $auth['github.com'], 'a token git takes');
+    same(array('username' => 'k2', 'password' => 's2'), $auth['repo.example.com'], 'not a forge host: --strict guards git there');
+    same(1, substr_count($out, 'not using the bitbucket-oauth credential for bitbucket.org: git cannot take it'), $out);
+    same(false, strpos($out, 'cs-secret'), 'no secret in the line');
+});

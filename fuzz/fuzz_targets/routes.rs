@@ -12,7 +12,7 @@ use composer_keyd::server::agent::{Agent, AgentConfig};
 use composer_keyd::server::slots::Slots;
 use composer_keyd::server::{serve_connection, Limits, Peer};
 use composer_keyd::store::memory::MemoryStore;
-use composer_keyd::store::{Slot, SlotKey, Store};
+use composer_keyd::store::{SecretKey, Which};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -48,7 +48,7 @@ fn agent() -> Arc<Agent> {
         index.upsert(m);
         let json = format!(r#"{{"type":"bearer","token":"{SECRET}-{origin}"}}"#);
         store
-            .set(&SlotKey::new(&o, None, Slot::Current), json.as_bytes())
+            .set(&SecretKey::new(&o, None, Which::Current), json.as_bytes())
             .unwrap();
     }
     let cfg = AgentConfig {

@@ -1,45 +1,57 @@
-//! `passwd` and `migrate`: the vault's passphrase, and moving credentials between backends.
+//! `passwd` and `migrate`: the age file's passphrase, and moving credentials between backends.
 
 use super::lock::{send_unlock, status_of};
 use super::{prompt, Ctx};
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use composer_keyd::protocol::{BackendKind, MigrateRequest, PasswdRequest};
+use composer_keyd::store::backend::Unlock;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
-    /// The backend to move every credential to.
-    #[arg(long, value_enum)]
-    to: Target,
+    /// The backend to move every credential to (`vault` is the age file's old name).
+    #[arg(long, value_parser = PossibleValuesParser::new(target_names()).try_map(|s| target(&s)))]
+    to: BackendKind,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Target {
-    Keyring,
-    Vault,
+/// A backend the daemon can run on, by name; the age file's old name `vault` is taken, with
+/// a note on stderr.
+fn target(s: &str) -> Result<BackendKind, String> {
+    let kind: BackendKind = s.parse().map_err(|e| format!("{e}"))?;
+    if !kind.facts().daemon {
+        return Err(format!("the daemon cannot run on the {}", kind.name()));
+    }
+    if let Some(note) = BackendKind::old_name_note(s) {
+        eprintln!("composer-keyd: note: {note}");
+    }
+    Ok(kind)
+}
+
+/// The names `--to` takes, for help and completions; the old name is taken but not shown.
+fn target_names() -> impl Iterator<Item = PossibleValue> {
+    BackendKind::daemon_kinds()
+        .map(|k| PossibleValue::new(k.as_str()))
+        .chain([PossibleValue::new(BackendKind::OLD_AGE_FILE_NAME).hide(true)])
 }
 
 fn name(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Keyring => "keyring",
-        BackendKind::Vault => "vault",
-        _ => "store",
-    }
+    kind.name()
 }
 
 /// Asks for the current passphrase and the new one twice (three lines on stdin).
 pub async fn passwd(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let s = status_of(ctx).await?;
-    if s.backend != BackendKind::Vault {
+    if s.backend.facts().unlock != Unlock::Passphrase {
         bail!(
-            "the daemon uses the {} ({}); `passwd` changes the vault's passphrase",
+            "the daemon uses the {} ({}); `passwd` changes the age file's passphrase",
             name(s.backend),
             s.backend_reason
         );
     }
     if s.vault_exists == Some(false) {
-        bail!("there is no vault yet: `composer-keyd unlock` creates it");
+        bail!("there is no age file yet: `composer-keyd unlock` creates it");
     }
     let mut v = prompt::read_fields(
         &[
@@ -63,32 +75,34 @@ pub async fn passwd(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         new_passphrase,
     };
     ctx.connect().await?.passwd(&req).await?;
-    println!("Changed the vault's passphrase.");
+    println!("Changed the age file's passphrase.");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Moves every credential. Passphrases come first on stdin: the vault's, to unlock it when it
-/// is in use and locked, or to open (twice: create) it when it is the target or has leftovers.
+/// Moves every credential. Passphrases come first on stdin: the age file's, to unlock it when
+/// it is in use and locked, or to open (twice: create) it when it is the target or has
+/// leftovers.
 pub async fn migrate(ctx: &Ctx, a: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let to = match a.to {
-        Target::Keyring => BackendKind::Keyring,
-        Target::Vault => BackendKind::Vault,
-    };
+    let to = a.to;
     let s = status_of(ctx).await?;
     if s.locked {
         send_unlock(ctx, &s).await?;
     }
-    let vault_exists = s.vault_exists.unwrap_or(true);
-    let passphrase = match (s.backend, to) {
-        (BackendKind::Vault, _) => None,
-        (_, BackendKind::Vault) => {
-            if !vault_exists {
-                eprintln!("There is no vault yet: choose a passphrase to create it.");
-            }
-            Some(prompt::read_passphrase(!vault_exists)?)
+    let file_exists = s.vault_exists.unwrap_or(true);
+    let needs = |k: BackendKind| k.facts().unlock == Unlock::Passphrase;
+    // The backend in use is unlocked by now; one to open needs its passphrase: the target,
+    // or, when already there, the other with leftovers (only the age file has one).
+    let passphrase = if needs(s.backend) {
+        None
+    } else if needs(to) {
+        if !file_exists {
+            eprintln!("There is no age file yet: choose a passphrase to create it.");
         }
-        _ if vault_exists => Some(prompt::read_passphrase(false)?),
-        _ => None,
+        Some(prompt::read_passphrase(!file_exists)?)
+    } else if s.backend == to && file_exists {
+        Some(prompt::read_passphrase(false)?)
+    } else {
+        None
     };
     let r = ctx
         .connect()

@@ -43,9 +43,12 @@ impl Target {
 pub struct AddArgs {
     #[command(flatten)]
     target: Target,
-    /// http-basic, bearer, github-oauth, gitlab-oauth, gitlab-token, bitbucket-oauth,
-    /// forgejo-token, custom-headers or client-certificate.
-    #[arg(long = "type", default_value = "http-basic", value_name = "TYPE")]
+    #[arg(
+        long = "type",
+        default_value = "http-basic",
+        value_name = "TYPE",
+        help = format!("One of: {}", CredentialType::names())
+    )]
     kind: String,
     /// A note shown by `list`, e.g. the Marketplace key pair's name.
     #[arg(long, value_name = "TEXT")]
@@ -124,7 +127,7 @@ fn parse_type(s: &str) -> anyhow::Result<CredentialType> {
         anyhow::anyhow!(
             "unknown credential type `{}`; use one of: {}",
             printable(s),
-            CredentialType::ALL.map(|t| t.as_str()).join(", ")
+            CredentialType::names()
         )
     })
 }

@@ -4,7 +4,7 @@ use super::Ctx;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use composer_keyd::client::{Action, Client, ClientError};
-use composer_keyd::credential::{Credential, Origin};
+use composer_keyd::credential::{redact_userinfo, Credential, Origin};
 use composer_keyd::gitcred::{self, Answer, Request};
 use composer_keyd::protocol::{ErrorKind, PutCredential};
 use std::io::{Read, Write};
@@ -19,6 +19,11 @@ pub struct GitCredentialArgs {
     /// Let git's `store` and `erase` reach the daemon (off: both are ignored).
     #[arg(long)]
     allow_store: bool,
+    /// When there is no answer, tell git to stop (`quit=1`) instead of trying its next
+    /// helper or prompt. The Composer plugin sets it: a git that fails with an
+    /// authentication error makes Composer retry with the credential in the URL (argv).
+    #[arg(long)]
+    strict: bool,
     #[command(subcommand)]
     op: Op,
 }
@@ -70,33 +75,104 @@ pub async fn run(ctx: &Ctx, args: GitCredentialArgs) -> anyhow::Result<ExitCode>
         .read_to_end(&mut input)
         .context("reading git's request")?;
     let input = zeroize::Zeroizing::new(input);
-    let req = Request::parse(&input).context("git's request")?;
+    let req = match Request::parse(&input) {
+        Ok(req) => req,
+        Err(e) if args.strict && matches!(args.op, Op::Get) => {
+            return Ok(quit(&format!("git's request: {e}")));
+        }
+        Err(e) => return Err(e).context("git's request"),
+    };
     let Some(origin) = req.origin() else {
+        if args.strict && matches!(args.op, Op::Get) {
+            return Ok(quit("git asked about something other than an http(s) host"));
+        }
         return Ok(ExitCode::SUCCESS);
     };
-    let project = args
-        .project
-        .or_else(|| std::env::current_dir().ok())
-        .and_then(|d| std::fs::canonicalize(d).ok())
-        .map(|d| d.to_string_lossy().into_owned());
+    let project = match project_dir(args.project) {
+        Ok(p) => p,
+        Err(why) if args.strict && matches!(args.op, Op::Get) => {
+            return Ok(quit(&format!("{origin}: {why}")));
+        }
+        Err(why) => {
+            eprintln!("composer-keyd git-credential: {origin}: {why}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if args.strict && matches!(args.op, Op::Erase) {
+        // The server refused what git was given: stop git before it reports
+        // "Authentication failed", which Composer answers with the credential in the URL.
+        if let Some(pid) = gitcred::stop::remote_helper_ancestor() {
+            eprintln!(
+                "composer-keyd: {origin} refused the credential git was given; git is stopped \
+                 here so that Composer does not retry with it in git's command line"
+            );
+            gitcred::stop::stop(pid);
+        }
+    }
     let client = &ctx.client;
     let res = match args.op {
         Op::Get => get(client, &origin, project.as_deref(), &req).await,
-        Op::Store if args.allow_store => store(client, &origin, &req).await,
+        Op::Store if args.allow_store => store(client, &origin, project.as_deref(), &req).await,
         Op::Erase if args.allow_store => erase(client, &origin, project.as_deref(), &req).await,
-        _ => Ok(()),
+        _ => Ok(Given::Yes),
     };
-    match res {
-        Ok(()) => {}
-        Err(e) if quiet(&e) => {}
+    let why = match res {
+        Ok(Given::Yes) => return Ok(ExitCode::SUCCESS),
+        // Logged at info by `get`; git's next helper or prompt takes over.
+        Ok(Given::No(_)) if !args.strict => return Ok(ExitCode::SUCCESS),
+        Ok(Given::No(why)) => why,
+        Err(e) if quiet(&e) && !args.strict => return Ok(ExitCode::SUCCESS),
         Err(ClientError::Daemon {
             kind: ErrorKind::Locked,
             ..
-        }) => eprintln!("composer-keyd is locked: run `composer-keyd unlock`"),
-        // Git shows a helper's stderr and moves on; the message holds no secret.
-        Err(e) => eprintln!("composer-keyd git-credential: {origin}: {e}"),
+        }) => format!("{origin}: composer-keyd is locked (run `composer-keyd unlock`)"),
+        // The message holds no secret.
+        Err(e) => format!("{origin}: {e}"),
+    };
+    if args.strict && matches!(args.op, Op::Get) {
+        return Ok(quit(&why));
     }
+    // Git shows a helper's stderr and moves on.
+    eprintln!("composer-keyd git-credential: {why}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the helper gave git what it asked for; if not, why (for `-v`, or `--strict`'s line).
+enum Given {
+    Yes,
+    No(String),
+}
+
+/// `--strict` with no answer: one line on stderr, which Composer shows in its error, and
+/// `quit=1`, so that git fails with "told us to quit" at once. That is none of the
+/// failures after which Composer's `Util\Git` retries with the credential in the URL.
+fn quit(why: &str) -> ExitCode {
+    eprintln!(
+        "composer-keyd: git gets no credential for {why}; \
+         Composer's retry with the credential in git's command line is stopped"
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());
+    ExitCode::SUCCESS
+}
+
+/// The project whose scope applies, as the daemon spells it (UTF-8), made canonical.
+/// A path that is not UTF-8 cannot be named to the daemon; replacing its bytes could name
+/// another project, so it is refused.
+fn project_dir(given: Option<PathBuf>) -> Result<Option<String>, String> {
+    let Some(dir) = given.or_else(|| std::env::current_dir().ok()) else {
+        return Ok(None);
+    };
+    let Ok(real) = std::fs::canonicalize(&dir) else {
+        return Ok(None);
+    };
+    match real.into_os_string().into_string() {
+        Ok(s) => Ok(Some(s)),
+        Err(_) => Err(format!(
+            "the project directory {} is not UTF-8, which the daemon cannot look up",
+            dir.display()
+        )),
+    }
 }
 
 /// Nothing stored, disabled, or no daemon: git's next helper or prompt takes over.
@@ -113,34 +189,55 @@ async fn get(
     origin: &Origin,
     project: Option<&str>,
     req: &Request,
-) -> Result<(), ClientError> {
+) -> Result<Given, ClientError> {
     let reply = client.credential(origin, project).await?;
     let answer = gitcred::answer(&reply.credential, req);
     if let Answer::Nothing(why) = answer {
         tracing::info!("{origin}: {why}");
-        return Ok(());
+        return Ok(Given::No(format!("{origin}: {why}")));
     }
     match answer.render() {
         Ok(lines) => {
             let mut out = std::io::stdout().lock();
             // A closed pipe means git stopped listening; there is nobody to tell.
             let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
+            Ok(Given::Yes)
         }
-        Err(e) => eprintln!("composer-keyd git-credential: {origin}: {e}"),
+        Err(e) => {
+            eprintln!("composer-keyd git-credential: {origin}: {e}");
+            Ok(Given::No(format!("{origin}: {e}")))
+        }
     }
-    Ok(())
 }
 
-/// Stores what git confirmed working as http-basic, unscoped, and never over another secret.
-async fn store(client: &Client, origin: &Origin, req: &Request) -> Result<(), ClientError> {
-    let (Some(u), Some(p)) = (&req.username, &req.password) else {
-        return Ok(());
+/// Stores what git confirmed working as http-basic, scoped to the project git asked from
+/// (`--project`, else its working directory), and only when no stored credential applies
+/// there: an unscoped one would also answer for every other project, wider than what git was
+/// asked for, and one beside a credential that applies would copy or shadow it.
+async fn store(
+    client: &Client,
+    origin: &Origin,
+    project: Option<&str>,
+    req: &Request,
+) -> Result<Given, ClientError> {
+    let (Some(u), Some(p), Some(project)) = (&req.username, &req.password, project) else {
+        return Ok(Given::Yes);
     };
+    let list = client.credentials().await?;
+    let applies = list.credentials.iter().any(|c| {
+        c.origin == *origin
+            && c.project
+                .as_deref()
+                .is_none_or(|scope| std::path::Path::new(project).starts_with(scope))
+    });
+    if applies {
+        return Ok(Given::Yes);
+    }
     let Ok(credential) = Credential::from_fields(
         composer_keyd::credential::CredentialType::HttpBasic,
         vec![u.clone(), p.clone()],
     ) else {
-        return Ok(());
+        return Ok(Given::Yes);
     };
     let body = PutCredential {
         credential,
@@ -150,8 +247,8 @@ async fn store(client: &Client, origin: &Origin, req: &Request) -> Result<(), Cl
         confirm: None,
         allow_exe: None,
     };
-    client.put_credential(origin, None, &body).await?;
-    Ok(())
+    client.put_credential(origin, Some(project), &body).await?;
+    Ok(Given::Yes)
 }
 
 /// Git erases what the server rejected. Deleting could lose the only copy on a transient
@@ -161,7 +258,7 @@ async fn erase(
     origin: &Origin,
     project: Option<&str>,
     req: &Request,
-) -> Result<(), ClientError> {
+) -> Result<Given, ClientError> {
     let reply = client.credential(origin, project).await?;
     let matches = match gitcred::answer(&reply.credential, req) {
         Answer::Basic { username, password } => {
@@ -176,7 +273,7 @@ async fn erase(
             .await?;
         eprintln!("composer-keyd: git reported the credential for {origin} as rejected; disabled it (`composer-keyd enable {origin}` restores it)");
     }
-    Ok(())
+    Ok(Given::Yes)
 }
 
 fn this_exe() -> anyhow::Result<String> {
@@ -204,8 +301,12 @@ async fn install(ctx: &Ctx, args: HostArgs) -> anyhow::Result<ExitCode> {
     }
     let value = gitcred::helper_value(&this_exe()?, args.allow_store);
     for host in &hosts {
-        let key = gitcred::helper_key(host)
-            .with_context(|| format!("`{host}` is not a host or http(s)://host URL"))?;
+        let key = gitcred::helper_key(host).with_context(|| {
+            format!(
+                "`{}` is not a host or http(s)://host URL",
+                redact_userinfo(host)
+            )
+        })?;
         let existing = git_config(&["--get-all", &key])?;
         if existing.lines().any(|l| l == value) {
             println!("{key} already uses composer-keyd");
@@ -230,7 +331,10 @@ fn uninstall(args: HostArgs) -> anyhow::Result<ExitCode> {
     let wanted: Vec<String> = args
         .hosts
         .iter()
-        .map(|h| gitcred::helper_key(h).with_context(|| format!("`{h}` is not a host")))
+        .map(|h| {
+            gitcred::helper_key(h)
+                .with_context(|| format!("`{}` is not a host", redact_userinfo(h)))
+        })
         .collect::<anyhow::Result<_>>()?;
     let entries = git_config(&["--get-regexp", r"^credential\..*\.helper$"])?;
     let mut removed = 0;

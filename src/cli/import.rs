@@ -38,24 +38,8 @@ pub struct ImportArgs {
 mod source;
 use source::{Allow, Source};
 
-/// A test hook: with COMPOSER_KEYD_TEST_PAUSE=POINT the import stops at POINT for up to a
-/// minute, so a test can kill it there. Debug builds only, like the vault's hooks.
-async fn pause(point: &str) {
-    if cfg!(debug_assertions) && std::env::var("COMPOSER_KEYD_TEST_PAUSE").is_ok_and(|p| p == point)
-    {
-        eprintln!("composer-keyd: test pause at {point}");
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-    }
-}
-
-/// [`pause`] for points inside a synchronous file write.
-fn pause_blocking(point: &str) {
-    if cfg!(debug_assertions) && std::env::var("COMPOSER_KEYD_TEST_PAUSE").is_ok_and(|p| p == point)
-    {
-        eprintln!("composer-keyd: test pause at {point}");
-        std::thread::sleep(std::time::Duration::from_secs(60));
-    }
-}
+// Test pauses (`COMPOSER_KEYD_TEST_PAUSE`, debug builds only), for a test to kill the import.
+use composer_keyd::testhook::{pause, pause_async};
 
 /// The files `import` reads when given none: the global auth.json, and the project's own
 /// and its `var/composer_home/auth.json`.
@@ -161,12 +145,12 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
             out.push(reply.outcome);
             if first {
                 first = false;
-                pause("import-after-first-store").await;
+                pause_async("import-after-first-store").await;
             }
         }
         outcomes.push(out);
     }
-    pause("import-after-store").await;
+    pause_async("import-after-store").await;
 
     // 2. Scrub each file of what the daemon now holds.
     let mut counts = [0usize; 4];
@@ -197,7 +181,7 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
         };
         let mut at = |stage| {
             if stage == Stage::BeforeRename {
-                pause_blocking("import-scrub-before-rename");
+                pause("import-scrub-before-rename");
             }
         };
         match authjson::scrub_with(path, &moved, shared, &mut at) {
@@ -216,7 +200,7 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if i == 0 {
-            pause("import-after-first-scrub").await;
+            pause_async("import-after-first-scrub").await;
         }
     }
     println!(
@@ -252,13 +236,8 @@ fn exit(failed: bool) -> ExitCode {
 /// that is true of every backend.
 async fn backend_word(client: &Client) -> &'static str {
     match client.status().await {
-        Ok(st) => match st.backend {
-            BackendKind::Keyring => "keyring",
-            BackendKind::Vault => "vault",
-            BackendKind::Memory => "memory store",
-            _ => "store",
-        },
-        Err(_) => "store",
+        Ok(st) => st.backend.name(),
+        Err(_) => BackendKind::Unknown.name(),
     }
 }
 

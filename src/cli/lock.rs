@@ -2,7 +2,8 @@
 
 use super::{prompt, Ctx};
 use clap::Args;
-use composer_keyd::protocol::{BackendKind, Status, UnlockRequest};
+use composer_keyd::protocol::{Status, UnlockRequest};
+use composer_keyd::store::backend::Unlock;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -28,7 +29,7 @@ pub async fn unlock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     println!(
         "{}",
         if created {
-            "Created the vault and unlocked it. Keep the passphrase safe: nothing can recover it."
+            "Created the age file and unlocked it. Keep the passphrase safe: nothing can recover it."
         } else {
             "Unlocked."
         }
@@ -36,17 +37,24 @@ pub async fn unlock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Unlocks the daemon, asking for the vault's passphrase (twice when the vault does not
-/// exist yet, which creates it: two lines on stdin). Returns whether it created the vault.
+/// Whether the daemon's backend is the age file (or another with a passphrase) that does
+/// not exist yet, so that unlocking it creates it.
+pub fn to_create(status: &Status) -> bool {
+    status.backend.facts().unlock == Unlock::Passphrase && status.vault_exists == Some(false)
+}
+
+/// Unlocks the daemon, asking for the age file's passphrase (twice when the file does not
+/// exist yet, which creates it: two lines on stdin). Returns whether it created the file.
+/// A try refused during the back-off of a wrong passphrase fails saying when to retry.
 pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
-    let create = status.backend == BackendKind::Vault && status.vault_exists == Some(false);
-    let req = match status.backend {
-        BackendKind::Vault => {
+    let create = to_create(status);
+    let req = match status.backend.facts().unlock {
+        Unlock::Passphrase => {
             if create {
-                eprintln!("There is no vault yet: choose a passphrase to create it.");
+                eprintln!("There is no age file yet: choose a passphrase to create it.");
                 if status.credentials > 0 {
                     eprintln!(
-                        "composer-keyd: warning: the index lists {} credential(s) but no vault file exists; if you moved vault.age, stop and put it back first.",
+                        "composer-keyd: warning: the index lists {} credential(s) but no age file exists; if you moved vault.age, stop and put it back first.",
                         status.credentials
                     );
                 }
@@ -55,7 +63,7 @@ pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
                 passphrase: Some(prompt::read_passphrase(create)?),
             }
         }
-        _ => UnlockRequest::default(),
+        Unlock::Nothing => UnlockRequest::default(),
     };
     let reply = ctx.connect().await?.unlock(&req).await?;
     if let Some(w) = reply.warning {
@@ -64,12 +72,12 @@ pub async fn send_unlock(ctx: &Ctx, status: &Status) -> anyhow::Result<bool> {
     Ok(create)
 }
 
-/// Before the first `add` on a vault backend with no vault: creates it (passphrase twice).
+/// Before the first `add` on the age file with no file yet: creates it (passphrase twice).
 pub async fn create_vault_if_missing(ctx: &Ctx) -> anyhow::Result<()> {
     let status = status_of(ctx).await?;
-    if status.backend == BackendKind::Vault && status.vault_exists == Some(false) {
+    if to_create(&status) {
         send_unlock(ctx, &status).await?;
-        eprintln!("Created the vault.");
+        eprintln!("Created the age file.");
     }
     Ok(())
 }
@@ -80,7 +88,6 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let backend = serde_json::to_value(s.backend)?;
     println!(
         "composer-keyd {} (protocol {}), pid {}, up {}",
         s.version,
@@ -89,11 +96,7 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
         humantime::format_duration(std::time::Duration::from_secs(s.uptime_secs))
     );
     println!("socket:      {}", ctx.client.path().display());
-    println!(
-        "backend:     {} ({})",
-        backend.as_str().unwrap_or("unknown"),
-        s.backend_reason
-    );
+    println!("backend:     {} ({})", s.backend, s.backend_reason);
     println!(
         "state:       {}",
         if s.locked {
@@ -102,9 +105,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
             "unlocked"
         }
     );
-    if s.backend == BackendKind::Vault && s.vault_exists == Some(false) {
+    if to_create(&s) {
         println!(
-            "vault:       not created yet (`composer-keyd unlock` or the first `add` creates it)"
+            "age file:    not created yet (`composer-keyd unlock` or the first `add` creates it)"
         );
     }
     if let Some(w) = &s.warning {

@@ -3,7 +3,6 @@
 use super::{doctor, import, lock, Ctx};
 use anyhow::Context;
 use clap::{Args, Parser};
-use composer_keyd::protocol::BackendKind;
 use composer_keyd::service::{self, InstallOptions};
 use composer_keyd::shim::Shim;
 use composer_keyd::{authjson, composer_home, paths};
@@ -80,9 +79,9 @@ pub async fn run(ctx: &Ctx, a: SetupArgs) -> anyhow::Result<ExitCode> {
         backend.as_str().unwrap_or("unknown"),
         status.backend_reason
     );
-    if status.backend == BackendKind::Vault && status.vault_exists == Some(false) {
+    if lock::to_create(&status) {
         lock::send_unlock(ctx, &status).await?;
-        println!("    created the vault and unlocked it");
+        println!("    created the age file and unlocked it");
         changed = true;
     } else if status.locked {
         println!("    locked: run `composer-keyd unlock` before `composer install`");

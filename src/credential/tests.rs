@@ -265,3 +265,16 @@ fn canonical_is_exactly_an_origin_parse_returns_unchanged() {
         "folded into github.com"
     );
 }
+
+#[test]
+fn the_unknown_type_error_names_every_type_of_all() {
+    let e = CredentialError::UnknownType("ssh-key".into()).to_string();
+    for t in CredentialType::ALL {
+        assert!(e.contains(t.as_str()), "{e}");
+        assert_eq!(CredentialType::parse(t.as_str()), Some(t));
+        assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+    }
+    let unknown: CredentialType = serde_json::from_value("ssh-key".into()).unwrap();
+    assert_eq!(unknown, CredentialType::Unknown);
+    assert_eq!(CredentialType::parse("unknown"), None);
+}

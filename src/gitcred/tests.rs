@@ -14,6 +14,15 @@ fn rendered(c: &Credential, r: &Request) -> String {
 }
 
 #[test]
+fn a_bearer_answer_renders_as_authtype() {
+    let b = cred(CredentialType::Bearer, &["tok"]);
+    assert_eq!(
+        rendered(&b, &req("capability[]=authtype\nprotocol=https\nhost=h\n")),
+        "capability[]=authtype\nauthtype=Bearer\ncredential=tok\n"
+    );
+}
+
+#[test]
 fn parses_git_request_and_origin() {
     let r = req("protocol=https\nhost=Repo.Example.com:8443\npath=a/b.git\nusername=bob\ncapability[]=authtype\n\nignored=1\n");
     assert_eq!(r.origin().unwrap().as_str(), "repo.example.com:8443");
@@ -52,49 +61,6 @@ fn refuses_bad_requests() {
     assert_eq!(
         Request::parse(&vec![b'a'; MAX_REQUEST + 1]).unwrap_err(),
         GitCredError::TooLarge
-    );
-}
-
-#[test]
-fn maps_each_type_as_composer_would() {
-    let r = req("protocol=https\nhost=h\n");
-    assert_eq!(
-        rendered(&cred(CredentialType::HttpBasic, &["u", "p"]), &r),
-        "username=u\npassword=p\n"
-    );
-    assert_eq!(
-        rendered(&cred(CredentialType::GithubOauth, &["ghp_x"]), &r),
-        "username=x-oauth-basic\npassword=ghp_x\n"
-    );
-    assert_eq!(
-        rendered(&cred(CredentialType::GitlabOauth, &["t"]), &r),
-        "username=oauth2\npassword=t\n"
-    );
-    assert_eq!(
-        rendered(&cred(CredentialType::GitlabToken, &["t"]), &r),
-        "username=oauth2\npassword=t\n"
-    );
-    assert_eq!(
-        rendered(&cred(CredentialType::GitlabToken, &["me", "t"]), &r),
-        "username=me\npassword=t\n"
-    );
-    assert_eq!(
-        rendered(&cred(CredentialType::ForgejoToken, &["me", "t"]), &r),
-        "username=me\npassword=t\n"
-    );
-    assert_eq!(
-        rendered(&cred(CredentialType::BitbucketOauth, &["k", "s"]), &r),
-        ""
-    );
-}
-
-#[test]
-fn bearer_only_with_authtype_capability() {
-    let b = cred(CredentialType::Bearer, &["tok"]);
-    assert_eq!(rendered(&b, &req("protocol=https\nhost=h\n")), "");
-    assert_eq!(
-        rendered(&b, &req("capability[]=authtype\nprotocol=https\nhost=h\n")),
-        "capability[]=authtype\nauthtype=Bearer\ncredential=tok\n"
     );
 }
 
@@ -138,4 +104,52 @@ fn helper_config_entries() {
         r"!'/opt/it'\''s/composer-keyd' git-credential"
     );
     assert!(helper_value("/b", true).ends_with(" git-credential --allow-store"));
+}
+
+/// What the helper tells git, as the shared fixture spells it (`null`: nothing).
+fn as_fixture(a: &Answer) -> serde_json::Value {
+    match a {
+        Answer::Basic { username, password } => {
+            serde_json::json!({"username": username.as_str(), "password": password.as_str()})
+        }
+        Answer::Bearer { token } => serde_json::json!({"bearer": token.as_str()}),
+        Answer::Nothing(_) => serde_json::Value::Null,
+    }
+}
+
+#[test]
+fn every_type_answers_git_as_the_shared_fixture_says() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/encoding.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // The types are listed once: CredentialType::ALL, which the plugin's list matches too.
+    let names: Vec<&str> = CredentialType::ALL.iter().map(|t| t.as_str()).collect();
+    let listed: Vec<&str> = doc["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed, names,
+        "the fixture's types are not CredentialType::ALL"
+    );
+    let mut covered = Vec::new();
+    let plain = req("protocol=https\nhost=h\n");
+    let authtype = req("capability[]=authtype\nprotocol=https\nhost=h\n");
+    for case in doc["cases"].as_array().unwrap() {
+        let c: Credential = serde_json::from_value(case["credential"].clone()).unwrap();
+        let kind = c.kind().as_str();
+        assert_eq!(CredentialType::parse(kind), Some(c.kind()));
+        assert_eq!(as_fixture(&answer(&c, &plain)), case["git"], "{kind}");
+        assert_eq!(
+            as_fixture(&answer(&c, &authtype)),
+            case["git_authtype"],
+            "{kind} with authtype"
+        );
+        if !covered.contains(&kind) {
+            covered.push(kind);
+        }
+    }
+    assert_eq!(covered, names, "every type has a case, in order");
 }

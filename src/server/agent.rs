@@ -7,12 +7,11 @@ use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::protocol::{
-    BackendKind, CredentialInfo, CredentialReply, OriginInfo, Status, PROTOCOL, VERSION,
-};
+use crate::protocol::{CredentialInfo, CredentialReply, OriginInfo, Status, PROTOCOL, VERSION};
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::switchable::Switchable;
-use crate::store::{Slot, SlotKey, Store, StoreError};
+use crate::store::{SecretKey, Store, StoreError, Which};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -67,7 +66,8 @@ impl Released {
 pub struct AgentConfig {
     /// Where the index lives.
     pub index_path: PathBuf,
-    /// The longest a single backend call may take.
+    /// The longest a single backend call may take (`--backend-timeout`); a backend whose
+    /// facts ask for more gets more (`BackendKind::call_timeout`).
     pub backend_timeout: Duration,
     /// Why this backend was chosen, for `status` (`Agent::new`; the daemon's switchable
     /// store carries its own).
@@ -77,7 +77,7 @@ pub struct AgentConfig {
 struct Inner {
     index: Index,
     /// Decrypted credentials, filled on first use, wiped by `lock`.
-    cache: hashbrown::HashMap<SlotKey, Arc<Released>, foldhash::fast::RandomState>,
+    cache: hashbrown::HashMap<SecretKey, Arc<Released>, foldhash::fast::RandomState>,
     locked: bool,
     /// Bumped by every write and by `lock`, so a read that raced one does not cache a stale secret.
     generation: u64,
@@ -164,23 +164,14 @@ impl Agent {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs a blocking backend call off the async threads, bounded by the backend time-out.
-    async fn backend<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = Arc::clone(&self.store);
-        let task = tokio::task::spawn_blocking(move || f(store.as_ref()));
-        match tokio::time::timeout(self.cfg.backend_timeout, task).await {
-            Ok(Ok(r)) => r.map_err(Error::from),
-            Ok(Err(join)) => {
-                tracing::error!("a backend call panicked: {join}");
-                Err(Error::Internal(
-                    "the backend call failed unexpectedly; see the daemon's log".into(),
-                ))
-            }
-            Err(_) => Err(StoreError::Timeout(backend_name(self.store.kind())).into()),
+    /// Awaits a backend call, bounded by the call time-out of the backend in use now: its
+    /// facts are asked on every call, so a `migrate` that swapped the store is followed.
+    async fn backend<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T> {
+        let kind = self.store.kind();
+        let limit = kind.call_timeout(self.cfg.backend_timeout);
+        match tokio::time::timeout(limit, call).await {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(StoreError::Timeout(kind.name()).into()),
         }
     }
 
@@ -199,7 +190,7 @@ impl Agent {
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
-            vault_exists: self.store.vault_exists(),
+            vault_exists: self.store.age_file_exists(),
             lock_in_secs: inner
                 .clock
                 .deadline()
@@ -261,7 +252,7 @@ impl Agent {
                 ));
             }
             meta.last_used = Some(now_secs());
-            let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
+            let key = SecretKey::new(origin, meta.project.as_deref(), Which::Current);
             inner.dirty = true;
             if let Some(cached) = inner.cache.get(&key) {
                 let cached = Arc::clone(cached);
@@ -274,7 +265,7 @@ impl Agent {
             Error::NotFound(format!(
                 "{} (the index lists it but the {} has no secret; add it again)",
                 describe(origin, key.project.as_deref()),
-                backend_name(self.store.kind())
+                self.store.kind().name()
             ))
         })?;
         let released = Released::new(origin, key.project.clone(), cred);
@@ -290,9 +281,8 @@ impl Agent {
     }
 
     /// Reads and parses one secret from the store.
-    async fn read(&self, key: &SlotKey) -> Result<Option<Credential>> {
-        let k = key.clone();
-        let Some(bytes) = self.backend(move |s| s.get(&k)).await? else {
+    async fn read(&self, key: &SecretKey) -> Result<Option<Credential>> {
+        let Some(bytes) = self.backend(self.store.get(key)).await? else {
             return Ok(None);
         };
         // serde_json's messages for a bad value can quote it, so only the position is kept.
@@ -308,10 +298,9 @@ impl Agent {
             })
     }
 
-    async fn write(&self, key: &SlotKey, cred: &Credential) -> Result<()> {
+    async fn write(&self, key: &SecretKey, cred: &Credential) -> Result<()> {
         let bytes = to_json_zeroizing(cred);
-        let k = key.clone();
-        self.backend(move |s| s.set(&k, &bytes)).await
+        self.backend(self.store.set(key, &bytes)).await
     }
 
     fn ensure_unlocked(&self) -> Result<()> {
@@ -371,7 +360,7 @@ impl Agent {
                 "this backend needs a passphrase to unlock".into(),
             ));
         }
-        self.backend(move |s| s.unlock(passphrase.as_ref())).await?;
+        self.backend(self.store.unlock(passphrase.as_ref())).await?;
         {
             let mut inner = self.inner();
             inner.locked = false;
@@ -385,15 +374,6 @@ impl Agent {
 /// `origin` or `origin --project DIR`, as a user would type it.
 fn describe(origin: &Origin, project: Option<&str>) -> String {
     origin.as_typed(project)
-}
-
-fn backend_name(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Keyring => "keyring",
-        BackendKind::Vault => "vault",
-        BackendKind::Memory => "memory store",
-        _ => "store",
-    }
 }
 
 mod backend;

@@ -71,21 +71,17 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     let listener = intake::open(&opts.socket)?;
     let store = crate::store::open::open(opts.limits.backend_timeout).await?;
     let reason = store.reason();
-    // Vault calls are local CPU work (scrypt, plus the pause after a wrong passphrase),
-    // not a service that may hang: give them room.
-    let backend_timeout = match store.kind() {
-        crate::protocol::BackendKind::Vault => opts.limits.backend_timeout.max(VAULT_TIMEOUT),
-        _ => opts.limits.backend_timeout,
-    };
     match store.detail() {
-        Some(detail) => tracing::info!(backend = ?store.kind(), %detail, "backend: {reason}"),
-        None => tracing::info!(backend = ?store.kind(), "backend: {reason}"),
+        Some(detail) => tracing::info!(backend = %store.kind(), %detail, "backend: {reason}"),
+        None => tracing::info!(backend = %store.kind(), "backend: {reason}"),
     }
     let index_path = paths::index_path()?;
     let index = Index::load(&index_path)?;
     let cfg = AgentConfig {
         index_path,
-        backend_timeout,
+        // The base bound: each call asks the backend in use then for its own
+        // (`BackendKind::call_timeout`), so none is fixed here by the kind at start.
+        backend_timeout: opts.limits.backend_timeout,
         backend_reason: reason,
     };
     // Asked at idle time: would a fresh daemon start locked (a vault without its key)?
@@ -182,9 +178,6 @@ fn open_audit(cfg: crate::audit::AuditConfig) -> Audit {
         Audit::disabled()
     })
 }
-
-/// The longest a vault call may take.
-const VAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Locks the agent when an unlock timer runs out, until the daemon stops.
 fn spawn_lock_timer(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {

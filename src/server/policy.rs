@@ -1,5 +1,7 @@
 //! Per-credential release policy: only to allowed executables (`--allow-exe`), and only after the user confirms through an askpass program (`--confirm`, as `ssh-add -c`).
 
+mod approvals;
+
 use super::peer::Peer;
 use crate::audit::{printable, printable_max};
 use crate::error::{Error, Result};
@@ -89,6 +91,8 @@ pub struct Confirm {
     timeout: Duration,
     /// One dialog at a time, as ssh-agent shows them.
     dialog: tokio::sync::Mutex<()>,
+    /// Releases let through a policy, which also cover our git helper beneath them.
+    approvals: approvals::Approvals,
 }
 
 impl Default for Confirm {
@@ -104,6 +108,7 @@ impl Confirm {
             program,
             timeout,
             dialog: tokio::sync::Mutex::new(()),
+            approvals: approvals::Approvals::default(),
         }
     }
 
@@ -207,8 +212,14 @@ impl Confirm {
 }
 
 /// Checks `rule` for a release of the credential for `what` to `peer`: the executable first
-/// (no dialog for a process that would be refused anyway), then the confirmation.
+/// (no dialog for a process that would be refused anyway), then the confirmation. A release
+/// let through covers composer-keyd's own git helper beneath that process while it lives
+/// (`approvals.rs`): one approval per Composer run, so that git is never left without the
+/// credential that Composer holds.
 pub async fn check(rule: &Rule, confirm: &Confirm, peer: &Peer, what: &str) -> Result<()> {
+    if confirm.approvals.covers(peer, what, rule) {
+        return Ok(());
+    }
     check_all(
         std::slice::from_ref(rule),
         confirm,
@@ -216,7 +227,9 @@ pub async fn check(rule: &Rule, confirm: &Confirm, peer: &Peer, what: &str) -> R
         what,
         "use this credential",
     )
-    .await
+    .await?;
+    confirm.approvals.record(peer, what, rule);
+    Ok(())
 }
 
 /// Checks the strictest of `rules` before `peer` may `action` `subject` (a release, or a

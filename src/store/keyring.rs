@@ -1,6 +1,6 @@
-//! The OS keyring backend: one keyring entry per secret; the Secret Service on the daemon's runtime on Linux (`secret_service.rs`), `keyring-core`'s platform store elsewhere.
+//! The OS keyring backend: one keyring entry per secret; the Secret Service awaited on the daemon's runtime on Linux (`secret_service.rs`), `keyring-core`'s blocking platform store on a blocking thread elsewhere.
 
-use super::{SlotKey, Store, StoreError};
+use super::{Call, SecretKey, Store, StoreError};
 use crate::protocol::BackendKind;
 use crate::secret::Secret;
 #[cfg(not(target_os = "linux"))]
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use zeroize::Zeroize;
 
 #[cfg(not(target_os = "linux"))]
-const NAME: &str = "keyring";
+const NAME: &str = BackendKind::Keyring.name();
 
 #[cfg(target_os = "linux")]
 type Backend = super::secret_service::Service;
@@ -32,21 +32,13 @@ impl KeyringStore {
         KeyringStore::default()
     }
 
-    /// Connects now, to tell whether the platform store answers. Blocks; on Linux, call it
-    /// from a blocking thread of the daemon's runtime (`spawn_blocking`).
-    pub fn probe(&self) -> Result<(), StoreError> {
-        self.connection().map(drop)
+    fn cached(&self) -> Option<Arc<Backend>> {
+        // Only this file takes the lock, and nothing in it panics while holding it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn connection(&self) -> Result<Arc<Backend>, StoreError> {
-        // Only this file takes the lock, and nothing in it panics while holding it.
-        let mut slot = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = slot.as_ref() {
-            return Ok(Arc::clone(s));
-        }
-        let s = connect()?;
-        *slot = Some(Arc::clone(&s));
-        Ok(s)
+    fn keep(&self, s: &Arc<Backend>) {
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(s));
     }
 
     /// Forgets the connection, so the next call reconnects.
@@ -55,35 +47,64 @@ impl KeyringStore {
     }
 }
 
+/// Calls on the Linux Secret Service, awaited on the daemon's runtime; a failure drops the
+/// connection, so the next call reconnects (the keyring daemon may have restarted).
 #[cfg(target_os = "linux")]
-fn connect() -> Result<Arc<Backend>, StoreError> {
-    super::secret_service::Service::connect().map(Arc::new)
+impl KeyringStore {
+    /// The connection, made now if there is none.
+    async fn connection(&self) -> Result<Arc<Backend>, StoreError> {
+        if let Some(s) = self.cached() {
+            return Ok(s);
+        }
+        // Two first calls at once may both connect; the later one's connection is kept.
+        let s = Arc::new(super::secret_service::Service::connect().await?);
+        self.keep(&s);
+        Ok(s)
+    }
 }
 
-/// Calls on the Linux Secret Service; a failure drops the connection, so the next call
-/// reconnects (the keyring daemon may have restarted).
 #[cfg(target_os = "linux")]
 impl Store for KeyringStore {
     fn kind(&self) -> BackendKind {
         BackendKind::Keyring
     }
 
-    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
-        let got = self.connection()?.get(key.service(), &key.account());
-        got.map(|s| s.map(Secret::new))
-            .inspect_err(|_| self.disconnect())
+    fn probe(&self) -> Call<'_, ()> {
+        Box::pin(async move { self.connection().await.map(drop) })
     }
 
-    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
-        let set = self
-            .connection()?
-            .set(key.service(), &key.account(), secret);
-        set.inspect_err(|_| self.disconnect())
+    fn get<'a>(&'a self, key: &'a SecretKey) -> Call<'a, Option<Secret<Vec<u8>>>> {
+        Box::pin(async move {
+            let got = self
+                .connection()
+                .await?
+                .get(key.service(), &key.account())
+                .await;
+            got.map(|s| s.map(Secret::new))
+                .inspect_err(|_| self.disconnect())
+        })
     }
 
-    fn delete(&self, key: &SlotKey) -> Result<(), StoreError> {
-        let gone = self.connection()?.delete(key.service(), &key.account());
-        gone.inspect_err(|_| self.disconnect())
+    fn set<'a>(&'a self, key: &'a SecretKey, secret: &'a [u8]) -> Call<'a, ()> {
+        Box::pin(async move {
+            let set = self
+                .connection()
+                .await?
+                .set(key.service(), &key.account(), secret)
+                .await;
+            set.inspect_err(|_| self.disconnect())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a SecretKey) -> Call<'a, ()> {
+        Box::pin(async move {
+            let gone = self
+                .connection()
+                .await?
+                .delete(key.service(), &key.account())
+                .await;
+            gone.inspect_err(|_| self.disconnect())
+        })
     }
 }
 
@@ -94,8 +115,31 @@ fn connect() -> Result<Arc<Backend>, StoreError> {
 
 #[cfg(not(target_os = "linux"))]
 impl KeyringStore {
-    fn entry(&self, key: &SlotKey) -> Result<Entry, StoreError> {
-        Entry::new_in_store(&self.connection()?, key.service(), &key.account()).map_err(map_err)
+    fn connection(&self) -> Result<Arc<Backend>, StoreError> {
+        if let Some(s) = self.cached() {
+            return Ok(s);
+        }
+        let s = connect()?;
+        self.keep(&s);
+        Ok(s)
+    }
+
+    /// Runs `f` on the entry for `key` on a blocking thread: `keyring-core`'s stores block.
+    async fn call<T: Send + 'static>(
+        &self,
+        key: &SecretKey,
+        f: impl FnOnce(Entry) -> Result<T, KError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.connection()?;
+        let (service, account) = (key.service(), key.account());
+        let done =
+            tokio::task::spawn_blocking(move || f(Entry::new_in_store(&store, service, &account)?))
+                .await
+                .map_err(|e| StoreError::Unavailable {
+                    backend: NAME,
+                    reason: format!("the keyring call failed: {e}"),
+                })?;
+        done.map_err(|e| self.on_err(e))
     }
 
     /// Drops the connection after a platform failure, so the next call reconnects.
@@ -172,24 +216,36 @@ impl Store for KeyringStore {
         BackendKind::Keyring
     }
 
-    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
-        match self.entry(key)?.get_secret() {
+    fn probe(&self) -> Call<'_, ()> {
+        Box::pin(async move {
+            let s = tokio::task::spawn_blocking(connect).await.map_err(|e| {
+                StoreError::Unavailable {
+                    backend: NAME,
+                    reason: format!("the keyring probe failed: {e}"),
+                }
+            })??;
+            self.keep(&s);
+            Ok(())
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a SecretKey) -> Call<'a, Option<Secret<Vec<u8>>>> {
+        Box::pin(self.call(key, |e| match e.get_secret() {
             Ok(bytes) => Ok(Some(Secret::new(bytes))),
             Err(KError::NoEntry) => Ok(None),
-            Err(e) => Err(self.on_err(e)),
-        }
+            Err(e) => Err(e),
+        }))
     }
 
-    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
-        self.entry(key)?
-            .set_secret(secret)
-            .map_err(|e| self.on_err(e))
+    fn set<'a>(&'a self, key: &'a SecretKey, secret: &'a [u8]) -> Call<'a, ()> {
+        let secret = zeroize::Zeroizing::new(secret.to_vec());
+        Box::pin(self.call(key, move |e| e.set_secret(&secret)))
     }
 
-    fn delete(&self, key: &SlotKey) -> Result<(), StoreError> {
-        match self.entry(key)?.delete_credential() {
+    fn delete<'a>(&'a self, key: &'a SecretKey) -> Call<'a, ()> {
+        Box::pin(self.call(key, |e| match e.delete_credential() {
             Ok(()) | Err(KError::NoEntry) => Ok(()),
-            Err(e) => Err(self.on_err(e)),
-        }
+            Err(e) => Err(e),
+        }))
     }
 }

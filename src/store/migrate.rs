@@ -1,4 +1,4 @@
-//! Migration between the keyring and the vault, over the daemon's switchable store.
+//! `migrate`: moving every secret from the backend in use to another, over the daemon's switchable store. Backends are opened and found through the seam (`backend.rs`); nothing here names one.
 //!
 //! It runs inside the daemon, the store's only writer, holding the write lock
 //! throughout, in three steps that each leave a state a rerun completes:
@@ -13,10 +13,9 @@
 //!    leaves copies in the source; rerunning `migrate --to` the backend already in use
 //!    does only this step).
 
-use super::keyring::KeyringStore;
+use super::backend::{self, Leftover, Places, Unlock};
 use super::switchable::Switchable;
-use super::vault::VaultStore;
-use super::{SlotKey, Store, StoreError};
+use super::{SecretKey, Store, StoreError};
 use crate::config::{self, BackendChoice};
 use crate::protocol::{BackendKind, MigrateReply};
 use crate::secret::Secret;
@@ -32,33 +31,50 @@ pub enum MigrateError {
     /// config.toml could not be written: the daemon's fault, not the backend's.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The vault is the target or must be opened, and no passphrase was given.
-    #[error("the vault's passphrase is needed to migrate")]
-    NoPassphrase,
-    /// The daemon has no vault path, so it cannot swap its store (a test's memory store).
+    /// A backend to open needs a passphrase, and none was given.
+    #[error("the {0}'s passphrase is needed to migrate")]
+    NoPassphrase(&'static str),
+    /// The daemon has no places for backends, so it cannot swap its store (a test's memory store).
     #[error("this daemon's store cannot be migrated")]
     NotSwitchable,
+    /// The target is not a backend the daemon can run on.
+    #[error("migrate goes to {}", names())]
+    NotATarget,
+}
+
+fn names() -> String {
+    let names: Vec<String> = BackendKind::daemon_kinds()
+        .map(|k| format!("\"{k}\""))
+        .collect();
+    names.join(" or ")
 }
 
 /// One migration of every listed secret to `to`, over the daemon's switchable store.
-pub struct Migration<'a> {
+pub struct Migration {
     /// The daemon's store, swapped for the target once every secret is copied.
-    pub active: &'a Switchable,
+    pub active: Arc<Switchable>,
     /// The backend to move every secret to.
     pub to: BackendKind,
-    /// What config.toml records as the backend after the switch.
-    pub choice: BackendChoice,
-    /// The vault's passphrase, when the vault is the target or must be opened to clean up.
+    /// The passphrase of a backend that needs one, when it is the target or must be opened to
+    /// clean up.
     pub passphrase: Option<Secret<String>>,
     /// config.toml, where the switch is recorded.
     pub config_path: PathBuf,
     /// Every secret the index lists.
-    pub slots: Vec<SlotKey>,
+    pub keys: Vec<SecretKey>,
 }
 
-impl Migration<'_> {
+impl Migration {
     /// Runs the three steps; a rerun after a crash at any point completes the move.
-    pub fn run(self) -> Result<MigrateReply, MigrateError> {
+    pub async fn run(self) -> Result<MigrateReply, MigrateError> {
+        if !self.to.facts().daemon {
+            return Err(MigrateError::NotATarget);
+        }
+        let places = self
+            .active
+            .places()
+            .cloned()
+            .ok_or(MigrateError::NotSwitchable)?;
         let from = self.active.kind();
         let mut reply = MigrateReply {
             from,
@@ -69,148 +85,130 @@ impl Migration<'_> {
             missing: 0,
             note: None,
         };
-        let (source, target) = if from != self.to {
+        if from != self.to {
             let source = self.active.current();
-            let target = self.open_target()?;
-            self.copy(source.as_ref(), target.as_ref(), &mut reply)?;
-            config::set_backend(&self.config_path, self.choice)?;
+            let target = self.open(self.to, &places).await?;
+            self.copy(source.as_ref(), target.as_ref(), &places, &mut reply)
+                .await?;
+            config::set_backend(&self.config_path, BackendChoice::Backend(self.to))?;
             self.active.replace(
                 Arc::clone(&target),
                 format!(
                     "migrated: backend = \"{}\" in {}",
-                    self.choice,
+                    self.to,
                     self.config_path.display()
                 ),
             );
-            tracing::info!(to = %self.choice, "switched backend");
-            (source, target)
-        } else {
-            let Some(source) = self.open_leftover(&mut reply)? else {
-                return Ok(reply);
-            };
-            (source, self.active.current())
-        };
-        self.clean(source.as_ref(), target.as_ref(), &mut reply)?;
-        // The old store's decrypted copy is no longer needed.
-        source.lock();
+            tracing::info!(to = %self.to, "switched backend");
+            self.clean(source.as_ref(), target.as_ref(), &mut reply)
+                .await?;
+            // The old store's decrypted copy is no longer needed.
+            source.lock();
+            return Ok(reply);
+        }
+        // Already there: clean what an earlier, interrupted run left in every other backend.
+        let target = self.active.current();
+        let mut notes = Vec::new();
+        for kind in BackendKind::daemon_kinds().filter(|&k| k != self.to) {
+            match backend::leftover(kind, &places).await? {
+                Leftover::None(why) => {
+                    notes.push(format!("already on the {}; {why}", self.to.name()))
+                }
+                Leftover::Open(source) => {
+                    self.unlock(kind, source.as_ref()).await?;
+                    reply.from = kind;
+                    self.clean(source.as_ref(), target.as_ref(), &mut reply)
+                        .await?;
+                    source.lock();
+                }
+            }
+        }
+        if !notes.is_empty() {
+            reply.note = Some(notes.join("; "));
+        }
         Ok(reply)
     }
 
-    fn vault(&self) -> Result<VaultStore, MigrateError> {
-        let path = self
-            .active
-            .vault_path()
-            .ok_or(MigrateError::NotSwitchable)?;
-        Ok(VaultStore::new(path.to_path_buf()))
-    }
-
-    fn passphrase(&self) -> Result<&Secret<String>, MigrateError> {
-        self.passphrase.as_ref().ok_or(MigrateError::NoPassphrase)
-    }
-
-    /// The target, unlocked; a vault that does not exist yet is created with the passphrase.
-    fn open_target(&self) -> Result<Arc<dyn Store>, MigrateError> {
-        match self.to {
-            BackendKind::Vault => {
-                let v = self.vault()?;
-                v.unlock(Some(self.passphrase()?))?;
-                Ok(Arc::new(v))
-            }
-            _ => {
-                let k = KeyringStore::new();
-                k.probe()?;
-                Ok(Arc::new(k))
+    /// Unlocks a store of `kind` with what its facts say it needs.
+    async fn unlock(&self, kind: BackendKind, store: &dyn Store) -> Result<(), MigrateError> {
+        match kind.facts().unlock {
+            Unlock::Nothing => store.probe().await?,
+            Unlock::Passphrase => {
+                let pass = self
+                    .passphrase
+                    .as_ref()
+                    .ok_or(MigrateError::NoPassphrase(kind.name()))?;
+                store.unlock(Some(pass)).await?;
             }
         }
+        Ok(())
     }
 
-    /// The backend a finished or interrupted migration left copies in, if it can be opened.
-    fn open_leftover(
+    /// A store of `kind`, newly opened and unlocked (one that does not exist yet is created
+    /// with the passphrase).
+    async fn open(
         &self,
-        reply: &mut MigrateReply,
-    ) -> Result<Option<Arc<dyn Store>>, MigrateError> {
-        match self.to {
-            BackendKind::Keyring => {
-                let v = self.vault()?;
-                if !v.exists() {
-                    reply.note =
-                        Some("already on the keyring; there is no vault to clean up".into());
-                    return Ok(None);
-                }
-                v.unlock(Some(self.passphrase()?))?;
-                reply.from = BackendKind::Vault;
-                Ok(Some(Arc::new(v)))
-            }
-            _ => {
-                let k = KeyringStore::new();
-                if let Err(e) = k.probe() {
-                    reply.note = Some(format!(
-                        "already on the vault; the keyring is not reachable ({e}), so copies left there were not cleaned up"
-                    ));
-                    return Ok(None);
-                }
-                reply.from = BackendKind::Keyring;
-                Ok(Some(Arc::new(k)))
-            }
-        }
+        kind: BackendKind,
+        places: &Places,
+    ) -> Result<Arc<dyn Store>, MigrateError> {
+        let store = backend::open(kind, places)?;
+        self.unlock(kind, store.as_ref()).await?;
+        Ok(store)
     }
 
-    /// Step 1: copies every listed secret and reads each back from the target.
-    fn copy(
+    /// Step 1: copies every listed secret and reads each back through a store of the target
+    /// opened afresh (for the age file: from disk, not from the memory that wrote it).
+    async fn copy(
         &self,
         source: &dyn Store,
         target: &dyn Store,
+        places: &Places,
         reply: &mut MigrateReply,
     ) -> Result<(), MigrateError> {
-        let mut items = Vec::with_capacity(self.slots.len());
-        for k in &self.slots {
-            match source.get(k)? {
+        let mut items = Vec::with_capacity(self.keys.len());
+        for k in &self.keys {
+            match source.get(k).await? {
                 Some(v) => items.push((k.clone(), v)),
                 None => reply.missing += 1,
             }
         }
-        target.set_many(&items)?;
-        // The vault is read back from disk, not from the memory that wrote it.
-        let fresh;
-        let reader: &dyn Store = if self.to == BackendKind::Vault {
-            fresh = self.vault()?;
-            fresh.unlock(Some(self.passphrase()?))?;
-            &fresh
-        } else {
-            target
-        };
+        target.set_many(&items).await?;
+        let reader = self.open(self.to, places).await?;
         for (k, v) in &items {
-            if reader.get(k)?.as_ref() != Some(v) {
+            if reader.get(k).await?.as_ref() != Some(v) {
                 return Err(StoreError::Corrupt(format!(
                     "{} did not read back the same from the {}; nothing was switched or removed",
                     k.account(),
-                    self.choice
+                    self.to.name()
                 ))
                 .into());
             }
         }
+        reader.lock();
         reply.copied = items.len();
         Ok(())
     }
 
     /// Step 3: removes from the source what the target holds identically.
-    fn clean(
+    async fn clean(
         &self,
         source: &dyn Store,
         target: &dyn Store,
         reply: &mut MigrateReply,
     ) -> Result<(), MigrateError> {
         let mut gone = Vec::new();
-        for k in &self.slots {
-            let Some(s) = source.get(k)? else { continue };
-            if target.get(k)?.as_ref() == Some(&s) {
+        for k in &self.keys {
+            let Some(s) = source.get(k).await? else {
+                continue;
+            };
+            if target.get(k).await?.as_ref() == Some(&s) {
                 gone.push(k.clone());
             } else {
                 reply.kept += 1;
             }
         }
-        source.delete_many(&gone)?;
-        reply.removed = gone.len();
+        source.delete_many(&gone).await?;
+        reply.removed += gone.len();
         Ok(())
     }
 }

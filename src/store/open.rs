@@ -1,10 +1,10 @@
-//! Building the daemon's backend: the keyring or the vault, chosen by `COMPOSER_KEYD_BACKEND`, config.toml or a probe, wrapped as the switchable store `migrate` changes.
+//! Choosing the daemon's backend: `COMPOSER_KEYD_BACKEND`, config.toml or a probe, opened through the seam (`backend.rs`) and wrapped as the switchable store `migrate` changes.
 
-use super::keyring::KeyringStore;
+use super::backend::{self, Places};
 use super::switchable::Switchable;
-use super::vault::{self, VaultStore};
 use super::{Store, StoreError};
-use crate::config::{self, BackendChoice, Source};
+use crate::config::{self, BackendChoice, SetBy};
+use crate::protocol::BackendKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,35 +14,30 @@ pub enum OpenError {
     /// The backend choice could not be read (a bad `COMPOSER_KEYD_BACKEND` or config.toml).
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The data directory for the vault could not be worked out.
+    /// The data directory for the age file could not be worked out.
     #[error(transparent)]
     Path(#[from] crate::paths::PathError),
+    /// The chosen backend cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Picks the backend and says why: `COMPOSER_KEYD_BACKEND`, else config.toml, else auto.
-/// Auto takes the OS keyring when it answers within `probe_timeout`, else the vault.
+/// Auto takes the OS keyring when it answers within `probe_timeout`, else the age file.
 pub async fn open(probe_timeout: Duration) -> Result<Arc<Switchable>, OpenError> {
     let (choice, source) = config::backend()?;
-    let vault_path = vault::default_path()?;
+    let places = Places::of_user()?;
     let set = match &source {
-        Source::Env => format!("{}={choice}", config::ENV_BACKEND),
-        Source::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
-        Source::Default => "auto, the default".into(),
+        SetBy::Env => format!("{}={choice}", config::ENV_BACKEND),
+        SetBy::File(p) => format!("backend = \"{choice}\" in {}", p.display()),
+        SetBy::Default => "auto, the default".into(),
     };
     let (store, reason, detail): (Arc<dyn Store>, String, Option<String>) = match choice {
-        BackendChoice::Keyring => (Arc::new(KeyringStore::new()), set, None),
-        BackendChoice::Vault => (Arc::new(VaultStore::new(vault_path.clone())), set, None),
-        BackendChoice::Auto => match probe_keyring(probe_timeout).await {
-            Ok(k) => (Arc::new(k), format!("{set}: the OS keyring answered"), None),
-            Err((short, detail)) => (
-                Arc::new(VaultStore::new(vault_path.clone())),
-                format!("{set}: no OS keyring answered ({short}), so the encrypted vault"),
-                Some(detail),
-            ),
-        },
+        BackendChoice::Backend(kind) => (backend::open(kind, &places)?, set, None),
+        BackendChoice::Auto => auto(&places, &set, probe_timeout).await?,
     };
     Ok(Arc::new(
-        Switchable::new(store, reason, Some(vault_path)).with_detail(detail),
+        Switchable::new(store, reason, Some(places)).with_detail(detail),
     ))
 }
 
@@ -79,16 +74,46 @@ fn short_reason(e: &StoreError) -> &'static str {
     }
 }
 
-/// Connects to the platform store off the async thread, bounded by `limit`.
-async fn probe_keyring(limit: Duration) -> Result<KeyringStore, (&'static str, String)> {
-    let task = tokio::task::spawn_blocking(|| {
-        let k = KeyringStore::new();
-        k.probe().map(|()| k)
-    });
-    match tokio::time::timeout(limit, task).await {
-        Ok(Ok(Ok(k))) => Ok(k),
-        Ok(Ok(Err(e))) => Err((short_reason(&e), e.to_string())),
-        Ok(Err(e)) => Err(("the probe failed", format!("the probe failed: {e}"))),
+/// `auto`: the first of [`BackendKind::AUTO`] whose probe answers within `limit`, else the
+/// last one; with the reason, and the detail of the last probe that failed.
+async fn auto(
+    places: &Places,
+    set: &str,
+    limit: Duration,
+) -> Result<(Arc<dyn Store>, String, Option<String>), OpenError> {
+    let (last, tried) = BackendKind::AUTO.split_last().expect("auto has a choice");
+    let mut failed = None;
+    for &kind in tried {
+        match probe(kind, places, limit).await {
+            Ok(store) => return Ok((store, format!("{set}: the {} answered", kind.name()), None)),
+            Err(why) => failed = Some((kind, why)),
+        }
+    }
+    let store = backend::open(*last, places)?;
+    Ok(match failed {
+        Some((kind, (short, detail))) => (
+            store,
+            format!(
+                "{set}: no {} answered ({short}), so the {}",
+                kind.name(),
+                last.name()
+            ),
+            Some(detail),
+        ),
+        None => (store, format!("{set}: the {}", last.name()), None),
+    })
+}
+
+/// Opens `kind` and asks whether it answers, bounded by `limit`.
+async fn probe(
+    kind: BackendKind,
+    places: &Places,
+    limit: Duration,
+) -> Result<Arc<dyn Store>, (&'static str, String)> {
+    let k = backend::open(kind, places).map_err(|e| (short_reason(&e), e.to_string()))?;
+    match tokio::time::timeout(limit, k.probe()).await {
+        Ok(Ok(())) => Ok(k),
+        Ok(Err(e)) => Err((short_reason(&e), e.to_string())),
         Err(_) => Err(("no answer in time", format!("no answer within {limit:?}"))),
     }
 }

@@ -1,4 +1,4 @@
-//! The Linux keyring (Secret Service over D-Bus) on the daemon's own tokio runtime: no second executor, no thread of its own.
+//! The Linux keyring (Secret Service over D-Bus), called asynchronously on the daemon's own tokio runtime: no second executor, no thread of its own, no `block_on`.
 //!
 //! The `keyring-core` store for the Secret Service drives zbus through its blocking API,
 //! which runs either an async-io executor with its own threads or, with zbus's tokio
@@ -9,76 +9,62 @@
 //! `keyring:{user}@{service}`, the default collection), so entries written by either are
 //! read by the other.
 //!
-//! The calls block the calling thread until the runtime has answered them, so they must be
-//! made from a blocking thread of that runtime (`spawn_blocking`), never from a task on it.
+//! This is the shape a network backend takes too: its calls are futures the `Store` trait
+//! returns, awaited on the daemon's runtime.
 
 use super::StoreError;
 use secret_service::{EncryptionType, Error as SsError, Item, SecretService};
 use std::collections::HashMap;
-use tokio::runtime::Handle;
 
-const NAME: &str = "keyring";
+const NAME: &str = crate::protocol::BackendKind::Keyring.name();
 
-/// A connection to the session's Secret Service, and the runtime that serves it.
+/// A connection to the session's Secret Service.
 pub struct Service {
-    rt: Handle,
     ss: SecretService<'static>,
 }
 
 impl Service {
-    /// Connects, on the runtime of the calling blocking thread.
-    pub fn connect() -> Result<Service, StoreError> {
-        let rt = Handle::try_current().map_err(|_| StoreError::Unavailable {
-            backend: NAME,
-            reason: "the Secret Service is called from a blocking thread of the daemon's runtime, and this thread has none".into(),
-        })?;
-        let ss = rt
-            .block_on(SecretService::connect(EncryptionType::Dh))
+    /// Connects, on the current runtime.
+    pub async fn connect() -> Result<Service, StoreError> {
+        let ss = SecretService::connect(EncryptionType::Dh)
+            .await
             .map_err(map_err)?;
-        Ok(Service { rt, ss })
+        Ok(Service { ss })
     }
 
     /// The secret of the item for (`service`, `user`), if there is one.
-    pub fn get(&self, service: &str, user: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.rt.block_on(async {
-            let ss = &self.ss;
-            match unique(ss, service, user).await? {
-                None => Ok(None),
-                Some(item) => item.get_secret().await.map(Some).map_err(map_err),
-            }
-        })
+    pub async fn get(&self, service: &str, user: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match unique(&self.ss, service, user).await? {
+            None => Ok(None),
+            Some(item) => item.get_secret().await.map(Some).map_err(map_err),
+        }
     }
 
     /// Sets the secret of the item for (`service`, `user`), creating it in the default collection.
-    pub fn set(&self, service: &str, user: &str, secret: &[u8]) -> Result<(), StoreError> {
+    pub async fn set(&self, service: &str, user: &str, secret: &[u8]) -> Result<(), StoreError> {
         const TYPE: &str = "application/octet-stream";
-        self.rt.block_on(async {
-            let ss = &self.ss;
-            if let Some(item) = unique(ss, service, user).await? {
-                return item.set_secret(secret, TYPE).await.map_err(map_err);
-            }
-            let collection = ss.get_default_collection().await.map_err(map_err)?;
-            if collection.is_locked().await.map_err(map_err)? {
-                collection.unlock().await.map_err(map_err)?;
-            }
-            let label = format!("keyring:{user}@{service}");
-            collection
-                .create_item(&label, attributes(service, user), secret, true, TYPE)
-                .await
-                .map(drop)
-                .map_err(map_err)
-        })
+        let ss = &self.ss;
+        if let Some(item) = unique(ss, service, user).await? {
+            return item.set_secret(secret, TYPE).await.map_err(map_err);
+        }
+        let collection = ss.get_default_collection().await.map_err(map_err)?;
+        if collection.is_locked().await.map_err(map_err)? {
+            collection.unlock().await.map_err(map_err)?;
+        }
+        let label = format!("keyring:{user}@{service}");
+        collection
+            .create_item(&label, attributes(service, user), secret, true, TYPE)
+            .await
+            .map(drop)
+            .map_err(map_err)
     }
 
     /// Deletes the item for (`service`, `user`); none is not an error.
-    pub fn delete(&self, service: &str, user: &str) -> Result<(), StoreError> {
-        self.rt.block_on(async {
-            let ss = &self.ss;
-            match unique(ss, service, user).await? {
-                None => Ok(()),
-                Some(item) => item.delete().await.map_err(map_err),
-            }
-        })
+    pub async fn delete(&self, service: &str, user: &str) -> Result<(), StoreError> {
+        match unique(&self.ss, service, user).await? {
+            None => Ok(()),
+            Some(item) => item.delete().await.map_err(map_err),
+        }
     }
 }
 

@@ -1,16 +1,17 @@
-//! The daemon's backend as one `Store`: the keyring or the vault, chosen at start and switched by `migrate`.
+//! The daemon's backend as one `Store`: the one chosen at start, switched by `migrate`.
 
-use super::{SlotKey, Store, StoreError};
+use super::backend::Places;
+use super::{Call, SecretKey, Store};
 use crate::protocol::BackendKind;
 use crate::secret::Secret;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-/// The store in use, why it was chosen, and where the vault lives (for `status` and `migrate`).
+/// The store in use, why it was chosen, and where backends keep their files (for `status`
+/// and `migrate`).
 pub struct Switchable {
     current: RwLock<(Arc<dyn Store>, String)>,
     /// `None` for a store that is never switched (tests, tools): `migrate` refuses.
-    vault_path: Option<PathBuf>,
+    places: Option<Places>,
     /// The whole story behind the reason (e.g. the D-Bus error of the keyring probe), for
     /// `doctor -v` and the log; the reason itself stays one short sentence.
     detail: RwLock<Option<String>>,
@@ -18,10 +19,10 @@ pub struct Switchable {
 
 impl Switchable {
     /// Wraps the chosen store.
-    pub fn new(store: Arc<dyn Store>, reason: String, vault_path: Option<PathBuf>) -> Switchable {
+    pub fn new(store: Arc<dyn Store>, reason: String, places: Option<Places>) -> Switchable {
         Switchable {
             current: RwLock::new((store, reason)),
-            vault_path,
+            places,
             detail: RwLock::new(None),
         }
     }
@@ -56,14 +57,14 @@ impl Switchable {
             .clone()
     }
 
-    /// The vault file, whether or not the vault is in use.
-    pub fn vault_path(&self) -> Option<&Path> {
-        self.vault_path.as_deref()
+    /// Where backends keep their files, whichever is in use.
+    pub fn places(&self) -> Option<&Places> {
+        self.places.as_ref()
     }
 
-    /// Whether the vault file exists, when there is one to ask about.
-    pub fn vault_exists(&self) -> Option<bool> {
-        self.vault_path.as_deref().map(Path::exists)
+    /// Whether the age file exists, when there is one to ask about.
+    pub fn age_file_exists(&self) -> Option<bool> {
+        self.places.as_ref().map(Places::age_file_exists)
     }
 
     /// Makes `store` the one in use.
@@ -74,33 +75,46 @@ impl Switchable {
     }
 }
 
+/// Each call goes to the store in use when it is made; a call in flight keeps the store it
+/// started on.
 impl Store for Switchable {
     fn kind(&self) -> BackendKind {
         self.current().kind()
     }
 
-    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
-        self.current().get(key)
+    fn get<'a>(&'a self, key: &'a SecretKey) -> Call<'a, Option<Secret<Vec<u8>>>> {
+        let s = self.current();
+        Box::pin(async move { s.get(key).await })
     }
 
-    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
-        self.current().set(key, secret)
+    fn set<'a>(&'a self, key: &'a SecretKey, secret: &'a [u8]) -> Call<'a, ()> {
+        let s = self.current();
+        Box::pin(async move { s.set(key, secret).await })
     }
 
-    fn delete(&self, key: &SlotKey) -> Result<(), StoreError> {
-        self.current().delete(key)
+    fn delete<'a>(&'a self, key: &'a SecretKey) -> Call<'a, ()> {
+        let s = self.current();
+        Box::pin(async move { s.delete(key).await })
     }
 
-    fn set_many(&self, items: &[(SlotKey, Secret<Vec<u8>>)]) -> Result<(), StoreError> {
-        self.current().set_many(items)
+    fn set_many<'a>(&'a self, items: &'a [(SecretKey, Secret<Vec<u8>>)]) -> Call<'a, ()> {
+        let s = self.current();
+        Box::pin(async move { s.set_many(items).await })
     }
 
-    fn delete_many(&self, keys: &[SlotKey]) -> Result<(), StoreError> {
-        self.current().delete_many(keys)
+    fn delete_many<'a>(&'a self, keys: &'a [SecretKey]) -> Call<'a, ()> {
+        let s = self.current();
+        Box::pin(async move { s.delete_many(keys).await })
     }
 
-    fn unlock(&self, passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {
-        self.current().unlock(passphrase)
+    fn probe(&self) -> Call<'_, ()> {
+        let s = self.current();
+        Box::pin(async move { s.probe().await })
+    }
+
+    fn unlock<'a>(&'a self, passphrase: Option<&'a Secret<String>>) -> Call<'a, ()> {
+        let s = self.current();
+        Box::pin(async move { s.unlock(passphrase).await })
     }
 
     fn lock(&self) {
@@ -115,11 +129,12 @@ impl Store for Switchable {
         self.current().warning()
     }
 
-    fn change_passphrase(
-        &self,
-        old: &Secret<String>,
-        new: &Secret<String>,
-    ) -> Result<(), StoreError> {
-        self.current().change_passphrase(old, new)
+    fn change_passphrase<'a>(
+        &'a self,
+        old: &'a Secret<String>,
+        new: &'a Secret<String>,
+    ) -> Call<'a, ()> {
+        let s = self.current();
+        Box::pin(async move { s.change_passphrase(old, new).await })
     }
 }

@@ -26,10 +26,20 @@ pub fn require_tools() {
 
 /// A keyring-backed test env with its own Composer, the plugin installed globally and a daemon.
 pub fn composer_env() -> (TestEnv, support::Daemon) {
+    composer_env_with(|_| Vec::new())
+}
+
+/// As [`composer_env`], with the daemon's extra `serve` arguments made from the test env
+/// (e.g. an askpass script written into its directory).
+pub fn composer_env_with(
+    serve_args: impl FnOnce(&TestEnv) -> Vec<String>,
+) -> (TestEnv, support::Daemon) {
     require_tools();
     let mut t = TestEnv::with_keyring(true);
     isolate_composer(&mut t);
-    let d = t.start_daemon(&[]);
+    let extra = serve_args(&t);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let d = t.start_daemon(&extra);
     install_plugin(&t);
     // As for a user who installed composer-keyd: the plugin finds the binary on PATH and
     // points Composer's git at its credential helper.

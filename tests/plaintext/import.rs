@@ -395,8 +395,8 @@ fn on_the_vault_import_names_the_vault() {
     let out = t.run_in(t.dir.path(), &["import"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
-    assert!(said.contains("packages.example.com  -> vault"), "{said}");
-    assert!(said.contains("secret(s) are in the vault"), "{said}");
+    assert!(said.contains("packages.example.com  -> age file"), "{said}");
+    assert!(said.contains("secret(s) are in the age file"), "{said}");
     assert!(!said.contains("keyring"), "{said}");
     assert_no_secret(&said, &["bearer_vault_1"]);
 }

@@ -224,7 +224,7 @@ impl TestEnv {
             if err.read_line(&mut line).unwrap() == 0 {
                 break;
             }
-            if line.contains(&format!("test pause at {point}")) {
+            if line.contains(&format!("test hook: paused at {point}")) {
                 return child;
             }
         }

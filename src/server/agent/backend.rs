@@ -7,11 +7,11 @@ use crate::protocol::{BackendKind, MigrateReply};
 use crate::secret::Secret;
 use crate::server::peer::Peer;
 use crate::store::migrate::{MigrateError, Migration};
-use crate::store::{Slot, SlotKey};
+use crate::store::{SecretKey, Store, Which};
 use std::sync::Arc;
 
 impl Agent {
-    /// Changes the vault's passphrase; the vault need not be unlocked. `peer` must pass the
+    /// Changes the age file's passphrase; it need not be unlocked. `peer` must pass the
     /// strictest policy among the credentials, as for a release.
     pub async fn passwd(
         &self,
@@ -20,9 +20,9 @@ impl Agent {
         peer: &Peer,
     ) -> Result<()> {
         let _w = self.writer.lock().await;
-        self.guard_all(peer, "change the vault's passphrase")
+        self.guard_all(peer, "change the age file's passphrase")
             .await?;
-        self.backend(move |s| s.change_passphrase(&old, &new)).await
+        self.backend(self.store.change_passphrase(&old, &new)).await
     }
 
     /// Moves every credential to `to` and makes it the backend in use. `peer` must pass the
@@ -34,18 +34,13 @@ impl Agent {
         passphrase: Option<Secret<String>>,
         peer: &Peer,
     ) -> Result<MigrateReply> {
-        let choice = match to {
-            BackendKind::Keyring => BackendChoice::Keyring,
-            BackendKind::Vault => BackendChoice::Vault,
-            _ => {
-                return Err(Error::BadRequest(
-                    "migrate goes to \"keyring\" or \"vault\"".into(),
-                ))
-            }
-        };
+        if !to.facts().daemon {
+            return Err(Error::BadRequest(MigrateError::NotATarget.to_string()));
+        }
+        let choice = BackendChoice::Backend(to);
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
-        self.guard_all(peer, &format!("move every credential to the {choice}"))
+        self.guard_all(peer, &format!("move every credential to the {}", to.name()))
             .await?;
         match config::env_backend() {
             Ok(Some(forced)) if forced != choice => {
@@ -58,50 +53,51 @@ impl Agent {
             Err(e) => return Err(Error::Internal(e.to_string())),
         }
         let config_path = config::path().map_err(config_error)?;
-        let slots: Vec<SlotKey> = self
+        let keys: Vec<SecretKey> = self
             .inner()
             .index
             .all()
             .into_iter()
             .flat_map(|m| {
-                let mut keys = vec![SlotKey::new(&m.origin, m.project.as_deref(), Slot::Current)];
+                let mut keys = vec![SecretKey::new(
+                    &m.origin,
+                    m.project.as_deref(),
+                    Which::Current,
+                )];
                 if m.has_previous {
-                    keys.push(SlotKey::new(
+                    keys.push(SecretKey::new(
                         &m.origin,
                         m.project.as_deref(),
-                        Slot::Previous,
+                        Which::Previous,
                     ));
                 }
                 keys
             })
             .collect();
-        let store = Arc::clone(&self.store);
-        // No time-out: the write lock must be held until the copy has really ended.
-        tokio::task::spawn_blocking(move || {
-            Migration {
-                active: &store,
-                to,
-                choice,
-                passphrase,
-                config_path,
-                slots,
-            }
-            .run()
+        let migration = Migration {
+            active: Arc::clone(&self.store),
+            to,
+            passphrase,
+            config_path,
+            keys,
+        };
+        // A task of its own and no time-out: the copy runs to its end even if the client
+        // goes, and every step is rerunnable.
+        tokio::spawn(migration.run())
+            .await
+            .map_err(|e| {
+                tracing::error!("the migration panicked: {e}");
+                Error::Internal(
+                    "the migration failed unexpectedly; nothing was removed, rerun it".into(),
+                )
+            })?
             .map_err(|e| match e {
                 MigrateError::Store(e) => Error::Store(e),
                 MigrateError::Config(e) => config_error(e),
-                e @ (MigrateError::NoPassphrase | MigrateError::NotSwitchable) => {
-                    Error::BadRequest(e.to_string())
-                }
+                e @ (MigrateError::NoPassphrase(_)
+                | MigrateError::NotSwitchable
+                | MigrateError::NotATarget) => Error::BadRequest(e.to_string()),
             })
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!("the migration panicked: {e}");
-            Error::Internal(
-                "the migration failed unexpectedly; nothing was removed, rerun it".into(),
-            )
-        })?
     }
 }
 

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::index::{new_meta, Meta};
 use crate::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
 use crate::server::peer::Peer;
-use crate::store::{Slot, SlotKey};
+use crate::store::{SecretKey, Store, Which};
 
 impl Agent {
     /// Adds, replaces or rotates the credential for exactly `origin` and `project`.
@@ -28,7 +28,7 @@ impl Agent {
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
         let scope = project.as_deref();
-        let key = SlotKey::new(origin, scope, Slot::Current);
+        let key = SecretKey::new(origin, scope, Which::Current);
         let existing = self.inner().index.get(origin, scope).cloned();
         let policy_change = match &existing {
             Some(e) => {
@@ -60,7 +60,7 @@ impl Agent {
                 })
             }
             Some(o) if req.rotate => {
-                self.write(&SlotKey::new(origin, scope, Slot::Previous), o)
+                self.write(&SecretKey::new(origin, scope, Which::Previous), o)
                     .await?;
                 meta.rotated = Some(now);
                 meta.has_previous = true;
@@ -107,15 +107,15 @@ impl Agent {
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
         let meta = self.existing(origin, project)?;
-        for slot in [Slot::Current, Slot::Previous] {
-            let k = SlotKey::new(origin, project, slot);
-            self.backend(move |s| s.delete(&k)).await?;
+        for slot in [Which::Current, Which::Previous] {
+            let k = SecretKey::new(origin, project, slot);
+            self.backend(self.store.delete(&k)).await?;
         }
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            for slot in [Slot::Current, Slot::Previous] {
-                inner.cache.remove(&SlotKey::new(origin, project, slot));
+            for slot in [Which::Current, Which::Previous] {
+                inner.cache.remove(&SecretKey::new(origin, project, slot));
             }
             inner.index.remove(origin, project);
         }
@@ -165,8 +165,8 @@ impl Agent {
         let mut meta = self.existing(origin, project)?;
         self.guard_one(&meta, peer, "roll back to its previous secret")
             .await?;
-        let cur_key = SlotKey::new(origin, project, Slot::Current);
-        let prev_key = SlotKey::new(origin, project, Slot::Previous);
+        let cur_key = SecretKey::new(origin, project, Which::Current);
+        let prev_key = SecretKey::new(origin, project, Which::Previous);
         let previous = match self.read(&prev_key).await? {
             Some(p) if meta.has_previous => p,
             _ => {

@@ -6,7 +6,7 @@ use crate::credential::Origin;
 use crate::error::Result;
 use crate::server::peer::Peer;
 use crate::server::policy::{self, Confirm, Rule};
-use crate::store::{Slot, SlotKeyRef};
+use crate::store::{SecretKeyRef, Which};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,10 +78,10 @@ impl Agent {
         if !meta.enabled || !Rule::open_for(meta) {
             return None;
         }
-        let key = SlotKeyRef {
+        let key = SecretKeyRef {
             origin,
             project: meta.project.as_deref(),
-            slot: Slot::Current,
+            which: Which::Current,
         };
         let hit = Arc::clone(inner.cache.get(&key)?);
         meta.last_used = Some(now_secs());

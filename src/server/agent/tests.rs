@@ -113,7 +113,7 @@ async fn disable_enable_rotate_rollback_remove() {
         a.get(&o, None).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
-    let k = SlotKey::new(&o, None, Slot::Previous);
+    let k = SecretKey::new(&o, None, Which::Previous);
     assert!(
         store.get(&k).unwrap().is_none(),
         "previous secret removed too"
@@ -195,4 +195,58 @@ async fn rotate_without_credential_is_not_found() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+/// A store of a chosen kind whose unlock takes 200 ms.
+struct Slow(crate::protocol::BackendKind);
+
+impl Store for Slow {
+    fn kind(&self) -> crate::protocol::BackendKind {
+        self.0
+    }
+
+    fn get<'a>(&'a self, _: &'a SecretKey) -> crate::store::Call<'a, Option<Secret<Vec<u8>>>> {
+        crate::store::ready(Ok(None))
+    }
+
+    fn set<'a>(&'a self, _: &'a SecretKey, _: &'a [u8]) -> crate::store::Call<'a, ()> {
+        crate::store::ready(Ok(()))
+    }
+
+    fn delete<'a>(&'a self, _: &'a SecretKey) -> crate::store::Call<'a, ()> {
+        crate::store::ready(Ok(()))
+    }
+
+    fn unlock<'a>(&'a self, _: Option<&'a Secret<String>>) -> crate::store::Call<'a, ()> {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        })
+    }
+}
+
+/// Issue 27: the call time-out is the backend's in use at each call, not the one at start,
+/// so a store swapped by `migrate` for the age file gets the age file's room.
+#[tokio::test]
+async fn the_call_time_out_follows_the_backend_in_use() {
+    use crate::protocol::BackendKind;
+    let d = tempfile::tempdir().unwrap();
+    let store = Arc::new(Switchable::new(
+        Arc::new(Slow(BackendKind::Memory)),
+        "test".into(),
+        None,
+    ));
+    let cfg = AgentConfig {
+        index_path: d.path().join("index.json"),
+        backend_timeout: Duration::from_millis(50),
+        backend_reason: "test".into(),
+    };
+    let agent = Agent::over(Arc::clone(&store), Index::default(), cfg);
+    let e = agent.unlock(None).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Store(StoreError::Timeout("memory store"))),
+        "{e}"
+    );
+    store.replace(Arc::new(Slow(BackendKind::AgeFile)), "migrated".into());
+    agent.unlock(None).await.unwrap();
 }

@@ -2,31 +2,39 @@
 
 use super::*;
 use crate::credential::Origin;
-use crate::store::Slot;
+use crate::store::Which;
+use std::time::Duration;
 
 const SECRET: &str = r#"{"type":"http-basic","username":"pub-5f1e","password":"priv-9c2d"}"#;
 
-fn vault(dir: &Path) -> VaultStore {
+fn vault(dir: &Path) -> AgeFileStore {
     // A low work factor keeps the tests fast; the format is the same.
-    VaultStore {
+    AgeFileStore {
         log_n: 10,
-        ..VaultStore::new(dir.join("data/vault.age"))
+        ..AgeFileStore::new(dir.join("data/vault.age"))
     }
 }
 
-fn key(origin: &str, slot: Slot) -> SlotKey {
-    SlotKey::new(&Origin::parse(origin).unwrap(), None, slot)
+fn key(origin: &str, which: Which) -> SecretKey {
+    SecretKey::new(&Origin::parse(origin).unwrap(), None, which)
 }
 
 fn pass(s: &str) -> Secret<String> {
     Secret::from(s)
 }
 
-fn sidecar(v: &VaultStore) -> state::State {
+fn sidecar(v: &AgeFileStore) -> state::State {
     match state::read(&v.state_path()) {
         state::Found::Ok(s) => s,
         _ => panic!("no readable sidecar"),
     }
+}
+
+/// Ends the back-off a wrong passphrase started, as time passing would; the count stays.
+fn wait_out(v: &AgeFileStore) {
+    let mut s = sidecar(v);
+    s.not_before = 0;
+    state::write(&v.state_path(), &s, &mut |_| {}).unwrap();
 }
 
 #[test]
@@ -35,13 +43,13 @@ fn create_write_reopen() {
     let v = vault(d.path());
     assert!(!v.exists() && v.needs_passphrase());
     assert!(matches!(
-        v.get(&key("a.example", Slot::Current)),
+        v.get(&key("a.example", Which::Current)),
         Err(StoreError::Locked)
     ));
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(v.exists() && !v.needs_passphrase());
-    let k = key("repo.magento.com", Slot::Current);
-    let p = key("repo.magento.com", Slot::Previous);
+    let k = key("repo.magento.com", Which::Current);
+    let p = key("repo.magento.com", Which::Previous);
     v.set(&k, SECRET.as_bytes()).unwrap();
     v.set(&p, br#"{"type":"bearer","token":"old"}"#).unwrap();
     assert_eq!(v.get(&k).unwrap().unwrap().expose(), SECRET.as_bytes());
@@ -111,6 +119,14 @@ fn wrong_passphrase_then_right() {
     assert_eq!(sidecar(&v).failures, 1);
     assert!(sidecar(&v).not_before > 0);
     assert!(v.needs_passphrase());
+    // While the back-off runs, even the right passphrase is refused unchecked, with the
+    // time left, and the refusal does not count.
+    assert!(matches!(
+        v.unlock(Some(&pass("right"))),
+        Err(StoreError::Backoff(d)) if d <= state::MAX_DELAY
+    ));
+    assert_eq!(sidecar(&v).failures, 1);
+    wait_out(&v);
     v.unlock(Some(&pass("right"))).unwrap();
     assert_eq!(sidecar(&v).failures, 0, "success resets the delay");
     assert_eq!(sidecar(&v).not_before, 0);
@@ -121,7 +137,7 @@ fn damaged_files_are_reported_and_kept() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     let good = std::fs::read(v.path()).unwrap();
@@ -155,11 +171,11 @@ fn a_file_changed_by_someone_else_is_not_overwritten() {
     a.unlock(Some(&pass("pw"))).unwrap();
     let b = vault(d.path());
     b.unlock(Some(&pass("pw"))).unwrap();
-    b.set(&key("b.example", Slot::Current), SECRET.as_bytes())
+    b.set(&key("b.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     let after_b = std::fs::read(a.path()).unwrap();
     assert!(matches!(
-        a.set(&key("a.example", Slot::Current), SECRET.as_bytes()),
+        a.set(&key("a.example", Which::Current), SECRET.as_bytes()),
         Err(StoreError::Unavailable { .. })
     ));
     assert_eq!(std::fs::read(a.path()).unwrap(), after_b);
@@ -170,12 +186,13 @@ fn passwd_reencrypts() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("one"))).unwrap();
-    let k = key("a.example", Slot::Current);
+    let k = key("a.example", Which::Current);
     v.set(&k, SECRET.as_bytes()).unwrap();
     assert!(matches!(
         v.change_passphrase(&pass("nope"), &pass("two")),
         Err(StoreError::WrongPassphrase)
     ));
+    wait_out(&v);
     let vault_before = std::fs::read(v.path()).unwrap();
     let identity_before = std::fs::read(v.identity_path()).unwrap();
     v.change_passphrase(&pass("one"), &pass("two")).unwrap();
@@ -186,16 +203,17 @@ fn passwd_reencrypts() {
     );
     assert_ne!(std::fs::read(v.identity_path()).unwrap(), identity_before);
     // Still unlocked, and later writes use the new passphrase.
-    v.set(&key("b.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("b.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     let w = vault(d.path());
     assert!(matches!(
         w.unlock(Some(&pass("one"))),
         Err(StoreError::WrongPassphrase)
     ));
+    wait_out(&w);
     w.unlock(Some(&pass("two"))).unwrap();
     assert!(w.get(&k).unwrap().is_some());
-    assert!(w.get(&key("b.example", Slot::Current)).unwrap().is_some());
+    assert!(w.get(&key("b.example", Which::Current)).unwrap().is_some());
 }
 
 #[test]
@@ -209,7 +227,7 @@ fn refuses_non_json_and_blank_passphrases() {
     assert!(!v.exists());
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(matches!(
-        v.set(&key("a.example", Slot::Current), b"not json"),
+        v.set(&key("a.example", Which::Current), b"not json"),
         Err(StoreError::Invalid(_))
     ));
 }
@@ -234,11 +252,11 @@ fn writes_leave_identity_alone_and_raise_the_generation() {
     let identity = std::fs::read(v.identity_path()).unwrap();
     assert_eq!(sidecar(&v).generation, 1);
     for (i, origin) in ["a.example", "b.example", "c.example"].iter().enumerate() {
-        v.set(&key(origin, Slot::Current), SECRET.as_bytes())
+        v.set(&key(origin, Which::Current), SECRET.as_bytes())
             .unwrap();
         assert_eq!(sidecar(&v).generation, 2 + i as u64);
     }
-    v.delete(&key("a.example", Slot::Current)).unwrap();
+    v.delete(&key("a.example", Which::Current)).unwrap();
     assert_eq!(sidecar(&v).generation, 5);
     assert_eq!(std::fs::read(v.identity_path()).unwrap(), identity);
     // The generation is inside the encryption too.
@@ -249,7 +267,7 @@ fn writes_leave_identity_alone_and_raise_the_generation() {
 }
 
 /// Writes a vault as composer-keyd wrote it before identity.age: sealed with the passphrase.
-fn legacy(v: &VaultStore, pw: &str) -> Vec<u8> {
+fn legacy(v: &AgeFileStore, pw: &str) -> Vec<u8> {
     std::fs::create_dir_all(v.path().parent().unwrap()).unwrap();
     let plain = format!(
         "{{\"format\":1,\"credentials\":{{\"composer-keyd\":{{\n  \"a.example\":{SECRET},\n  \"b.example@/p\":{{\"type\":\"bearer\",\"token\":\"t\"}}}},\n\"composer-keyd.previous\":{{\n  \"a.example\":{{\"type\":\"bearer\",\"token\":\"old\"}}}}}}}}\n"
@@ -259,7 +277,7 @@ fn legacy(v: &VaultStore, pw: &str) -> Vec<u8> {
     bytes
 }
 
-fn legacy_entries(v: &VaultStore) -> Entries {
+fn legacy_entries(v: &AgeFileStore) -> Entries {
     let bytes = std::fs::read(v.path()).unwrap();
     parse(&file::open_passphrase(&bytes, &pass("pw")).unwrap())
         .unwrap()
@@ -267,7 +285,7 @@ fn legacy_entries(v: &VaultStore) -> Entries {
 }
 
 #[test]
-fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
+fn an_old_vault_is_upgraded_on_unlock_and_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     legacy(&v, "pw");
@@ -279,8 +297,9 @@ fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
     ));
     assert!(
         !v.identity_path().exists(),
-        "a wrong passphrase migrates nothing"
+        "a wrong passphrase upgrades nothing"
     );
+    wait_out(&v);
     v.unlock(Some(&pass("pw"))).unwrap();
     assert_eq!(v.state().as_ref().unwrap().entries, before);
     assert!(std::fs::read(v.path())
@@ -297,19 +316,19 @@ fn an_old_vault_is_migrated_on_unlock_and_loses_nothing() {
     let w = vault(d.path());
     w.unlock(Some(&pass("pw"))).unwrap();
     assert_eq!(w.state().as_ref().unwrap().entries, before);
-    let scoped = SlotKey::new(
+    let scoped = SecretKey::new(
         &Origin::parse("b.example").unwrap(),
         Some("/p"),
-        Slot::Current,
+        Which::Current,
     );
     assert!(w.get(&scoped).unwrap().is_some());
-    assert!(w.get(&key("a.example", Slot::Previous)).unwrap().is_some());
+    assert!(w.get(&key("a.example", Which::Previous)).unwrap().is_some());
 }
 
-/// The states a kill -9 can leave during migration, rebuilt on disk: each unlocks to the
+/// The states a kill -9 can leave during an upgrade, rebuilt on disk: each unlocks to the
 /// same credentials and ends in the new format with no backup left.
 #[test]
-fn every_interrupted_migration_state_completes() {
+fn every_interrupted_upgrade_state_completes() {
     for stage in ["identity written", "backup kept", "new vault in place"] {
         let d = tempfile::tempdir().unwrap();
         let v = vault(d.path());
@@ -343,7 +362,7 @@ fn a_backup_that_differs_is_kept_and_reported() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     let other =
@@ -361,13 +380,33 @@ fn an_older_copy_put_back_is_served_with_a_warning() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     let old = std::fs::read(v.path()).unwrap();
-    v.set(&key("b.example", Slot::Current), SECRET.as_bytes())
+    let old_sidecar = std::fs::read(v.state_path()).unwrap();
+    v.set(&key("b.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     std::fs::write(v.path(), &old).unwrap();
+    // The store that saw generation 3 refuses the copy, with or without its sidecar.
+    for with_sidecar in [false, true] {
+        if with_sidecar {
+            std::fs::write(v.state_path(), &old_sidecar).unwrap();
+        }
+        match v.unlock(Some(&pass("pw"))) {
+            Err(StoreError::RolledBack(m)) => assert!(
+                m.contains("older copy") && m.contains("generation 2") && m.contains("3"),
+                "{m}"
+            ),
+            other => panic!("not refused: {other:?}"),
+        }
+        assert!(v.needs_passphrase());
+    }
+    let mut s = sidecar(&v);
+    s.generation = 3;
+    state::write(&v.state_path(), &s, &mut |_| {}).unwrap();
+    // A new process (a restarted daemon) has only the sidecar to go by: a warning.
+    let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
     let w = v.warning().expect("a rollback warning");
     assert!(
@@ -375,13 +414,13 @@ fn an_older_copy_put_back_is_served_with_a_warning() {
         "{w}"
     );
     assert!(w.contains("generation 3"), "{w}");
-    assert!(v.get(&key("b.example", Slot::Current)).unwrap().is_none());
+    assert!(v.get(&key("b.example", Which::Current)).unwrap().is_none());
     assert_eq!(sidecar(&v).generation, 3, "unlock does not bless the copy");
     // Locking and unlocking again still warns; a change makes the copy current.
     v.lock();
     v.unlock(Some(&pass("pw"))).unwrap();
     assert!(v.warning().is_some());
-    v.set(&key("c.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("c.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     assert!(v.warning().is_none());
     assert_eq!(sidecar(&v).generation, 4);
@@ -395,7 +434,7 @@ fn a_sidecar_behind_is_repaired_and_a_missing_one_reported() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     // A crash between the vault's rename and the sidecar's: the sidecar lags by one.
@@ -428,10 +467,22 @@ fn the_back_off_is_kept_on_disk_for_the_next_process() {
     // A new process: the count goes on from where it was.
     let w = vault(d.path());
     assert_eq!(sidecar(&w).failures, 1);
-    assert!(w.unlock(Some(&pass("wrong again"))).is_err());
+    assert!(
+        matches!(
+            w.unlock(Some(&pass("wrong again"))),
+            Err(StoreError::Backoff(_))
+        ),
+        "the back-off goes on in the next process"
+    );
+    wait_out(&w);
+    assert!(matches!(
+        w.unlock(Some(&pass("wrong again"))),
+        Err(StoreError::WrongPassphrase)
+    ));
     let s = sidecar(&w);
     assert_eq!(s.failures, 2);
     assert_eq!(state::delay(s.failures), Duration::from_secs(2));
+    wait_out(&w);
     w.unlock(Some(&pass("right"))).unwrap();
     assert_eq!(sidecar(&w).failures, 0);
 }
@@ -456,7 +507,7 @@ fn a_damaged_or_missing_identity_is_reported_and_kept() {
     let d = tempfile::tempdir().unwrap();
     let v = vault(d.path());
     v.unlock(Some(&pass("pw"))).unwrap();
-    v.set(&key("a.example", Slot::Current), SECRET.as_bytes())
+    v.set(&key("a.example", Which::Current), SECRET.as_bytes())
         .unwrap();
     v.lock();
     let vault_bytes = std::fs::read(v.path()).unwrap();

@@ -1,4 +1,4 @@
-//! The vault backend: secrets in `vault.age`, sealed to an X25519 identity that `identity.age` keeps under the passphrase.
+//! The age-file backend (`age-file`, called `vault` before; its files keep their names): secrets in `vault.age`, sealed to an X25519 identity that `identity.age` keeps under the passphrase.
 //!
 //! Unlock runs scrypt once, to open identity.age, and keeps the identity in memory; a write
 //! seals vault.age to its recipient, with no passphrase work. `passwd` reseals identity.age
@@ -9,27 +9,43 @@
 //! Every write raises the generation and records it in the sidecar (`state.rs`), so an older
 //! vault.age copied back is noticed. Every file is replaced atomically; a file that does not
 //! decrypt or parse is reported and never written over. A vault from before identity.age
-//! (sealed with the passphrase itself) is migrated on its first unlock (`migrate.rs`).
+//! (sealed with the passphrase itself) is upgraded on its first unlock (`upgrade.rs`).
+//!
+//! The calls block (file I/O, scrypt): `AgeFileStore`'s own methods are the blocking calls, and
+//! its `Store` implementation runs each on a blocking thread of the runtime.
+//!
+//! An older vault.age put back is noticed two ways:
+//! - against the newest generation this store (the daemon's, for its whole life) has read or
+//!   written at this path, kept in memory across locks: an older one is refused at unlock
+//!   (`RolledBack`), whether or not the sidecar was put back with it;
+//! - against the sidecar, across restarts: a vault.age older than the sidecar's generation is
+//!   served with a warning (unlock reply, `status`, the log).
+//!
+//! Not noticed: vault.age and its sidecar put back together while no daemon ran (or before a
+//! daemon first read them), since nothing else records the generation; the same-uid attacker
+//! who can do that can also read and replace every file here. The keyring is not asked to
+//! record it: the age file is mostly used where no keyring answers.
 
-use super::{SlotKey, Store, StoreError};
+use super::{Call, SecretKey, Store, StoreError};
 use crate::atomic::{self, Stage};
 use crate::paths;
 use crate::protocol::BackendKind;
 use crate::secret::Secret;
+use crate::testhook;
 use age::x25519;
 use file::{check_json, parse, serialize, Damage, Plain, Seal};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The vault's file name in the data directory.
 pub const FILE_NAME: &str = "vault.age";
 /// The passphrase-sealed identity, next to the vault.
 pub const IDENTITY_FILE_NAME: &str = "identity.age";
-/// The pre-identity vault.age, kept under this name while its migration verifies.
+/// The pre-identity vault.age, kept under this name while its upgrade verifies.
 pub const BACKUP_FILE_NAME: &str = "vault.age.pre-identity";
 pub use state::FILE_NAME as STATE_FILE_NAME;
 /// scrypt work factor N = 2^18: what `age -p` itself uses, so the age CLI reads our files.
@@ -37,7 +53,7 @@ const LOG_N: u8 = 18;
 /// The largest work factor accepted on reading: the age CLI's own limit.
 const MAX_LOG_N: u8 = 22;
 
-const NAME: &str = "vault";
+const NAME: &str = BackendKind::AgeFile.name();
 
 /// `$XDG_DATA_HOME/composer-keyd/vault.age`.
 pub fn default_path() -> Result<PathBuf, paths::PathError> {
@@ -82,23 +98,29 @@ struct Open {
     warning: Option<String>,
 }
 
-/// Secrets in an age-encrypted file, unlocked with a passphrase.
-pub struct VaultStore {
+/// Secrets in an age-encrypted file, unlocked with a passphrase. A clone is the same store
+/// (it shares the unlocked state), so that a call can take one to a blocking thread.
+#[derive(Clone)]
+pub struct AgeFileStore {
     path: PathBuf,
     log_n: u8,
-    state: Mutex<Option<Open>>,
+    state: Arc<Mutex<Option<Open>>>,
     /// Serializes every file access of this process.
-    io: Mutex<()>,
+    io: Arc<Mutex<()>>,
+    /// The newest generation this store has read or written since it was made; kept across
+    /// locks, so a copy put back with its sidecar is still noticed.
+    seen: Arc<AtomicU64>,
 }
 
-impl VaultStore {
+impl AgeFileStore {
     /// A locked vault at `path`; nothing is read until `unlock`.
-    pub fn new(path: PathBuf) -> VaultStore {
-        VaultStore {
+    pub fn new(path: PathBuf) -> AgeFileStore {
+        AgeFileStore {
             path,
             log_n: test_log_n().unwrap_or(LOG_N),
-            state: Mutex::new(None),
-            io: Mutex::new(()),
+            state: Arc::new(Mutex::new(None)),
+            io: Arc::new(Mutex::new(())),
+            seen: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -192,7 +214,7 @@ impl VaultStore {
             paths::create_private_dir(dir).map_err(&failed)?;
         }
         atomic::write_with(&path, &cipher, 0o600, &mut |stage| {
-            test_pause(match stage {
+            testhook::pause(match stage {
                 Stage::TempCreated => "identity-temp-created",
                 Stage::BeforeRename => "identity-before-rename",
                 Stage::AfterRename => "identity-after-rename",
@@ -214,15 +236,16 @@ impl VaultStore {
         if let Some(dir) = self.path.parent() {
             paths::create_private_dir(dir).map_err(&failed)?;
         }
-        test_pause("vault-before-write");
+        testhook::pause("vault-before-write");
         atomic::write_with(&self.path, &cipher, 0o600, &mut |stage| {
-            test_pause(match stage {
+            testhook::pause(match stage {
                 Stage::TempCreated => "vault-temp-created",
                 Stage::BeforeRename => "vault-before-rename",
                 Stage::AfterRename => "vault-after-rename",
             })
         })
         .map_err(&failed)?;
+        self.seen.fetch_max(generation, Ordering::SeqCst);
         let stamp = Stamp::of(&self.path).map_err(&failed)?;
         // After the vault, never before: a crash in between leaves the sidecar behind the
         // vault, which the next unlock repairs, rather than ahead of it, which would look
@@ -233,14 +256,14 @@ impl VaultStore {
         Ok(stamp)
     }
 
-    /// Opens the files with the passphrase: creates a vault when there is none, migrates one
-    /// from before identity.age, and finishes a migration a crash interrupted.
+    /// Opens the files with the passphrase: creates a vault when there is none, upgrades one
+    /// from before identity.age, and finishes an upgrade a crash interrupted.
     fn open_files(&self, pass: &Secret<String>) -> Result<Open, StoreError> {
         let Some((bytes, stamp)) = self.read(&self.path)? else {
             return self.create(pass);
         };
         match file::seal_of(&bytes).map_err(|d| self.corrupt(&self.path, d))? {
-            Seal::Passphrase => migrate::run(self, pass, &bytes),
+            Seal::Passphrase => upgrade::run(self, pass, &bytes),
             Seal::Identity => {
                 let identity = self.read_identity(pass)?.ok_or_else(|| {
                     StoreError::Corrupt(format!(
@@ -252,8 +275,8 @@ impl VaultStore {
                 let plain = file::open_identity(&bytes, &identity)
                     .and_then(|p| parse(&p))
                     .map_err(|d| self.corrupt(&self.path, d))?;
-                migrate::finish(self, pass, &plain.entries)?;
-                Ok(self.opened(identity, plain, stamp))
+                upgrade::finish(self, pass, &plain.entries)?;
+                self.opened(identity, plain, stamp)
             }
         }
     }
@@ -299,8 +322,24 @@ impl VaultStore {
         })
     }
 
-    /// The unlocked state, after checking the vault's generation against the sidecar.
-    fn opened(&self, identity: x25519::Identity, plain: Plain, stamp: Stamp) -> Open {
+    /// The unlocked state, after checking the vault's generation against this store's memory
+    /// (refused when older) and the sidecar (a warning when older).
+    fn opened(
+        &self,
+        identity: x25519::Identity,
+        plain: Plain,
+        stamp: Stamp,
+    ) -> Result<Open, StoreError> {
+        let seen = self.seen.load(Ordering::SeqCst);
+        if plain.generation < seen {
+            return Err(StoreError::RolledBack(format!(
+                "{} is an older copy: it is generation {}, but this daemon read or wrote generation {seen} since it started, so it was put back (with its sidecar {}, if that did not tell). Changes made after it are missing from it; it was left locked and as it is. If you did not put it back yourself, find out who did; to use it anyway, restart the daemon",
+                self.path.display(),
+                plain.generation,
+                self.state_path().display()
+            )));
+        }
+        self.seen.fetch_max(plain.generation, Ordering::SeqCst);
         let sp = self.state_path();
         let found = state::read(&sp);
         let mut s = found.state();
@@ -331,14 +370,14 @@ impl VaultStore {
             s.generation = plain.generation;
             self.save_state(&s);
         }
-        Open {
+        Ok(Open {
             recipient: identity.to_public(),
             identity,
             entries: plain.entries,
             stamp,
             generation: plain.generation.max(recorded),
             warning,
-        }
+        })
     }
 
     /// Applies `change` to a copy of the entries, writes it, then makes it current.
@@ -399,12 +438,11 @@ impl VaultStore {
     }
 }
 
-impl Store for VaultStore {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Vault
-    }
-
-    fn get(&self, key: &SlotKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
+/// The blocking calls, for a blocking thread (the `Store` implementation runs them on one)
+/// or a tool.
+impl AgeFileStore {
+    /// Reads a secret from memory; `Locked` until unlocked.
+    pub fn get(&self, key: &SecretKey) -> Result<Option<Secret<Vec<u8>>>, StoreError> {
         let st = self.state();
         let open = st.as_ref().ok_or(StoreError::Locked)?;
         Ok(open
@@ -414,11 +452,13 @@ impl Store for VaultStore {
             .cloned())
     }
 
-    fn set(&self, key: &SlotKey, secret: &[u8]) -> Result<(), StoreError> {
+    /// As `Store::set`, blocking.
+    pub fn set(&self, key: &SecretKey, secret: &[u8]) -> Result<(), StoreError> {
         self.set_many(&[(key.clone(), Secret::new(secret.to_vec()))])
     }
 
-    fn set_many(&self, items: &[(SlotKey, Secret<Vec<u8>>)]) -> Result<(), StoreError> {
+    /// As `Store::set_many`, blocking.
+    pub fn set_many(&self, items: &[(SecretKey, Secret<Vec<u8>>)]) -> Result<(), StoreError> {
         for (_, secret) in items {
             check_json(secret.expose())?;
         }
@@ -435,11 +475,13 @@ impl Store for VaultStore {
         })
     }
 
-    fn delete(&self, key: &SlotKey) -> Result<(), StoreError> {
+    /// As `Store::delete`, blocking.
+    pub fn delete(&self, key: &SecretKey) -> Result<(), StoreError> {
         self.delete_many(std::slice::from_ref(key))
     }
 
-    fn delete_many(&self, keys: &[SlotKey]) -> Result<(), StoreError> {
+    /// As `Store::delete_many`, blocking.
+    pub fn delete_many(&self, keys: &[SecretKey]) -> Result<(), StoreError> {
         {
             let st = self.state();
             let open = st.as_ref().ok_or(StoreError::Locked)?;
@@ -465,7 +507,7 @@ impl Store for VaultStore {
     }
 
     /// Opens the vault with `passphrase`, or creates an empty one when there is none.
-    fn unlock(&self, passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {
+    pub fn unlock(&self, passphrase: Option<&Secret<String>>) -> Result<(), StoreError> {
         let pass = passphrase.ok_or_else(|| {
             StoreError::Invalid("the vault needs its passphrase to unlock".into())
         })?;
@@ -482,21 +524,24 @@ impl Store for VaultStore {
         Ok(())
     }
 
-    fn lock(&self) {
+    /// Forgets everything decrypted; what it saw (`seen`) stays.
+    pub fn lock(&self) {
         // Dropping `Open` zeroizes the identity and every secret.
         *self.state() = None;
     }
 
-    fn needs_passphrase(&self) -> bool {
+    /// Whether it is locked.
+    pub fn needs_passphrase(&self) -> bool {
         self.state().is_none()
     }
 
-    fn warning(&self) -> Option<String> {
+    /// What the user must hear about the unlocked vault.
+    pub fn warning(&self) -> Option<String> {
         self.state().as_ref().and_then(|o| o.warning.clone())
     }
 
     /// Reseals identity.age with the new passphrase; vault.age is not touched.
-    fn change_passphrase(
+    pub fn change_passphrase(
         &self,
         old: &Secret<String>,
         new: &Secret<String>,
@@ -512,7 +557,7 @@ impl Store for VaultStore {
             )));
         }
         // The whole open, not identity.age alone, so that a vault from before identity.age
-        // is migrated first and an interrupted migration finished with the old passphrase.
+        // is upgraded first and an interrupted upgrade finished with the old passphrase.
         let open = self.with_backoff(|| self.open_files(old))?;
         self.write_identity(&open.identity, new)?;
         tracing::info!(path = %self.identity_path().display(), "resealed the vault's identity with the new passphrase");
@@ -532,30 +577,86 @@ fn test_log_n() -> Option<u8> {
         .filter(|n| (1..=MAX_LOG_N).contains(n))
 }
 
-/// Debug builds only: stops the writer at `stage` when `COMPOSER_KEYD_TEST_PAUSE` names it
-/// (`STAGE`, or `STAGE@N` for its Nth time in this process), so that a crash test can kill
-/// the process there.
-fn test_pause(stage: &str) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static HITS: AtomicU32 = AtomicU32::new(0);
-    if !cfg!(debug_assertions) {
-        return;
-    }
-    let Ok(want) = std::env::var("COMPOSER_KEYD_TEST_PAUSE") else {
-        return;
-    };
-    let (name, nth) = match want.split_once('@') {
-        Some((n, k)) => (n, k.parse().unwrap_or(1)),
-        None => (want.as_str(), 1),
-    };
-    if name == stage && HITS.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
-        tracing::warn!("test hook: paused at {stage}");
-        std::thread::sleep(Duration::from_secs(600));
-    }
-}
-
 mod file;
-mod migrate;
 mod state;
 #[cfg(test)]
 mod tests;
+mod upgrade;
+
+impl AgeFileStore {
+    /// Runs a blocking call on a clone of this store, on a blocking thread.
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AgeFileStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Call<'static, T> {
+        let v = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&v))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!("an age-file call panicked: {e}");
+                    Err(StoreError::Unavailable {
+                        backend: NAME,
+                        reason: "the call failed unexpectedly; see the daemon's log".into(),
+                    })
+                })
+        })
+    }
+}
+
+/// Reads answer from memory at once; writes, unlock and `passwd` run on a blocking thread.
+impl Store for AgeFileStore {
+    fn kind(&self) -> BackendKind {
+        BackendKind::AgeFile
+    }
+
+    fn get<'a>(&'a self, key: &'a SecretKey) -> Call<'a, Option<Secret<Vec<u8>>>> {
+        super::ready(AgeFileStore::get(self, key))
+    }
+
+    fn set<'a>(&'a self, key: &'a SecretKey, secret: &'a [u8]) -> Call<'a, ()> {
+        let item = vec![(key.clone(), Secret::new(secret.to_vec()))];
+        self.blocking(move |v| v.set_many(&item))
+    }
+
+    fn delete<'a>(&'a self, key: &'a SecretKey) -> Call<'a, ()> {
+        let keys = vec![key.clone()];
+        self.blocking(move |v| v.delete_many(&keys))
+    }
+
+    fn set_many<'a>(&'a self, items: &'a [(SecretKey, Secret<Vec<u8>>)]) -> Call<'a, ()> {
+        let items = items.to_vec();
+        self.blocking(move |v| v.set_many(&items))
+    }
+
+    fn delete_many<'a>(&'a self, keys: &'a [SecretKey]) -> Call<'a, ()> {
+        let keys = keys.to_vec();
+        self.blocking(move |v| v.delete_many(&keys))
+    }
+
+    fn unlock<'a>(&'a self, passphrase: Option<&'a Secret<String>>) -> Call<'a, ()> {
+        let pass = passphrase.cloned();
+        self.blocking(move |v| v.unlock(pass.as_ref()))
+    }
+
+    fn change_passphrase<'a>(
+        &'a self,
+        old: &'a Secret<String>,
+        new: &'a Secret<String>,
+    ) -> Call<'a, ()> {
+        let (old, new) = (old.clone(), new.clone());
+        self.blocking(move |v| v.change_passphrase(&old, &new))
+    }
+
+    fn lock(&self) {
+        AgeFileStore::lock(self)
+    }
+
+    fn needs_passphrase(&self) -> bool {
+        AgeFileStore::needs_passphrase(self)
+    }
+
+    fn warning(&self) -> Option<String> {
+        AgeFileStore::warning(self)
+    }
+}

@@ -5,10 +5,11 @@
 //! put back. The back-off lives here too, so that restarting the daemon does not reset it.
 //! Nothing in it is secret.
 
-use super::{test_pause, VaultStore};
+use super::AgeFileStore;
 use crate::atomic::{self, Stage};
 use crate::paths;
 use crate::store::StoreError;
+use crate::testhook;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::Path;
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The sidecar's file name, next to vault.age.
 pub const FILE_NAME: &str = "vault-state.json";
 
-/// The longest pause after a wrong passphrase.
+/// The longest back-off after a wrong passphrase.
 pub const MAX_DELAY: Duration = Duration::from_secs(16);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,19 +75,19 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The pause after the `failures`th wrong passphrase in a row: 1, 2, 4, 8, then 16 s.
+/// The back-off after the `failures`th wrong passphrase in a row: 1, 2, 4, 8, then 16 s.
 pub(super) fn delay(failures: u32) -> Duration {
     Duration::from_secs(1 << failures.saturating_sub(1).min(4)).min(MAX_DELAY)
 }
 
 impl State {
-    /// How long to wait before trying a passphrase. A clock set back cannot make it
-    /// longer than the longest pause.
+    /// How long until a passphrase may be tried. A clock set back cannot make it longer than
+    /// the longest back-off.
     pub fn wait(&self) -> Duration {
         Duration::from_secs(self.not_before.saturating_sub(now_secs())).min(MAX_DELAY)
     }
 
-    /// Counts a wrong passphrase; returns the pause it costs.
+    /// Counts a wrong passphrase; returns the back-off it starts.
     pub fn failed(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let d = delay(self.failures);
@@ -101,10 +102,11 @@ impl State {
     }
 }
 
-impl VaultStore {
-    /// Runs a passphrase check under the back-off kept in the sidecar: a wait left over from
-    /// an earlier wrong passphrase (even one made before a restart) comes first, and a wrong
-    /// passphrase now costs a pause that doubles up to 16 s.
+impl AgeFileStore {
+    /// Runs a passphrase check under the back-off kept in the sidecar: while the back-off of
+    /// an earlier wrong passphrase runs (even one tried before a restart), a try is refused at
+    /// once, unchecked, with the time left (`Backoff`); a wrong passphrase now starts a
+    /// back-off that doubles up to 16 s. Nothing sleeps, so no lock is held through it.
     pub(super) fn with_backoff<T>(
         &self,
         check: impl FnOnce() -> Result<T, StoreError>,
@@ -115,9 +117,9 @@ impl VaultStore {
         if !wait.is_zero() {
             tracing::warn!(
                 failures = before.failures,
-                "a wrong vault passphrase was tried recently; waiting {wait:?} before trying this one"
+                "a wrong passphrase was tried recently: refused this try unchecked, {wait:?} left"
             );
-            std::thread::sleep(wait);
+            return Err(StoreError::Backoff(wait));
         }
         let result = check();
         // Read again: the check may have written the generation.
@@ -125,13 +127,11 @@ impl VaultStore {
         match &result {
             Err(StoreError::WrongPassphrase) => {
                 let delay = now.failed();
-                // Saved before it is logged: a kill -9 after the line must not lose the count.
                 self.save_state(&now);
                 tracing::warn!(
                     failures = now.failures,
-                    "wrong vault passphrase; pausing {delay:?}"
+                    "wrong passphrase; tries in the next {delay:?} are refused"
                 );
-                std::thread::sleep(delay);
             }
             Ok(_) if now.failures > 0 || now.not_before > 0 => {
                 now.succeeded();
@@ -150,7 +150,7 @@ impl VaultStore {
         }
         let path = self.state_path();
         let result = write(&path, s, &mut |stage| {
-            test_pause(match stage {
+            testhook::pause(match stage {
                 Stage::TempCreated => "state-temp-created",
                 Stage::BeforeRename => "state-before-rename",
                 Stage::AfterRename => "state-after-rename",
@@ -162,7 +162,7 @@ impl VaultStore {
     }
 
     /// Makes sure the sidecar exists before a new vault.age goes in place (creation and
-    /// migration), so that a crash right after that rename leaves a sidecar behind the vault,
+    /// upgrade), so that a crash right after that rename leaves a sidecar behind the vault,
     /// which is repaired silently, not a missing one, which is reported.
     pub(super) fn ensure_state(&self) {
         if let found @ (Found::Missing | Found::Damaged(_)) = read(&self.state_path()) {

@@ -1,4 +1,4 @@
-//! Moving a vault from the passphrase-sealed format to identity.age + vault.age, so that a kill -9 at any step leaves the old or the new state.
+//! Upgrading a vault file from the passphrase-sealed format to identity.age + vault.age (a file-format upgrade, not a `migrate` between backends), so that a kill -9 at any step leaves the old or the new state.
 //!
 //! The steps, each of which the next unlock recognises and completes:
 //!
@@ -14,18 +14,23 @@
 //! checks the new pair against the backup again before removing it.
 
 use super::file::{self, parse};
-use super::{state, test_pause, Entries, Open, VaultStore};
+use super::{state, AgeFileStore, Entries, Open};
 use crate::secret::Secret;
 use crate::store::StoreError;
+use crate::testhook::pause;
 use age::x25519;
 use std::path::Path;
 
-/// Migrates the old-format vault `bytes` (just read from vault.age) and returns it unlocked.
-pub(super) fn run(v: &VaultStore, pass: &Secret<String>, bytes: &[u8]) -> Result<Open, StoreError> {
+/// Upgrades the old-format vault `bytes` (just read from vault.age) and returns it unlocked.
+pub(super) fn run(
+    v: &AgeFileStore,
+    pass: &Secret<String>,
+    bytes: &[u8],
+) -> Result<Open, StoreError> {
     let old = file::open_passphrase(bytes, pass)
         .and_then(|p| parse(&p))
         .map_err(|d| v.corrupt(&v.path, d))?;
-    tracing::info!(path = %v.path.display(), "migrating the vault to identity.age + vault.age");
+    tracing::info!(path = %v.path.display(), "upgrading the vault to identity.age + vault.age");
     let identity = match v.read_identity(pass) {
         Ok(Some(id)) => id,
         Ok(None) => {
@@ -35,17 +40,17 @@ pub(super) fn run(v: &VaultStore, pass: &Secret<String>, bytes: &[u8]) -> Result
         }
         Err(StoreError::WrongPassphrase) => {
             return Err(StoreError::Invalid(format!(
-                "{} exists and does not open with the passphrase that opens {}; move it away and unlock again to migrate the vault. Both were left as they are",
+                "{} exists and does not open with the passphrase that opens {}; move it away and unlock again to upgrade the vault. Both were left as they are",
                 v.identity_path().display(),
                 v.path.display()
             )))
         }
         Err(e) => return Err(e),
     };
-    test_pause("migrate-identity-written");
+    pause("upgrade-identity-written");
     v.ensure_state();
     keep_backup(v, bytes)?;
-    test_pause("migrate-backup-kept");
+    pause("upgrade-backup-kept");
     let generation = state::read(&v.state_path())
         .state()
         .generation
@@ -53,16 +58,16 @@ pub(super) fn run(v: &VaultStore, pass: &Secret<String>, bytes: &[u8]) -> Result
         + 1;
     let recipient = identity.to_public();
     let stamp = v.write_vault(&recipient, generation, &old.entries)?;
-    test_pause("migrate-written");
+    pause("upgrade-written");
     if let Err(e) = verify(v, pass, &old.entries) {
         // Put the old file back: it is what the user had, and it is known to open.
         let _ = std::fs::rename(v.backup_path(), &v.path);
         sync_dir(&v.path);
         return Err(e);
     }
-    test_pause("migrate-verified");
+    pause("upgrade-verified");
     remove_backup(v)?;
-    tracing::info!(path = %v.path.display(), generation, "migrated the vault; scrypt now runs only at unlock and passwd");
+    tracing::info!(path = %v.path.display(), generation, "upgraded the vault; scrypt now runs only at unlock and passwd");
     Ok(Open {
         identity,
         recipient,
@@ -76,7 +81,7 @@ pub(super) fn run(v: &VaultStore, pass: &Secret<String>, bytes: &[u8]) -> Result
 /// After a crash that left the new vault.age with the backup still there: the new pair
 /// (just opened, `entries`) must hold what the backup holds before the backup goes.
 pub(super) fn finish(
-    v: &VaultStore,
+    v: &AgeFileStore,
     pass: &Secret<String>,
     entries: &Entries,
 ) -> Result<(), StoreError> {
@@ -89,46 +94,46 @@ pub(super) fn finish(
         .map_err(|d| v.corrupt(&backup, d))?;
     if old.entries != *entries {
         return Err(StoreError::Corrupt(format!(
-            "an interrupted migration left {} and {}, which hold different credentials; both were left as they are. Move one of them away",
+            "an interrupted upgrade left {} and {}, which hold different credentials; both were left as they are. Move one of them away",
             backup.display(),
             v.path.display()
         )));
     }
     remove_backup(v)?;
-    tracing::info!(path = %v.path.display(), "finished an interrupted vault migration");
+    tracing::info!(path = %v.path.display(), "finished an interrupted vault upgrade");
     Ok(())
 }
 
 /// Gives the old vault.age its second name, unless an earlier attempt already did.
-fn keep_backup(v: &VaultStore, bytes: &[u8]) -> Result<(), StoreError> {
+fn keep_backup(v: &AgeFileStore, bytes: &[u8]) -> Result<(), StoreError> {
     let backup = v.backup_path();
     match v.read(&backup)? {
         None => {
-            std::fs::hard_link(&v.path, &backup).map_err(VaultStore::write_failed(&backup))?;
+            std::fs::hard_link(&v.path, &backup).map_err(AgeFileStore::write_failed(&backup))?;
             sync_dir(&backup);
             Ok(())
         }
         Some((old, _)) if old == bytes => Ok(()),
         Some(_) => Err(StoreError::Corrupt(format!(
-            "{} exists and differs from the vault {} to migrate; both were left as they are. Move it away and unlock again",
+            "{} exists and differs from the vault {} to upgrade; both were left as they are. Move it away and unlock again",
             backup.display(),
             v.path.display()
         ))),
     }
 }
 
-fn remove_backup(v: &VaultStore) -> Result<(), StoreError> {
+fn remove_backup(v: &AgeFileStore) -> Result<(), StoreError> {
     let backup = v.backup_path();
-    std::fs::remove_file(&backup).map_err(VaultStore::write_failed(&backup))?;
+    std::fs::remove_file(&backup).map_err(AgeFileStore::write_failed(&backup))?;
     sync_dir(&backup);
     Ok(())
 }
 
 /// Reads identity.age and vault.age back from disk, not from the memory that wrote them.
-fn verify(v: &VaultStore, pass: &Secret<String>, entries: &Entries) -> Result<(), StoreError> {
+fn verify(v: &AgeFileStore, pass: &Secret<String>, entries: &Entries) -> Result<(), StoreError> {
     let differ = |what: &str| {
         StoreError::Corrupt(format!(
-            "the migrated vault did not read back the same ({what}); the old {} was put back as it was",
+            "the upgraded vault did not read back the same ({what}); the old {} was put back as it was",
             v.path.display()
         ))
     };
