@@ -29,6 +29,7 @@ pub mod config;
 pub mod container;
 pub mod credential;
 pub mod error;
+pub mod expiry;
 pub mod gitcred;
 pub mod grant;
 pub mod harden;

@@ -229,6 +229,10 @@ pub struct CredentialInfo {
     /// Released only to peers running one of these executables (canonical paths).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_exe: Vec<String>,
+    /// Unix seconds when the credential stops working, from `--expires` or learned by
+    /// `check` from the forge; `None` when not known. Metadata, never secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// `GET /v1/credentials`.
@@ -250,6 +254,9 @@ pub struct OriginInfo {
     pub project: Option<String>,
     /// `false` when disabled: the daemon refuses to release it.
     pub enabled: bool,
+    /// Unix seconds when it stops working, if known (see [`CredentialInfo::expires`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// `GET /v1/origins?project=DIR`.
@@ -290,6 +297,10 @@ pub struct PutCredential {
     /// Set the allowed executables (empty: any); `None` keeps what is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_exe: Option<Vec<String>>,
+    /// Set the expiry (Unix seconds; `0` clears it). `None` keeps what is stored while the
+    /// secret stays the same; a new secret starts with no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// What a `PUT` did.

@@ -21,6 +21,7 @@ mod git_e2e;
 mod hostile;
 mod limits;
 mod load;
+mod magento;
 mod package;
 #[path = "plaintext/main.rs"]
 mod plaintext;

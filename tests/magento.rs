@@ -3,8 +3,8 @@
 //! not loaded. A stand-in `bin/magento` does what Magento's source does (see
 //! `magento_stand_in`), against a loopback repository that demands a Marketplace key pair.
 
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::*;
 use serde_json::json;

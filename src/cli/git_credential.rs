@@ -246,6 +246,7 @@ async fn store(
         no_clobber: true,
         confirm: None,
         allow_exe: None,
+        expires: None,
     };
     client.put_credential(origin, Some(project), &body).await?;
     Ok(Given::Yes)

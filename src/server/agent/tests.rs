@@ -27,6 +27,7 @@ fn put(c: Credential) -> PutCredential {
         no_clobber: false,
         confirm: None,
         allow_exe: None,
+        expires: None,
     }
 }
 
