@@ -36,6 +36,7 @@ pub mod harden;
 pub mod index;
 pub mod paths;
 pub mod protocol;
+pub mod remember;
 pub mod scan;
 pub mod secret;
 pub mod server;

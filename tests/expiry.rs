@@ -68,14 +68,20 @@ fn check_learns_the_expiry_from_github_and_gitlab_and_list_shows_it() {
     assert_eq!(expires_of(&t, &gl), Some(GL_AT));
     // Metadata only: the secrets are the same, nothing was rotated.
     let creds = list_json(&t);
-    assert!(creds.iter().all(|c| c["has_previous"] == false), "{creds:?}");
+    assert!(
+        creds.iter().all(|c| c["has_previous"] == false),
+        "{creds:?}"
+    );
     assert_eq!(
         t.credential(&gh, None)["token"],
         GH_TOKEN,
         "the token itself is unchanged"
     );
     let table = t.ok(&["list"], "");
-    assert!(table.contains("EXPIRES") && table.contains("2026-12-10"), "{table}");
+    assert!(
+        table.contains("EXPIRES") && table.contains("2026-12-10"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -88,7 +94,11 @@ fn marketplace_pairs_take_no_expiry() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("do not expire"), "{}", text(&out));
     let out = t.cli(&["add", "a.example", "--expires", "30"], "u\np\n");
-    assert!(!out.status.success(), "a bare number is refused: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "a bare number is refused: {}",
+        text(&out)
+    );
 }
 
 /// A project on a loopback repository whose credential was added with `--expires WHEN`.
@@ -129,7 +139,10 @@ fn expiring_in_three_days_warns_once_and_installs() {
     let warned = lines_with(&shown, "composer-keyd: the credential for");
     assert_eq!(warned.len(), 1, "{shown}");
     assert!(warned[0].contains("expires on"), "{shown}");
-    assert!(warned[0].contains("in 2 days") || warned[0].contains("in 3 days"), "{shown}");
+    assert!(
+        warned[0].contains("in 2 days") || warned[0].contains("in 3 days"),
+        "{shown}"
+    );
     assert!(
         warned[0].contains(&format!("`composer-keyd rotate {origin}`")),
         "{shown}"
@@ -143,7 +156,12 @@ fn expiring_in_three_days_warns_once_and_installs() {
         .output()
         .unwrap();
     assert!(ex.status.success(), "{}", text(&ex));
-    assert_eq!(lines_with(&text(&ex), "expires on").len(), 1, "{}", text(&ex));
+    assert_eq!(
+        lines_with(&text(&ex), "expires on").len(),
+        1,
+        "{}",
+        text(&ex)
+    );
     let doc = t
         .command(support::BIN)
         .args(["doctor", "--offline"])
@@ -165,7 +183,11 @@ fn expiring_in_three_days_warns_once_and_installs() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(lines_with(&text(&doc), "expires on").is_empty(), "{}", text(&doc));
+    assert!(
+        lines_with(&text(&doc), "expires on").is_empty(),
+        "{}",
+        text(&doc)
+    );
 }
 
 #[test]
