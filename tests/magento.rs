@@ -274,6 +274,22 @@ fn doctor_in_a_magento_root_names_the_case_and_the_fix() {
         "{shown}"
     );
 
+    // An exported COMPOSER_HOME wins over Magento's putenv() (Composer reads $_SERVER
+    // first), so the global plugin is loaded: doctor says that instead of a fix.
+    let out = t
+        .command(support::BIN)
+        .args(["--no-autostart", "doctor", "--offline"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("magento") && l.contains("is exported and wins")),
+        "{shown}"
+    );
+
     // With the plugin there, doctor says so instead.
     let home = root.join("var/composer_home");
     std::fs::create_dir_all(&home).unwrap();
