@@ -2,7 +2,7 @@
 
 use crate::atomic;
 use crate::credential::{CredentialType, Origin};
-use crate::protocol::{CredentialInfo, OriginInfo};
+use crate::protocol::{ConfirmScope, CredentialInfo, OriginInfo};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,10 @@ struct Record {
     allow_exe: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "ConfirmScope::is_each")]
+    confirm_scope: ConfirmScope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    confirm_for: Option<u64>,
 }
 
 impl From<Meta> for Record {
@@ -61,6 +65,8 @@ impl From<Meta> for Record {
             confirm: m.confirm,
             allow_exe: m.allow_exe,
             expires: m.expires,
+            confirm_scope: m.confirm_scope,
+            confirm_for: m.confirm_for,
         }
     }
 }
@@ -80,6 +86,8 @@ impl From<Record> for Meta {
             confirm: r.confirm,
             allow_exe: r.allow_exe,
             expires: r.expires,
+            confirm_scope: r.confirm_scope,
+            confirm_for: r.confirm_for,
         }
     }
 }
@@ -297,6 +305,8 @@ pub fn new_meta(origin: Origin, project: Option<String>, kind: CredentialType, n
         confirm: false,
         allow_exe: Vec::new(),
         expires: None,
+        confirm_scope: ConfirmScope::Each,
+        confirm_for: None,
     }
 }
 

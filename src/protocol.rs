@@ -233,6 +233,47 @@ pub struct CredentialInfo {
     /// `check` from the forge; `None` when not known. Metadata, never secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// What one confirmation covers (`--confirm=SCOPE`); meaningful with `confirm`.
+    #[serde(default, skip_serializing_if = "ConfirmScope::is_each")]
+    pub confirm_scope: ConfirmScope,
+    /// For `session`: seconds an approval holds (`None`: until `lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_for: Option<u64>,
+}
+
+/// What one confirmation covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ConfirmScope {
+    /// One release (`--confirm`, `--confirm=each`).
+    #[default]
+    Each,
+    /// Every release to the same executable, until `lock`.
+    Program,
+    /// Every release to the same executable in the same login session (or process
+    /// session), until `lock` or `confirm_for` runs out.
+    Session,
+    /// A scope this program does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ConfirmScope {
+    /// `each`, the scope that remembers nothing.
+    pub fn is_each(&self) -> bool {
+        *self == ConfirmScope::Each
+    }
+
+    /// Its name on the command line and the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmScope::Each => "each",
+            ConfirmScope::Program => "program",
+            ConfirmScope::Session => "session",
+            ConfirmScope::Unknown => "unknown",
+        }
+    }
 }
 
 /// `GET /v1/credentials`.
@@ -301,6 +342,10 @@ pub struct PutCredential {
     /// secret stays the same; a new secret starts with no expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// Set what one confirmation covers (and, for `session`, `confirm_for` seconds, `0`:
+    /// until `lock`); `None` keeps what is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_scope: Option<(ConfirmScope, u64)>,
 }
 
 /// What a `PUT` did.

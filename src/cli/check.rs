@@ -158,6 +158,7 @@ pub async fn run_checks(
                 confirm: None,
                 allow_exe: None,
                 expires: Some(expires.unwrap_or(0)),
+                confirm_scope: None,
             };
             client
                 .put_credential(&t.origin, t.scope.as_deref(), &body)

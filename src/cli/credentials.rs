@@ -258,6 +258,7 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
             confirm: a.policy.confirm(),
             allow_exe: a.policy.allow_exe()?,
             expires,
+            confirm_scope: a.policy.confirm_scope()?,
         },
     )
     .await?;
@@ -299,6 +300,7 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
             confirm: None,
             allow_exe: None,
             expires,
+            confirm_scope: None,
         },
     )
     .await?;

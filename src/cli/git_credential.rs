@@ -247,6 +247,7 @@ async fn store(
         confirm: None,
         allow_exe: None,
         expires: None,
+        confirm_scope: None,
     };
     client.put_credential(origin, Some(project), &body).await?;
     Ok(Given::Yes)

@@ -28,6 +28,7 @@ fn put(c: Credential) -> PutCredential {
         confirm: None,
         allow_exe: None,
         expires: None,
+        confirm_scope: None,
     }
 }
 
