@@ -5,7 +5,7 @@
 //! - [`credential`], [`secret`]: what a credential is, and the box secrets live in.
 //! - [`protocol`]: the `/v1` wire types shared by server, client and the PHP shim's fixtures.
 //! - [`store`]: the `Store` trait and its backends; [`index`]: the non-secret metadata file.
-//! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
+//! - [`server`]: listener intake, peer checks, limits, routes and the [`agent::Agent`].
 //! - [`client`]: the CLI's HTTP client over the socket; [`trust`]: who may have put a socket
 //!   or directory where we look (checked before a client sends a byte).
 //! - [`service`]: the systemd user units and the launchd agent: render, install, status.
@@ -19,6 +19,7 @@
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
 
+pub mod agent;
 pub mod atomic;
 pub mod audit;
 pub mod authjson;
@@ -34,6 +35,7 @@ pub mod grant;
 pub mod harden;
 pub mod index;
 pub mod paths;
+pub mod peer;
 pub mod protocol;
 pub mod scan;
 pub mod secret;

@@ -1,26 +1,22 @@
 //! The daemon's server: listener intake, the per-connection peer check and limits, and the accept loop.
 
-pub mod agent;
 pub mod body;
 pub mod daemon;
 pub mod grant;
 pub mod idle;
 pub mod intake;
 pub mod notify;
-pub mod peer;
-pub mod policy;
 pub mod routes;
 pub mod slots;
 pub mod stall;
-pub mod timers;
 
-use agent::Agent;
+use crate::agent::Agent;
+pub use crate::peer::Peer;
 use body::WipeBody;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Response;
 use hyper_util::rt::TokioIo;
-pub use peer::Peer;
 use slots::{Slot, Slots};
 use stall::StallGuard;
 use std::convert::Infallible;

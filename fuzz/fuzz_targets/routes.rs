@@ -8,7 +8,7 @@
 use composer_keyd::credential::{CredentialType, Origin};
 use composer_keyd::index::{new_meta, Index};
 use composer_keyd::protocol::{ErrorBody, ErrorKind};
-use composer_keyd::server::agent::{Agent, AgentConfig};
+use composer_keyd::agent::{Agent, AgentConfig};
 use composer_keyd::server::slots::Slots;
 use composer_keyd::server::{serve_connection, Limits, Peer};
 use composer_keyd::store::memory::MemoryStore;

@@ -1,6 +1,6 @@
 //! Response bodies that zeroize their bytes when hyper is done with them.
 
-use super::agent::Released;
+use crate::agent::Released;
 use hyper::body::{Body, Buf, Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;

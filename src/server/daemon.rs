@@ -1,12 +1,12 @@
 //! The daemon's life: open the listener and the store, serve until a signal, then flush and clean up.
 
-use super::agent::{Agent, AgentConfig};
 use super::idle::Activity;
 use super::intake::{self, IntakeError};
 use super::notify::Notifier;
-use super::policy::Confirm;
-use super::timers::Ttl;
 use super::{run_with, Limits};
+use crate::agent::policy::Confirm;
+use crate::agent::timers::Ttl;
+use crate::agent::{Agent, AgentConfig};
 use crate::audit::Audit;
 use crate::config;
 use crate::index::Index;

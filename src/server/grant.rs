@@ -4,15 +4,15 @@
 //! its own, narrower rule. The project a request names is ignored: the granted project is
 //! the one looked up (a container sees the project under another path anyway).
 
-use super::agent::Agent;
 use super::body::WipeBody;
-use super::peer::Peer;
 use super::routes::error_response;
 use super::Limits;
+use crate::agent::Agent;
 use crate::audit::{printable, Event, Record};
 use crate::credential::Origin;
 use crate::error::Error;
 use crate::grant::{Grant, Registry};
+use crate::peer::Peer;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -1,12 +1,12 @@
 //! Request routing: maps `/v1` paths to agent calls, decodes bodies within limits, and encodes replies and typed errors.
 
-use super::agent::{Agent, Released};
 use super::body::WipeBody;
-use super::peer::Peer;
 use super::Limits;
+use crate::agent::{Agent, Released};
 use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
+use crate::peer::Peer;
 use crate::protocol::{
     Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockReply,
     UnlockRequest,

@@ -1,9 +1,9 @@
 //! Per-credential release policy: only to allowed executables (`--allow-exe`), and only after the user confirms through an askpass program (`--confirm`, as `ssh-add -c`).
 
-use super::peer::Peer;
 use crate::audit::{printable, printable_max};
 use crate::error::{Error, Result};
 use crate::index::Meta;
+use crate::peer::Peer;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! Releasing a credential to a peer under its policy, and the agent's audit log and askpass.
 
 use super::{describe, now_secs, Agent, Released};
+use crate::agent::policy::{self, Confirm, Rule};
 use crate::audit::Audit;
 use crate::credential::Origin;
 use crate::error::Result;
-use crate::server::peer::Peer;
-use crate::server::policy::{self, Confirm, Rule};
+use crate::peer::Peer;
 use crate::store::{Slot, SlotKeyRef};
 use std::path::Path;
 use std::sync::Arc;

@@ -4,8 +4,8 @@ use super::{describe, now_secs, Agent, Released};
 use crate::credential::Origin;
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Meta};
+use crate::peer::Peer;
 use crate::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
-use crate::server::peer::Peer;
 use crate::store::{Slot, SlotKey};
 
 impl Agent {
@@ -23,7 +23,7 @@ impl Agent {
         let allow_exe = req
             .allow_exe
             .as_deref()
-            .map(crate::server::policy::canonical_exes)
+            .map(crate::agent::policy::canonical_exes)
             .transpose()?;
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;

@@ -1,11 +1,11 @@
 //! Changes that could lead to a release are held to the policies they touch: a policy change or a rollback to the credential's own, a migration or a new passphrase to the strictest among all credentials.
 
 use super::{describe, Agent};
+use crate::agent::policy::{self, Rule};
 use crate::audit::{Event, Record};
 use crate::error::Result;
 use crate::index::Meta;
-use crate::server::peer::Peer;
-use crate::server::policy::{self, Rule};
+use crate::peer::Peer;
 
 impl Agent {
     /// Checks `peer` against the policy `meta` has now before it may `action`.

@@ -1,21 +1,21 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
-use super::peer::Peer;
-use super::policy::{Confirm, Rule};
-use super::timers::{Clock, Ttl};
 use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::peer::Peer;
 use crate::protocol::{
     BackendKind, CredentialInfo, CredentialReply, OriginInfo, Status, PROTOCOL, VERSION,
 };
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::switchable::Switchable;
 use crate::store::{Slot, SlotKey, Store, StoreError};
+use policy::{Confirm, Rule};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use timers::{Clock, Ttl};
 use zeroize::Zeroizing;
 
 /// Seconds since the Unix epoch.
@@ -399,6 +399,8 @@ fn backend_name(kind: BackendKind) -> &'static str {
 mod backend;
 mod change;
 mod guard;
+pub mod policy;
 mod release;
 #[cfg(test)]
 mod tests;
+pub mod timers;
