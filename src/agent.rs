@@ -10,8 +10,8 @@ use crate::protocol::{
 };
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::switchable::Switchable;
-use crate::store::{Slot, SlotKey, Store, StoreError};
-use policy::{Confirm, Rule};
+use crate::store::{SlotKey, Store, StoreError};
+use policy::Confirm;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -230,63 +230,8 @@ impl Agent {
     /// The credential that wins for `origin` looked up from `project`, by a caller we know
     /// nothing about: a credential with a policy is refused.
     pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<Arc<Released>> {
-        self.release(origin, project, &Peer::unknown()).await
-    }
-
-    /// The credential that wins, provided its policy is still `rule` (which `release` checked).
-    async fn get_as(
-        &self,
-        origin: &Origin,
-        project: Option<&Path>,
-        rule: &Rule,
-    ) -> Result<Arc<Released>> {
-        let (key, generation) = {
-            let mut inner = self.inner();
-            if inner.locked {
-                return Err(Error::Locked);
-            }
-            let meta = inner
-                .index
-                .resolve_mut(origin.as_str(), project)
-                .ok_or_else(|| Error::NotFound(origin.to_string()))?;
-            if !meta.enabled {
-                return Err(Error::Disabled {
-                    what: describe(origin, meta.project.as_deref()),
-                });
-            }
-            if Rule::of(meta) != *rule {
-                return Err(Error::Forbidden(
-                    "the credential's policy changed while the release was checked; try again"
-                        .into(),
-                ));
-            }
-            meta.last_used = Some(now_secs());
-            let key = SlotKey::new(origin, meta.project.as_deref(), Slot::Current);
-            inner.dirty = true;
-            if let Some(cached) = inner.cache.get(&key) {
-                let cached = Arc::clone(cached);
-                inner.clock.released(Instant::now());
-                return Ok(cached);
-            }
-            (key, inner.generation)
-        };
-        let cred = self.read(&key).await?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "{} (the index lists it but the {} has no secret; add it again)",
-                describe(origin, key.project.as_deref()),
-                backend_name(self.store.kind())
-            ))
-        })?;
-        let released = Released::new(origin, key.project.clone(), cred);
-        let mut inner = self.inner();
-        if inner.locked {
-            return Err(Error::Locked);
-        }
-        if inner.generation == generation {
-            inner.cache.insert(key, Arc::clone(&released));
-        }
-        inner.clock.released(Instant::now());
-        Ok(released)
+        self.release(origin, project, &Peer::unknown(), &|_| Ok(()))
+            .await
     }
 
     /// Reads and parses one secret from the store.

@@ -1,7 +1,8 @@
-//! The daemon's server: listener intake, the per-connection peer check and limits, and the accept loop.
+//! The daemon's server: one connection path (accept, the door's peer check, slots, deadlines, drain, audit) for every door, listener intake, and the limits.
 
 pub mod body;
 pub mod daemon;
+pub mod door;
 pub mod grant;
 pub mod idle;
 pub mod intake;
@@ -13,6 +14,7 @@ pub mod stall;
 use crate::agent::Agent;
 pub use crate::peer::Peer;
 use body::WipeBody;
+use door::Door;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Response;
@@ -27,6 +29,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
+use tokio::task::JoinSet;
 
 /// Every bound on what a client may make the daemon do, set in one place.
 #[derive(Clone, Debug)]
@@ -88,28 +91,62 @@ impl Limits {
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then drains open connections.
-/// Connections from another uid are closed before a byte is read.
+/// What every door of one daemon shares: the agent, the limits, and the activity record
+/// `--idle-exit` watches.
+#[derive(Clone)]
+pub struct Shared {
+    /// The domain core every door asks.
+    pub agent: Arc<Agent>,
+    /// Every bound, the same on every door.
+    pub limits: Arc<Limits>,
+    /// Open connections, for `--idle-exit`.
+    pub activity: Arc<idle::Activity>,
+}
+
+impl Shared {
+    /// `agent` under `limits`, with its own activity record.
+    pub fn new(agent: Arc<Agent>, limits: Limits) -> Shared {
+        Shared {
+            agent,
+            limits: Arc::new(limits),
+            activity: Arc::default(),
+        }
+    }
+}
+
+/// Serves `listener` as the main door until `shutdown` completes, then drains open
+/// connections. Connections from another uid are closed before a byte is read.
 pub async fn run(
     listener: UnixListener,
     agent: Arc<Agent>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    run_with(listener, agent, limits, Arc::default(), shutdown).await;
+    let door: Arc<dyn Door> = Arc::new(door::Main::default());
+    serve(listener, door, Shared::new(agent, limits), shutdown).await;
 }
 
-/// [`run`], recording open connections in `activity` (for `--idle-exit`).
-pub async fn run_with(
+/// Serves `listener` through `door` until `shutdown` completes: the one connection path of
+/// every door. The door admits or refuses each peer before a byte is read (a refusal is
+/// audited, rate-limited); an admitted one takes a place among the door's slots (at the cap
+/// the longest-idle connection gives way) and is served by [`serve_connection`]. At
+/// shutdown no new connection is taken, idle ones close, and those inside a request have
+/// `drain_timeout` to finish; dropping the loop (a grant revoked) ends them at once.
+pub async fn serve(
     listener: UnixListener,
-    agent: Arc<Agent>,
-    limits: Limits,
-    activity: Arc<idle::Activity>,
+    door: Arc<dyn Door>,
+    shared: Shared,
     shutdown: impl Future<Output = ()>,
 ) {
-    let me = crate::paths::euid();
+    let Shared {
+        agent,
+        limits,
+        activity,
+    } = shared;
     let slots = Slots::new(limits.max_connections);
-    let limits = Arc::new(limits);
+    let label = door.label();
+    // The connections are this task's: aborting it (a revoked grant) aborts them.
+    let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -122,45 +159,46 @@ pub async fn run_with(
                     continue;
                 }
             },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             () = &mut shutdown => break,
         };
         let busy = activity.begin();
-        let peer = match stream.peer_cred() {
-            Ok(c) if c.uid() == me => {
-                let peer = Peer::connected(c.uid(), c.pid());
-                if agent.names_executables() {
-                    // A policy compares the executable at accept with the one at release;
-                    // without such a policy it is read at the first release, for its record.
-                    peer.exe();
-                }
-                peer
-            }
-            Ok(c) => {
-                let peer = Peer::connected(c.uid(), c.pid());
-                tracing::warn!(
-                    uid = c.uid(),
-                    pid = c.pid(),
-                    "refused a connection from another user"
-                );
-                let rec = crate::audit::Record {
-                    reason: Some("the peer is another user".into()),
-                    ..crate::audit::Record::new(crate::audit::Event::RejectPeer)
-                };
-                agent.audit().record(&peer.audit(rec));
-                continue;
-            }
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!("refused a connection whose peer is unknown: {e}");
                 continue;
             }
         };
-        // Checked before a place is taken, so another user's connections never evict ours.
+        let peer = Peer::connected(cred.uid(), cred.pid()).through(label.clone());
+        if let Err(reason) = door.admit(cred.uid(), cred.pid()) {
+            tracing::debug!(uid = cred.uid(), pid = cred.pid(), door = ?label, "refused a peer: {reason}");
+            let rec = crate::audit::Record {
+                reason: Some(reason),
+                ..crate::audit::Record::new(crate::audit::Event::RejectPeer)
+            };
+            agent.audit().refusal(peer.audit(rec));
+            continue;
+        }
+        if agent.names_executables() {
+            // A policy compares the executable at accept with the one at release;
+            // without such a policy it is read at the first release, for its record.
+            peer.exe();
+        }
+        // Admitted before a place is taken, so a refused peer never evicts anyone.
         let slot = tokio::select! {
             s = slots.acquire() => s,
             () = &mut shutdown => break,
         };
-        let conn = serve_connection(stream, Arc::clone(&agent), Arc::clone(&limits), peer, slot);
-        tokio::spawn(async move {
+        let conn = serve_connection(
+            stream,
+            Arc::clone(&door),
+            Arc::clone(&agent),
+            Arc::clone(&limits),
+            peer,
+            slot,
+        );
+        conns.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }
@@ -169,15 +207,10 @@ pub async fn run_with(
     }
     drop(listener);
     slots.close_all();
-    // Bounded by the drain time-out; each ending connection wakes the check.
-    let drained = async {
-        while slots.open() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let drained = async { while conns.join_next().await.is_some() {} };
     tokio::select! {
-        () = drained => tracing::debug!("all connections drained"),
-        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("gave up waiting for open connections"),
+        () = drained => tracing::debug!(door = ?label, "all connections drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!(door = ?label, "gave up waiting for open connections"),
     }
 }
 
@@ -192,6 +225,7 @@ pub async fn run_with(
 /// a request is never cut by it (the body deadline and the backend's time-out bound that).
 pub async fn serve_connection<S>(
     stream: S,
+    door: Arc<dyn Door>,
     agent: Arc<Agent>,
     limits: Arc<Limits>,
     peer: Peer,
@@ -211,15 +245,18 @@ where
     let in_service = Arc::clone(&slot);
     let service = service_fn(move |req| {
         let busy = in_service.busy();
-        if let Some(resp) = routes::cached_lookup(&agent, &peer, &req) {
-            drop(busy);
-            return Answer::Now(std::future::ready(Ok(resp)));
+        if door.everyday() {
+            if let Some(resp) = routes::cached_lookup(&agent, &peer, &req) {
+                drop(busy);
+                return Answer::Now(std::future::ready(Ok(resp)));
+            }
         }
         let agent = Arc::clone(&agent);
         let lim = Arc::clone(&lim);
         let peer = Arc::clone(&peer);
+        let door = Arc::clone(&door);
         Answer::Routed(Box::pin(async move {
-            let resp = routes::handle(&agent, &lim, &peer, req).await;
+            let resp = routes::handle(&agent, &*door, &lim, &peer, req).await;
             drop(busy);
             resp
         }))

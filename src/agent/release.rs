@@ -1,15 +1,29 @@
-//! Releasing a credential to a peer under its policy, and the agent's audit log and askpass.
+//! Handing a credential to a peer under its policy: one resolution of the index per pass, the cache consulted in the same pass; and the agent's audit log and askpass.
 
-use super::{describe, now_secs, Agent, Released};
+use super::{backend_name, describe, now_secs, Agent, Inner, Released};
 use crate::agent::policy::{self, Confirm, Rule};
 use crate::audit::Audit;
 use crate::credential::Origin;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::peer::Peer;
-use crate::store::{Slot, SlotKeyRef};
+use crate::store::{Slot, SlotKey, SlotKeyRef, Store};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Which scopes a door may hand out: `Err` refuses the credential that would win, before its
+/// policy asks anything and before its secret is read.
+pub type Within<'a> = &'a (dyn Fn(Option<&str>) -> Result<()> + Sync);
+
+/// What one pass under the lock found.
+enum Pass {
+    /// Cached: handed over.
+    Hit(Arc<Released>),
+    /// Not cached: read `key` from the backend, cache it unless `generation` moved.
+    Read { key: SlotKey, generation: u64 },
+    /// Its policy asks first: `rule`, for the credential named `what`.
+    Ask { rule: Rule, what: String },
+}
 
 impl Agent {
     /// Records releases, refusals and changes in `audit`.
@@ -29,41 +43,126 @@ impl Agent {
         &self.audit
     }
 
-    /// The policy of the credential a lookup would release, and its name for a prompt; `None`
-    /// when the lookup will be refused anyway (locked, absent, disabled), so no dialog shows.
-    fn rule_for(&self, origin: &Origin, project: Option<&Path>) -> Option<(Rule, String)> {
-        let inner = self.inner();
-        let meta = inner.index.resolve(origin.as_str(), project)?;
-        let rule = Rule::of(meta);
-        let what = match rule.is_open() {
-            true => String::new(),
-            false => describe(origin, meta.project.as_deref()),
-        };
-        (!inner.locked && meta.enabled).then_some((rule, what))
-    }
-
-    /// The credential that wins for `origin` looked up from `project` by `peer`, once its
-    /// policy (allowed executables, then confirmation) agrees. The lock is not held while
-    /// the user answers; the lookup refuses if the policy changed meanwhile.
+    /// The credential that wins for `origin` looked up from `project` by `peer`, if `within`
+    /// lets its scope out, once its policy (allowed executables, then confirmation) agrees.
+    ///
+    /// The index is resolved once per pass, and the cache read in the same pass: an open
+    /// credential takes the lock once when cached, twice when its secret is read (the second
+    /// to cache it). A policy adds one pass after the user answered, since the lock is not
+    /// held while they do; that pass refuses if the policy changed meanwhile.
     pub async fn release(
         &self,
         origin: &Origin,
         project: Option<&Path>,
         peer: &Peer,
+        within: Within<'_>,
     ) -> Result<Arc<Released>> {
-        if let Some(hit) = self.cached_open(origin.as_str(), project) {
-            return Ok(hit);
+        let pass = match self.pass(origin, project, within, None)? {
+            Pass::Ask { rule, what } => {
+                policy::check(&rule, &self.confirm, peer, &what).await?;
+                self.pass(origin, project, within, Some(&rule))?
+            }
+            pass => pass,
+        };
+        match pass {
+            Pass::Hit(hit) => Ok(hit),
+            Pass::Read { key, generation } => self.read_and_cache(origin, key, generation).await,
+            Pass::Ask { .. } => unreachable!("a pass with the rule checked never asks again"),
         }
-        let (rule, what) = self.rule_for(origin, project).unwrap_or_default();
-        if !rule.is_open() {
-            policy::check(&rule, &self.confirm, peer, &what).await?;
-        }
-        self.get_as(origin, project, &rule).await
     }
 
-    /// The everyday lookup in one pass under the lock: an enabled credential with no policy
-    /// whose secret is already cached, released as [`Agent::get_as`] would release it.
-    /// `None` sends the lookup down the full path, which also gives every refusal its reason.
+    /// One pass under the lock: resolves the winner, applies `within`, and either hands it
+    /// over from the cache, says what to read, or (unless `checked` is the rule the user
+    /// already passed) says what to ask.
+    fn pass(
+        &self,
+        origin: &Origin,
+        project: Option<&Path>,
+        within: Within<'_>,
+        checked: Option<&Rule>,
+    ) -> Result<Pass> {
+        let mut guard = self.inner();
+        let inner: &mut Inner = &mut guard;
+        if inner.locked {
+            return Err(Error::Locked);
+        }
+        let meta = inner
+            .index
+            .resolve_mut(origin.as_str(), project)
+            .ok_or_else(|| Error::NotFound(origin.to_string()))?;
+        within(meta.project.as_deref())?;
+        if !meta.enabled {
+            return Err(Error::Disabled {
+                what: describe(origin, meta.project.as_deref()),
+            });
+        }
+        match checked {
+            None if !Rule::open_for(meta) => {
+                return Ok(Pass::Ask {
+                    rule: Rule::of(meta),
+                    what: describe(origin, meta.project.as_deref()),
+                })
+            }
+            Some(rule) if Rule::of(meta) != *rule => {
+                return Err(Error::Forbidden(
+                    "the credential's policy changed while the release was checked; try again"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        meta.last_used = Some(now_secs());
+        let key = SlotKeyRef {
+            origin: origin.as_str(),
+            project: meta.project.as_deref(),
+            slot: Slot::Current,
+        };
+        let cached = inner.cache.get(&key).map(Arc::clone);
+        let key = match cached {
+            Some(hit) => {
+                inner.dirty = true;
+                inner.clock.released(Instant::now());
+                return Ok(Pass::Hit(hit));
+            }
+            None => SlotKey::new(origin, meta.project.as_deref(), Slot::Current),
+        };
+        inner.dirty = true;
+        Ok(Pass::Read {
+            key,
+            generation: inner.generation,
+        })
+    }
+
+    /// Reads `key`'s secret, and caches it unless a write or a lock came in between.
+    async fn read_and_cache(
+        &self,
+        origin: &Origin,
+        key: SlotKey,
+        generation: u64,
+    ) -> Result<Arc<Released>> {
+        let cred = self.read(&key).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "{} (the index lists it but the {} has no secret; add it again)",
+                describe(origin, key.project.as_deref()),
+                backend_name(self.store.kind())
+            ))
+        })?;
+        let released = Released::new(origin, key.project.clone(), cred);
+        let mut inner = self.inner();
+        if inner.locked {
+            return Err(Error::Locked);
+        }
+        if inner.generation == generation {
+            inner.cache.insert(key, Arc::clone(&released));
+        }
+        inner.clock.released(Instant::now());
+        Ok(released)
+    }
+
+    /// The everyday lookup in one pass under the lock, with no allocation: an enabled
+    /// credential with no policy whose secret is already cached, released as
+    /// [`Agent::release`] would release it. `None` sends the lookup down the full path,
+    /// which also gives every refusal its reason.
     pub(crate) fn cached_open(
         &self,
         origin: &str,

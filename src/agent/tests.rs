@@ -4,6 +4,7 @@ use super::*;
 use crate::credential::CredentialType;
 use crate::protocol::{ErrorKind, PutCredential, PutOutcome};
 use crate::store::memory::MemoryStore;
+use crate::store::Slot;
 
 fn agent(dir: &Path) -> (Agent, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());

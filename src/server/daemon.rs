@@ -1,9 +1,10 @@
 //! The daemon's life: open the listener and the store, serve until a signal, then flush and clean up.
 
+use super::door::{Grants, Main};
 use super::idle::Activity;
 use super::intake::{self, IntakeError};
 use super::notify::Notifier;
-use super::{run_with, Limits};
+use super::{Limits, Shared};
 use crate::agent::policy::Confirm;
 use crate::agent::timers::Ttl;
 use crate::agent::{Agent, AgentConfig};
@@ -145,25 +146,32 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
             notifier.stopping(why);
         }
     };
-    // Another uid reaches credentials only through a grant's own socket.
-    let grants = super::grant::start(Arc::clone(&agent), opts.limits.clone(), opts.socket.clone());
+    let shared = Shared {
+        agent: Arc::clone(&agent),
+        limits: Arc::new(opts.limits),
+        activity,
+    };
+    // Another uid reaches credentials only through a grant's own socket: a door of its own.
+    let grants = super::grant::start(shared.clone(), opts.socket.clone());
     let flusher = spawn_flusher(Arc::clone(&agent));
     notifier.ready(&format!("serving on {shown}"));
     // Start-up is over: its code and read-only data need not stay mapped.
     let released = crate::harden::clean_pages::release();
     tracing::debug!(mapped_kib = released / 1024, "start-up pages released");
-    run_with(
-        listener.listener,
-        Arc::clone(&agent),
-        opts.limits,
-        activity,
-        shutdown,
-    )
-    .await;
+    let main = Main::new(grants.clone().map(|g| g as Arc<dyn Grants>));
+    let stopping = grants.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Grant doors stop taking connections and drain alongside the main one.
+        if let Some(g) = stopping {
+            g.stopping();
+        }
+    };
+    super::serve(listener.listener, Arc::new(main), shared, shutdown).await;
     flusher.abort();
     timer.abort();
     if let Some(g) = &grants {
-        g.stop_all();
+        g.stop_all().await;
     }
     agent.lock();
     if let Err(e) = agent.flush().await {

@@ -1,6 +1,7 @@
 //! Request routing: maps `/v1` paths to agent calls, decodes bodies within limits, and encodes replies and typed errors.
 
 use super::body::WipeBody;
+use super::door::Door;
 use super::Limits;
 use crate::agent::{Agent, Released};
 use crate::audit::{printable, printable_max, Event, Record};
@@ -31,17 +32,18 @@ const MAX_PROJECT_LEN: usize = 4096;
 /// Serves one request. Never panics on input; every failure is a typed JSON error.
 pub async fn handle(
     agent: &Agent,
+    door: &dyn Door,
     limits: &Limits,
     peer: &Peer,
     req: Request<Incoming>,
 ) -> Response<WipeBody> {
     let (head, body) = req.into_parts();
     let mut note = Record::default();
-    match route(agent, limits, peer, &head, body, &mut note).await {
+    match route(agent, door, limits, peer, &head, body, &mut note).await {
         Ok(resp) => {
             // Releases are recorded by `route` itself; this is every other change.
             if note.event.is_some() {
-                about(&head, &mut note);
+                about(&head, door, &mut note);
                 note.time = crate::audit::now();
                 agent.audit().record(&peer.audit(note));
             }
@@ -51,7 +53,7 @@ pub async fn handle(
             let kind = e.kind();
             let request = printable(&format!("{} {}", head.method, head.uri.path()));
             tracing::info!(%request, pid = ?peer.pid, kind = ?kind, "refused: {}", printable(&e.to_string()));
-            about(&head, &mut note);
+            about(&head, door, &mut note);
             let rec = Record {
                 kind: Some(kind),
                 detail: Some(request),
@@ -60,7 +62,7 @@ pub async fn handle(
                 project: note.project.take(),
                 ..Record::new(Event::Refuse)
             };
-            agent.audit().record(&peer.audit(rec));
+            agent.audit().refusal(peer.audit(rec));
             let mut resp = error_response(&e);
             if matches!(e, Error::TimedOut(_)) {
                 // The rest of the body may still come; the connection cannot be reused.
@@ -75,11 +77,14 @@ pub async fn handle(
 /// Fills in the origin and project a credential request named, for its audit record. Done
 /// only when a record is written, so a repeated release parses nothing twice; a bad origin
 /// is left out (the refusal says what was wrong with it).
-fn about(head: &Parts, note: &mut Record) {
+fn about(head: &Parts, door: &dyn Door, note: &mut Record) {
     let (segs, n) = segments(head.uri.path());
     if let ["v1", "credentials", o, ..] = &segs[..n] {
         note.origin = parse_origin(o).ok().map(|o| o.to_string());
-        note.project = Query::parse(head.uri.query()).ok().and_then(|q| q.project);
+        note.project = match door.project() {
+            Some(p) => Some(p.display().to_string()),
+            None => Query::parse(head.uri.query()).ok().and_then(|q| q.project),
+        };
     }
 }
 
@@ -194,6 +199,7 @@ fn released(
 
 async fn route(
     agent: &Agent,
+    door: &dyn Door,
     limits: &Limits,
     peer: &Peer,
     head: &Parts,
@@ -205,20 +211,36 @@ async fn route(
     let (segs, n) = segments(path);
     let method = &head.method;
     let unknown = || Error::UnknownRoute(printable(&format!("{method} {path}")));
+    door.permits(method, &segs[..n])?;
     match (method, &segs[..n]) {
-        (&Method::GET, ["v1", "status"]) => ok(&agent.status()),
-        (&Method::GET, ["v1", "origins"]) => ok(&crate::protocol::OriginList {
-            origins: agent.origins(query.lookup_project().await.as_deref()),
-        }),
+        (&Method::GET, ["v1", "status"]) => ok(&door.status(agent)),
+        (&Method::GET, ["v1", "origins"]) => {
+            let project = lookup_project(door, &query).await;
+            let mut origins = agent.origins(project.as_deref());
+            origins.retain(|o| door.within(o.project.as_deref()).is_ok());
+            ok(&crate::protocol::OriginList { origins })
+        }
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
             credentials: agent.list(),
         }),
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.lookup_project().await;
-            let hit = agent.release(&origin, project.as_deref(), peer).await?;
-            let project = query.project.as_deref();
-            Ok(released(agent, peer, origin.as_str(), hit, project))
+            let project = lookup_project(door, &query).await;
+            let within = |scope: Option<&str>| door.within(scope);
+            let hit = agent
+                .release(&origin, project.as_deref(), peer, &within)
+                .await?;
+            let shown = match door.project() {
+                Some(p) => Some(p.display().to_string()),
+                None => query.project,
+            };
+            Ok(released(
+                agent,
+                peer,
+                origin.as_str(),
+                hit,
+                shown.as_deref(),
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
@@ -251,7 +273,10 @@ async fn route(
             ok(&info)
         }
         (&Method::POST, ["v1", "grants", "reload"]) => {
-            let n = super::grant::reload()?;
+            let grants = door
+                .grants()
+                .ok_or_else(|| Error::Internal("grants are not served by this daemon".into()))?;
+            let n = grants.reload()?;
             tracing::info!(grants = n, "grants reloaded");
             ok(&Ack { ok: true })
         }
@@ -296,6 +321,14 @@ async fn route(
             ok(&reply)
         }
         _ => Err(unknown()),
+    }
+}
+
+/// The project a lookup is made from: the door's own, else the one the request names.
+async fn lookup_project(door: &dyn Door, query: &Query) -> Option<PathBuf> {
+    match door.project() {
+        Some(p) => Some(p.to_path_buf()),
+        None => query.lookup_project().await,
     }
 }
 
