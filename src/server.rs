@@ -330,3 +330,6 @@ impl Drop for CountsOnClose {
         self.agent.audit().close(self.conn);
     }
 }
+
+#[cfg(test)]
+mod tests;

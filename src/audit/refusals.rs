@@ -98,16 +98,18 @@ impl Refusals {
         } else {
             match &mut st.over {
                 Some(over) => over.similar += 1,
-                None => st.over = Some(Seen {
-                    first: Record {
-                        reason: Some(format!(
+                None => {
+                    st.over = Some(Seen {
+                        first: Record {
+                            reason: Some(format!(
                             "more than {BUDGET} kinds of refusal in {} s; these were only counted",
                             self.interval.as_secs()
                         )),
-                        ..rec
-                    },
-                    similar: 0,
-                }),
+                            ..rec
+                        },
+                        similar: 0,
+                    })
+                }
             }
         }
         out
