@@ -341,6 +341,9 @@ fn backend_name(kind: BackendKind) -> &'static str {
     }
 }
 
+pub use change::Put;
+pub use release::Within;
+
 mod backend;
 mod change;
 mod guard;

@@ -296,14 +296,16 @@ impl Audit {
 
     /// Records a refusal: a peer a door does not admit, or a refused request. The first of
     /// its kind in an interval is written now, the rest counted (`refusals.rs`), to the
-    /// refusals' own file.
-    pub fn refusal(&self, rec: Record) {
-        if self.refused.is_none() && !self.journal {
-            return;
-        }
-        for rec in self.refusals.note(rec, std::time::Instant::now()) {
+    /// refusals' own file. Whether this one was written now (the caller's own log can
+    /// follow the same limit).
+    pub fn refusal(&self, rec: Record) -> bool {
+        let lines = self.refusals.note(rec, std::time::Instant::now());
+        // The refusal itself, when written, is the last line.
+        let written = lines.last().is_some_and(|l| l.similar.is_none());
+        for rec in lines {
             self.write(&self.refused, &rec);
         }
+        written
     }
 
     /// Appends one record: a release or a change.
@@ -440,7 +442,7 @@ pub fn read(dir: &Path, since: Option<SystemTime>) -> io::Result<(Vec<Record>, u
     if !refused.is_empty() {
         out.extend(refused);
         // Stable: the same instant keeps releases and changes before refusals.
-        out.sort_by(|a, b| a.when().cmp(&b.when()));
+        out.sort_by_key(Record::when);
     }
     Ok((out, bad + bad_refused))
 }

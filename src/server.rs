@@ -172,12 +172,20 @@ pub async fn serve(
         };
         let peer = Peer::connected(cred.uid(), cred.pid()).through(label.clone());
         if let Err(reason) = door.admit(cred.uid(), cred.pid()) {
-            tracing::debug!(uid = cred.uid(), pid = cred.pid(), door = ?label, "refused a peer: {reason}");
+            let who = match cred.uid() == crate::paths::euid() {
+                true => "",
+                false => " from another user",
+            };
             let rec = crate::audit::Record {
                 reason: Some(reason),
                 ..crate::audit::Record::new(crate::audit::Event::RejectPeer)
             };
-            agent.audit().refusal(peer.audit(rec));
+            let rec = peer.audit(rec);
+            // Said in the daemon's log as often as it is written in the audit log.
+            let reason = rec.reason.clone().unwrap_or_default();
+            if agent.audit().refusal(rec) {
+                tracing::warn!(uid = cred.uid(), pid = cred.pid(), door = ?label, "refused a connection{who} ({reason})");
+            }
             continue;
         }
         if agent.names_executables() {

@@ -8,6 +8,27 @@ use crate::peer::Peer;
 use crate::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
 use crate::store::{Slot, SlotKey};
 
+/// What a `put` did: the reply's facts, and the policy change it made, if any, for the
+/// door's audit record.
+#[derive(Debug)]
+pub struct Put {
+    /// What the `PUT` did.
+    pub outcome: PutOutcome,
+    /// The stored credential's facts after the change.
+    pub info: CredentialInfo,
+    /// The release policy's change (`none -> confirm`), when it changed.
+    pub policy: Option<String>,
+}
+
+impl From<Put> for PutReply {
+    fn from(p: Put) -> PutReply {
+        PutReply {
+            outcome: p.outcome,
+            info: p.info,
+        }
+    }
+}
+
 impl Agent {
     /// Adds, replaces or rotates the credential for exactly `origin` and `project`.
     /// A change to the credential's release policy is first checked against the policy it
@@ -18,7 +39,7 @@ impl Agent {
         project: Option<String>,
         req: PutCredential,
         peer: &Peer,
-    ) -> Result<PutReply> {
+    ) -> Result<Put> {
         req.credential.validate()?;
         let allow_exe = req
             .allow_exe
@@ -54,9 +75,10 @@ impl Agent {
         let outcome = match &old {
             Some(o) if *o == req.credential => PutOutcome::Unchanged,
             Some(_) if req.no_clobber => {
-                return Ok(PutReply {
+                return Ok(Put {
                     outcome: PutOutcome::Conflict,
                     info: meta,
+                    policy: None,
                 })
             }
             Some(o) if req.rotate => {
@@ -93,12 +115,10 @@ impl Agent {
         if changed {
             self.save_index().await?;
         }
-        if let Some(change) = policy_change {
-            self.audit_policy(&meta, peer, change);
-        }
-        Ok(PutReply {
+        Ok(Put {
             outcome,
             info: meta,
+            policy: policy_change,
         })
     }
 

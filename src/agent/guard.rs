@@ -2,7 +2,6 @@
 
 use super::{describe, Agent};
 use crate::agent::policy::{self, Rule};
-use crate::audit::{Event, Record};
 use crate::error::Result;
 use crate::index::Meta;
 use crate::peer::Peer;
@@ -62,17 +61,6 @@ impl Agent {
         )
         .await?;
         Ok(Some(change))
-    }
-
-    /// Records a policy change that was allowed and made.
-    pub(super) fn audit_policy(&self, meta: &Meta, peer: &Peer, change: String) {
-        let rec = Record {
-            origin: Some(meta.origin.to_string()),
-            scope: meta.project.clone(),
-            detail: Some(change),
-            ..Record::new(Event::Policy)
-        };
-        self.audit.record(&peer.audit(rec));
     }
 }
 

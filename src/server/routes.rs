@@ -9,8 +9,8 @@ use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
 use crate::peer::Peer;
 use crate::protocol::{
-    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockReply,
-    UnlockRequest,
+    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, PutReply,
+    UnlockReply, UnlockRequest,
 };
 use crate::secret::to_json_zeroizing;
 use bytes::Buf;
@@ -52,17 +52,19 @@ pub async fn handle(
         Err(e) => {
             let kind = e.kind();
             let request = printable(&format!("{} {}", head.method, head.uri.path()));
-            tracing::info!(%request, pid = ?peer.pid, kind = ?kind, "refused: {}", printable(&e.to_string()));
             about(&head, door, &mut note);
             let rec = Record {
                 kind: Some(kind),
-                detail: Some(request),
+                detail: Some(request.clone()),
                 reason: Some(printable_max(&e.to_string(), 1000)),
                 origin: note.origin.take(),
                 project: note.project.take(),
                 ..Record::new(Event::Refuse)
             };
-            agent.audit().refusal(peer.audit(rec));
+            // Said in the daemon's log as often as it is written in the audit log.
+            if agent.audit().refusal(peer.audit(rec)) {
+                tracing::info!(%request, pid = ?peer.pid, kind = ?kind, "refused: {}", printable(&e.to_string()));
+            }
             let mut resp = error_response(&e);
             if matches!(e, Error::TimedOut(_)) {
                 // The rest of the body may still come; the connection cannot be reused.
@@ -247,10 +249,18 @@ async fn route(
             let project = query.scope_project().await;
             let body = read_body(body, &head.headers, limits).await?;
             let put: PutCredential = decode_put(&body)?;
-            let reply = agent.put(&origin, project, put, peer).await?;
-            tracing::info!(origin = %origin, scope = ?reply.info.project, outcome = ?reply.outcome, "stored");
-            noted(note, Event::Store, reply.info.project.as_deref());
-            ok(&reply)
+            let put = agent.put(&origin, project, put, peer).await?;
+            tracing::info!(origin = %origin, scope = ?put.info.project, outcome = ?put.outcome, "stored");
+            if let Some(change) = &put.policy {
+                agent.audit().record(&peer.audit(Record {
+                    origin: Some(put.info.origin.to_string()),
+                    scope: put.info.project.clone(),
+                    detail: Some(change.clone()),
+                    ..Record::new(Event::Policy)
+                }));
+            }
+            noted(note, Event::Store, put.info.project.as_deref());
+            ok(&PutReply::from(put))
         }
         (&Method::DELETE, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
