@@ -159,6 +159,8 @@ impl Agent {
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
+        #[cfg(test)]
+        tests::LOCKED.with(|n| n.set(n.get() + 1));
         // Nothing panics while holding this lock except on a bug; the data stays consistent
         // because every critical section is a few field updates.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())

@@ -233,15 +233,14 @@ impl Index {
     /// containing it, else the unscoped one. Without a project only the unscoped one applies.
     pub fn resolve(&self, origin: &str, project: Option<&Path>) -> Option<&Meta> {
         let list = self.by_origin.get(origin)?;
-        best(list.iter(), project)
+        list.get(best(list, project)?)
     }
 
     /// Like [`Index::resolve`], for updating the winner's `last_used`.
     pub fn resolve_mut(&mut self, origin: &str, project: Option<&Path>) -> Option<&mut Meta> {
         let list = self.by_origin.get_mut(origin)?;
-        let best = best(list.iter(), project)?;
-        let scope = best.project.clone();
-        list.iter_mut().find(|m| m.project == scope)
+        let i = best(list, project)?;
+        list.get_mut(i)
     }
 
     /// For each origin, the credential that applies to `project`.
@@ -249,7 +248,7 @@ impl Index {
         let mut out: Vec<OriginInfo> = self
             .by_origin
             .values()
-            .filter_map(|list| best(list.iter(), project))
+            .filter_map(|list| list.get(best(list, project)?))
             .map(|m| OriginInfo {
                 origin: m.origin.clone(),
                 kind: m.kind,
@@ -262,19 +261,32 @@ impl Index {
     }
 }
 
-/// Picks the entry with the longest scope that contains `project`, or the unscoped one.
-fn best<'a>(entries: impl Iterator<Item = &'a Meta>, project: Option<&Path>) -> Option<&'a Meta> {
+/// The one rule for which credential wins a lookup from `project`, on every door: among an
+/// origin's entries, the one whose scope contains `project` with the most path components,
+/// else the unscoped one. Its position in `entries`.
+fn best(entries: &[Meta], project: Option<&Path>) -> Option<usize> {
+    #[cfg(test)]
+    RESOLVED.with(|n| n.set(n.get() + 1));
     entries
-        .filter(|m| match (&m.project, project) {
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| match (&m.project, project) {
             (None, _) => true,
             (Some(scope), Some(p)) => p.starts_with(scope),
             (Some(_), None) => false,
         })
-        .max_by_key(|m| {
+        .max_by_key(|(_, m)| {
             m.project
                 .as_ref()
                 .map_or(0, |s| Path::new(s).components().count() + 1)
         })
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread resolved a winner (the agent's tests count them).
+    pub(crate) static RESOLVED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A new entry's metadata, created now.
