@@ -222,7 +222,7 @@ struct Sink {
 /// The daemon's audit log. Writes are synchronous and unbuffered, so a kill -9 loses no
 /// record that was written, and a failure to write never blocks a release (it is logged).
 /// Repeated releases on one connection are counted and written as one line at its end
-/// ([`Audit::release`]).
+/// ([`Audit::record_release`]).
 #[derive(Default)]
 pub struct Audit {
     sink: Option<Mutex<Sink>>,
@@ -258,7 +258,7 @@ impl Audit {
     /// ones are only counted, and written as one `repeats` line by [`Audit::close`] or
     /// [`Audit::flush_repeats`]; a kill -9 loses only those counts, never the fact that the
     /// peer was handed the credential. `first` builds the record, and is not called for a repeat.
-    pub fn release(
+    pub fn record_release(
         &self,
         conn: u64,
         origin: &str,

@@ -341,9 +341,16 @@ mod tests {
         if me != 0 {
             // Our files are owned by `me`, which is "another user" to `other`.
             let e = project_path(&b.join("link"), other).unwrap_err();
-            assert!(e.to_string().contains(&a.join("shop").display().to_string()), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&a.join("shop").display().to_string()),
+                "{e}"
+            );
             // The real path follows no link: taken.
-            assert_eq!(project_path(&a.join("shop"), other).unwrap(), a.join("shop"));
+            assert_eq!(
+                project_path(&a.join("shop"), other).unwrap(),
+                a.join("shop")
+            );
         }
     }
 

@@ -16,13 +16,13 @@ pub type Meta = CredentialInfo;
 #[derive(Serialize, Deserialize)]
 struct File {
     format: u32,
-    credentials: Vec<Record>,
+    credentials: Vec<DiskEntry>,
 }
 
 /// One credential as the index file stores it. Its own type, so the file format and the
 /// wire (`CredentialInfo`) can change apart; format 1 has the same fields as the wire had.
 #[derive(Serialize, Deserialize)]
-struct Record {
+struct DiskEntry {
     origin: Origin,
     #[serde(rename = "type")]
     kind: CredentialType,
@@ -44,9 +44,9 @@ struct Record {
     allow_exe: Vec<String>,
 }
 
-impl From<Meta> for Record {
-    fn from(m: Meta) -> Record {
-        Record {
+impl From<Meta> for DiskEntry {
+    fn from(m: Meta) -> DiskEntry {
+        DiskEntry {
             origin: m.origin,
             kind: m.kind,
             project: m.project,
@@ -62,8 +62,8 @@ impl From<Meta> for Record {
     }
 }
 
-impl From<Record> for Meta {
-    fn from(r: Record) -> Meta {
+impl From<DiskEntry> for Meta {
+    fn from(r: DiskEntry) -> Meta {
         Meta {
             origin: r.origin,
             kind: r.kind,
@@ -152,7 +152,7 @@ impl Index {
     pub fn to_bytes(&self) -> Vec<u8> {
         let file = File {
             format: FORMAT,
-            credentials: self.all().into_iter().map(Record::from).collect(),
+            credentials: self.all().into_iter().map(DiskEntry::from).collect(),
         };
         // Only strings and numbers: this cannot fail.
         let mut out = serde_json::to_vec_pretty(&file).expect("index serializes");

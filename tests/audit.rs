@@ -369,7 +369,10 @@ fn a_flood_of_refusals_never_pushes_a_release_out_of_the_log() {
         .iter()
         .map(|r| r["similar"].as_u64().unwrap_or(0) + u64::from(r["similar"].is_null()))
         .sum();
-    assert!(counted >= connects / 2, "{counted} of {connects} refusals counted");
+    assert!(
+        counted >= connects / 2,
+        "{counted} of {connects} refusals counted"
+    );
     assert!(rejects.len() <= 4, "{} reject-peer lines", rejects.len());
     let refused = log
         .iter()

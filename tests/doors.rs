@@ -111,7 +111,15 @@ impl Container {
             inside.display(),
         );
         let mut child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script, PY_GET])
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+                PY_GET,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -220,7 +228,11 @@ fn grant_add_refuses_a_project_path_through_another_users_link() {
     assert!(t.ok(&["grant", "list"], "").contains("No grants."));
     // Named by its real path, the same project is granted.
     let out = add(&mine);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list = t.ok(&["grant", "list"], "");
     assert!(list.contains(&mine.display().to_string()), "{list}");
 }

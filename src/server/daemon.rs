@@ -103,7 +103,7 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     tracing::info!(
         socket = %shown,
         pid = std::process::id(),
-        source = ?listener.source,
+        opener = ?listener.opener,
         "composer-keyd {} listening",
         crate::protocol::VERSION
     );

@@ -2,7 +2,7 @@
 
 use super::body::WipeBody;
 use super::door::Door;
-use super::Limits;
+use super::limits::Limits;
 use crate::agent::{Agent, Released};
 use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
@@ -188,7 +188,7 @@ fn released(
 ) -> Response<WipeBody> {
     let scope = hit.reply.project.as_deref();
     tracing::debug!(origin, scope = ?scope, pid = ?peer.pid, uid = peer.uid, "released");
-    agent.audit().release(peer.conn, origin, scope, || {
+    agent.audit().record_release(peer.conn, origin, scope, || {
         peer.audit(Record {
             origin: Some(origin.to_owned()),
             scope: scope.map(str::to_owned),
