@@ -13,7 +13,7 @@ use crate::store::switchable::Switchable;
 use crate::store::{SlotKey, Store, StoreError};
 use policy::Confirm;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use timers::{Clock, Ttl};
 use zeroize::Zeroizing;
@@ -25,17 +25,19 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A credential ready to hand out: the reply and its JSON, encoded once when cached, so a
-/// cached lookup serializes nothing and copies no secret.
+/// A credential handed over: the reply the wire carries, and its encoding, which the edge
+/// makes the first time a door sends it and keeps here, with the cached credential, so that
+/// a cached lookup serializes nothing and copies no secret.
 pub struct Released {
     /// The origin, scope and credential, as the wire carries them.
     pub reply: CredentialReply,
-    /// The encoded reply; zeroized when the last holder (cache or response) drops it.
-    pub json: Zeroizing<Vec<u8>>,
+    /// The encoded reply (made by the edge); zeroized when the last holder (cache or
+    /// response) drops it.
+    encoded: OnceLock<Zeroizing<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Released {
-    // The JSON holds the secret, so only the reply (whose secrets print REDACTED) is shown.
+    // The encoding holds the secret, so only the reply (whose secrets print REDACTED) is shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.reply.fmt(f)
     }
@@ -43,22 +45,25 @@ impl std::fmt::Debug for Released {
 
 impl Released {
     fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
-        // Both copies live as long as the cache: built in the locked arena (out of swap and
-        // core dumps); the heap copy we were given is wiped when it drops here.
-        let (reply, json) = crate::secret::in_locked_arena(|| {
-            let reply = CredentialReply {
-                origin: origin.clone(),
-                project,
-                credential: Arc::new(credential.clone()),
-            };
-            let json = to_json_zeroizing(&reply);
-            (reply, json)
+        // It lives as long as the cache: built in the locked arena (out of swap and core
+        // dumps); the heap copy we were given is wiped when it drops here.
+        let reply = crate::secret::in_locked_arena(|| CredentialReply {
+            origin: origin.clone(),
+            project,
+            credential: Arc::new(credential.clone()),
         });
         drop(credential);
         // Where the arena is full or absent, lock and mark the heap pages instead.
         crate::harden::protect_credential(&reply.credential);
-        crate::harden::protect(&json);
-        Arc::new(Released { reply, json })
+        Arc::new(Released {
+            reply,
+            encoded: OnceLock::new(),
+        })
+    }
+
+    /// The reply's encoding: made by `encode` the first time it is asked for, the same bytes after.
+    pub fn encoded(&self, encode: impl FnOnce(&CredentialReply) -> Zeroizing<Vec<u8>>) -> &[u8] {
+        self.encoded.get_or_init(|| encode(&self.reply))
     }
 }
 
