@@ -85,7 +85,7 @@ pub async fn serve(
         limits,
         activity,
     } = shared;
-    let slots = Slots::new(limits.max_connections);
+    let slots = Slots::new(door.capacity(&limits));
     let label = door.label();
     // The connections are this task's: aborting it (a revoked grant) aborts them.
     let mut conns = JoinSet::new();

@@ -11,9 +11,37 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Which scopes a door may hand out: `Err` refuses the credential that would win, before its
-/// policy asks anything and before its secret is read.
-pub type Within<'a> = &'a (dyn Fn(Option<&str>) -> Result<()> + Sync);
+/// What the door a lookup came through adds to the credential's own policy.
+#[derive(Clone, Copy)]
+pub struct Through<'a> {
+    /// Which scopes it may hand out: `Err` refuses the credential that would win, before
+    /// its policy asks anything and before its secret is read.
+    pub within: &'a (dyn Fn(Option<&str>) -> Result<()> + Sync),
+    /// Whether it asks the user before every release, as `--confirm` does.
+    pub confirms: bool,
+}
+
+impl Through<'static> {
+    /// No door's rule: every scope, the credential's own policy alone.
+    pub fn anywhere() -> Through<'static> {
+        fn any(_: Option<&str>) -> Result<()> {
+            Ok(())
+        }
+        Through {
+            within: &any,
+            confirms: false,
+        }
+    }
+}
+
+impl Through<'_> {
+    /// The credential's rule with the door's added.
+    fn rule(&self, meta: &crate::index::Meta) -> Rule {
+        let mut rule = Rule::of(meta);
+        rule.confirm |= self.confirms;
+        rule
+    }
+}
 
 /// What one pass under the lock found.
 enum Pass {
@@ -43,8 +71,9 @@ impl Agent {
         &self.audit
     }
 
-    /// The credential that wins for `origin` looked up from `project` by `peer`, if `within`
-    /// lets its scope out, once its policy (allowed executables, then confirmation) agrees.
+    /// The credential that wins for `origin` looked up from `project` by `peer`, if the door
+    /// it came `through` lets its scope out, once its policy and the door's (allowed
+    /// executables, then confirmation) agree.
     ///
     /// The index is resolved once per pass, and the cache read in the same pass: an open
     /// credential takes the lock once when cached, twice when its secret is read (the second
@@ -55,12 +84,12 @@ impl Agent {
         origin: &Origin,
         project: Option<&Path>,
         peer: &Peer,
-        within: Within<'_>,
+        through: Through<'_>,
     ) -> Result<Arc<Released>> {
-        let pass = match self.pass(origin, project, within, None)? {
+        let pass = match self.pass(origin, project, through, None)? {
             Pass::Ask { rule, what } => {
                 policy::check(&rule, &self.confirm, peer, &what).await?;
-                self.pass(origin, project, within, Some(&rule))?
+                self.pass(origin, project, through, Some(&rule))?
             }
             pass => pass,
         };
@@ -71,14 +100,14 @@ impl Agent {
         }
     }
 
-    /// One pass under the lock: resolves the winner, applies `within`, and either hands it
+    /// One pass under the lock: resolves the winner, applies the door's scopes, and either hands it
     /// over from the cache, says what to read, or (unless `checked` is the rule the user
     /// already passed) says what to ask.
     fn pass(
         &self,
         origin: &Origin,
         project: Option<&Path>,
-        within: Within<'_>,
+        through: Through<'_>,
         checked: Option<&Rule>,
     ) -> Result<Pass> {
         let mut guard = self.inner();
@@ -90,20 +119,20 @@ impl Agent {
             .index
             .resolve_mut(origin.as_str(), project)
             .ok_or_else(|| Error::NotFound(origin.to_string()))?;
-        within(meta.project.as_deref())?;
+        (through.within)(meta.project.as_deref())?;
         if !meta.enabled {
             return Err(Error::Disabled {
                 what: describe(origin, meta.project.as_deref()),
             });
         }
         match checked {
-            None if !Rule::open_for(meta) => {
+            None if through.confirms || !Rule::open_for(meta) => {
                 return Ok(Pass::Ask {
-                    rule: Rule::of(meta),
+                    rule: through.rule(meta),
                     what: describe(origin, meta.project.as_deref()),
                 })
             }
-            Some(rule) if Rule::of(meta) != *rule => {
+            Some(rule) if through.rule(meta) != *rule => {
                 return Err(Error::Forbidden(
                     "the credential's policy changed while the release was checked; try again"
                         .into(),

@@ -229,3 +229,38 @@ async fn rotate_without_credential_is_not_found() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+/// A door's rule adds to the credential's: its scopes refuse before anything is asked or
+/// read, and a door that confirms asks even for an open credential.
+#[tokio::test]
+async fn a_doors_rule_adds_to_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _store) = agent(dir.path());
+    let o = Origin::parse("repo.example").unwrap();
+    a.put(&o, None, put(basic("u", "p")), &Peer::unknown())
+        .await
+        .unwrap();
+    let nowhere = |_: Option<&str>| -> Result<()> { Err(Error::NotFound("not here".into())) };
+    let through = Through {
+        within: &nowhere,
+        confirms: false,
+    };
+    let e = a
+        .release(&o, None, &Peer::unknown(), through)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let anywhere = |_: Option<&str>| -> Result<()> { Ok(()) };
+    let asking = Through {
+        within: &anywhere,
+        confirms: true,
+    };
+    // No askpass program: a confirmation is refused.
+    let e = a
+        .release(&o, None, &Peer::unknown(), asking)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    assert!(e.to_string().contains("confirmation"), "{e}");
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "u");
+}

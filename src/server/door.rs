@@ -6,6 +6,7 @@
 
 pub mod grant;
 
+use super::limits::Limits;
 use crate::agent::Agent;
 use crate::error::Error;
 use crate::protocol::Status;
@@ -35,6 +36,18 @@ pub trait Door: Send + Sync + 'static {
 
     /// `GET /v1/status` as seen through this door.
     fn status(&self, agent: &Agent) -> Status;
+
+    /// Whether every release through this door asks the user first, whatever the
+    /// credential's own policy (a forward door's `--confirm`).
+    fn confirms(&self) -> bool {
+        false
+    }
+
+    /// Connections this door serves at once (each door has its own slots, so a door's
+    /// peers never take the main socket's places).
+    fn capacity(&self, limits: &Limits) -> usize {
+        limits.max_connections
+    }
 
     /// Whether the everyday lookup (`routes::cached_lookup`, no project, any scope) may
     /// answer here before routing.

@@ -3,7 +3,7 @@
 use super::body::WipeBody;
 use super::door::Door;
 use super::limits::Limits;
-use crate::agent::{Agent, Released};
+use crate::agent::{Agent, Released, Through};
 use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
@@ -229,8 +229,12 @@ async fn route(
             let origin = parse_origin(o)?;
             let project = lookup_project(door, &query).await;
             let within = |scope: Option<&str>| door.within(scope);
+            let through = Through {
+                within: &within,
+                confirms: door.confirms(),
+            };
             let hit = agent
-                .release(&origin, project.as_deref(), peer, &within)
+                .release(&origin, project.as_deref(), peer, through)
                 .await?;
             let shown = match door.project() {
                 Some(p) => Some(p.display().to_string()),

@@ -414,3 +414,19 @@ async fn refused_peers_cost_the_log_one_line_per_interval() {
         "refusals stay out of audit.log"
     );
 }
+
+/// A revoked grant's listener task is aborted: its open connections end at once, not after
+/// a drain.
+#[tokio::test]
+async fn a_stopped_door_task_ends_its_connections_at_once() {
+    let limits = Limits {
+        header_timeout: NEVER,
+        drain_timeout: NEVER,
+        ..quick()
+    };
+    let srv = start(true, limits, None).await;
+    let mut c = srv.connect().await;
+    assert_eq!(get(&mut c, &srv.lookup("scoped.example")).await.0, 200);
+    srv.task.abort();
+    assert!(ends_unanswered(&mut c).await);
+}

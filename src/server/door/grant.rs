@@ -8,10 +8,14 @@ use crate::agent::Agent;
 use crate::error::Error;
 use crate::grant::Grant;
 use crate::protocol::{BackendKind, Status};
+use crate::server::limits::Limits;
 use hyper::Method;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Connections one grant serves at once (a container's Composer opens a few).
+pub const GRANT_CONNECTIONS: usize = 64;
 
 /// One grant's rule.
 pub struct GrantDoor {
@@ -66,6 +70,12 @@ impl Door for GrantDoor {
             contained(pid)?;
         }
         Ok(())
+    }
+
+    /// The main socket's cap bounds the sum of a grant's connections too: at most
+    /// [`GRANT_CONNECTIONS`], the longest idle giving way at the cap.
+    fn capacity(&self, limits: &Limits) -> usize {
+        limits.max_connections.min(GRANT_CONNECTIONS)
     }
 
     fn permits(&self, method: &Method, route: &[&str]) -> Result<(), Error> {
