@@ -341,6 +341,10 @@ fn a_flood_of_refusals_never_pushes_a_release_out_of_the_log() {
         }
         connects += 1;
     }
+    eprintln!(
+        "{connects} refused connects in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     // And refused requests on the main socket, on one kept-alive connection.
     let mut c = Conn::open(&sock);
     for _ in 0..2_000 {
@@ -379,4 +383,9 @@ fn a_flood_of_refusals_never_pushes_a_release_out_of_the_log() {
         .filter(|r| r["event"] == "refuse" && r["origin"] == "absent.example")
         .count();
     assert!((1..=2).contains(&refused), "{refused} refuse lines");
+    let state = log_path(&t).parent().unwrap().to_path_buf();
+    for f in ["audit.log", "refusals.log"] {
+        let size = std::fs::metadata(state.join(f)).map_or(0, |m| m.len());
+        eprintln!("{f}: {size} bytes after the flood");
+    }
 }

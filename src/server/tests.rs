@@ -4,7 +4,7 @@
 //! alike: they are one path with two rules.
 
 use super::door::grant::GrantDoor;
-use super::door::{Door, Main};
+use super::door::Door;
 use super::{serve, Limits, Shared};
 use crate::agent::policy::Confirm;
 use crate::agent::{Agent, AgentConfig};
@@ -95,26 +95,26 @@ async fn start(grant: bool, limits: Limits, askpass: Option<PathBuf>) -> Running
     let agent = Agent::new(store, index, cfg)
         .with_audit(audit)
         .with_confirm(Confirm::new(askpass, NEVER));
-    let door: Arc<dyn Door> = match grant {
-        false => Arc::new(Main::default()),
-        true => Arc::new(GrantDoor::uncontained(Grant {
-            name: "g".into(),
-            uid: crate::paths::euid(),
-            project: project.clone(),
-            include_global: false,
-        })),
-    };
     let sock = dir.path().join("s.sock");
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(
-        listener,
-        door,
-        Shared::new(Arc::new(agent), limits),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    let agent = Arc::new(agent);
+    let task = match grant {
+        // The main door through the daemon's own entry point.
+        false => tokio::spawn(super::run(listener, agent, limits, shutdown)),
+        true => {
+            let door: Arc<dyn Door> = Arc::new(GrantDoor::uncontained(Grant {
+                name: "g".into(),
+                uid: crate::paths::euid(),
+                project: project.clone(),
+                include_global: false,
+            }));
+            tokio::spawn(serve(listener, door, Shared::new(agent, limits), shutdown))
+        }
+    };
     Running {
         sock,
         project,
