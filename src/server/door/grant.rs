@@ -151,18 +151,24 @@ fn contained(pid: Option<i32>) -> Result<(), String> {
             Ok(())
         };
     }
-    // ... else its mounts: a mount belongs to one namespace, and its id is unique in the
-    // system, so another namespace's mountinfo shares no id with ours (mountinfo is
-    // readable by any uid, unlike the ns link).
+    // ... else its mounts (a daemon of another uid than the peer's may not read the link).
+    match mounts_elsewhere(pid)? {
+        true => Ok(()),
+        false => Err(same.into()),
+    }
+}
+
+/// Whether `pid` is in another mount namespace, told by its mounts: a mount belongs to one
+/// namespace and its id is unique in the system, so another namespace's mountinfo shares no
+/// id with ours. Unlike the namespace link, mountinfo is readable by any uid.
+fn mounts_elsewhere(pid: i32) -> Result<bool, String> {
+    let read = |p: String| std::fs::read(&p).map_err(|e| format!("{p}: {e}"));
     let theirs = mount_ids(&read(format!("/proc/{pid}/mountinfo"))?);
     let ours = mount_ids(&read("/proc/self/mountinfo".into())?);
     if theirs.is_empty() || ours.is_empty() {
         return Err("the peer's mounts could not be read".into());
     }
-    match theirs.is_disjoint(&ours) {
-        true => Ok(()),
-        false => Err(same.into()),
-    }
+    Ok(theirs.is_disjoint(&ours))
 }
 
 /// The mount ids (first field) of a mountinfo file.
@@ -186,6 +192,30 @@ mod tests {
             contained(Some(i32::MAX)).is_err(),
             "an unreadable peer is refused"
         );
+    }
+
+    /// The fallback a daemon of another uid than its peer's relies on: told by mount ids
+    /// alone, our own namespace is ours and `unshare -m`'s is another.
+    #[test]
+    fn mounts_tell_namespaces_apart() {
+        let me = std::process::id() as i32;
+        assert_eq!(mounts_elsewhere(me), Ok(false));
+        let mut child = std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c", "echo up; exec sleep 30"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux), run as root");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "up", "unshare -m needs root");
+        let other = mounts_elsewhere(child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(other, Ok(true));
     }
 
     #[test]
