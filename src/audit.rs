@@ -294,6 +294,14 @@ impl Audit {
         }
     }
 
+    /// Writes the counts of refusals whose interval has run out (the daemon's flush task
+    /// calls it once a minute).
+    pub fn tick(&self) {
+        for rec in self.refusals.tick(std::time::Instant::now()) {
+            self.write(&self.refused, &rec);
+        }
+    }
+
     /// Records a refusal: a peer a door does not admit, or a refused request. The first of
     /// its kind in an interval is written now, the rest counted (`refusals.rs`), to the
     /// refusals' own file. Whether this one was written now (the caller's own log can

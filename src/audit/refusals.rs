@@ -115,6 +115,17 @@ impl Refusals {
         out
     }
 
+    /// Ends the interval if it has run out at `now`, so that the count of a flood that has
+    /// stopped is written within an interval or two: the count lines to write.
+    pub(super) fn tick(&self, now: Instant) -> Vec<Record> {
+        let mut st = self.state();
+        if now.saturating_duration_since(st.since) < self.interval {
+            return Vec::new();
+        }
+        st.since = now;
+        summaries(&mut st)
+    }
+
     /// Ends the interval now (at lock and at exit): the count lines to write.
     pub(super) fn flush(&self) -> Vec<Record> {
         let mut st = self.state();
@@ -187,6 +198,13 @@ mod tests {
         assert_eq!(counted as usize + BUDGET, 100_000);
         assert_eq!(lines[BUDGET + 1].similar, None, "a new interval's first");
         assert!(r.flush().is_empty(), "nothing followed it");
+        // A flood that stopped: its count comes out at the first tick after the interval.
+        r.note(reject(1), t0);
+        r.note(reject(1), t0);
+        assert!(r.tick(t0 + Duration::from_secs(1)).is_empty());
+        let later = r.tick(Instant::now() + Duration::from_secs(61));
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].similar, Some(1));
     }
 
     #[test]

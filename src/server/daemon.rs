@@ -217,12 +217,13 @@ fn spawn_lock_timer(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Writes `last_used` times once a minute.
+/// Writes `last_used` times, and the counts of refusals whose interval ended, once a minute.
 fn spawn_flusher(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
+            agent.audit().tick();
             if let Err(e) = agent.flush().await {
                 tracing::warn!("could not write last-used times: {e}");
             }
