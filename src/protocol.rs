@@ -305,6 +305,10 @@ pub struct OriginInfo {
 pub struct OriginList {
     /// The origins that apply to the project asked about, project-bound and global.
     pub origins: Vec<OriginInfo>,
+    /// How many days before an expiry clients warn (config.toml's `expiry_warning_days`);
+    /// `None` from a daemon that does not say: clients use 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warning_days: Option<u32>,
 }
 
 /// `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for that project.

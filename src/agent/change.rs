@@ -104,6 +104,8 @@ impl Agent {
         if let Some(exes) = allow_exe {
             meta.allow_exe = exes;
         }
+        meta.expires =
+            crate::index::expiry_after_put(&meta, req.expires, outcome != PutOutcome::Unchanged);
         let changed = outcome != PutOutcome::Unchanged || existing.as_ref() != Some(&meta);
         {
             let mut inner = self.inner();

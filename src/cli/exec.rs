@@ -63,7 +63,8 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut count = 0;
     let (now, days) = (
         composer_keyd::expiry::now(),
-        composer_keyd::config::expiry_warning_days(),
+        list.expiry_warning_days
+            .unwrap_or_else(composer_keyd::config::expiry_warning_days),
     );
     for o in list.origins.iter().filter(|o| o.enabled) {
         let target = o.origin.as_typed(o.project.as_deref());
