@@ -13,6 +13,7 @@ mod composer_fixture;
 mod support;
 
 mod age_file;
+mod approvals;
 mod audit;
 mod autostart;
 mod containers;
