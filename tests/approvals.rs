@@ -156,3 +156,74 @@ fn each_asks_every_time_as_before() {
     }
     assert_eq!(prompts(&log), 5);
 }
+
+/// With no askpass, a daemon run in the foreground of a terminal asks on it (`/dev/tty`):
+/// `script` gives it a pseudo-terminal, and the test types the answers.
+#[test]
+fn without_askpass_a_foreground_daemon_asks_on_its_terminal() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    support::require("script", "bsdutils");
+    let t = TestEnv::with_keyring(true);
+    let mut child = t
+        .command("script")
+        .args(["-qfec", &format!("{} serve", support::BIN), "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run script (Debian package bsdutils)");
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().unwrap();
+    let seen = screen.clone();
+    let drain = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let up = support::wait_for(200, || {
+        support::request(&t.socket(), "GET", "/v1/status", None).is_ok_and(|r| r.status == 200)
+    });
+    assert!(up, "the daemon under script did not start");
+    let pid = t.status_json()["pid"].as_i64().unwrap() as i32;
+    t.ok(
+        &["add", "x.example", "--type", "bearer", "--confirm"],
+        &format!("{TOKEN}\n"),
+    );
+    let asked = |n: usize| {
+        support::wait_for(200, || {
+            String::from_utf8_lossy(&screen.lock().unwrap())
+                .matches("Allow? [y/N]")
+                .count()
+                >= n
+        })
+    };
+    let answers = [("y\n", 200), ("n\n", 403)];
+    for (i, (answer, status)) in answers.into_iter().enumerate() {
+        std::thread::scope(|s| {
+            let lookup = s.spawn(|| t.lookup("x.example", None));
+            assert!(asked(i + 1), "no prompt on the terminal");
+            stdin.write_all(answer.as_bytes()).unwrap();
+            stdin.flush().unwrap();
+            let r = lookup.join().unwrap();
+            assert_eq!(r.status, status, "{}", r.body);
+        });
+    }
+    let shown = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    assert!(shown.contains("x.example"), "{shown}");
+    assert!(!shown.contains(TOKEN));
+    // SAFETY: the pid is the daemon this test started (its status said so).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    support::wait_for(200, || unsafe { libc::kill(pid, 0) } != 0);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdin);
+    let _ = drain.join();
+}

@@ -1,6 +1,7 @@
 //! Per-credential release policy: only to allowed executables (`--allow-exe`), and only after the user confirms through an askpass program (`--confirm`, as `ssh-add -c`).
 
 mod approvals;
+mod tty;
 
 use crate::audit::{printable, printable_max};
 use crate::error::{Error, Result};
@@ -164,18 +165,39 @@ impl Confirm {
     /// Runs the askpass program with `prompt`. Allowed only when it exits 0 and prints
     /// nothing or `yes` (ssh's rule); a denial, a failure or the time-out refuses.
     async fn ask(&self, prompt: &str, action: &str, door: Option<&str>) -> Result<()> {
-        let Some(program) = &self.program else {
-            return Err(Error::Forbidden(format!(
-                "to {action} needs confirmation and the daemon has no askpass program: \
-                 start it with {ENV_ASKPASS} (or SSH_ASKPASS) set, or `serve --askpass PATH`"
-            )));
-        };
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timed_out = || {
             Error::Forbidden(format!(
                 "not confirmed within {} s; refused to {action}",
                 self.timeout.as_secs()
             ))
+        };
+        let Some(program) = &self.program else {
+            // No askpass: the terminal the daemon runs in, if it runs in one.
+            if door.is_none() && tty::available() {
+                let _one = tokio::time::timeout_at(deadline, self.dialog.lock())
+                    .await
+                    .map_err(|_| timed_out())?;
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let line = prompt.to_owned();
+                let answer = tokio::task::spawn_blocking(move || tty::ask(&line, left))
+                    .await
+                    .ok()
+                    .flatten();
+                match answer {
+                    Some(true) => return Ok(()),
+                    Some(false) => {
+                        return Err(Error::Forbidden(format!(
+                            "the user did not confirm on the terminal; refused to {action}"
+                        )))
+                    }
+                    None => {}
+                }
+            }
+            return Err(Error::Forbidden(format!(
+                "to {action} needs confirmation and the daemon has no askpass program: \
+                 start it with {ENV_ASKPASS} (or SSH_ASKPASS) set, or `serve --askpass PATH`"
+            )));
         };
         // Through a door: its own queue first, bounded, then the shared one.
         let mut _door_turn = None;
