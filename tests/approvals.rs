@@ -221,7 +221,10 @@ fn without_askpass_a_foreground_daemon_asks_on_its_terminal() {
     assert!(!shown.contains(TOKEN));
     // SAFETY: the pid is the daemon this test started (its status said so).
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    support::wait_for(200, || unsafe { libc::kill(pid, 0) } != 0);
+    support::wait_for(200, || {
+        // SAFETY: signal 0 only asks whether that pid still exists.
+        unsafe { libc::kill(pid, 0) != 0 }
+    });
     let _ = child.kill();
     let _ = child.wait();
     drop(stdin);
