@@ -86,7 +86,7 @@ pub fn day(secs: u64) -> String {
 pub enum Standing {
     /// No date, or further off than the warning window.
     Fine,
-    /// Within the window: whole days left (0 = expires within a day).
+    /// Within the window: days left, rounded up (0 = expires within a day).
     Soon(u64),
     /// The date has passed.
     Expired,
@@ -97,7 +97,10 @@ pub fn standing(at: Option<u64>, now: u64, warn_days: u32) -> Standing {
     match at {
         None => Standing::Fine,
         Some(at) if at <= now => Standing::Expired,
-        Some(at) if at - now <= u64::from(warn_days) * DAY => Standing::Soon((at - now) / DAY),
+        Some(at) if at - now < DAY => Standing::Soon(0),
+        Some(at) if at - now <= u64::from(warn_days) * DAY => {
+            Standing::Soon((at - now).div_ceil(DAY))
+        }
         Some(_) => Standing::Fine,
     }
 }
@@ -154,6 +157,9 @@ mod tests {
         assert_eq!(standing(None, NOW, 7), Standing::Fine);
         assert_eq!(standing(Some(NOW + 8 * DAY), NOW, 7), Standing::Fine);
         assert_eq!(standing(Some(NOW + 3 * DAY), NOW, 7), Standing::Soon(3));
+        // `--expires 3d` read a moment later still says 3 days.
+        assert_eq!(standing(Some(NOW + 3 * DAY - 5), NOW, 7), Standing::Soon(3));
+        assert_eq!(standing(Some(NOW + 3600), NOW, 7), Standing::Soon(0));
         assert_eq!(standing(Some(NOW + 3 * DAY), NOW, 2), Standing::Fine);
         assert_eq!(standing(Some(NOW), NOW, 7), Standing::Expired);
         let w = warning("github.com", Some(NOW + 3 * DAY), NOW, 7).unwrap();

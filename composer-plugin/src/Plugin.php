@@ -283,8 +283,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         if ($left <= 0) {
             $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s expired on %s; it is still sent, and the server may refuse it: store a new one with `composer-keyd rotate %s`</warning>', $origin, $day, $target));
         } elseif ($left <= $this->client->expiryWarningDays() * 86400) {
-            $days = intdiv($left, 86400);
-            $when = $days === 0 ? 'within a day' : ($days === 1 ? 'in 1 day' : 'in ' . $days . ' days');
+            $days = intdiv($left + 86399, 86400);
+            $when = $left < 86400 ? 'within a day' : ($days === 1 ? 'in 1 day' : 'in ' . $days . ' days');
             $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s expires on %s (%s); store a new one with `composer-keyd rotate %s`</warning>', $origin, $day, $when, $target));
         }
     }

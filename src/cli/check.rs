@@ -190,6 +190,9 @@ pub fn describe(o: &Outcome) -> String {
         Verdict::Unreachable { reason } => reason.clone(),
     };
     let mut s = format!("{:<11} {who}: {detail}", o.verdict.name());
+    if let Some(at) = o.expires {
+        s.push_str(&format!("; expires on {}", composer_keyd::expiry::day(at)));
+    }
     if let Some(a) = &o.advice {
         s.push_str(&format!("\n            {a}"));
     }
