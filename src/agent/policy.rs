@@ -388,6 +388,10 @@ fn remembered_key(rule: &Rule, peer: &Peer, what: &str) -> Option<(Key, String)>
         return None;
     }
     let exe = peer.exe()?.to_path_buf();
+    // A process that exec'd something else since it connected asks by itself.
+    if crate::harden::process_exe(peer.pid?).as_deref() != Some(exe.as_path()) {
+        return None;
+    }
     let (session, covers) = match rule.scope {
         ConfirmScope::Program => (None, format!("{} until lock", exe.display())),
         ConfirmScope::Session => {
