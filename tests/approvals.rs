@@ -230,3 +230,43 @@ fn without_askpass_a_foreground_daemon_asks_on_its_terminal() {
     drop(stdin);
     let _ = drain.join();
 }
+
+#[test]
+fn a_session_approval_ends_after_confirm_for() {
+    let t = TestEnv::with_keyring(true);
+    let (askpass, log) = counting_askpass(&t, "0");
+    let _d = t.start_daemon(&["--askpass", askpass.to_str().unwrap()]);
+    t.ok(
+        &[
+            "add",
+            "x.example",
+            "--type",
+            "bearer",
+            "--confirm=session",
+            "--confirm-for",
+            "1s",
+        ],
+        &format!("{TOKEN}\n"),
+    );
+    released(&t, "x.example");
+    released(&t, "x.example");
+    assert_eq!(prompts(&log), 1);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    released(&t, "x.example");
+    assert_eq!(prompts(&log), 2, "the approval ran out after 1 s");
+    let out = t.cli(
+        &[
+            "add",
+            "y.example",
+            "--type",
+            "bearer",
+            "--confirm-for",
+            "1h",
+        ],
+        "t\n",
+    );
+    assert!(
+        !out.status.success(),
+        "--confirm-for needs --confirm=session"
+    );
+}
