@@ -60,10 +60,18 @@ pub fn parse(text: &str, now: u64) -> Result<u64, ExpiryError> {
 /// A date or date-time as forges write them; `None` when it is neither.
 pub fn parse_date(text: &str) -> Option<u64> {
     let t = text.trim();
-    let t = t
-        .strip_suffix(" UTC")
-        .or_else(|| t.strip_suffix(" +0000"))
-        .unwrap_or(t);
+    // A numeric zone (`-0700`), as some GitHub Enterprise versions write it.
+    if let Some((local, zone)) = t.rsplit_once(' ') {
+        let b = zone.as_bytes();
+        if b.len() == 5 && (b[0] == b'+' || b[0] == b'-') && b[1..].iter().all(u8::is_ascii_digit) {
+            let h: i64 = zone[1..3].parse().ok()?;
+            let m: i64 = zone[3..5].parse().ok()?;
+            let off = (h * 3600 + m * 60) * if b[0] == b'+' { 1 } else { -1 };
+            let at = i64::try_from(parse_date(local)?).ok()?;
+            return u64::try_from(at - off).ok();
+        }
+    }
+    let t = t.strip_suffix(" UTC").unwrap_or(t);
     let full = if t.len() == 10 {
         format!("{t} 00:00:00")
     } else {
@@ -143,6 +151,10 @@ mod tests {
             parse_date("2026-12-31 12:00:00 UTC"),
             Some(1_798_675_200 + 43_200)
         );
+        let noon = Some(1_798_675_200 + 43_200);
+        assert_eq!(parse_date("2026-12-31 05:00:00 -0700"), noon);
+        assert_eq!(parse_date("2026-12-31 12:00:00 +0000"), noon);
+        assert_eq!(parse_date("2026-12-31 12:00:00 +zz00"), None);
         assert_eq!(parse("30d", NOW), Ok(NOW + 30 * DAY));
         assert_eq!(parse(" 2w ", NOW), Ok(NOW + 14 * DAY));
         assert!(matches!(parse("30", NOW), Err(ExpiryError::Unreadable(_))));
