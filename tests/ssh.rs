@@ -20,7 +20,7 @@ fn packages() -> serde_json::Value {
 /// The local side: daemon, keyring, the Marketplace pair for a loopback repository.
 struct Local {
     t: support::TestEnv,
-    _d: support::Daemon,
+    d: support::Daemon,
     server: RepoServer,
     origin: String,
 }
@@ -40,7 +40,7 @@ fn local_with(t: support::TestEnv, d: support::Daemon) -> Local {
     add(&t, &origin, "http-basic", None, &[PUB, PRIV]);
     Local {
         t,
-        _d: d,
+        d,
         server,
         origin,
     }
@@ -171,4 +171,340 @@ fn install_plugin_into_a_fresh_remote_composer_home_then_install_over_a_door() {
     assert!(out.status.success(), "remote install: {}", text(&out));
     assert!(proj.join("vendor/acme/alpha/src/Alpha.php").is_file());
     assert_eq!(l.server.accepted(0, "/dists/"), vec!["pair".to_string()]);
+}
+
+/// The client script, readable by remoteu, and a directory of remoteu's for sync files.
+fn client(s: &Sshd) -> (PathBuf, PathBuf) {
+    let dir = s.home.join("proj");
+    let sync = dir.join("sync");
+    std::fs::create_dir_all(&sync).unwrap();
+    let script = dir.join("client.py");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ssh_client.py"),
+        &script,
+    )
+    .unwrap();
+    let out = Command::new("chown")
+        .args(["-R", &format!("{USER}:{USER}")])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (script, sync)
+}
+
+/// The remote command that runs the client on the forwarded socket.
+fn py(s: &Sshd, script: &Path, args: &[&str]) -> String {
+    let sock = s.remote_sock_dir().join("agent.sock");
+    let mut c = format!("python3 {} {}", script.display(), sock.display());
+    for a in args {
+        c.push(' ');
+        c.push_str(&composer_keyd::ssh::sh_quote(a));
+    }
+    c
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn audit_mentioning(t: &support::TestEnv, needle: &str) -> Vec<serde_json::Value> {
+    t.ok(&["log", "--json"], "")
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn wait_file(p: &Path, child: &mut std::process::Child) {
+    let there = support::wait_for(1200, || {
+        p.exists() || child.try_wait().ok().flatten().is_some()
+    });
+    assert!(there && p.exists(), "{} never appeared", p.display());
+}
+
+fn touch_as_remote(p: &Path) {
+    std::fs::write(p, "").unwrap();
+}
+
+#[test]
+fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
+    let l = local();
+    let s = Sshd::start(l.t.dir.path());
+    let proj = remote_project(&s, &l.origin);
+    install_plugin_remote(&l, &s);
+    let (_, sync) = client(&s);
+    let cmd = format!(
+        "{} && touch {d}/done && while [ ! -e {d}/go ]; do sleep 0.1; done",
+        remote_install(&proj),
+        d = sync.display()
+    );
+    let mut child = keyd_ssh(&l, &s, &[], &[&cmd])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_file(&sync.join("done"), &mut child);
+
+    // During the session: the forwarded socket is remoteu's, 0600, in its 0700 directory ...
+    let sock = s.remote_sock_dir().join("agent.sock");
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(meta.file_type().is_socket());
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (s.uid, 0o600));
+    let dmeta = std::fs::symlink_metadata(s.remote_sock_dir()).unwrap();
+    assert_eq!((dmeta.uid(), dmeta.mode() & 0o777), (s.uid, 0o700));
+    // ... a third user cannot connect to it ...
+    let nobody = support::attacker::Nobody::new(l.t.dir.path());
+    let tried = nobody.python(
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1]); print('connected')\nexcept OSError as e: print('refused', e.errno)",
+        &[sock.to_str().unwrap()],
+    );
+    let said = String::from_utf8_lossy(&tried.stdout);
+    assert!(said.starts_with("refused 13"), "nobody: {said}");
+    // ... and no file of remoteu's, nor under /tmp, holds the secret.
+    let except = [l.server.dir()];
+    for secret in [PUB, PRIV] {
+        for root in [s.home.as_path(), Path::new("/tmp")] {
+            let hits = files_holding(root, secret, &except);
+            assert!(hits.is_empty(), "during the session: {hits:?}");
+        }
+    }
+    touch_as_remote(&sync.join("go"));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forwarding every unscoped origin"),
+        "{}",
+        text(&out)
+    );
+    assert!(proj.join("vendor/acme/alpha/src/Alpha.php").is_file());
+    // The loopback repository saw the pair, for metadata and the dist.
+    for prefix in ["/packages.json", "/dists/"] {
+        let seen = l.server.accepted(0, prefix);
+        assert!(
+            !seen.is_empty() && seen.iter().all(|x| x == "pair"),
+            "{prefix}: {seen:?}"
+        );
+    }
+    // After: the socket is gone, the door revoked, nothing holds the secret.
+    assert!(!sock.exists(), "the forwarded socket outlived the session");
+    assert!(l
+        .t
+        .ok(&["forward", "list"], "")
+        .contains("No forward doors"));
+    let run_dir = l.t.socket().parent().unwrap().to_owned();
+    let left: Vec<_> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("forward-") || n.starts_with("ssh-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    for secret in [PUB, PRIV] {
+        for root in [s.home.as_path(), Path::new("/tmp")] {
+            let hits = files_holding(root, secret, &except);
+            assert!(hits.is_empty(), "after the session: {hits:?}");
+        }
+    }
+}
+
+#[test]
+fn the_door_serves_reads_of_its_origins_only_and_the_audit_names_it() {
+    let l = local();
+    l.t.ok(
+        &["add", "other.example", "--type", "bearer"],
+        "other-token-31f9\n",
+    );
+    let s = Sshd::start(l.t.dir.path());
+    let (script, _) = client(&s);
+    let o = &l.origin;
+    let reqs = [
+        format!("GET /v1/credentials/{o}"),
+        "GET /v1/credentials/other.example".to_string(),
+        format!("PUT /v1/credentials/{o}"),
+        format!("DELETE /v1/credentials/{o}"),
+        "POST /v1/lock".into(),
+        "POST /v1/unlock".into(),
+        "POST /v1/passwd".into(),
+        "POST /v1/migrate".into(),
+        "GET /v1/credentials".into(),
+        "POST /v1/grants/reload".into(),
+        "POST /v1/forwards/reload".into(),
+    ];
+    let mut args = vec!["probe"];
+    args.extend(reqs.iter().map(String::as_str));
+    let out = keyd_ssh(&l, &s, &["--origin", o], &[&py(&s, &script, &args)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let got = lines(&out);
+    assert_eq!(got.len(), reqs.len(), "{}", text(&out));
+    assert_eq!(got[0]["status"], 200, "{}", got[0]);
+    assert!(got[0]["body"].as_str().unwrap().contains(PRIV));
+    for r in &got[1..] {
+        assert_eq!(r["status"], 403, "{r}");
+        assert!(
+            !r["body"].as_str().unwrap().contains("other-token-31f9"),
+            "{r}"
+        );
+    }
+    // Still stored, still unlocked: nothing the door refused happened.
+    assert_eq!(l.t.credential(o, None)["credential"]["username"], PUB);
+    let records = audit_mentioning(&l.t, "forward ssh-");
+    let events: Vec<_> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(events.iter().any(|e| e == "release"), "{records:?}");
+    assert!(
+        events.iter().filter(|e| *e == "refuse").count() >= 1,
+        "{records:?}"
+    );
+}
+
+fn askpass(t: &support::TestEnv, name: &str, answer: u8) -> PathBuf {
+    let p = t.dir.path().join(name);
+    let asked = t.dir.path().join("asked.txt");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\nexit {answer}\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn confirm_asks_on_this_desktop_naming_the_door_and_the_origin() {
+    let (t, d) = composer_env_with(|t| {
+        vec![
+            "--askpass".into(),
+            askpass(t, "no.sh", 1).display().to_string(),
+        ]
+    });
+    let mut l = local_with(t, d);
+    let s = Sshd::start(l.t.dir.path());
+    let (script, _) = client(&s);
+    let get = format!("GET /v1/credentials/{}", l.origin);
+    let probe = |l: &Local| {
+        let out = keyd_ssh(
+            l,
+            &s,
+            &["--confirm", "--origin", &l.origin],
+            &[&py(&s, &script, &["probe", &get])],
+        )
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        lines(&out).remove(0)
+    };
+    let no = probe(&l);
+    assert_eq!(no["status"], 403, "{no}");
+    assert!(!no["body"].as_str().unwrap().contains(PRIV));
+    let asked = std::fs::read_to_string(l.t.dir.path().join("asked.txt")).unwrap();
+    assert!(
+        asked.contains("forward ssh-") && asked.contains(&l.origin),
+        "{asked}"
+    );
+    let refused: Vec<_> = audit_mentioning(&l.t, "forward ssh-")
+        .into_iter()
+        .filter(|r| r["event"] == "refuse")
+        .collect();
+    assert!(!refused.is_empty(), "the refusal is audited");
+
+    l.d.stop();
+    let yes = askpass(&l.t, "yes.sh", 0);
+    l.d = l.t.start_daemon(&["--askpass", yes.to_str().unwrap()]);
+    let yes = probe(&l);
+    assert_eq!(yes["status"], 200, "{yes}");
+    assert!(yes["body"].as_str().unwrap().contains(PRIV));
+    let asked = std::fs::read_to_string(l.t.dir.path().join("asked.txt")).unwrap();
+    assert_eq!(asked.lines().count(), 2, "{asked}");
+}
+
+#[test]
+fn forward_revoke_during_the_session_closes_the_door_at_once() {
+    let l = local();
+    let s = Sshd::start(l.t.dir.path());
+    let (script, sync) = client(&s);
+    l.t.ok(&["forward", "add", "build-box", "--origin", &l.origin], "");
+    assert!(l.t.ok(&["forward", "list"], "").contains("build-box"));
+    let mut child = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "build-box"],
+        &[&py(
+            &s,
+            &script,
+            &["hold", &l.origin, sync.to_str().unwrap()],
+        )],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_file(&sync.join("held"), &mut child);
+    l.t.ok(&["forward", "revoke", "build-box"], "");
+    touch_as_remote(&sync.join("go"));
+    let out = child.wait_with_output().unwrap();
+    let got = lines(&out);
+    assert_eq!(got.len(), 3, "{}", text(&out));
+    assert_eq!(got[0]["first"], 200, "{}", text(&out));
+    assert_eq!(
+        got[1]["closed"],
+        true,
+        "the open connection was closed: {}",
+        text(&out)
+    );
+    assert_ne!(got[2]["next"], 200, "{}", text(&out));
+    assert!(!got[2]["body"].as_str().unwrap_or("").contains(PRIV));
+    assert!(!s.remote_sock_dir().join("agent.sock").exists());
+}
+
+#[test]
+fn the_doors_limits_hold_slow_head_cut_and_cap_evicts_idle() {
+    let (t, d) = composer_env_with(|_| {
+        ["--header-timeout", "1s", "--max-connections", "2"]
+            .map(String::from)
+            .to_vec()
+    });
+    let mut l = local_with(t, d);
+    let s = Sshd::start(l.t.dir.path());
+    let (script, _) = client(&s);
+    let out = keyd_ssh(
+        &l,
+        &s,
+        &["--origin", &l.origin],
+        &[&py(&s, &script, &["slowhead", "20"])],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(lines(&out)[0]["closed"], true, "{}", text(&out));
+
+    l.d.stop();
+    l.d =
+        l.t.start_daemon(&["--max-connections", "2", "--header-timeout", "30s"]);
+    let out = keyd_ssh(
+        &l,
+        &s,
+        &["--origin", &l.origin],
+        &[&py(&s, &script, &["cap", "2", &l.origin])],
+    )
+    .output()
+    .unwrap();
+    let got = lines(&out).remove(0);
+    assert_eq!(got["first"], json!([200, 200]), "{got}");
+    assert_eq!(got["extra"], 200, "{got}");
+    assert_eq!(
+        got["closed"],
+        json!([true, false]),
+        "the longest idle gave way: {got}"
+    );
 }
