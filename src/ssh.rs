@@ -132,9 +132,10 @@ pub fn remote_plugin_files() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// The `~/.ssh/config` form: a `Host` block whose `RemoteForward` puts `door` at `remote`
-/// (the default path for remote uid `uid`, unknown until connected, so the
-/// `${TMPDIR:-/tmp}` form with the uid as given).
+/// (the remote default path, as `composer-keyd ssh` found and made it). `Host` matches the
+/// host name alone, so a `user@` prefix is dropped.
 pub fn config_block(host: &str, remote: &str, door: &Path) -> String {
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     format!(
         "# composer-keyd: forward door for {host} (make the door first: `composer-keyd forward add ...`)\n\
          Host {host}\n    RemoteForward {remote} {}\n    StreamLocalBindUnlink yes\n    ExitOnForwardFailure yes\n",
@@ -215,6 +216,20 @@ mod tests {
         let _l = std::os::unix::net::UnixListener::bind(&file).unwrap();
         sh(&cleanup_script(file.to_str().unwrap()), &[]);
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn config_block_names_the_host_alone() {
+        let b = config_block(
+            "u@build.example",
+            "/tmp/composer-keyd-1000/agent.sock",
+            Path::new("/run/d/forward-x.sock"),
+        );
+        assert!(b.contains("\nHost build.example\n"), "{b}");
+        assert!(
+            b.contains("RemoteForward /tmp/composer-keyd-1000/agent.sock /run/d/forward-x.sock\n"),
+            "{b}"
+        );
     }
 
     #[test]

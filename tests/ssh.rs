@@ -508,3 +508,69 @@ fn the_doors_limits_hold_slow_head_cut_and_cap_evicts_idle() {
         "the longest idle gave way: {got}"
     );
 }
+
+#[test]
+fn the_ssh_config_form_serves_plain_ssh() {
+    let l = local();
+    let s = Sshd::start(l.t.dir.path());
+    let (script, _) = client(&s);
+    l.t.ok(
+        &[
+            "forward",
+            "add",
+            "ide",
+            "--origin",
+            &l.origin,
+            "--expires",
+            "10m",
+        ],
+        "",
+    );
+    let shown = keyd_ssh(&l, &s, &["--forward", "ide", "--print-config"], &[])
+        .output()
+        .unwrap();
+    let block = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let remote = s.remote_sock_dir().join("agent.sock");
+    let local = l.t.socket().parent().unwrap().join("forward-ide.sock");
+    assert!(
+        block.contains(&format!(
+            "RemoteForward {} {}",
+            remote.display(),
+            local.display()
+        )),
+        "{block}{}",
+        text(&shown)
+    );
+    let file = l.t.dir.path().join("ssh_config");
+    let out = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "ide", "--config", file.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&block));
+
+    // Plain ssh with that config: the door answers at the remote default path.
+    let mut opts = s.ssh_options();
+    let at = opts.iter().position(|o| o == "/dev/null").unwrap();
+    opts[at] = file.display().to_string();
+    let get = format!("GET /v1/credentials/{}", l.origin);
+    let out = Command::new("ssh")
+        .args(&opts)
+        .arg(s.host())
+        .arg(py(
+            &s,
+            &script,
+            &["probe", &get, "GET /v1/credentials/other.example"],
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let got = lines(&out);
+    assert_eq!(got.len(), 2, "{}", text(&out));
+    assert_eq!(got[0]["status"], 200, "{}", got[0]);
+    assert_eq!(got[1]["status"], 403, "{}", got[1]);
+}
