@@ -81,9 +81,9 @@ impl Sshd {
         super::require("ssh-keygen", "openssh-client");
         super::require("useradd", "passwd");
         // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
         assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
+            euid, 0,
             "the sshd tests make a second user: run them as root"
         );
         ensure_user();
