@@ -131,6 +131,12 @@ impl Link {
 }
 
 pub async fn run(ctx: &Ctx, a: SshArgs) -> anyhow::Result<ExitCode> {
+    let d = &a.door;
+    if a.forward.is_some()
+        && (!d.origins.is_empty() || d.project.is_some() || d.confirm || d.expires.is_some())
+    {
+        bail!("--origin, --project, --confirm and --expires shape a one-session door; a lasting one takes them at `composer-keyd forward add`");
+    }
     let (ssh_args, cmd) = split(&a.args);
     let Some(host) = ssh_args.last().map(|h| h.to_string_lossy().into_owned()) else {
         bail!("name the HOST");
