@@ -1,14 +1,12 @@
 //! `composer-keyd ssh` and forward doors end to end: a real sshd on loopback, a second real user (`remoteu`) as the remote side running the real Composer with the plugin, the real daemon on a real gnome-keyring, and a loopback repository that demands the Marketplace pair.
 
-mod composer_fixture;
-mod support;
-
-use composer_fixture::*;
+use crate::composer_fixture::*;
+use crate::support;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use support::sshd::{Sshd, USER};
+use crate::support::sshd::{Sshd, USER};
 
 const PUB: &str = "7e1f0a9c2b4d48e6a3c1f09d7e8b6a11";
 const PRIV: &str = "c4a9e3f1b2d4065c8e1f3a7b9d2c4e22";
