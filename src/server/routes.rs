@@ -286,6 +286,14 @@ async fn route(
             noted(note, event, info.project.as_deref());
             ok(&info)
         }
+        (&Method::POST, ["v1", "forwards", "reload"]) => {
+            let forwards = door.forwards().ok_or_else(|| {
+                Error::Internal("forward doors are not served by this daemon".into())
+            })?;
+            let n = forwards.reload()?;
+            tracing::info!(forwards = n, "forward doors reloaded");
+            ok(&Ack { ok: true })
+        }
         (&Method::POST, ["v1", "grants", "reload"]) => {
             let grants = door
                 .grants()
