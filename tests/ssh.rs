@@ -2,14 +2,28 @@
 
 use crate::composer_fixture::*;
 use crate::support;
+use crate::support::sshd::{Sshd, USER};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use crate::support::sshd::{Sshd, USER};
 
-const PUB: &str = "7e1f0a9c2b4d48e6a3c1f09d7e8b6a11";
-const PRIV: &str = "c4a9e3f1b2d4065c8e1f3a7b9d2c4e22";
+/// A pair no other test (nor another run) holds, so that a scan of all of /tmp finds only
+/// what this test left.
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{tag}{:08x}{:08x}{:04x}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 fn packages() -> serde_json::Value {
     json!({"acme/alpha": [package("1.0.0", "Alpha")]})
@@ -21,6 +35,8 @@ struct Local {
     d: support::Daemon,
     server: RepoServer,
     origin: String,
+    user: String,
+    pass: String,
 }
 
 fn local() -> Local {
@@ -29,18 +45,21 @@ fn local() -> Local {
 }
 
 fn local_with(t: support::TestEnv, d: support::Daemon) -> Local {
+    let (user, pass) = (unique("pub"), unique("priv"));
     let server = RepoServer::start(
-        json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(PUB, PRIV, "pair")], "packages": ["acme/alpha"]}]),
+        json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(&user, &pass, "pair")], "packages": ["acme/alpha"]}]),
         packages(),
         None,
     );
     let origin = format!("127.0.0.1:{}", server.ports[0]);
-    add(&t, &origin, "http-basic", None, &[PUB, PRIV]);
+    add(&t, &origin, "http-basic", None, &[&user, &pass]);
     Local {
         t,
         d,
         server,
         origin,
+        user,
+        pass,
     }
 }
 
@@ -217,6 +236,38 @@ fn audit_mentioning(t: &support::TestEnv, needle: &str) -> Vec<serde_json::Value
         .collect()
 }
 
+/// A spawned `composer-keyd ssh`, killed (with its ssh) if the test fails before it ends.
+struct Session(Option<std::process::Child>);
+
+impl Session {
+    fn spawn(mut c: Command) -> Session {
+        // Its own process group, so that a failing test ends the ssh under it too.
+        use std::os::unix::process::CommandExt;
+        c.process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Session(Some(c.spawn().unwrap()))
+    }
+
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().unwrap()
+    }
+
+    fn wait(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            // SAFETY: kill(2) of the process group this test started.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+}
+
 fn wait_file(p: &Path, child: &mut std::process::Child) {
     let there = support::wait_for(1200, || {
         p.exists() || child.try_wait().ok().flatten().is_some()
@@ -236,16 +287,12 @@ fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
     install_plugin_remote(&l, &s);
     let (_, sync) = client(&s);
     let cmd = format!(
-        "{} && touch {d}/done && while [ ! -e {d}/go ]; do sleep 0.1; done",
+        "{} && touch {d}/done && i=0 && while [ ! -e {d}/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
         remote_install(&proj),
         d = sync.display()
     );
-    let mut child = keyd_ssh(&l, &s, &[], &[&cmd])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_file(&sync.join("done"), &mut child);
+    let mut child = Session::spawn(keyd_ssh(&l, &s, &[], &[&cmd]));
+    wait_file(&sync.join("done"), child.child());
 
     // During the session: the forwarded socket is remoteu's, 0600, in its 0700 directory ...
     let sock = s.remote_sock_dir().join("agent.sock");
@@ -265,14 +312,14 @@ fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
     assert!(said.starts_with("refused 13"), "nobody: {said}");
     // ... and no file of remoteu's, nor under /tmp, holds the secret.
     let except = [l.server.dir()];
-    for secret in [PUB, PRIV] {
+    for secret in [&l.user, &l.pass] {
         for root in [s.home.as_path(), Path::new("/tmp")] {
             let hits = files_holding(root, secret, &except);
             assert!(hits.is_empty(), "during the session: {hits:?}");
         }
     }
     touch_as_remote(&sync.join("go"));
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait();
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("forwarding every unscoped origin"),
@@ -302,7 +349,7 @@ fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
         .filter(|n| n.starts_with("forward-") || n.starts_with("ssh-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    for secret in [PUB, PRIV] {
+    for secret in [&l.user, &l.pass] {
         for root in [s.home.as_path(), Path::new("/tmp")] {
             let hits = files_holding(root, secret, &except);
             assert!(hits.is_empty(), "after the session: {hits:?}");
@@ -342,7 +389,7 @@ fn the_door_serves_reads_of_its_origins_only_and_the_audit_names_it() {
     let got = lines(&out);
     assert_eq!(got.len(), reqs.len(), "{}", text(&out));
     assert_eq!(got[0]["status"], 200, "{}", got[0]);
-    assert!(got[0]["body"].as_str().unwrap().contains(PRIV));
+    assert!(got[0]["body"].as_str().unwrap().contains(&l.pass));
     for r in &got[1..] {
         assert_eq!(r["status"], 403, "{r}");
         assert!(
@@ -351,7 +398,7 @@ fn the_door_serves_reads_of_its_origins_only_and_the_audit_names_it() {
         );
     }
     // Still stored, still unlocked: nothing the door refused happened.
-    assert_eq!(l.t.credential(o, None)["credential"]["username"], PUB);
+    assert_eq!(l.t.credential(o, None)["username"], json!(l.user));
     let records = audit_mentioning(&l.t, "forward ssh-");
     let events: Vec<_> = records
         .iter()
@@ -405,7 +452,7 @@ fn confirm_asks_on_this_desktop_naming_the_door_and_the_origin() {
     };
     let no = probe(&l);
     assert_eq!(no["status"], 403, "{no}");
-    assert!(!no["body"].as_str().unwrap().contains(PRIV));
+    assert!(!no["body"].as_str().unwrap().contains(&l.pass));
     let asked = std::fs::read_to_string(l.t.dir.path().join("asked.txt")).unwrap();
     assert!(
         asked.contains("forward ssh-") && asked.contains(&l.origin),
@@ -422,7 +469,7 @@ fn confirm_asks_on_this_desktop_naming_the_door_and_the_origin() {
     l.d = l.t.start_daemon(&["--askpass", yes.to_str().unwrap()]);
     let yes = probe(&l);
     assert_eq!(yes["status"], 200, "{yes}");
-    assert!(yes["body"].as_str().unwrap().contains(PRIV));
+    assert!(yes["body"].as_str().unwrap().contains(&l.pass));
     let asked = std::fs::read_to_string(l.t.dir.path().join("asked.txt")).unwrap();
     assert_eq!(asked.lines().count(), 2, "{asked}");
 }
@@ -434,7 +481,7 @@ fn forward_revoke_during_the_session_closes_the_door_at_once() {
     let (script, sync) = client(&s);
     l.t.ok(&["forward", "add", "build-box", "--origin", &l.origin], "");
     assert!(l.t.ok(&["forward", "list"], "").contains("build-box"));
-    let mut child = keyd_ssh(
+    let mut child = Session::spawn(keyd_ssh(
         &l,
         &s,
         &["--forward", "build-box"],
@@ -443,15 +490,11 @@ fn forward_revoke_during_the_session_closes_the_door_at_once() {
             &script,
             &["hold", &l.origin, sync.to_str().unwrap()],
         )],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    wait_file(&sync.join("held"), &mut child);
+    ));
+    wait_file(&sync.join("held"), child.child());
     l.t.ok(&["forward", "revoke", "build-box"], "");
     touch_as_remote(&sync.join("go"));
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait();
     let got = lines(&out);
     assert_eq!(got.len(), 3, "{}", text(&out));
     assert_eq!(got[0]["first"], 200, "{}", text(&out));
@@ -462,7 +505,7 @@ fn forward_revoke_during_the_session_closes_the_door_at_once() {
         text(&out)
     );
     assert_ne!(got[2]["next"], 200, "{}", text(&out));
-    assert!(!got[2]["body"].as_str().unwrap_or("").contains(PRIV));
+    assert!(!got[2]["body"].as_str().unwrap_or("").contains(&l.pass));
     assert!(!s.remote_sock_dir().join("agent.sock").exists());
 }
 

@@ -75,7 +75,9 @@ impl Link {
     fn open(&self) -> anyhow::Result<String> {
         let out = self
             .command()
-            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=yes"])
+            // Bounded: should this process be killed, the master does not outlive its last
+            // session by more than this.
+            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=30s"])
             .args(&self.args)
             .arg("--")
             .arg(remote::sh_c(&remote::dir_script()))
