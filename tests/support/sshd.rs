@@ -218,9 +218,26 @@ impl Sshd {
     }
 }
 
+/// How many processes have `parent` as their parent.
+fn children(parent: i32) -> usize {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // After the command name in parentheses: state, then the parent's pid.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().nth(1) == Some(&*parent.to_string())
+        })
+        .count()
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         if let Some(pid) = self.pid {
+            // Its sessions end first (bounded), so none outlives it as a zombie no one reaps.
+            super::wait_for(100, || children(pid) == 0);
             // SAFETY: kill(2) of the sshd this fixture started (its PidFile).
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
