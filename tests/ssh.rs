@@ -369,6 +369,7 @@ fn the_door_serves_reads_of_its_origins_only_and_the_audit_names_it() {
     let o = &l.origin;
     let reqs = [
         format!("GET /v1/credentials/{o}"),
+        "GET /v1/origins?project=/home/remoteu/proj/shop".to_string(),
         "GET /v1/credentials/other.example".to_string(),
         format!("PUT /v1/credentials/{o}"),
         format!("DELETE /v1/credentials/{o}"),
@@ -390,7 +391,14 @@ fn the_door_serves_reads_of_its_origins_only_and_the_audit_names_it() {
     assert_eq!(got.len(), reqs.len(), "{}", text(&out));
     assert_eq!(got[0]["status"], 200, "{}", got[0]);
     assert!(got[0]["body"].as_str().unwrap().contains(&l.pass));
-    for r in &got[1..] {
+    // The remote sees the door's origin, and no other's name.
+    let listed = got[1]["body"].as_str().unwrap();
+    assert_eq!(got[1]["status"], 200, "{listed}");
+    assert!(
+        listed.contains(o.as_str()) && !listed.contains("other.example"),
+        "{listed}"
+    );
+    for r in &got[2..] {
         assert_eq!(r["status"], 403, "{r}");
         assert!(
             !r["body"].as_str().unwrap().contains("other-token-31f9"),

@@ -219,7 +219,13 @@ async fn route(
         (&Method::GET, ["v1", "origins"]) => {
             let project = lookup_project(door, &query).await;
             let mut origins = agent.origins(project.as_deref());
-            origins.retain(|o| door.within(o.project.as_deref()).is_ok());
+            // Only what the door would hand out: its scopes, and origins it would look up.
+            origins.retain(|o| {
+                door.within(o.project.as_deref()).is_ok()
+                    && door
+                        .permits(method, &["v1", "credentials", o.origin.as_str()])
+                        .is_ok()
+            });
             ok(&crate::protocol::OriginList { origins })
         }
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
