@@ -52,19 +52,26 @@ impl Owner {
         })
     }
 
-    /// Whether it still runs (the same process, not one that reused its pid).
+    /// Whether it still runs: the same process (not one that reused its pid), and not a
+    /// zombie its parent has yet to reap.
     pub fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start)
+        matches!(stat(self.pid), Some((state, start)) if start == self.start && !matches!(state, 'Z' | 'X'))
     }
 }
 
-/// A process's start time from `/proc/PID/stat`, read after the command name (which may
-/// hold spaces and parentheses).
 fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// A process's state and start time from `/proc/PID/stat`, read after the command name
+/// (which may hold spaces and parentheses).
+fn stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     // After ")": field 3 (state) is the first; starttime is field 22.
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Why a forward door could not be made, found or kept.

@@ -623,3 +623,51 @@ fn the_ssh_config_form_serves_plain_ssh() {
     assert_eq!(got[0]["status"], 200, "{}", got[0]);
     assert_eq!(got[1]["status"], 403, "{}", got[1]);
 }
+
+#[test]
+fn a_door_ends_when_it_expires_or_its_ssh_is_killed() {
+    let l = local();
+    let s = Sshd::start(l.t.dir.path());
+    let run_dir = l.t.socket().parent().unwrap().to_owned();
+    l.t.ok(
+        &[
+            "forward",
+            "add",
+            "short",
+            "--origin",
+            &l.origin,
+            "--expires",
+            "1s",
+        ],
+        "",
+    );
+    assert!(run_dir.join("forward-short.sock").exists());
+    let gone = support::wait_for(100, || !run_dir.join("forward-short.sock").exists());
+    assert!(gone, "an expired door's socket stayed");
+    assert!(!l.t.ok(&["forward", "list"], "").contains("short"));
+
+    // A one-session door whose `composer-keyd ssh` is killed (no chance to revoke it).
+    let (_, sync) = client(&s);
+    let cmd = format!(
+        "touch {d}/done; i=0; while [ ! -e {d}/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
+        d = sync.display()
+    );
+    let mut session = Session::spawn(keyd_ssh(&l, &s, &["--origin", &l.origin], &[&cmd]));
+    wait_file(&sync.join("done"), session.child());
+    let door = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("forward-ssh-"))
+        .expect("the one-session door's socket");
+    // SAFETY: kill(2) of the composer-keyd process this test started, alone.
+    unsafe { libc::kill(session.child().id() as i32, libc::SIGKILL) };
+    let gone = support::wait_for(100, || !door.exists());
+    assert!(gone, "the door outlived the ssh that made it");
+    touch_as_remote(&sync.join("go"));
+    drop(session);
+    assert!(l
+        .t
+        .ok(&["forward", "list"], "")
+        .contains("No forward doors"));
+}
