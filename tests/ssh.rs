@@ -671,3 +671,36 @@ fn a_door_ends_when_it_expires_or_its_ssh_is_killed() {
         .ok(&["forward", "list"], "")
         .contains("No forward doors"));
 }
+
+#[test]
+fn a_remote_socket_directory_planted_by_another_user_is_refused() {
+    let l = local();
+    let s = Sshd::start(l.t.dir.path());
+    let planted = s.remote_sock_dir();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "mkdir",
+            "-m",
+            "777",
+        ])
+        .arg(&planted)
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = keyd_ssh(&l, &s, &["--origin", &l.origin], &["true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is not yours"), "{}", text(&out));
+    assert!(
+        std::fs::read_dir(&planted).unwrap().next().is_none(),
+        "nothing was put there"
+    );
+    assert!(l
+        .t
+        .ok(&["forward", "list"], "")
+        .contains("No forward doors"));
+}
