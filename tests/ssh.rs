@@ -666,6 +666,17 @@ fn a_door_ends_when_it_expires_or_its_ssh_is_killed() {
     assert!(gone, "the door outlived the ssh that made it");
     touch_as_remote(&sync.join("go"));
     drop(session);
+    // The killed process's control master would linger for its 30 s: closed now.
+    for e in std::fs::read_dir(&run_dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".ctl") {
+            let _ = Command::new("ssh")
+                .arg("-S")
+                .arg(e.path())
+                .args(["-O", "exit", "x"])
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
     assert!(l
         .t
         .ok(&["forward", "list"], "")
