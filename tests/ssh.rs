@@ -637,12 +637,12 @@ fn a_door_ends_when_it_expires_or_its_ssh_is_killed() {
             "--origin",
             &l.origin,
             "--expires",
-            "1s",
+            "3s",
         ],
         "",
     );
     assert!(run_dir.join("forward-short.sock").exists());
-    let gone = support::wait_for(100, || !run_dir.join("forward-short.sock").exists());
+    let gone = support::wait_for(200, || !run_dir.join("forward-short.sock").exists());
     assert!(gone, "an expired door's socket stayed");
     assert!(!l.t.ok(&["forward", "list"], "").contains("short"));
 
