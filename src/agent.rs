@@ -299,6 +299,8 @@ impl Agent {
         inner.generation += 1;
         // Dropping the cached credentials zeroizes them (Secret's Drop).
         inner.cache.clear();
+        // Approvals for a program or session hold until lock.
+        self.confirm.forget_approvals();
         self.store.lock();
         // Counts end with the unlock period: a release after the next unlock gets a full record.
         self.audit.flush_repeats();

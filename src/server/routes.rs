@@ -226,7 +226,11 @@ async fn route(
                         .permits(method, &["v1", "credentials", o.origin.as_str()])
                         .is_ok()
             });
-            ok(&crate::protocol::OriginList { origins })
+            ok(&crate::protocol::OriginList {
+                origins,
+                // Read per list (once per Composer run), so an edit of config.toml holds at once.
+                expiry_warning_days: Some(crate::config::expiry_warning_days()),
+            })
         }
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
             credentials: agent.list(),
