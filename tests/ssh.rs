@@ -484,7 +484,9 @@ fn confirm_asks_on_this_desktop_naming_the_door_and_the_origin() {
 
 #[test]
 fn forward_revoke_during_the_session_closes_the_door_at_once() {
-    let l = local();
+    // An idle deadline far away: the open connection must close because of the revoke.
+    let (t, d) = composer_env_with(|_| vec!["--header-timeout".into(), "120s".into()]);
+    let l = local_with(t, d);
     let s = Sshd::start(l.t.dir.path());
     let (script, sync) = client(&s);
     l.t.ok(&["forward", "add", "build-box", "--origin", &l.origin], "");
