@@ -8,6 +8,7 @@ mod credentials;
 mod doctor;
 mod duration;
 mod exec;
+mod forward;
 mod git_credential;
 mod grant;
 mod import;
@@ -21,6 +22,7 @@ mod serve;
 mod service;
 mod setup;
 mod shim;
+mod ssh;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -97,6 +99,10 @@ enum Command {
     Container(container::ContainerArgs),
     /// Let another uid (a container's user) read one project's credentials: `grant add|list|revoke`.
     Grant(grant::GrantArgs),
+    /// Doors for `ssh -R`: a socket serving reads of chosen origins to a remote machine: `forward add|list|revoke`.
+    Forward(forward::ForwardArgs),
+    /// Your own ssh, with a read-only forward door where the remote Composer plugin looks.
+    Ssh(ssh::SshArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -186,6 +192,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Setup(a) => setup::run(&ctx, a).await,
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
             Command::Grant(a) => grant::run(&ctx, a).await,
+            Command::Forward(a) => forward::run(&ctx, a).await,
+            Command::Ssh(a) => ssh::run(&ctx, a).await,
         }
     })
 }
@@ -245,5 +253,30 @@ mod tests {
             assert!(holds_secrets(&command(args)), "{args:?} is not hardened");
         }
         assert!(!holds_secrets(&command(&["list"])));
+    }
+
+    #[test]
+    fn ssh_keeps_ssh_options_and_the_double_dash() {
+        let Command::Ssh(a) = command(&[
+            "ssh",
+            "--origin",
+            "o.example",
+            "-p",
+            "2222",
+            "-o",
+            "X=y",
+            "u@h",
+            "--",
+            "composer",
+            "-v",
+        ]) else {
+            panic!("not ssh");
+        };
+        assert_eq!(
+            format!("{a:?}").matches("\"--\"").count(),
+            1,
+            "the `--` before the remote command reaches ssh: {a:?}"
+        );
+        assert!(format!("{a:?}").contains("\"-p\", \"2222\""), "{a:?}");
     }
 }

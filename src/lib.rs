@@ -19,6 +19,8 @@
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 //! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
 //! - [`grant`]: which other uid may read which project's credentials (served as doors by `server::grant`).
+//! - [`forward`]: the doors made for `ssh -R` (served by `server::forward`); [`ssh`]: what
+//!   `composer-keyd ssh` runs remotely.
 //! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
@@ -35,6 +37,7 @@ pub mod container;
 pub mod credential;
 pub mod error;
 pub mod expiry;
+pub mod forward;
 pub mod gitcred;
 pub mod grant;
 pub mod harden;
@@ -48,6 +51,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod shim;
+pub mod ssh;
 pub mod store;
 pub mod testhook;
 pub mod trust;
