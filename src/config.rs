@@ -128,6 +128,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Which store the daemon uses; `auto` when the key is absent.
     pub backend: BackendChoice,
+    /// Team sources (`[team.NAME]` tables), read beside the local backend; see [`crate::team`].
+    pub team: std::collections::BTreeMap<String, crate::team::TeamConfig>,
 }
 
 /// `$XDG_CONFIG_HOME/composer-keyd/config.toml`.

@@ -15,6 +15,7 @@
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 //! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
 //! - [`grant`]: which other uid may read which project's credentials (served by `server::grant`).
+//! - [`team`]: team sources (OpenBao / HashiCorp Vault KV v2), read through beside the store.
 //! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
@@ -41,6 +42,7 @@ pub mod server;
 pub mod service;
 pub mod shim;
 pub mod store;
+pub mod team;
 pub mod testhook;
 pub mod trust;
 
