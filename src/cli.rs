@@ -21,6 +21,7 @@ mod serve;
 mod service;
 mod setup;
 mod shim;
+mod team;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -97,6 +98,8 @@ enum Command {
     Container(container::ContainerArgs),
     /// Let another uid (a container's user) read one project's credentials: `grant add|list|revoke`.
     Grant(grant::GrantArgs),
+    /// Team sources (OpenBao / HashiCorp Vault KV v2): `team add|list|status|remove`.
+    Team(team::TeamArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -186,6 +189,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Setup(a) => setup::run(&ctx, a).await,
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
             Command::Grant(a) => grant::run(&ctx, a).await,
+            Command::Team(a) => team::run(a).await,
         }
     })
 }
@@ -207,6 +211,7 @@ fn holds_secrets(c: &Command) -> bool {
             | Command::GitCredential(_)
             | Command::Check(_)
             | Command::Doctor(_)
+            | Command::Team(_)
     )
 }
 

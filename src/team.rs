@@ -80,6 +80,10 @@ pub struct TeamConfig {
     /// How the token is obtained.
     #[serde(default)]
     pub auth: AuthMethod,
+    /// `token`: the file holding the token (default `~/.vault-token`, where `bao login`
+    /// keeps it).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// The auth role (`jwt`: the role at `auth/jwt/login`).
     #[serde(default)]
     pub role: Option<String>,
@@ -131,6 +135,7 @@ impl TeamConfig {
             prefix: default_prefix(),
             ca_cert: None,
             auth: AuthMethod::Token,
+            token_file: None,
             role: None,
             jwt_file: None,
             jwt_env: None,

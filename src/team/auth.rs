@@ -209,7 +209,10 @@ pub async fn session(
     };
     match cfg.auth {
         AuthMethod::Token => {
-            let path = token_file().ok_or_else(|| no("no HOME, so no ~/.vault-token".into()))?;
+            let path = match &cfg.token_file {
+                Some(p) => p.clone(),
+                None => token_file().ok_or_else(|| no("no HOME, so no ~/.vault-token".into()))?,
+            };
             let token =
                 read_secret_file(&path).map_err(|e| no(format!("{e}; log in first: bao login")))?;
             lookup_self(engine, token).await

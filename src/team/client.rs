@@ -120,6 +120,8 @@ pub struct Engine {
 /// Why one address did not give an answer worth returning.
 enum Skip {
     Down(String),
+    /// The reply is over [`MAX_REPLY`]: an answer, and a wrong one.
+    TooLarge,
 }
 
 impl Engine {
@@ -158,6 +160,24 @@ impl Engine {
         &self.addrs
     }
 
+    /// `GET /v1/{path}` on address `i` alone, with no token (`sys/health`): its status, or
+    /// why it did not answer.
+    pub async fn probe(&self, i: usize, path: &str) -> Result<Reply, String> {
+        let addr = &self.addrs[i];
+        let deadline = Instant::now() + self.timeout;
+        match tokio::time::timeout(
+            self.timeout,
+            self.once(addr, Method::GET, path, None, None, deadline),
+        )
+        .await
+        {
+            Ok(Ok(r)) => Ok(Reply { addr: i, ..r }),
+            Ok(Err(Skip::Down(why))) => Err(why),
+            Ok(Err(Skip::TooLarge)) => Err(format!("a reply over {MAX_REPLY} bytes")),
+            Err(_) => Err("no answer in time".into()),
+        }
+    }
+
     /// `METHOD /v1/{path}` on the first address that answers as an active, unsealed node,
     /// all within the source's deadline. A 403 or 404 is an answer (the token and the data
     /// are the same on every node); a 5xx, 429, redirect, refused connection, TLS failure or
@@ -190,6 +210,13 @@ impl Engine {
                     })
                 }
                 Ok(Err(Skip::Down(why))) => reasons.push(format!("{addr}: {why}")),
+                Ok(Err(Skip::TooLarge)) => {
+                    return Err(TeamError::BadData {
+                        team: self.team.clone(),
+                        path: path.split('?').next().unwrap_or(path).to_owned(),
+                        reason: format!("the engine's reply is over {MAX_REPLY} bytes"),
+                    })
+                }
                 Err(_) => reasons.push(format!("{addr}: no answer in time")),
             }
         }
@@ -294,7 +321,7 @@ where
         while let Some(frame) = limited.frame().await {
             let frame = frame.map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
-                    Skip::Down(format!("a reply over {MAX_REPLY} bytes"))
+                    Skip::TooLarge
                 } else {
                     Skip::Down(format!("the reply broke off: {e}"))
                 }

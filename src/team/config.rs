@@ -71,6 +71,9 @@ fn render(name: &str, t: &TeamConfig) -> String {
             s.push_str(&format!("{key} = {}\n", quote(v)));
         }
     }
+    if let Some(p) = &t.token_file {
+        s.push_str(&format!("token_file = {}\n", quote(&p.to_string_lossy())));
+    }
     if let Some(p) = &t.jwt_file {
         s.push_str(&format!("jwt_file = {}\n", quote(&p.to_string_lossy())));
     }

@@ -8,6 +8,7 @@ pub mod attacker;
 pub mod docker;
 pub mod impostor;
 pub mod net;
+pub mod openbao;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

