@@ -95,7 +95,7 @@ pub struct ErrorDetail {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum BackendKind {
-    /// The OS keyring (Secret Service, Keychain, Credential Manager).
+    /// The OS keyring (Secret Service, Keychain).
     Keyring,
     /// The local age-encrypted file (`age-file`; called `vault` before, which is still read).
     #[serde(alias = "vault")]

@@ -2,7 +2,7 @@
 //! on every call (after `migrate`), the wrong-passphrase back-off that holds no lock, and a
 //! rollback of the file with its sidecar noticed by the daemon's memory.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

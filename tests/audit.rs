@@ -3,7 +3,7 @@
 //! are counted into one line when the connection ends or the daemon locks, and the record of
 //! a first release names the peer's executable, read only then.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

@@ -1,6 +1,6 @@
 //! The CLI starts a daemon when none answers, and replaces one that speaks another protocol.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use support::{request, TestEnv};

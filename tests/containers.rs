@@ -4,8 +4,8 @@
 //!
 //! Needs root (dockerd, debootstrap); the image is built once by scripts/debian-root.
 
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::*;
 use serde_json::{json, Value};

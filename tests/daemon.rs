@@ -1,6 +1,6 @@
 //! Integration tests of the daemon and CLI against a real gnome-keyring Secret Service.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

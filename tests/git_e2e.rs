@@ -3,8 +3,8 @@
 //! /proc/*/environ is polled for the token. Also plain `git clone` with the helper installed,
 //! and after uninstall.
 
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::git_server::*;
 use composer_fixture::*;

@@ -1,7 +1,7 @@
 //! Hostile input against the real daemon: garbage bytes, an HTTP/2 preface, a 1 MB header, 1,000 pipelined
 //! requests, bad origins and bad bodies. After each, the daemon answers correctly and has lost nothing.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;

@@ -1,7 +1,7 @@
 //! The daemon's limits against the real daemon: slowloris, thousands of idle connections, idle keep-alive,
 //! the connection cap, a client that stops reading, and a backend that stops answering.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;

@@ -4,9 +4,9 @@
 //!
 //! The always-run size is small. The full size (64 clients x 10,000 lookups, 1,000 idle connections):
 //!
-//!     cargo test --release --test load -- --ignored --nocapture
+//!     cargo test --release --test integration -- load:: --ignored --nocapture
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -366,7 +366,7 @@ fn load_and_kill9_small() {
 }
 
 #[test]
-#[ignore = "the full size takes minutes: cargo test --release --test load -- --ignored --nocapture"]
+#[ignore = "the full size takes minutes: cargo test --release --test integration -- load:: --ignored --nocapture"]
 fn load_and_kill9_full() {
     run(Plan {
         clients: 64,

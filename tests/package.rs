@@ -2,7 +2,7 @@
 //! shells load, a man page per subcommand that man renders, and the packaged units. The whole
 //! package in a throwaway Debian root is scripts/package-test (too slow for `cargo test`).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -92,11 +92,10 @@ fn dist_files_writes_man_pages_for_every_subcommand_and_the_packaged_units() {
     assert!(main.starts_with(".ie \\n(.g .ds Aq"), "roff: {main}");
     assert!(main.contains("composer\\-keyd\\-setup(1)"), "{main}");
 
-    // man renders it (when man is here; the package test checks `man -w` in a Debian root).
-    if Path::new("/usr/bin/man").is_file() {
-        let out = run(Command::new("man").arg(d.join("man/composer-keyd-setup.1")));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("--no-import"));
-    }
+    // man renders it (the package test checks `man -w` in a Debian root).
+    require("man", "man-db");
+    let out = run(Command::new("man").arg(d.join("man/composer-keyd-setup.1")));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--no-import"));
 
     let service = std::fs::read_to_string(d.join("systemd/composer-keyd.service")).unwrap();
     assert!(service.contains("\nExecStart=/usr/bin/composer-keyd serve\n"));
@@ -326,4 +325,33 @@ fn with_packaged_units_install_uses_them_and_status_says_where_each_unit_comes_f
     let st = status();
     assert_ne!(units(&st)[0].2, "active", "{st:#}");
     drop(m);
+}
+
+#[test]
+fn the_readme_stays_short_and_every_command_it_names_has_a_man_page() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines < 350,
+        "README.md is the front door: {lines} lines, keep it under 350"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new(BIN).arg("dist-files").arg(dir.path()));
+    // The Commands table: one row per command, its name first in backticks.
+    let named: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != "## Commands")
+        .take_while(|l| !l.starts_with("## How"))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split(['`', ' ']).next())
+        .collect();
+    assert!(named.len() > 20, "the README's command table: {named:?}");
+    for cmd in named {
+        let page = dir.path().join(format!("man/composer-keyd-{cmd}.1"));
+        assert!(
+            page.is_file(),
+            "README names `{cmd}`, which has no man page"
+        );
+    }
 }

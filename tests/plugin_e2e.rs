@@ -3,8 +3,8 @@
 
 #[path = "plugin_e2e/authtypes.rs"]
 mod authtypes;
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::*;
 use serde_json::json;
@@ -392,7 +392,7 @@ fn prompted_credentials_go_to_the_daemon_not_auth_json() {
     let (t, _d) = composer_env();
     let (server, origin, dir) = one_repo(&t, json!([basic(PUB_A, PRIV_A, "pair-a")]));
     // An interactive run, as a person at a terminal: `script` gives Composer a pty.
-    support::require("script", "util-linux");
+    support::require("script", "bsdutils");
     let cmd = format!(
         "'{}' --no-ansi --working-dir='{}' install",
         composer_bin(),

@@ -3,8 +3,8 @@
 //! password typed at Composer's prompt; and a project receives only the credentials of
 //! the origins it uses, as the daemon's audit log shows.
 
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::*;
 use serde_json::json;
@@ -289,7 +289,7 @@ impl Pty {
 #[test]
 fn a_password_typed_at_composers_prompt_never_reaches_the_impostor() {
     let (t, _d) = composer_env();
-    support::require("script", "util-linux");
+    support::require("script", "bsdutils");
     let (server, origin, dir) = one_listener(&t, "prompted");
     let imp = Impostor::start(&origin, "harvest");
 

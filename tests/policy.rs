@@ -1,7 +1,7 @@
 //! Per-credential policy (`--confirm` through askpass, `--allow-exe`) and the audit log (`composer-keyd log`,
 //! rotation, journald), against the real daemon and keyring; and no secret anywhere at trace level.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Process state of the real daemon: not dumpable (its /proc files belong to root when it runs as an
 //! unprivileged user), core limit 0, memory locked, open-files limit raised, memory given back.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Running as a service: the unit files and plist, `service install`, socket activation
 //! under `systemd-socket-activate`, sd_notify, and `--idle-exit`.
 
-mod support;
+use crate::support;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;

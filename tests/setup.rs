@@ -1,8 +1,8 @@
 //! `composer-keyd setup` on a fresh HOME with a real Secret Service and real Composer: it ends
 //! with a passing doctor, imports plaintext when asked, and a second run changes nothing.
 
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::{composer_home, isolate_composer, require_tools, text};
 use support::TestEnv;

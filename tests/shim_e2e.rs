@@ -1,8 +1,8 @@
 //! `composer-keyd shim install|uninstall|status` against real Composer, in a COMPOSER_HOME
 //! that already has a global package, its own keys and files of its own.
 
-mod composer_fixture;
-mod support;
+use crate::composer_fixture;
+use crate::support;
 
 use composer_fixture::*;
 use serde_json::{json, Value};

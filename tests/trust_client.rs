@@ -2,7 +2,7 @@
 //! (issue 11 items 1 and 7), hardens itself while it holds a secret, and ends quietly when
 //! its reader goes away (issue 12).
 
-mod support;
+use crate::support;
 
 use composer_keyd::trust;
 use std::io::Read;

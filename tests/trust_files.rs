@@ -2,7 +2,7 @@
 //! directories, symlinked auth.json files, temp files left by a kill -9, and URLs whose
 //! userinfo must never come back in an error. The attacker is the real user `nobody`.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,7 +1,7 @@
 //! The client's socket trust rule on real directories and links owned by other uids
 //! (made with chown as root): what a non-root caller admits and refuses.
 
-mod support;
+use crate::support;
 
 use composer_keyd::trust::{self, CheckError, Checked, Placement, Problem, TrustedSocket};
 use std::os::unix::fs::{lchown, symlink};

@@ -3,7 +3,7 @@
 //! to its policy and audited; the confirm prompt cannot be spoofed by an executable's path;
 //! a slow body and a cap full of idle connections cannot shut the plugin out.
 
-mod support;
+use crate::support;
 
 use composer_keyd::audit::is_format;
 use composer_keyd::secret::Secret;

@@ -1,7 +1,7 @@
 //! Integration tests of the vault backend with no D-Bus session at all: backend choice,
 //! lifecycle, no plaintext on disk, kill -9 during writes, damaged files and unlock timers.
 
-mod support;
+use crate::support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;

@@ -2,7 +2,7 @@
 //! (with kill -9 at each step), an older vault.age put back, the back-off across restarts,
 //! and the emergency read with Debian's age.
 
-mod support;
+use crate::support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;
@@ -243,7 +243,7 @@ fn the_wrong_passphrase_back_off_survives_a_restart() {
 #[test]
 fn the_emergency_read_works_with_the_age_cli() {
     support::require("age", "age");
-    support::require("script", "util-linux");
+    support::require("script", "bsdutils");
     support::require("bash", "bash");
     let t = TestEnv::bare();
     let _d = t.start_daemon(&[]);

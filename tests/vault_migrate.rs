@@ -1,7 +1,7 @@
 //! `migrate` between a real gnome-keyring and the vault, crashes in the middle of it, and
 //! unlock timers on the keyring backend.
 
-mod support;
+use crate::support;
 
 use composer_keyd::credential::Origin;
 use composer_keyd::secret::Secret;

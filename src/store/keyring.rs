@@ -17,7 +17,7 @@ type Backend = super::secret_service::Service;
 #[cfg(not(target_os = "linux"))]
 type Backend = CredentialStore;
 
-/// Secrets in the platform keyring (Secret Service, Keychain, Credential Manager).
+/// Secrets in the platform keyring (Secret Service, Keychain).
 ///
 /// The connection is made on first use and again after a failure, so a daemon that
 /// started before the keyring (or outlived a keyring restart) recovers by itself.
@@ -157,13 +157,7 @@ fn platform_store() -> keyring_core::Result<Arc<CredentialStore>> {
     Ok(s)
 }
 
-#[cfg(target_os = "windows")]
-fn platform_store() -> keyring_core::Result<Arc<CredentialStore>> {
-    let s: Arc<CredentialStore> = windows_native_keyring_store::Store::new()?;
-    Ok(s)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn platform_store() -> keyring_core::Result<Arc<CredentialStore>> {
     Err(KError::NotSupportedByStore(
         "no OS keyring on this platform; use the vault backend".into(),

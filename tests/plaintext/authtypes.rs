@@ -1,8 +1,8 @@
 //! Composer 2.9's `custom-headers` and `client-certificate`: add, list, rotate, import, scan
 //! and exec, with the secrets kept out of every message.
 
+use super::*;
 use crate::support::TestEnv;
-use crate::*;
 use serde_json::{json, Value};
 
 #[test]

@@ -1,9 +1,9 @@
 //! `check` against a loopback repository demanding basic auth: ok, rejected (with the
 //! Marketplace hint), unreachable, and TLS through SSL_CERT_FILE and Composer's cafile.
 
-use crate::server::{closed_port, make_ca, RepoServer};
+use super::server::{closed_port, make_ca, RepoServer};
+use super::*;
 use crate::support::TestEnv;
-use crate::*;
 use serde_json::Value;
 
 #[test]

@@ -1,8 +1,8 @@
 //! `doctor` on a broken set-up lists each problem with its fix, and passes once they are fixed.
 
-use crate::server::RepoServer;
+use super::server::RepoServer;
+use super::*;
 use crate::support::{require, TestEnv};
-use crate::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 

@@ -1,7 +1,7 @@
 //! `exec`: COMPOSER_AUTH reaches the command alone, never an argv; the exit code passes through.
 
+use super::*;
 use crate::support::{TestEnv, BIN};
-use crate::*;
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::Duration;

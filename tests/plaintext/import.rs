@@ -1,7 +1,7 @@
 //! `import`: every type, scopes, scrubbed files, dry run, conflicts, COMPOSER_AUTH, kill -9.
 
+use super::*;
 use crate::support::TestEnv;
-use crate::*;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,7 @@
 //! Integration tests of import, scan, exec, check and doctor against the real daemon, a real
 //! gnome-keyring and a loopback Composer repository that demands basic auth.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 mod authtypes;
 mod check;

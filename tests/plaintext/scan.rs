@@ -1,7 +1,7 @@
 //! `scan`: nested finds, no secret printed, exit codes, COMPOSER_AUTH, git history.
 
+use super::*;
 use crate::support::TestEnv;
-use crate::*;
 use serde_json::{json, Value};
 
 const SECRETS: &[&str] = &[

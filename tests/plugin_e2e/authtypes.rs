@@ -3,9 +3,9 @@
 //! (Debian's 2.5.5, 2.2) the plugin says in one line that the type needs 2.9, and the install
 //! fails as it would without the plugin.
 
+use super::{composer_repo, packages};
 use crate::composer_fixture::*;
 use crate::support::{self, TestEnv};
-use crate::{composer_repo, packages};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 

@@ -245,12 +245,12 @@ impl TestEnv {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run composer-keyd");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        // A command that fails before reading stdin (a bad argument) closes it: its output says
+        // why, so a broken pipe here is no failure of its own.
+        let wrote = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        if let Err(e) = wrote {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
         child.wait_with_output().expect("wait for composer-keyd")
     }
 
