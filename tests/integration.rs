@@ -31,6 +31,7 @@ mod process;
 mod service;
 mod setup;
 mod shim_e2e;
+mod team;
 mod trust_client;
 mod trust_files;
 mod trust_rule;

@@ -2,7 +2,7 @@
 //! the KV v2 read path with its cache, grace and 403 handling, failover between addresses,
 //! and bad input from the engine. Nothing is mocked but the deliberately broken engines.
 
-mod support;
+use crate::support;
 
 use composer_keyd::team::sources::{Sources, Team};
 use composer_keyd::team::{TeamConfig, TeamError};
