@@ -12,6 +12,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod kv;
+pub mod lifecycle;
 pub mod sources;
 
 use crate::protocol::ErrorKind;
@@ -241,6 +242,27 @@ pub fn check_project(name: &str) -> Result<(), String> {
             crate::audit::printable(name)
         ))
     }
+}
+
+/// The root package's `name` in DIR/composer.json: the project's name in a team source,
+/// the same on every machine.
+pub fn project_name(dir: &std::path::Path) -> Result<String, String> {
+    let file = dir.join("composer.json");
+    let text = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    if text.len() > 1 << 20 {
+        return Err(format!("{} is over 1 MiB", file.display()));
+    }
+    #[derive(Deserialize)]
+    struct Root {
+        name: Option<String>,
+    }
+    let root: Root = serde_json::from_slice(&text)
+        .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+    let name = root
+        .name
+        .ok_or_else(|| format!("{} has no `name`", file.display()))?;
+    check_project(&name)?;
+    Ok(name)
 }
 
 /// Where a credential sits under the prefix: `{prefix}/{origin}` or

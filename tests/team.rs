@@ -446,3 +446,176 @@ fn team_bad_input_gives_typed_errors_within_the_deadline() {
         assert!(took < Duration::from_secs(5), "{want}: took {took:?}");
     }
 }
+
+fn kv_json(bao: &Bao, path: &str) -> serde_json::Value {
+    serde_json::from_str(&bao.ok(&["kv", "get", "-format=json", &format!("secret/{path}")]))
+        .unwrap()
+}
+
+#[test]
+fn team_lifecycle_with_a_writing_token_and_refusals_with_a_read_only_one() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    bao.policy("composer-write", WRITER);
+    let t = TestEnv::bare();
+    let tf = t.home().join(".vault-token");
+    t.ok(&["team", "add", "acme", "--addr", bao.addr()], "");
+    let project = t.dir.path().join("shop");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("composer.json"), r#"{"name": "acme/shop"}"#).unwrap();
+    let p = project.to_str().unwrap();
+    let path = "composer/projects/acme/shop/repo.magento.com";
+
+    write_token(&tf, &bao.token(&["composer-write"], "1h"));
+    let out = t.ok(
+        &[
+            "add",
+            "repo.magento.com",
+            "--team",
+            "acme",
+            "--project",
+            p,
+            "--label",
+            "Shop",
+        ],
+        &format!("{PUB}\n{PRIV}\n"),
+    );
+    assert!(out.contains("version 1"), "{out}");
+    let v = kv_json(&bao, path);
+    assert_eq!(v["data"]["data"]["username"], PUB);
+    assert_eq!(v["data"]["data"]["type"], "http-basic");
+    assert_eq!(
+        bao.metadata(path)["data"]["custom_metadata"]["label"],
+        "Shop"
+    );
+    let new_pub = "1".repeat(32);
+    let out = t.ok(
+        &[
+            "rotate",
+            "repo.magento.com",
+            "--team",
+            "acme",
+            "--project",
+            p,
+        ],
+        &format!("{new_pub}\n{PRIV}\n"),
+    );
+    assert!(out.contains("version 2"), "{out}");
+    assert_eq!(
+        kv_json(&bao, path)["data"]["data"]["username"],
+        new_pub.as_str()
+    );
+    let out = t.ok(
+        &[
+            "rotate",
+            "--rollback",
+            "repo.magento.com",
+            "--team",
+            "acme",
+            "--project",
+            p,
+        ],
+        "",
+    );
+    assert!(out.contains("version 3"), "{out}");
+    let v = kv_json(&bao, path);
+    assert_eq!(
+        v["data"]["data"]["username"], PUB,
+        "rollback writes the old data"
+    );
+    assert_eq!(v["data"]["metadata"]["version"], 3);
+    t.ok(
+        &[
+            "disable",
+            "repo.magento.com",
+            "--team",
+            "acme",
+            "--project",
+            p,
+        ],
+        "",
+    );
+    let m = bao.metadata(path);
+    assert_eq!(m["data"]["custom_metadata"]["disabled"], "true");
+    assert_eq!(
+        m["data"]["custom_metadata"]["label"], "Shop",
+        "the label stays"
+    );
+    t.ok(
+        &[
+            "enable",
+            "repo.magento.com",
+            "--team",
+            "acme",
+            "--project",
+            p,
+        ],
+        "",
+    );
+    assert!(bao.metadata(path)["data"]["custom_metadata"]
+        .get("disabled")
+        .is_none());
+
+    // A read-only token: every change is refused, naming the policy path; nothing changes.
+    write_token(&tf, &bao.token(&["composer-read"], "1h"));
+    let before = bao.metadata(path);
+    for (args, stdin) in [
+        (vec!["add", "repo.magento.com"], format!("{PUB}\n{PRIV}\n")),
+        (
+            vec!["rotate", "repo.magento.com"],
+            format!("{PUB}\n{PRIV}\n"),
+        ),
+        (
+            vec!["rotate", "--rollback", "repo.magento.com"],
+            String::new(),
+        ),
+        (vec!["disable", "repo.magento.com"], String::new()),
+        (vec!["enable", "repo.magento.com"], String::new()),
+        (vec!["remove", "repo.magento.com"], String::new()),
+    ] {
+        let mut argv = args.clone();
+        argv.extend(["--team", "acme", "--project", p]);
+        let out = t.cli(&argv, &stdin);
+        let s = text(&out);
+        assert!(!out.status.success(), "{args:?}: {s}");
+        assert!(
+            s.contains("team acme: token revoked or not allowed to")
+                && (s.contains("secret/data/composer/projects/acme/shop/repo.magento.com")
+                    || s.contains("secret/metadata/composer/projects/acme/shop/repo.magento.com")),
+            "{args:?}: {s}"
+        );
+    }
+    assert_eq!(bao.metadata(path)["data"], before["data"], "nothing changed");
+
+    write_token(&tf, &bao.token(&["composer-write"], "1h"));
+    t.ok(
+        &[
+            "remove",
+            "repo.magento.com",
+            "--team",
+            "acme",
+            "--project",
+            p,
+        ],
+        "",
+    );
+    assert!(!bao
+        .run_as(
+            "root",
+            &["kv", "metadata", "get", &format!("secret/{path}")]
+        )
+        .status
+        .success());
+    let out = t.cli(
+        &[
+            "remove",
+            "repo.magento.com",
+            "--team",
+            "acme",
+            "--project",
+            p,
+        ],
+        "",
+    );
+    assert!(text(&out).contains("no secret at"), "{}", text(&out));
+}

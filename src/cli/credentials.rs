@@ -18,6 +18,10 @@ pub struct Target {
     /// The project directory the credential is bound to.
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
+    /// A team source's entry (OpenBao / Vault KV v2) instead of a local one; the project is
+    /// then its composer.json `name`.
+    #[arg(long, value_name = "NAME")]
+    team: Option<String>,
 }
 
 impl Target {
@@ -200,6 +204,15 @@ async fn put(
 pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
     let kind = parse_type(&a.kind)?;
     let (origin, project) = a.target.resolve()?;
+    if let Some(team) = &a.target.team {
+        let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
+        let change = super::team::Change::Put {
+            credential,
+            label: a.label,
+            rotate: false,
+        };
+        return super::team::change(team, &origin, a.target.project.as_deref(), change).await;
+    }
     super::lock::create_vault_if_missing(ctx).await?;
     let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
     let reply = put(
@@ -227,6 +240,23 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
     let (origin, project) = a.target.resolve()?;
+    if let Some(team) = &a.target.team {
+        let dir = a.target.project.as_deref();
+        let change = if a.rollback {
+            super::team::Change::Rollback
+        } else {
+            let kind = match &a.kind {
+                Some(k) => parse_type(k)?,
+                None => super::team::current_kind(team, &origin, dir).await?,
+            };
+            super::team::Change::Put {
+                credential: read_credential(kind, a.with_username, &a.cert, &origin)?,
+                label: None,
+                rotate: true,
+            }
+        };
+        return super::team::change(team, &origin, dir, change).await;
+    }
     if a.rollback {
         let info = act(ctx, &origin, project.as_deref(), Action::Rollback).await?;
         println!("Rolled back {} to its previous secret.", describe(&info));
@@ -334,6 +364,10 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
+    if let Some(team) = &t.team {
+        let change = super::team::Change::Remove;
+        return super::team::change(team, &origin, t.project.as_deref(), change).await;
+    }
     let info = act(ctx, &origin, project.as_deref(), Action::Remove).await?;
     println!("Removed {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
@@ -341,6 +375,10 @@ pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
 
 pub async fn set_enabled(ctx: &Ctx, t: Target, enabled: bool) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
+    if let Some(team) = &t.team {
+        let change = super::team::Change::Enable(enabled);
+        return super::team::change(team, &origin, t.project.as_deref(), change).await;
+    }
     let action = if enabled {
         Action::Enable
     } else {

@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use composer_keyd::team::{self, auth, client::Engine, kv, AuthMethod, TeamConfig};
+use composer_keyd::credential::{Credential, CredentialType, Origin};
+use composer_keyd::team::sources::Team;
+use composer_keyd::team::{self, auth, client::Engine, kv, lifecycle, AuthMethod, TeamConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -258,4 +260,90 @@ fn health(status: u16) -> String {
         503 => "sealed".into(),
         s => format!("answered {s}"),
     }
+}
+
+/// A change to a team entry (`add|rotate|disable|enable|remove --team NAME`).
+pub enum Change {
+    /// `add` (`rotate: false`) or `rotate`: a new KV version.
+    Put {
+        credential: Credential,
+        label: Option<String>,
+        rotate: bool,
+    },
+    /// `rotate --rollback`: the previous version's data as a new version.
+    Rollback,
+    /// `enable` (true) or `disable` (false).
+    Enable(bool),
+    /// `remove`: the metadata and every version.
+    Remove,
+}
+
+/// The team source `name` from config.toml, and the path of `origin` (scoped by DIR's
+/// composer.json `name` when `project` is given).
+fn entry(
+    name: &str,
+    origin: &Origin,
+    project: Option<&std::path::Path>,
+) -> anyhow::Result<(Team, String)> {
+    let path = composer_keyd::config::path().context("finding config.toml")?;
+    let cfg = team::config::load(&path)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, c)| c)
+        .ok_or_else(|| anyhow::anyhow!("no team {name} in {}", path.display()))?;
+    let project = project
+        .map(team::project_name)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let at = team::secret_path(&cfg.prefix, project.as_deref(), origin.as_str());
+    Ok((Team::new(name, cfg, None)?, at))
+}
+
+/// The type of the team entry, for `rotate` without `--type`.
+pub async fn current_kind(
+    name: &str,
+    origin: &Origin,
+    project: Option<&std::path::Path>,
+) -> anyhow::Result<CredentialType> {
+    let (t, at) = entry(name, origin, project)?;
+    Ok(lifecycle::current(&t, &at).await?.credential.kind())
+}
+
+/// Makes `change` on the team entry for `origin`.
+pub async fn change(
+    name: &str,
+    origin: &Origin,
+    project: Option<&std::path::Path>,
+    change: Change,
+) -> anyhow::Result<ExitCode> {
+    let (t, at) = entry(name, origin, project)?;
+    let shown = format!("{at} in team {name}");
+    match change {
+        Change::Put {
+            credential,
+            label,
+            rotate,
+        } => {
+            if rotate {
+                // Rotating what is not there is a mistake, as it is locally.
+                lifecycle::current(&t, &at).await?;
+            }
+            let v = lifecycle::put(&t, &at, &credential, label.as_deref()).await?;
+            let verb = if rotate { "Rotated" } else { "Added" };
+            println!("{verb} {shown}: version {v}.");
+        }
+        Change::Rollback => {
+            let v = lifecycle::rollback(&t, &at).await?;
+            println!("Rolled back {shown}: version {v} holds the previous data.");
+        }
+        Change::Enable(on) => {
+            lifecycle::set_enabled(&t, &at, on).await?;
+            println!("{} {shown}.", if on { "Enabled" } else { "Disabled" });
+        }
+        Change::Remove => {
+            lifecycle::remove(&t, &at).await?;
+            println!("Removed {shown} (every version).");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -173,7 +173,7 @@ pub async fn write(
     let reply = engine
         .call(Method::POST, &url, Some(token), Some(&body))
         .await?;
-    answered(engine, &reply, "write", path)?;
+    answered(engine, &reply, "write", &url)?;
     #[derive(Deserialize)]
     struct Written {
         data: Meta,
@@ -185,6 +185,37 @@ pub async fn write(
             path: path.to_owned(),
             reason: "the engine's reply to a write has no version".into(),
         })
+}
+
+/// The metadata of `{mount}/metadata/{path}`: the current version and the custom metadata.
+pub async fn metadata(
+    engine: &Engine,
+    token: &Secret<String>,
+    mount: &str,
+    path: &str,
+) -> Result<(u64, BTreeMap<String, String>), TeamError> {
+    let url = format!("{mount}/metadata/{path}");
+    let reply = engine.call(Method::GET, &url, Some(token), None).await?;
+    answered(engine, &reply, "read the metadata of", &url)?;
+    #[derive(Deserialize)]
+    struct M {
+        data: MData,
+    }
+    #[derive(Deserialize)]
+    struct MData {
+        current_version: u64,
+        #[serde(default)]
+        custom_metadata: Option<BTreeMap<String, String>>,
+    }
+    let m: M = serde_json::from_slice(&reply.body).map_err(|_| TeamError::BadData {
+        team: engine.team().to_owned(),
+        path: path.to_owned(),
+        reason: "the metadata reply is not KV v2 JSON".into(),
+    })?;
+    Ok((
+        m.data.current_version,
+        m.data.custom_metadata.unwrap_or_default(),
+    ))
 }
 
 /// Sets the custom metadata of `{mount}/metadata/{path}` (the whole map).
@@ -201,7 +232,7 @@ pub async fn set_metadata(
     let reply = engine
         .call(Method::POST, &url, Some(token), Some(&body))
         .await?;
-    answered(engine, &reply, "write", path)
+    answered(engine, &reply, "write", &url)
 }
 
 /// Deletes `{mount}/metadata/{path}`: every version and the metadata.
@@ -213,7 +244,7 @@ pub async fn delete(
 ) -> Result<(), TeamError> {
     let url = format!("{mount}/metadata/{path}");
     let reply = engine.call(Method::DELETE, &url, Some(token), None).await?;
-    answered(engine, &reply, "delete", path)
+    answered(engine, &reply, "delete", &url)
 }
 
 /// What the token may do with each path (`sys/capabilities-self`); reads no secret.
