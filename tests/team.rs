@@ -585,7 +585,11 @@ fn team_lifecycle_with_a_writing_token_and_refusals_with_a_read_only_one() {
             "{args:?}: {s}"
         );
     }
-    assert_eq!(bao.metadata(path)["data"], before["data"], "nothing changed");
+    assert_eq!(
+        bao.metadata(path)["data"],
+        before["data"],
+        "nothing changed"
+    );
 
     write_token(&tf, &bao.token(&["composer-write"], "1h"));
     t.ok(
@@ -618,4 +622,167 @@ fn team_lifecycle_with_a_writing_token_and_refusals_with_a_read_only_one() {
         "",
     );
     assert!(text(&out).contains("no secret at"), "{}", text(&out));
+}
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An RS256 JWT for `claims`, signed with `key` by openssl.
+fn jwt(dir: &Path, key: &Path, claims: &serde_json::Value) -> String {
+    let head = b64url(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let body = b64url(claims.to_string().as_bytes());
+    let input = dir.join("jwt-input");
+    std::fs::write(&input, format!("{head}.{body}")).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{head}.{body}.{}", b64url(&out.stdout))
+}
+
+fn rsa_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    support::require("openssl", "openssl");
+    let key = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    let ok = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ok(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    ok(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    (key, public)
+}
+
+#[test]
+fn team_jwt_login_is_verified_by_openbao() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let t = TestEnv::bare();
+    let d = t.dir.path();
+    let (key, public) = rsa_key(d, "ci");
+    let (other, _) = rsa_key(d, "other");
+    bao.ok(&["auth", "enable", "jwt"]);
+    bao.ok(&[
+        "write",
+        "auth/jwt/config",
+        &format!("jwt_validation_pubkeys=@{}", public.display()),
+        "bound_issuer=https://ci.example",
+    ]);
+    bao.ok(&[
+        "write",
+        "auth/jwt/role/composer-keyd",
+        "role_type=jwt",
+        "bound_audiences=composer",
+        "user_claim=sub",
+        "token_policies=composer-read",
+        "token_ttl=10m",
+    ]);
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"iss": "https://ci.example", "aud": "composer", "sub": "ci-runner", "iat": now, "nbf": now - 5, "exp": now + 600});
+    let good = jwt(d, &key, &claims);
+    let forged = jwt(d, &other, &claims);
+    let jf = d.join("id-token");
+    std::fs::write(&jf, &good).unwrap();
+
+    t.ok(
+        &[
+            "team",
+            "add",
+            "ci",
+            "--addr",
+            bao.addr(),
+            "--auth",
+            "jwt",
+            "--jwt-file",
+            jf.to_str().unwrap(),
+        ],
+        "",
+    );
+    let s = t.ok(&["team", "status", "ci"], "");
+    assert!(s.contains("read yes, write no"), "{s}");
+    assert!(s.contains("renewable"), "{s}");
+    t.ok(
+        &[
+            "team",
+            "add",
+            "ci-env",
+            "--addr",
+            bao.addr(),
+            "--auth",
+            "jwt",
+            "--jwt-env",
+            "CKD_TEST_JWT",
+        ],
+        "",
+    );
+    let out = t.run_in(d, &["team", "status", "ci-env"], &[("CKD_TEST_JWT", &good)]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The library's read path with the same login.
+    let mut cfg = TeamConfig::new(vec![bao.addr().to_owned()]);
+    cfg.auth = composer_keyd::team::AuthMethod::Jwt;
+    cfg.jwt_file = Some(jf.clone());
+    let s = Sources::new(vec![Team::new("ci", cfg.clone(), None).unwrap()]);
+    let rt = rt();
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+
+    // A JWT signed by a key OpenBao does not know is refused.
+    std::fs::write(&jf, &forged).unwrap();
+    let s = Sources::new(vec![Team::new("ci", cfg, None).unwrap()]);
+    let e = username(&s, &rt, "repo.magento.com", None).unwrap_err();
+    assert!(e.contains("the login at auth/jwt/login refused"), "{e}");
+    assert!(!e.contains(&forged[..20]), "the JWT is never quoted");
+    let out = t.cli(&["team", "status", "ci"], "");
+    assert!(!out.status.success());
 }
