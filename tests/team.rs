@@ -786,3 +786,54 @@ fn team_jwt_login_is_verified_by_openbao() {
     let out = t.cli(&["team", "status", "ci"], "");
     assert!(!out.status.success());
 }
+
+#[test]
+fn team_raft_cluster_losing_its_leader_fails_no_lookup() {
+    let mut c = support::openbao::Cluster::start();
+    c.ok(&[
+        "kv",
+        "put",
+        "secret/composer/repo.magento.com",
+        "type=http-basic",
+        &format!("username={PUB}"),
+        &format!("password={PRIV}"),
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("token");
+    write_token(&tf, &c.root);
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
+    // A short TTL, so lookups go to the cluster while it elects a new leader.
+    let s = sources("acme", addrs, &tf, |cfg| {
+        cfg.cache_ttl = Some(Duration::from_millis(200));
+        cfg.grace = Some(Duration::from_secs(60));
+    });
+    let rt = rt();
+    let leader = c.leader().unwrap();
+    let mut stale = 0;
+    let mut fresh_after = 0;
+    // Bounded: at most 150 lookups, 100 ms apart.
+    for i in 0..150 {
+        if i == 10 {
+            c.nodes[leader].kill();
+        }
+        let found = rt.block_on(s.lookup("repo.magento.com", None, false));
+        let f = &found[0];
+        let e = f
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("lookup {i} failed: {e}"));
+        assert!(e.is_some(), "lookup {i}");
+        stale += f.stale as u32;
+        if i > 10 && !f.stale {
+            fresh_after += 1;
+            if fresh_after >= 5 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        fresh_after >= 5,
+        "after the election the new leader serves fresh reads (stale {stale})"
+    );
+}

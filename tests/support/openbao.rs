@@ -256,3 +256,159 @@ impl Bao {
 pub fn sleep(d: Duration) {
     std::thread::sleep(d);
 }
+
+/// A 3-node Raft cluster on loopback, initialised and unsealed, KV v2 at `secret/`.
+pub struct Cluster {
+    pub bin: PathBuf,
+    pub nodes: Vec<Server>,
+    /// The root token (the test's own CLI uses it; the daemon never sees it).
+    pub root: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts three nodes, initialises the first, unseals all, waits for one active node
+    /// and three voters (bounded).
+    pub fn start() -> Cluster {
+        let bin = bao_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("ckd-raft-")
+            .tempdir()
+            .unwrap();
+        let api: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let cluster: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let joins: String = api
+            .iter()
+            .map(|p| format!("  retry_join {{ leader_api_addr = \"http://127.0.0.1:{p}\" }}\n"))
+            .collect();
+        let mut nodes = Vec::new();
+        for n in 0..3 {
+            let data = dir.path().join(format!("n{n}"));
+            std::fs::create_dir_all(&data).unwrap();
+            let hcl = format!(
+                "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"n{n}\"\n{joins}}}\n\
+                 listener \"tcp\" {{\n  address = \"127.0.0.1:{}\"\n  cluster_address = \"127.0.0.1:{}\"\n  tls_disable = true\n}}\n\
+                 api_addr = \"http://127.0.0.1:{}\"\ncluster_addr = \"http://127.0.0.1:{}\"\ndisable_mlock = true\n",
+                data.display(),
+                api[n],
+                cluster[n],
+                api[n],
+                cluster[n]
+            );
+            let conf = dir.path().join(format!("n{n}.hcl"));
+            std::fs::write(&conf, hcl).unwrap();
+            nodes.push(Server::spawn(
+                &bin,
+                &["server".into(), format!("-config={}", conf.display())],
+                dir.path(),
+                dir.path().join(format!("n{n}.log")),
+                format!("http://127.0.0.1:{}", api[n]),
+            ));
+        }
+        let mut c = Cluster {
+            bin,
+            nodes,
+            root: String::new(),
+            dir,
+        };
+        assert!(
+            super::wait_for(400, || c.run(0, "", &["status"]).status.code() == Some(2)),
+            "node 0 did not start: {}",
+            c.nodes[0].log_text()
+        );
+        let init = c.run(
+            0,
+            "",
+            &[
+                "operator",
+                "init",
+                "-key-shares=1",
+                "-key-threshold=1",
+                "-format=json",
+            ],
+        );
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
+        let key = v["unseal_keys_b64"][0].as_str().unwrap().to_owned();
+        c.root = v["root_token"].as_str().unwrap().to_owned();
+        for n in 0..3 {
+            // The followers unseal once they have joined; retried, bounded.
+            assert!(
+                super::wait_for(400, || {
+                    c.run(n, "", &["operator", "unseal", &key]);
+                    c.run(n, "", &["status"]).status.success()
+                }),
+                "node {n} did not unseal: {}",
+                c.nodes[n].log_text()
+            );
+        }
+        let root = c.root.clone();
+        assert!(
+            super::wait_for(600, || {
+                let out = c.run(
+                    0,
+                    &root,
+                    &["operator", "raft", "list-peers", "-format=json"],
+                );
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                v["data"]["config"]["servers"]
+                    .as_array()
+                    .is_some_and(|s| s.len() == 3 && s.iter().all(|n| n["voter"] == true))
+            }),
+            "the cluster did not form"
+        );
+        let leader = c.leader().expect("a leader");
+        let out = c.run(
+            leader,
+            &root,
+            &["secrets", "enable", "-path=secret", "kv-v2"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c
+    }
+
+    /// Runs the bao CLI against node `n` with `token`.
+    pub fn run(&self, n: usize, token: &str, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("BAO_ADDR", &self.nodes[n].addr)
+            .env("BAO_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bao")
+    }
+
+    /// The node that says it is active, among those still running.
+    pub fn leader(&self) -> Option<usize> {
+        (0..3).find(|&n| {
+            self.nodes[n].child.is_some() && {
+                let out = self.run(n, "", &["status", "-format=json"]);
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                v["is_self"] == true && v["sealed"] == false
+            }
+        })
+    }
+
+    /// `bao` as root on any live node, checked.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let n = self.leader().expect("a leader");
+        let out = self.run(n, &self.root.clone(), args);
+        assert!(
+            out.status.success(),
+            "bao {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
