@@ -837,3 +837,49 @@ fn team_raft_cluster_losing_its_leader_fails_no_lookup() {
         "after the election the new leader serves fresh reads (stale {stale})"
     );
 }
+
+#[test]
+fn team_renews_a_renewable_token_before_it_expires() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("token");
+    let token = bao.token(&["composer-read"], "6s");
+    write_token(&tf, &token);
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let rt = rt();
+    // No cache, so every lookup reads with the token.
+    let s = sources("acme", vec![bao.addr().to_owned()], &tf, |c| {
+        c.cache_ttl = Some(Duration::ZERO)
+    });
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB,
+        "past 2/3 of the TTL: renewed"
+    );
+    std::thread::sleep(Duration::from_millis(3000));
+    // 7.5 s after a 6 s token was made: alive only because it was renewed.
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+    let out = bao.run_as("root", &["token", "lookup", "-format=json", &token]);
+    assert!(out.status.success(), "the token is still valid");
+    let (ttl, renewable) = rt.block_on(s.teams()[0].token_state()).unwrap();
+    assert!(
+        renewable && ttl.is_some_and(|t| t > Duration::from_secs(1)),
+        "{ttl:?}"
+    );
+}
