@@ -218,6 +218,39 @@ pub async fn metadata(
     ))
 }
 
+/// The keys under `{mount}/metadata/{path}/` (`LIST`; a key ending in `/` is a folder);
+/// empty when there is nothing.
+pub async fn list(
+    engine: &Engine,
+    token: &Secret<String>,
+    mount: &str,
+    path: &str,
+) -> Result<Vec<String>, TeamError> {
+    let url = format!("{mount}/metadata/{path}/");
+    let method = Method::from_bytes(b"LIST").expect("a valid method");
+    let reply = engine.call(method, &url, Some(token), None).await?;
+    match answered(engine, &reply, "list", &url) {
+        Err(TeamError::NotFound { .. }) => return Ok(Vec::new()),
+        other => other?,
+    }
+    #[derive(Deserialize)]
+    struct L {
+        data: LData,
+    }
+    #[derive(Deserialize)]
+    struct LData {
+        #[serde(default)]
+        keys: Vec<String>,
+    }
+    serde_json::from_slice::<L>(&reply.body)
+        .map(|l| l.data.keys)
+        .map_err(|_| TeamError::BadData {
+            team: engine.team().to_owned(),
+            path: path.to_owned(),
+            reason: "the list reply is not KV v2 JSON".into(),
+        })
+}
+
 /// Sets the custom metadata of `{mount}/metadata/{path}` (the whole map).
 pub async fn set_metadata(
     engine: &Engine,

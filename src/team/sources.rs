@@ -6,7 +6,8 @@ use super::auth::{self, Approle, Session};
 use super::cache::{Cache, Held, Hit};
 use super::client::Engine;
 use super::kv;
-use super::{secret_path, TeamConfig, TeamError};
+use super::kv::TeamEntry;
+use super::{secret_path, winner, Candidate, TeamConfig, TeamError};
 use crate::secret::Secret;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
@@ -112,11 +113,59 @@ pub struct Found {
     pub stale: bool,
 }
 
+/// What wins a lookup, by [`super::winner`]'s table.
+pub enum Pick<'a> {
+    /// The local credential.
+    Local,
+    /// A team's entry.
+    Team(&'a Found, Arc<TeamEntry>),
+    /// Nothing anywhere.
+    NotFound,
+    /// The candidate that would win is a team that could not answer.
+    Failed(&'a Found, Arc<TeamError>),
+}
+
+/// Picks the winner between the local credential (`Some(scoped)` when there is one) and
+/// the teams' answers. A team that could not answer stands where its entry would: it loses
+/// only to a candidate that would beat its entry, so a failure never lets a weaker
+/// credential through silently.
+pub fn pick(local: Option<bool>, found: &[Found]) -> Pick<'_> {
+    let mut cands = Vec::new();
+    let mut which = Vec::new();
+    if let Some(scoped) = local {
+        cands.push(Candidate {
+            scoped,
+            team: false,
+        });
+        which.push(None);
+    }
+    for (i, f) in found.iter().enumerate() {
+        if matches!(f.result, Ok(None)) {
+            continue;
+        }
+        cands.push(Candidate {
+            scoped: f.scoped,
+            team: true,
+        });
+        which.push(Some(i));
+    }
+    match winner(&cands).map(|w| which[w]) {
+        None => Pick::NotFound,
+        Some(None) => Pick::Local,
+        Some(Some(i)) => match &found[i].result {
+            Ok(Some(e)) => Pick::Team(&found[i], e.clone()),
+            Err(e) => Pick::Failed(&found[i], e.clone()),
+            Ok(None) => unreachable!("absent entries are not candidates"),
+        },
+    }
+}
+
 /// Every configured team source and their shared cache.
 #[derive(Default)]
 pub struct Sources {
     teams: Vec<Team>,
     cache: Mutex<Cache>,
+    origins: Mutex<std::collections::HashMap<(String, Option<String>), (Instant, Vec<String>)>>,
 }
 
 impl Sources {
@@ -125,7 +174,81 @@ impl Sources {
         Sources {
             teams,
             cache: Mutex::new(Cache::default()),
+            origins: Mutex::default(),
         }
+    }
+
+    /// The sources config.toml names; a source whose settings are wrong is left out, with
+    /// its error.
+    pub fn load() -> (Sources, Vec<TeamError>) {
+        let mut errors = Vec::new();
+        let teams = match crate::config::path().and_then(|p| super::config::load(&p)) {
+            Ok(list) => list
+                .into_iter()
+                .filter_map(|(name, cfg)| {
+                    Team::new(&name, cfg, None).map_err(|e| errors.push(e)).ok()
+                })
+                .collect(),
+            Err(e) => {
+                errors.push(TeamError::Config {
+                    team: "(all)".into(),
+                    reason: e.to_string(),
+                });
+                Vec::new()
+            }
+        };
+        (Sources::new(teams), errors)
+    }
+
+    /// The origins the teams hold for `project` (its scoped entries) and unscoped, through
+    /// `LIST` (a policy needs `list` on the metadata), cached for each team's TTL; a team
+    /// that cannot answer adds none.
+    pub async fn origins(&self, project: Option<&str>) -> Vec<String> {
+        let mut out = Vec::new();
+        for team in &self.teams {
+            let key = (team.name.clone(), project.map(str::to_owned));
+            let held = self
+                .origins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < team.cfg.cache_ttl())
+                .map(|(_, l)| l.clone());
+            let list = match held {
+                Some(l) => l,
+                None => {
+                    let Ok(token) = team.token().await else {
+                        continue;
+                    };
+                    let (e, m, p) = (&team.engine, &team.cfg.mount, &team.cfg.prefix);
+                    let mut list: Vec<String> = kv::list(e, &token, m, p)
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|k| !k.ends_with('/'))
+                        .collect();
+                    if let Some(name) = project {
+                        let scoped = format!("{p}/projects/{name}");
+                        list.extend(
+                            kv::list(e, &token, m, &scoped)
+                                .await
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter(|k| !k.ends_with('/')),
+                        );
+                    }
+                    self.origins
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, (Instant::now(), list.clone()));
+                    list
+                }
+            };
+            out.extend(list);
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The sources.
@@ -218,6 +341,10 @@ impl Sources {
     /// Wipes every cached secret and held token (`lock`).
     pub async fn lock(&self) {
         self.cache().clear();
+        self.origins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         for t in &self.teams {
             t.forget_token().await;
         }
@@ -240,5 +367,63 @@ fn found(team: &Team, scoped: bool, path: String, r: Result<(Held, bool), TeamEr
         path,
         result,
         stale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::Credential;
+
+    fn f(scoped: bool, r: Result<bool, ()>) -> Found {
+        let entry = || {
+            Arc::new(TeamEntry {
+                credential: Credential::Bearer {
+                    token: Secret::from("t"),
+                },
+                version: 1,
+                label: None,
+                disabled: false,
+            })
+        };
+        Found {
+            team: "acme".into(),
+            scoped,
+            path: String::new(),
+            result: match r {
+                Ok(true) => Ok(Some(entry())),
+                Ok(false) => Ok(None),
+                Err(()) => Err(Arc::new(TeamError::Unavailable {
+                    team: "acme".into(),
+                    detail: String::new(),
+                })),
+            },
+            stale: false,
+        }
+    }
+
+    fn name(p: Pick<'_>) -> String {
+        match p {
+            Pick::Local => "local".into(),
+            Pick::Team(f, _) => format!("team scoped={}", f.scoped),
+            Pick::NotFound => "none".into(),
+            Pick::Failed(f, _) => format!("failed scoped={}", f.scoped),
+        }
+    }
+
+    #[test]
+    fn pick_follows_the_table_and_fails_closed() {
+        let both = [f(true, Ok(true)), f(false, Ok(true))];
+        assert_eq!(name(pick(Some(true), &both)), "local");
+        assert_eq!(name(pick(Some(false), &both)), "team scoped=true");
+        let unscoped_only = [f(true, Ok(false)), f(false, Ok(true))];
+        assert_eq!(name(pick(Some(false), &unscoped_only)), "local");
+        assert_eq!(name(pick(None, &unscoped_only)), "team scoped=false");
+        assert_eq!(name(pick(None, &[f(true, Ok(false))])), "none");
+        // A team that cannot answer for the project scope is not skipped for a local
+        // unscoped credential it might have beaten.
+        let failed = [f(true, Err(())), f(false, Ok(true))];
+        assert_eq!(name(pick(Some(false), &failed)), "failed scoped=true");
+        assert_eq!(name(pick(Some(true), &failed)), "local");
     }
 }
