@@ -883,3 +883,163 @@ fn team_renews_a_renewable_token_before_it_expires() {
         "{ttl:?}"
     );
 }
+
+#[test]
+fn team_tls_is_verified_with_the_ca_file_and_refused_without_it() {
+    let d = tempfile::tempdir().unwrap();
+    let certs = d.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let bao = Bao::dev_https(&certs);
+    bao.policy("composer-read", READER);
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let tf = d.path().join("token");
+    write_token(&tf, &bao.token(&["composer-read"], "1h"));
+    let https = format!("https://127.0.0.1:{}", bao.port);
+    let rt = rt();
+    let ca = certs.join("vault-ca.pem");
+    let s = sources("acme", vec![https.clone()], &tf, |c| {
+        c.ca_cert = Some(ca.clone())
+    });
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+    let s = sources("acme", vec![https.clone()], &tf, |_| {});
+    let e = username(&s, &rt, "repo.magento.com", None).unwrap_err();
+    assert!(
+        e.contains("TLS failed"),
+        "a certificate the system does not trust is refused: {e}"
+    );
+
+    let t = TestEnv::bare();
+    write_token(
+        &t.home().join(".vault-token"),
+        &bao.token(&["composer-read"], "1h"),
+    );
+    t.ok(
+        &[
+            "team",
+            "add",
+            "acme",
+            "--addr",
+            &https,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+        ],
+        "",
+    );
+    let s = t.ok(&["team", "status", "acme"], "");
+    assert!(s.contains(&format!("{https}  active")), "{s}");
+    let out = t.cli(
+        &[
+            "team",
+            "add",
+            "bad",
+            "--addr",
+            &https,
+            "--ca-cert",
+            d.path().join("token").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "the CA file is read when the daemon connects"
+    );
+    let out = t.cli(&["team", "status", "bad"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("holds no PEM certificate"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn team_status_reads_no_secret_and_the_engine_audits_reads_by_token() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("audit.log");
+    let hcl = d.path().join("audit.hcl");
+    std::fs::write(
+        &hcl,
+        format!(
+            "audit \"file\" \"to-file\" {{\n  options {{ file_path = \"{}\" }}\n}}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let bao = Bao::dev_with(&[&format!("-config={}", hcl.display())]);
+    bao.policy("composer-read", READER);
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let t = TestEnv::bare();
+    let token = bao.token(&["composer-read"], "1h");
+    write_token(&t.home().join(".vault-token"), &token);
+    let accessor: serde_json::Value =
+        serde_json::from_str(&bao.ok(&["token", "lookup", "-format=json", &token])).unwrap();
+    let accessor = accessor["data"]["accessor"].as_str().unwrap().to_owned();
+    // The audit log holds HMACs; an admin hashes the accessor to find its lines.
+    let hashed: serde_json::Value = serde_json::from_str(&bao.ok(&[
+        "write",
+        "-format=json",
+        "sys/audit-hash/to-file",
+        &format!("input={accessor}"),
+    ]))
+    .unwrap();
+    let accessor = hashed["data"]["hash"].as_str().unwrap().to_owned();
+    t.ok(&["team", "add", "acme", "--addr", bao.addr()], "");
+    let reads = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("\"type\":\"request\"")
+                    && l.contains("\"operation\":\"read\"")
+                    && l.contains("secret/data/composer/repo.magento.com")
+            })
+            .count()
+    };
+    t.ok(&["team", "status", "acme"], "");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("sys/capabilities-self"),
+        "status asked its capabilities"
+    );
+    assert_eq!(reads(&text), 0, "status read no secret");
+
+    let rt = rt();
+    let s = sources(
+        "acme",
+        vec![bao.addr().to_owned()],
+        &t.home().join(".vault-token"),
+        |_| {},
+    );
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.contains("\"type\":\"request\"")
+                && l.contains("\"operation\":\"read\"")
+                && l.contains("secret/data/composer/repo.magento.com")
+        })
+        .expect("the read is audited");
+    assert!(
+        line.contains(&accessor),
+        "under the developer's own token: {line}"
+    );
+}

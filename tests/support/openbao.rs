@@ -107,6 +107,8 @@ pub struct Bao {
     pub port: u16,
     /// The CLI's HOME (its ~/.vault-token stays here, never the test's HOME).
     dir: tempfile::TempDir,
+    /// The CA the bao CLI trusts (`-dev-tls`).
+    ca: Option<PathBuf>,
 }
 
 impl Bao {
@@ -137,7 +139,21 @@ impl Bao {
             server,
             port,
             dir,
+            ca: None,
         };
+        if !extra.iter().any(|a| *a == "-dev-tls") {
+            b.wait_active();
+        }
+        b
+    }
+
+    /// A dev server serving https with a CA of its own, whose files it writes into `certs`
+    /// (`vault-ca.pem` is the one a client needs).
+    pub fn dev_https(certs: &Path) -> Bao {
+        let tls_dir = format!("-dev-tls-cert-dir={}", certs.display());
+        let mut b = Bao::dev_with(&["-dev-tls", &tls_dir]);
+        b.server.addr = format!("https://127.0.0.1:{}", b.port);
+        b.ca = Some(certs.join("vault-ca.pem"));
         b.wait_active();
         b
     }
@@ -165,6 +181,7 @@ impl Bao {
             .env("PATH", "/usr/bin:/bin")
             .env("BAO_ADDR", self.addr())
             .env("BAO_TOKEN", token)
+            .envs(self.ca.iter().map(|c| ("BAO_CACERT", c.as_os_str())))
             .stdin(Stdio::null())
             .output()
             .expect("run bao")
@@ -192,6 +209,7 @@ impl Bao {
             .env("PATH", "/usr/bin:/bin")
             .env("BAO_ADDR", self.addr())
             .env("BAO_TOKEN", "root")
+            .envs(self.ca.iter().map(|c| ("BAO_CACERT", c.as_os_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
