@@ -1,6 +1,12 @@
-//! The audit log: every credential release, refusal and change, with who asked, as JSON lines in a size-rotated file in the state dir (and on stderr for journald under systemd). Never a secret.
+//! The audit log: every credential release, refusal and change, with who asked, as JSON lines in size-rotated files in the state dir (and on stderr for journald under systemd). Never a secret.
+//!
+//! Refusals (a peer the door does not admit, a refused request) are rate-limited
+//! (`refusals.rs`) and go to a file of their own, `refusals.log`, rotated apart from
+//! `audit.log`: no flood of them can push a release or a change out of the retained log.
+//! [`read`] merges both.
 
 mod printable;
+mod refusals;
 mod repeats;
 
 pub use printable::{is_format, json_without_format_chars, printable, printable_max};
@@ -17,9 +23,12 @@ use std::time::SystemTime;
 
 /// The log file's name in the state dir; rotated copies get `.1`, `.2`, ...
 pub const FILE_NAME: &str = "audit.log";
+/// The refusals' file, rotated alike.
+pub const REFUSALS_FILE: &str = "refusals.log";
+pub use refusals::{BUDGET as REFUSAL_BUDGET, INTERVAL as REFUSAL_INTERVAL};
 
 /// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Event {
@@ -93,6 +102,11 @@ pub struct Record {
     /// connection ends or the daemon locks; a line without it is one release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeats: Option<u64>,
+    /// On a refusal line only: how many more refusals like it (same event, uid, kind, origin
+    /// and request) came within the interval after the line without `similar` that it
+    /// counts, written as this one line when the interval ends (`refusals.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similar: Option<u64>,
 }
 
 /// The time now, as records spell it.
@@ -149,6 +163,9 @@ impl Record {
         if let Some(n) = self.repeats {
             let _ = write!(line, " repeats={n}");
         }
+        if let Some(n) = self.similar {
+            let _ = write!(line, " similar={n}");
+        }
         if let Some(k) = self.kind {
             let _ = write!(line, " kind={}", name(&k));
         }
@@ -194,6 +211,8 @@ impl AuditConfig {
 
 struct Sink {
     cfg: AuditConfig,
+    /// `audit.log` or `refusals.log`.
+    name: &'static str,
     file: Option<File>,
     size: u64,
     /// A write failed and was reported; report again only after a success.
@@ -203,10 +222,13 @@ struct Sink {
 /// The daemon's audit log. Writes are synchronous and unbuffered, so a kill -9 loses no
 /// record that was written, and a failure to write never blocks a release (it is logged).
 /// Repeated releases on one connection are counted and written as one line at its end
-/// ([`Audit::release`]).
+/// ([`Audit::record_release`]).
 #[derive(Default)]
 pub struct Audit {
     sink: Option<Mutex<Sink>>,
+    /// Where refusals go, apart from releases and changes.
+    refused: Option<Mutex<Sink>>,
+    refusals: refusals::Refusals,
     /// Also write each record to stderr, which systemd hands to journald.
     journal: bool,
     repeats: repeats::Repeats,
@@ -221,14 +243,10 @@ impl Audit {
     /// Opens (creating) the log in `cfg.dir`, mode 0600 in a 0700 dir.
     pub fn open(cfg: AuditConfig) -> io::Result<Audit> {
         crate::paths::create_private_dir(&cfg.dir)?;
-        let (file, size) = open_file(&cfg.dir.join(FILE_NAME))?;
         Ok(Audit {
-            sink: Some(Mutex::new(Sink {
-                cfg,
-                file: Some(file),
-                size,
-                failing: false,
-            })),
+            refused: Some(Mutex::new(Sink::open(cfg.clone(), REFUSALS_FILE)?)),
+            sink: Some(Mutex::new(Sink::open(cfg, FILE_NAME)?)),
+            refusals: refusals::Refusals::default(),
             journal: stderr_is_journal(),
             repeats: repeats::Repeats::default(),
         })
@@ -240,7 +258,7 @@ impl Audit {
     /// ones are only counted, and written as one `repeats` line by [`Audit::close`] or
     /// [`Audit::flush_repeats`]; a kill -9 loses only those counts, never the fact that the
     /// peer was handed the credential. `first` builds the record, and is not called for a repeat.
-    pub fn release(
+    pub fn record_release(
         &self,
         conn: u64,
         origin: &str,
@@ -271,16 +289,45 @@ impl Audit {
         for rec in self.repeats.take_all() {
             self.record(&rec);
         }
+        for rec in self.refusals.flush() {
+            self.write(&self.refused, &rec);
+        }
     }
 
-    /// Appends one record.
+    /// Writes the counts of refusals whose interval has run out (the daemon's flush task
+    /// calls it once a minute).
+    pub fn tick(&self) {
+        for rec in self.refusals.tick(std::time::Instant::now()) {
+            self.write(&self.refused, &rec);
+        }
+    }
+
+    /// Records a refusal: a peer a door does not admit, or a refused request. The first of
+    /// its kind in an interval is written now, the rest counted (`refusals.rs`), to the
+    /// refusals' own file. Whether this one was written now (the caller's own log can
+    /// follow the same limit).
+    pub fn refusal(&self, rec: Record) -> bool {
+        let lines = self.refusals.note(rec, std::time::Instant::now());
+        // The refusal itself, when written, is the last line.
+        let written = lines.last().is_some_and(|l| l.similar.is_none());
+        for rec in lines {
+            self.write(&self.refused, &rec);
+        }
+        written
+    }
+
+    /// Appends one record: a release or a change.
     pub fn record(&self, rec: &Record) {
+        self.write(&self.sink, rec);
+    }
+
+    fn write(&self, sink: &Option<Mutex<Sink>>, rec: &Record) {
         if self.journal {
             // One write per line, so lines from other threads never interleave with it.
             let line = format!("<5>audit: {}\n", rec.to_line());
             let _ = io::stderr().lock().write_all(line.as_bytes()); // stderr gone: nothing to do
         }
-        let Some(sink) = &self.sink else { return };
+        let Some(sink) = sink else { return };
         let mut line = rec.to_json().into_bytes();
         line.push(b'\n');
         // Only this function takes the lock and it does not panic while holding it.
@@ -297,14 +344,25 @@ impl Audit {
 }
 
 impl Sink {
+    fn open(cfg: AuditConfig, name: &'static str) -> io::Result<Sink> {
+        let (file, size) = open_file(&cfg.dir.join(name))?;
+        Ok(Sink {
+            cfg,
+            name,
+            file: Some(file),
+            size,
+            failing: false,
+        })
+    }
+
     fn path(&self) -> PathBuf {
-        self.cfg.dir.join(FILE_NAME)
+        self.cfg.dir.join(self.name)
     }
 
     fn append(&mut self, line: &[u8]) -> io::Result<()> {
         if self.size > 0 && self.size + line.len() as u64 > self.cfg.max_bytes {
             self.file = None;
-            rotate(&self.cfg)?;
+            rotate(&self.cfg, self.name)?;
             self.size = 0;
         }
         if self.file.is_none() {
@@ -339,27 +397,27 @@ fn open_file(path: &Path) -> io::Result<(File, u64)> {
     Ok((f, size))
 }
 
-fn rotated(dir: &Path, n: usize) -> PathBuf {
-    dir.join(format!("{FILE_NAME}.{n}"))
+fn rotated(dir: &Path, name: &str, n: usize) -> PathBuf {
+    dir.join(format!("{name}.{n}"))
 }
 
-/// `audit.log.N-1` -> `.N`, ..., `audit.log` -> `.1`; the oldest beyond `keep` is removed.
-fn rotate(cfg: &AuditConfig) -> io::Result<()> {
+/// `NAME.N-1` -> `.N`, ..., `NAME` -> `.1`; the oldest beyond `keep` is removed.
+fn rotate(cfg: &AuditConfig, name: &str) -> io::Result<()> {
     let dir = &cfg.dir;
     if cfg.keep == 0 {
-        return std::fs::remove_file(dir.join(FILE_NAME));
+        return std::fs::remove_file(dir.join(name));
     }
-    match std::fs::remove_file(rotated(dir, cfg.keep)) {
+    match std::fs::remove_file(rotated(dir, name, cfg.keep)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     for n in (1..cfg.keep).rev() {
-        match std::fs::rename(rotated(dir, n), rotated(dir, n + 1)) {
+        match std::fs::rename(rotated(dir, name, n), rotated(dir, name, n + 1)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
     }
-    std::fs::rename(dir.join(FILE_NAME), rotated(dir, 1))
+    std::fs::rename(dir.join(name), rotated(dir, name, 1))
 }
 
 /// Whether stderr is the journal: `JOURNAL_STREAM` names its device and inode (systemd.exec(5)).
@@ -382,15 +440,29 @@ fn stderr_is_journal() -> bool {
     st.st_dev as u64 == dev && st.st_ino as u64 == ino
 }
 
-/// Every record in the log dir at or after `since`, oldest first. Lines that do not parse
-/// (a torn last line after a crash, a newer format) are skipped and counted.
+/// Every record in the log dir at or after `since`, oldest first: `audit.log` and
+/// `refusals.log` with their rotated copies, merged by time (each file's own order kept
+/// among records of the same millisecond). Lines that do not parse (a torn last line after a
+/// crash, a newer format) are skipped and counted.
 pub fn read(dir: &Path, since: Option<SystemTime>) -> io::Result<(Vec<Record>, usize)> {
+    let (mut out, bad) = read_set(dir, FILE_NAME, since)?;
+    let (refused, bad_refused) = read_set(dir, REFUSALS_FILE, since)?;
+    if !refused.is_empty() {
+        out.extend(refused);
+        // Stable: the same instant keeps releases and changes before refusals.
+        out.sort_by_key(Record::when);
+    }
+    Ok((out, bad + bad_refused))
+}
+
+/// The records of `name` and its rotated copies, oldest first.
+fn read_set(dir: &Path, name: &str, since: Option<SystemTime>) -> io::Result<(Vec<Record>, usize)> {
     let mut numbered: Vec<(usize, PathBuf)> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .flatten()
             .filter_map(|e| {
-                let name = e.file_name();
-                let n = name.to_str()?.strip_prefix(FILE_NAME)?.strip_prefix('.')?;
+                let file = e.file_name();
+                let n = file.to_str()?.strip_prefix(name)?.strip_prefix('.')?;
                 Some((n.parse().ok()?, e.path()))
             })
             .collect(),
@@ -400,7 +472,7 @@ pub fn read(dir: &Path, since: Option<SystemTime>) -> io::Result<(Vec<Record>, u
     // The highest number is the oldest.
     numbered.sort_by_key(|n| std::cmp::Reverse(n.0));
     let mut files: Vec<PathBuf> = numbered.into_iter().map(|(_, p)| p).collect();
-    files.push(dir.join(FILE_NAME));
+    files.push(dir.join(name));
     let mut out = Vec::new();
     let mut bad = 0;
     for path in files {
@@ -453,6 +525,7 @@ mod tests {
         let names: Vec<String> = std::fs::read_dir(d.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(FILE_NAME))
             .collect();
         assert_eq!(names.len(), 3, "{names:?}");
         for n in ["audit.log", "audit.log.1", "audit.log.2"] {

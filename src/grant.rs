@@ -36,6 +36,22 @@ pub enum GrantError {
     /// The user's own uid uses the main socket.
     #[error("uid {0} is this user's own: it needs no grant")]
     OwnUid(u32),
+    /// The project path, as given, runs through a link another user controls: it could
+    /// point the grant at another project.
+    #[error(
+        "the project path {given} runs through {link}, which uid {owner} controls: it could point \
+         the grant at another project. If {real} is the project, name it by that path"
+    )]
+    ForeignLink {
+        /// The path as the user gave it.
+        given: PathBuf,
+        /// The link, or the directory holding it, that another user owns.
+        link: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Where the path leads now.
+        real: PathBuf,
+    },
     /// The registry file is not ours to read as JSON.
     #[error("the grant registry {path} is not valid: {source}")]
     Parse {
@@ -209,6 +225,79 @@ fn lock(path: &Path) -> Result<std::fs::File, GrantError> {
     }
 }
 
+/// Most links followed while resolving a project path, as the kernel's own bound.
+const MAX_LINKS: usize = 40;
+
+/// The canonical project directory for `grant add --project GIVEN`, refusing a path that
+/// follows a symbolic link owned by another user than `me` (root aside), or kept in a
+/// directory such a user owns: that user could point the link, and with it the grant, at
+/// another project. A path that follows no link (the real path, named as is) is taken.
+pub fn project_path(given: &Path, me: u32) -> Result<PathBuf, GrantError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |path: &Path, source| GrantError::Io {
+        what: "resolving",
+        path: path.to_owned(),
+        source,
+    };
+    let abs = match given.is_absolute() {
+        true => given.to_owned(),
+        false => std::env::current_dir()
+            .map_err(|e| io(given, e))?
+            .join(given),
+    };
+    let real = std::fs::canonicalize(&abs).map_err(|e| io(given, e))?;
+    let ours = |uid: u32| uid == me || uid == 0;
+    let mut at = PathBuf::from("/");
+    let mut rest: Vec<std::ffi::OsString> = components(&abs);
+    rest.reverse();
+    let mut links = 0;
+    while let Some(name) = rest.pop() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&name);
+        let meta = std::fs::symlink_metadata(&next).map_err(|e| io(&next, e))?;
+        if !meta.file_type().is_symlink() {
+            at = next;
+            continue;
+        }
+        let holder = std::fs::symlink_metadata(&at).map_err(|e| io(&at, e))?;
+        for (path, owner) in [(&next, meta.uid()), (&at, holder.uid())] {
+            if !ours(owner) {
+                return Err(GrantError::ForeignLink {
+                    given: given.to_owned(),
+                    link: path.clone(),
+                    owner,
+                    real,
+                });
+            }
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(io(given, std::io::Error::from_raw_os_error(libc::ELOOP)));
+        }
+        let target = std::fs::read_link(&next).map_err(|e| io(&next, e))?;
+        if target.is_absolute() {
+            at = PathBuf::from("/");
+        }
+        rest.extend(components(&target).into_iter().rev());
+    }
+    Ok(real)
+}
+
+/// A path's names, `..` kept, `.` and the root dropped.
+fn components(p: &Path) -> Vec<std::ffi::OsString> {
+    use std::path::Component;
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
 impl Grant {
     /// Whether a credential with `scope` (its project, `None` for unscoped) may be released
     /// through this grant: its scope must contain the granted project.
@@ -230,6 +319,38 @@ mod tests {
             uid: 33,
             project: "/srv/a/shop".into(),
             include_global,
+        }
+    }
+
+    #[test]
+    fn a_project_through_another_users_link_is_refused() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let (a, b) = (base.join("a"), base.join("b"));
+        std::fs::create_dir_all(a.join("shop")).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        symlink(a.join("shop"), b.join("link")).unwrap();
+        symlink("../a/shop", b.join("rel")).unwrap();
+        let me = crate::paths::euid();
+        // Our own links are followed.
+        assert_eq!(project_path(&b.join("link"), me).unwrap(), a.join("shop"));
+        assert_eq!(project_path(&b.join("rel/."), me).unwrap(), a.join("shop"));
+        // Seen as another user's, they are refused, naming the real path.
+        let other = me.wrapping_add(1);
+        if me != 0 {
+            // Our files are owned by `me`, which is "another user" to `other`.
+            let e = project_path(&b.join("link"), other).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&a.join("shop").display().to_string()),
+                "{e}"
+            );
+            // The real path follows no link: taken.
+            assert_eq!(
+                project_path(&a.join("shop"), other).unwrap(),
+                a.join("shop")
+            );
         }
     }
 

@@ -16,13 +16,13 @@ pub type Meta = CredentialInfo;
 #[derive(Serialize, Deserialize)]
 struct File {
     format: u32,
-    credentials: Vec<Record>,
+    credentials: Vec<DiskEntry>,
 }
 
 /// One credential as the index file stores it. Its own type, so the file format and the
 /// wire (`CredentialInfo`) can change apart; format 1 has the same fields as the wire had.
 #[derive(Serialize, Deserialize)]
-struct Record {
+struct DiskEntry {
     origin: Origin,
     #[serde(rename = "type")]
     kind: CredentialType,
@@ -44,9 +44,9 @@ struct Record {
     allow_exe: Vec<String>,
 }
 
-impl From<Meta> for Record {
-    fn from(m: Meta) -> Record {
-        Record {
+impl From<Meta> for DiskEntry {
+    fn from(m: Meta) -> DiskEntry {
+        DiskEntry {
             origin: m.origin,
             kind: m.kind,
             project: m.project,
@@ -62,8 +62,8 @@ impl From<Meta> for Record {
     }
 }
 
-impl From<Record> for Meta {
-    fn from(r: Record) -> Meta {
+impl From<DiskEntry> for Meta {
+    fn from(r: DiskEntry) -> Meta {
         Meta {
             origin: r.origin,
             kind: r.kind,
@@ -152,7 +152,7 @@ impl Index {
     pub fn to_bytes(&self) -> Vec<u8> {
         let file = File {
             format: FORMAT,
-            credentials: self.all().into_iter().map(Record::from).collect(),
+            credentials: self.all().into_iter().map(DiskEntry::from).collect(),
         };
         // Only strings and numbers: this cannot fail.
         let mut out = serde_json::to_vec_pretty(&file).expect("index serializes");
@@ -233,15 +233,14 @@ impl Index {
     /// containing it, else the unscoped one. Without a project only the unscoped one applies.
     pub fn resolve(&self, origin: &str, project: Option<&Path>) -> Option<&Meta> {
         let list = self.by_origin.get(origin)?;
-        best(list.iter(), project)
+        list.get(best(list, project)?)
     }
 
     /// Like [`Index::resolve`], for updating the winner's `last_used`.
     pub fn resolve_mut(&mut self, origin: &str, project: Option<&Path>) -> Option<&mut Meta> {
         let list = self.by_origin.get_mut(origin)?;
-        let best = best(list.iter(), project)?;
-        let scope = best.project.clone();
-        list.iter_mut().find(|m| m.project == scope)
+        let i = best(list, project)?;
+        list.get_mut(i)
     }
 
     /// For each origin, the credential that applies to `project`.
@@ -249,7 +248,7 @@ impl Index {
         let mut out: Vec<OriginInfo> = self
             .by_origin
             .values()
-            .filter_map(|list| best(list.iter(), project))
+            .filter_map(|list| list.get(best(list, project)?))
             .map(|m| OriginInfo {
                 origin: m.origin.clone(),
                 kind: m.kind,
@@ -262,19 +261,32 @@ impl Index {
     }
 }
 
-/// Picks the entry with the longest scope that contains `project`, or the unscoped one.
-fn best<'a>(entries: impl Iterator<Item = &'a Meta>, project: Option<&Path>) -> Option<&'a Meta> {
+/// The one rule for which credential wins a lookup from `project`, on every door: among an
+/// origin's entries, the one whose scope contains `project` with the most path components,
+/// else the unscoped one. Its position in `entries`.
+fn best(entries: &[Meta], project: Option<&Path>) -> Option<usize> {
+    #[cfg(test)]
+    RESOLVED.with(|n| n.set(n.get() + 1));
     entries
-        .filter(|m| match (&m.project, project) {
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| match (&m.project, project) {
             (None, _) => true,
             (Some(scope), Some(p)) => p.starts_with(scope),
             (Some(_), None) => false,
         })
-        .max_by_key(|m| {
+        .max_by_key(|(_, m)| {
             m.project
                 .as_ref()
                 .map_or(0, |s| Path::new(s).components().count() + 1)
         })
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread resolved a winner (the agent's tests count them).
+    pub(crate) static RESOLVED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A new entry's metadata, created now.

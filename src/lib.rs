@@ -5,7 +5,11 @@
 //! - [`credential`], [`secret`]: what a credential is, and the box secrets live in.
 //! - [`protocol`]: the `/v1` wire types shared by server, client and the PHP shim's fixtures.
 //! - [`store`]: the `Store` trait and its backends; [`index`]: the non-secret metadata file.
-//! - [`server`]: listener intake, peer checks, limits, routes and the [`server::agent::Agent`].
+//! - [`agent`]: the domain core: the store, index and cache behind one lock, release under
+//!   policy ([`agent::policy`]), the unlock timers; it returns outcomes and knows no server.
+//!   [`peer`]: who is asking (uid, pid, executable, the door it came through).
+//! - [`server`]: one connection path for every door ([`server::door`]: the main socket,
+//!   grants), limits, routes; the edge that writes audit records and builds replies.
 //! - [`client`]: the CLI's HTTP client over the socket; [`trust`]: who may have put a socket
 //!   or directory where we look (checked before a client sends a byte).
 //! - [`service`]: the systemd user units and the launchd agent: render, install, status.
@@ -14,12 +18,13 @@
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 //! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
-//! - [`grant`]: which other uid may read which project's credentials (served by `server::grant`).
+//! - [`grant`]: which other uid may read which project's credentials (served as doors by `server::grant`).
 //! - [`team`]: team sources (OpenBao / HashiCorp Vault KV v2), read through beside the store.
 //! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
 
+pub mod agent;
 pub mod atomic;
 pub mod audit;
 pub mod authjson;
@@ -35,6 +40,7 @@ pub mod grant;
 pub mod harden;
 pub mod index;
 pub mod paths;
+pub mod peer;
 pub mod protocol;
 pub mod scan;
 pub mod secret;

@@ -1,26 +1,26 @@
-//! The daemon's server: listener intake, the per-connection peer check and limits, and the accept loop.
+//! The daemon's server: one connection path (accept, the door's peer check, slots, deadlines, drain, audit) for every door, listener intake, and the limits.
 
-pub mod agent;
 pub mod body;
 pub mod daemon;
+pub mod door;
 pub mod grant;
 pub mod idle;
 pub mod intake;
+pub mod limits;
 pub mod notify;
-pub mod peer;
-pub mod policy;
 pub mod routes;
 pub mod slots;
 pub mod stall;
-pub mod timers;
 
-use agent::Agent;
+use crate::agent::Agent;
+pub use crate::peer::Peer;
 use body::WipeBody;
+use door::Door;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Response;
 use hyper_util::rt::TokioIo;
-pub use peer::Peer;
+pub use limits::Limits;
 use slots::{Slot, Slots};
 use stall::StallGuard;
 use std::convert::Infallible;
@@ -31,89 +31,64 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
+use tokio::task::JoinSet;
 
-/// Every bound on what a client may make the daemon do, set in one place.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Largest request body; larger ones are refused with 413 before they are read.
-    pub max_body: usize,
-    /// Largest request head (hyper's read buffer); larger heads get 431.
-    pub max_head: usize,
-    /// Time a client has to send a complete request head, against slowloris. hyper starts
-    /// this clock again whenever a keep-alive connection goes idle, so it is also the idle time-out.
-    pub header_timeout: Duration,
-    /// Time a client has to send a whole request body, once its head is read.
-    pub body_timeout: Duration,
-    /// Time a response write may stay blocked on a peer that does not read.
-    pub write_timeout: Duration,
-    /// Connections served at once. At the cap the connection idle longest is closed to
-    /// make room; when all are inside a request, new ones wait in the listen backlog.
-    pub max_connections: usize,
-    /// Time to let open connections finish at shutdown.
-    pub drain_timeout: Duration,
-    /// The longest a single keyring or vault call may take.
-    pub backend_timeout: Duration,
-    /// Time the user has to answer a `--confirm` dialog.
-    pub confirm_timeout: Duration,
+/// What every door of one daemon shares: the agent, the limits, and the activity record
+/// `--idle-exit` watches.
+#[derive(Clone)]
+pub struct Shared {
+    /// The domain core every door asks.
+    pub agent: Arc<Agent>,
+    /// Every bound, the same on every door.
+    pub limits: Arc<Limits>,
+    /// Open connections, for `--idle-exit`.
+    pub activity: Arc<idle::Activity>,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_body: 64 * 1024,
-            max_head: 16 * 1024,
-            header_timeout: Duration::from_secs(5),
-            body_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
-            max_connections: 8192,
-            drain_timeout: Duration::from_secs(5),
-            backend_timeout: Duration::from_secs(5),
-            confirm_timeout: Duration::from_secs(30),
+impl Shared {
+    /// `agent` under `limits`, with its own activity record.
+    pub fn new(agent: Arc<Agent>, limits: Limits) -> Shared {
+        Shared {
+            agent,
+            limits: Arc::new(limits),
+            activity: Arc::default(),
         }
     }
 }
 
-/// File descriptors kept free of connections: the store's D-Bus link, the index, the audit
-/// log, askpass pipes, the listener.
-const RESERVED_FDS: u64 = 64;
-
-impl Limits {
-    /// Lowers `max_connections` so that connections cannot exhaust `open_files` descriptors
-    /// (past that, accept would fail and the store could not open its files).
-    pub fn fit_open_files(&mut self, open_files: u64) {
-        let room = usize::try_from(open_files.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
-        if self.max_connections > room {
-            tracing::warn!(
-                "only {open_files} open files allowed: serving at most {} connections at once",
-                room.max(1)
-            );
-            self.max_connections = room.max(1);
-        }
-    }
-}
-
-/// Serves `listener` until `shutdown` completes, then drains open connections.
-/// Connections from another uid are closed before a byte is read.
+/// Serves `listener` as the main door until `shutdown` completes, then drains open
+/// connections. Connections from another uid are closed before a byte is read.
 pub async fn run(
     listener: UnixListener,
     agent: Arc<Agent>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    run_with(listener, agent, limits, Arc::default(), shutdown).await;
+    let door: Arc<dyn Door> = Arc::new(door::Main::default());
+    serve(listener, door, Shared::new(agent, limits), shutdown).await;
 }
 
-/// [`run`], recording open connections in `activity` (for `--idle-exit`).
-pub async fn run_with(
+/// Serves `listener` through `door` until `shutdown` completes: the one connection path of
+/// every door. The door admits or refuses each peer before a byte is read (a refusal is
+/// audited, rate-limited); an admitted one takes a place among the door's slots (at the cap
+/// the longest-idle connection gives way) and is served by [`serve_connection`]. At
+/// shutdown no new connection is taken, idle ones close, and those inside a request have
+/// `drain_timeout` to finish; dropping the loop (a grant revoked) ends them at once.
+pub async fn serve(
     listener: UnixListener,
-    agent: Arc<Agent>,
-    limits: Limits,
-    activity: Arc<idle::Activity>,
+    door: Arc<dyn Door>,
+    shared: Shared,
     shutdown: impl Future<Output = ()>,
 ) {
-    let me = crate::paths::euid();
-    let slots = Slots::new(limits.max_connections);
-    let limits = Arc::new(limits);
+    let Shared {
+        agent,
+        limits,
+        activity,
+    } = shared;
+    let slots = Slots::new(door.capacity(&limits));
+    let label = door.label();
+    // The connections are this task's: aborting it (a revoked grant) aborts them.
+    let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -126,45 +101,54 @@ pub async fn run_with(
                     continue;
                 }
             },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             () = &mut shutdown => break,
         };
         let busy = activity.begin();
-        let peer = match stream.peer_cred() {
-            Ok(c) if c.uid() == me => {
-                let peer = Peer::connected(c.uid(), c.pid());
-                if agent.names_executables() {
-                    // A policy compares the executable at accept with the one at release;
-                    // without such a policy it is read at the first release, for its record.
-                    peer.exe();
-                }
-                peer
-            }
-            Ok(c) => {
-                let peer = Peer::connected(c.uid(), c.pid());
-                tracing::warn!(
-                    uid = c.uid(),
-                    pid = c.pid(),
-                    "refused a connection from another user"
-                );
-                let rec = crate::audit::Record {
-                    reason: Some("the peer is another user".into()),
-                    ..crate::audit::Record::new(crate::audit::Event::RejectPeer)
-                };
-                agent.audit().record(&peer.audit(rec));
-                continue;
-            }
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!("refused a connection whose peer is unknown: {e}");
                 continue;
             }
         };
-        // Checked before a place is taken, so another user's connections never evict ours.
+        let peer = Peer::connected(cred.uid(), cred.pid()).through(label.clone());
+        if let Err(reason) = door.admit(cred.uid(), cred.pid()) {
+            let who = match cred.uid() == crate::paths::euid() {
+                true => "",
+                false => " from another user",
+            };
+            let rec = crate::audit::Record {
+                reason: Some(reason),
+                ..crate::audit::Record::new(crate::audit::Event::RejectPeer)
+            };
+            let rec = peer.audit(rec);
+            // Said in the daemon's log as often as it is written in the audit log.
+            let reason = rec.reason.clone().unwrap_or_default();
+            if agent.audit().refusal(rec) {
+                tracing::warn!(uid = cred.uid(), pid = cred.pid(), door = ?label, "refused a connection{who} ({reason})");
+            }
+            continue;
+        }
+        if agent.names_executables() {
+            // A policy compares the executable at accept with the one at release;
+            // without such a policy it is read at the first release, for its record.
+            peer.exe();
+        }
+        // Admitted before a place is taken, so a refused peer never evicts anyone.
         let slot = tokio::select! {
             s = slots.acquire() => s,
             () = &mut shutdown => break,
         };
-        let conn = serve_connection(stream, Arc::clone(&agent), Arc::clone(&limits), peer, slot);
-        tokio::spawn(async move {
+        let conn = serve_connection(
+            stream,
+            Arc::clone(&door),
+            Arc::clone(&agent),
+            Arc::clone(&limits),
+            peer,
+            slot,
+        );
+        conns.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }
@@ -173,15 +157,10 @@ pub async fn run_with(
     }
     drop(listener);
     slots.close_all();
-    // Bounded by the drain time-out; each ending connection wakes the check.
-    let drained = async {
-        while slots.open() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let drained = async { while conns.join_next().await.is_some() {} };
     tokio::select! {
-        () = drained => tracing::debug!("all connections drained"),
-        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("gave up waiting for open connections"),
+        () = drained => tracing::debug!(door = ?label, "all connections drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!(door = ?label, "gave up waiting for open connections"),
     }
 }
 
@@ -196,6 +175,7 @@ pub async fn run_with(
 /// a request is never cut by it (the body deadline and the backend's time-out bound that).
 pub async fn serve_connection<S>(
     stream: S,
+    door: Arc<dyn Door>,
     agent: Arc<Agent>,
     limits: Arc<Limits>,
     peer: Peer,
@@ -215,15 +195,18 @@ where
     let in_service = Arc::clone(&slot);
     let service = service_fn(move |req| {
         let busy = in_service.busy();
-        if let Some(resp) = routes::cached_lookup(&agent, &peer, &req) {
-            drop(busy);
-            return Answer::Now(std::future::ready(Ok(resp)));
+        if door.everyday() {
+            if let Some(resp) = routes::cached_lookup(&agent, &peer, &req) {
+                drop(busy);
+                return Answer::Now(std::future::ready(Ok(resp)));
+            }
         }
         let agent = Arc::clone(&agent);
         let lim = Arc::clone(&lim);
         let peer = Arc::clone(&peer);
+        let door = Arc::clone(&door);
         Answer::Routed(Box::pin(async move {
-            let resp = routes::handle(&agent, &lim, &peer, req).await;
+            let resp = routes::handle(&agent, &*door, &lim, &peer, req).await;
             drop(busy);
             resp
         }))
@@ -297,3 +280,6 @@ impl Drop for CountsOnClose {
         self.agent.audit().close(self.conn);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -295,3 +295,97 @@ fn the_everyday_lookup_and_the_full_path_answer_and_count_alike() {
     );
     drop(d);
 }
+
+/// Issue 22, medium: 1.47 million refused connects in 40 s replaced every earlier release
+/// record. A bounded flood of refused connections (200,000 or 30 s, whichever comes first)
+/// to a grant's socket, plus refused requests on the main socket, leaves every earlier
+/// release in `composer-keyd log`; the refusals are there as a few counted lines.
+#[test]
+fn a_flood_of_refusals_never_pushes_a_release_out_of_the_log() {
+    let t = TestEnv::fast_vault();
+    // A small log, so that an unlimited flood would rotate every release out in moments.
+    let _d = t.start_daemon(&["--audit-max-size", "65536", "--audit-keep", "1"]);
+    t.ok(&["unlock"], &format!("{PW}\n{PW}\n"));
+    for o in ORIGINS {
+        t.ok(&["add", o, "--type", "bearer"], &format!("token-{o}\n"));
+    }
+    let sock = t.socket();
+    for conn in 0..3 {
+        for o in ORIGINS {
+            assert_eq!(Conn::open(&sock).get(&path(o, conn)).unwrap().0, 200);
+        }
+    }
+    let project = t.dir.path().join("granted");
+    std::fs::create_dir_all(&project).unwrap();
+    t.ok(
+        &[
+            "grant",
+            "add",
+            "--uid",
+            "65534",
+            "--project",
+            project.to_str().unwrap(),
+            "--name",
+            "flood",
+        ],
+        "",
+    );
+    let grant = sock.parent().unwrap().join("grant-flood.sock");
+
+    // This process is not uid 65534: each connect is refused before a byte is read.
+    let start = std::time::Instant::now();
+    let mut connects = 0u64;
+    while connects < 200_000 && start.elapsed() < Duration::from_secs(30) {
+        if let Ok(s) = UnixStream::connect(&grant) {
+            drop(s);
+        }
+        connects += 1;
+    }
+    eprintln!(
+        "{connects} refused connects in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    // And refused requests on the main socket, on one kept-alive connection.
+    let mut c = Conn::open(&sock);
+    for _ in 0..2_000 {
+        assert_eq!(c.get("/v1/credentials/absent.example").unwrap().0, 404);
+    }
+    drop(c);
+    // Locking ends the refusals' interval: their counts are written.
+    t.ok(&["lock"], "");
+
+    let log: Vec<serde_json::Value> = t
+        .ok(&["log", "--json"], "")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for conn in 0..3 {
+        for o in ORIGINS {
+            assert_eq!(
+                releases(&log, conn, o).0,
+                1,
+                "the release of {o} on connection {conn} is gone after {connects} refused connects"
+            );
+        }
+    }
+    let rejects: Vec<_> = log.iter().filter(|r| r["event"] == "reject-peer").collect();
+    let counted: u64 = rejects
+        .iter()
+        .map(|r| r["similar"].as_u64().unwrap_or(0) + u64::from(r["similar"].is_null()))
+        .sum();
+    assert!(
+        counted >= connects / 2,
+        "{counted} of {connects} refusals counted"
+    );
+    assert!(rejects.len() <= 4, "{} reject-peer lines", rejects.len());
+    let refused = log
+        .iter()
+        .filter(|r| r["event"] == "refuse" && r["origin"] == "absent.example")
+        .count();
+    assert!((1..=2).contains(&refused), "{refused} refuse lines");
+    let state = log_path(&t).parent().unwrap().to_path_buf();
+    for f in ["audit.log", "refusals.log"] {
+        let size = std::fs::metadata(state.join(f)).map_or(0, |m| m.len());
+        eprintln!("{f}: {size} bytes after the flood");
+    }
+}

@@ -17,6 +17,7 @@ mod audit;
 mod autostart;
 mod containers;
 mod daemon;
+mod doors;
 mod git_e2e;
 mod hostile;
 mod limits;

@@ -104,7 +104,8 @@ fn unprivileged_daemon_is_not_dumpable_and_has_no_core_limit() {
     // A raw connection: the CLI itself would not connect (nobody's directory fails its rule).
     let refused = support::request(&t.socket(), "GET", "/v1/status", None);
     assert!(refused.is_err(), "root was served: {refused:?}");
-    let audit = t.home().join(".local/state/composer-keyd/audit.log");
+    // Refusals have their own file, so that no flood of them rotates releases out.
+    let audit = t.home().join(".local/state/composer-keyd/refusals.log");
     let audit = std::fs::read_to_string(&audit).unwrap_or_default();
     assert!(
         audit.contains(r#""event":"reject-peer""#) && audit.contains(r#""uid":0"#),

@@ -8,7 +8,8 @@
 use composer_keyd::credential::{CredentialType, Origin};
 use composer_keyd::index::{new_meta, Index};
 use composer_keyd::protocol::{ErrorBody, ErrorKind};
-use composer_keyd::server::agent::{Agent, AgentConfig};
+use composer_keyd::agent::{Agent, AgentConfig};
+use composer_keyd::server::door::Main;
 use composer_keyd::server::slots::Slots;
 use composer_keyd::server::{serve_connection, Limits, Peer};
 use composer_keyd::store::memory::MemoryStore;
@@ -113,7 +114,14 @@ fuzz_target!(|data: &[u8]| {
         let (client, server) = tokio::io::duplex(1 << 16);
         let peer = Peer::with_exe(1000, Some(4242), Some("/usr/bin/php".into()));
         let slot = Slots::new(1).acquire().await;
-        let serve = serve_connection(server, agent(), Arc::new(Limits::default()), peer, slot);
+        let serve = serve_connection(
+            server,
+            Arc::new(Main::default()),
+            agent(),
+            Arc::new(Limits::default()),
+            peer,
+            slot,
+        );
         let (mut rd, mut wr) = tokio::io::split(client);
         let write = async {
             let _ = wr.write_all(data).await; // the server may close first

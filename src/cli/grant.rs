@@ -20,6 +20,8 @@ enum Action {
         /// The uid Composer runs as in the container (33 is Debian's www-data; 0 is root).
         #[arg(long, value_name = "N")]
         uid: u32,
+        /// The project directory. A path through a symbolic link that another user owns
+        /// (or keeps in a directory they own) is refused: name the real path instead.
         #[arg(long, value_name = "DIR")]
         project: PathBuf,
         /// The grant's name (default: uid<N>-<project's directory name>).
@@ -66,7 +68,8 @@ pub async fn run(ctx: &Ctx, a: GrantArgs) -> anyhow::Result<ExitCode> {
             name,
             include_global,
         } => {
-            let project = std::fs::canonicalize(&project)
+            // Through no link another user could re-point (the real path named as is is).
+            let project = grant::project_path(&project, composer_keyd::paths::euid())
                 .with_context(|| format!("the project directory {}", project.display()))?;
             let name = name.unwrap_or_else(|| grant::default_name(uid, &project));
             Registry::update(&path, |reg| {

@@ -104,7 +104,7 @@ impl LimitArgs {
         self.askpass
             .clone()
             .filter(|p| !p.as_os_str().is_empty())
-            .or_else(composer_keyd::server::policy::Confirm::program_from_env)
+            .or_else(composer_keyd::agent::policy::Confirm::program_from_env)
     }
 
     /// The audit log in `dir`, rotated as asked.

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::Args;
+use composer_keyd::agent::timers::Ttl;
 use composer_keyd::server::daemon::{self, Options};
-use composer_keyd::server::timers::Ttl;
 use std::path::PathBuf;
 use std::time::Duration;
 

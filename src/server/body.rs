@@ -1,6 +1,7 @@
-//! Response bodies that zeroize their bytes when hyper is done with them.
+//! Response bodies that zeroize their bytes when hyper is done with them, and the wire encoding of a released credential (made here, at the edge, once per cached credential).
 
-use super::agent::Released;
+use crate::agent::Released;
+use crate::protocol::CredentialReply;
 use hyper::body::{Body, Buf, Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -19,9 +20,17 @@ impl Bytes {
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Owned(v) => v,
-            Bytes::Shared(a) => &a.json,
+            Bytes::Shared(a) => a.encoded(encode),
         }
     }
+}
+
+/// A released credential as the wire carries it, made once per cached credential: in the
+/// locked arena (out of swap and core dumps), else on locked, undumpable heap pages.
+fn encode(reply: &CredentialReply) -> Zeroizing<Vec<u8>> {
+    let json = crate::secret::in_locked_arena(|| crate::secret::to_json_zeroizing(reply));
+    crate::harden::protect(&json);
+    json
 }
 
 /// A buffer that wipes itself on drop. With `writev` on, hyper queues it rather than

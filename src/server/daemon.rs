@@ -1,12 +1,13 @@
 //! The daemon's life: open the listener and the store, serve until a signal, then flush and clean up.
 
-use super::agent::{Agent, AgentConfig};
+use super::door::{Grants, Main};
 use super::idle::Activity;
 use super::intake::{self, IntakeError};
 use super::notify::Notifier;
-use super::policy::Confirm;
-use super::timers::Ttl;
-use super::{run_with, Limits};
+use super::{Limits, Shared};
+use crate::agent::policy::Confirm;
+use crate::agent::timers::Ttl;
+use crate::agent::{Agent, AgentConfig};
 use crate::audit::Audit;
 use crate::config;
 use crate::index::Index;
@@ -98,7 +99,7 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     tracing::info!(
         socket = %shown,
         pid = std::process::id(),
-        source = ?listener.source,
+        opener = ?listener.opener,
         "composer-keyd {} listening",
         crate::protocol::VERSION
     );
@@ -141,25 +142,32 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
             notifier.stopping(why);
         }
     };
-    // Another uid reaches credentials only through a grant's own socket.
-    let grants = super::grant::start(Arc::clone(&agent), opts.limits.clone(), opts.socket.clone());
+    let shared = Shared {
+        agent: Arc::clone(&agent),
+        limits: Arc::new(opts.limits),
+        activity,
+    };
+    // Another uid reaches credentials only through a grant's own socket: a door of its own.
+    let grants = super::grant::start(shared.clone(), opts.socket.clone());
     let flusher = spawn_flusher(Arc::clone(&agent));
     notifier.ready(&format!("serving on {shown}"));
     // Start-up is over: its code and read-only data need not stay mapped.
     let released = crate::harden::clean_pages::release();
     tracing::debug!(mapped_kib = released / 1024, "start-up pages released");
-    run_with(
-        listener.listener,
-        Arc::clone(&agent),
-        opts.limits,
-        activity,
-        shutdown,
-    )
-    .await;
+    let main = Main::new(grants.clone().map(|g| g as Arc<dyn Grants>));
+    let stopping = grants.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Grant doors stop taking connections and drain alongside the main one.
+        if let Some(g) = stopping {
+            g.stopping();
+        }
+    };
+    super::serve(listener.listener, Arc::new(main), shared, shutdown).await;
     flusher.abort();
     timer.abort();
     if let Some(g) = &grants {
-        g.stop_all();
+        g.stop_all().await;
     }
     agent.lock();
     if let Err(e) = agent.flush().await {
@@ -202,12 +210,13 @@ fn spawn_lock_timer(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Writes `last_used` times once a minute.
+/// Writes `last_used` times, and the counts of refusals whose interval ended, once a minute.
 fn spawn_flusher(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
+            agent.audit().tick();
             if let Err(e) = agent.flush().await {
                 tracing::warn!("could not write last-used times: {e}");
             }

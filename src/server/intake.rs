@@ -44,7 +44,7 @@ pub enum IntakeError {
 
 /// Who opened the listening socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
+pub enum Opener {
     /// Inherited through `LISTEN_FDS` (systemd, systemd-socket-activate).
     Systemd,
     /// Handed over by `launch_activate_socket`.
@@ -58,7 +58,7 @@ pub struct Listener {
     /// The socket, ready to accept.
     pub listener: tokio::net::UnixListener,
     /// Who opened it.
-    pub source: Source,
+    pub opener: Opener,
     /// The path it listens on, when it has one.
     pub path: Option<PathBuf>,
     /// The socket file's path and inode when we bound it ourselves (and so remove it).
@@ -68,7 +68,7 @@ pub struct Listener {
 impl Listener {
     /// Whether a service manager owns the socket (and starts us again on the next connection).
     pub fn activated(&self) -> bool {
-        self.source != Source::Bound
+        self.opener != Opener::Bound
     }
 }
 
@@ -87,11 +87,11 @@ pub fn remove_bound(bound: Option<(PathBuf, u64)>) {
 /// it removes the activation variables from the environment.
 pub fn open(socket: &Path) -> Result<Listener, IntakeError> {
     if let Some(fd) = take_systemd_fd()? {
-        return inherited(fd, Source::Systemd, socket);
+        return inherited(fd, Opener::Systemd, socket);
     }
     #[cfg(target_os = "macos")]
     if let Some(fd) = launchd::activate(LAUNCHD_SOCKET_NAME)? {
-        return inherited(fd, Source::Launchd, socket);
+        return inherited(fd, Opener::Launchd, socket);
     }
     bind(socket)
 }
@@ -155,7 +155,7 @@ fn take_systemd_fd() -> Result<Option<OwnedFd>, IntakeError> {
 }
 
 /// Checks that `fd` is a listening Unix stream socket, then wraps it.
-fn inherited(fd: OwnedFd, source: Source, expected: &Path) -> Result<Listener, IntakeError> {
+fn inherited(fd: OwnedFd, opener: Opener, expected: &Path) -> Result<Listener, IntakeError> {
     let bad = |what: String| IntakeError::Activation(what);
     let raw = fd.as_raw_fd();
     if sockopt(raw, libc::SO_TYPE).map_err(|e| bad(format!("descriptor {raw}: {e}")))?
@@ -192,7 +192,7 @@ fn inherited(fd: OwnedFd, source: Source, expected: &Path) -> Result<Listener, I
     }
     Ok(Listener {
         listener,
-        source,
+        opener,
         path,
         bound: None,
     })
@@ -260,7 +260,7 @@ pub fn bind(socket: &Path) -> Result<Listener, IntakeError> {
         .ino();
     Ok(Listener {
         listener,
-        source: Source::Bound,
+        opener: Opener::Bound,
         path: Some(socket.to_path_buf()),
         bound: Some((socket.to_path_buf(), ino)),
     })
@@ -345,19 +345,19 @@ mod tests {
         let here = dir.path().join("x.sock");
         // A connected (not listening) stream socket.
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let err = inherited(OwnedFd::from(a), Source::Systemd, &here).err();
+        let err = inherited(OwnedFd::from(a), Opener::Systemd, &here).err();
         assert!(matches!(err, Some(IntakeError::Activation(m)) if m.contains("not listening")));
         // A datagram socket.
         let d = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        let err = inherited(OwnedFd::from(d), Source::Systemd, &here).err();
+        let err = inherited(OwnedFd::from(d), Opener::Systemd, &here).err();
         assert!(matches!(err, Some(IntakeError::Activation(m)) if m.contains("not a stream")));
         // A listening TCP socket on loopback.
         let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let err = inherited(OwnedFd::from(t), Source::Systemd, &here).err();
+        let err = inherited(OwnedFd::from(t), Opener::Systemd, &here).err();
         assert!(matches!(err, Some(IntakeError::Activation(m)) if m.contains("not a Unix")));
         // The real thing.
         let l = std::os::unix::net::UnixListener::bind(&here).unwrap();
-        let got = inherited(OwnedFd::from(l), Source::Systemd, &here).unwrap();
+        let got = inherited(OwnedFd::from(l), Opener::Systemd, &here).unwrap();
         assert_eq!(got.path.as_deref(), Some(here.as_path()));
         assert!(got.activated());
         assert!(

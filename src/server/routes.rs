@@ -1,15 +1,16 @@
 //! Request routing: maps `/v1` paths to agent calls, decodes bodies within limits, and encodes replies and typed errors.
 
-use super::agent::{Agent, Released};
 use super::body::WipeBody;
-use super::peer::Peer;
-use super::Limits;
+use super::door::Door;
+use super::limits::Limits;
+use crate::agent::{Agent, Released, Through};
 use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
 use crate::error::Error;
+use crate::peer::Peer;
 use crate::protocol::{
-    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, UnlockReply,
-    UnlockRequest,
+    Ack, ErrorBody, ErrorDetail, MigrateRequest, PasswdRequest, PutCredential, PutReply,
+    UnlockReply, UnlockRequest,
 };
 use crate::secret::to_json_zeroizing;
 use bytes::Buf;
@@ -31,17 +32,18 @@ const MAX_PROJECT_LEN: usize = 4096;
 /// Serves one request. Never panics on input; every failure is a typed JSON error.
 pub async fn handle(
     agent: &Agent,
+    door: &dyn Door,
     limits: &Limits,
     peer: &Peer,
     req: Request<Incoming>,
 ) -> Response<WipeBody> {
     let (head, body) = req.into_parts();
     let mut note = Record::default();
-    match route(agent, limits, peer, &head, body, &mut note).await {
+    match route(agent, door, limits, peer, &head, body, &mut note).await {
         Ok(resp) => {
             // Releases are recorded by `route` itself; this is every other change.
             if note.event.is_some() {
-                about(&head, &mut note);
+                about(&head, door, &mut note);
                 note.time = crate::audit::now();
                 agent.audit().record(&peer.audit(note));
             }
@@ -50,17 +52,19 @@ pub async fn handle(
         Err(e) => {
             let kind = e.kind();
             let request = printable(&format!("{} {}", head.method, head.uri.path()));
-            tracing::info!(%request, pid = ?peer.pid, kind = ?kind, "refused: {}", printable(&e.to_string()));
-            about(&head, &mut note);
+            about(&head, door, &mut note);
             let rec = Record {
                 kind: Some(kind),
-                detail: Some(request),
+                detail: Some(request.clone()),
                 reason: Some(printable_max(&e.to_string(), 1000)),
                 origin: note.origin.take(),
                 project: note.project.take(),
                 ..Record::new(Event::Refuse)
             };
-            agent.audit().record(&peer.audit(rec));
+            // Said in the daemon's log as often as it is written in the audit log.
+            if agent.audit().refusal(peer.audit(rec)) {
+                tracing::info!(%request, pid = ?peer.pid, kind = ?kind, "refused: {}", printable(&e.to_string()));
+            }
             let mut resp = error_response(&e);
             if matches!(e, Error::TimedOut(_)) {
                 // The rest of the body may still come; the connection cannot be reused.
@@ -75,11 +79,14 @@ pub async fn handle(
 /// Fills in the origin and project a credential request named, for its audit record. Done
 /// only when a record is written, so a repeated release parses nothing twice; a bad origin
 /// is left out (the refusal says what was wrong with it).
-fn about(head: &Parts, note: &mut Record) {
+fn about(head: &Parts, door: &dyn Door, note: &mut Record) {
     let (segs, n) = segments(head.uri.path());
     if let ["v1", "credentials", o, ..] = &segs[..n] {
         note.origin = parse_origin(o).ok().map(|o| o.to_string());
-        note.project = Query::parse(head.uri.query()).ok().and_then(|q| q.project);
+        note.project = match door.project() {
+            Some(p) => Some(p.display().to_string()),
+            None => Query::parse(head.uri.query()).ok().and_then(|q| q.project),
+        };
     }
 }
 
@@ -181,7 +188,7 @@ fn released(
 ) -> Response<WipeBody> {
     let scope = hit.reply.project.as_deref();
     tracing::debug!(origin, scope = ?scope, pid = ?peer.pid, uid = peer.uid, "released");
-    agent.audit().release(peer.conn, origin, scope, || {
+    agent.audit().record_release(peer.conn, origin, scope, || {
         peer.audit(Record {
             origin: Some(origin.to_owned()),
             scope: scope.map(str::to_owned),
@@ -194,6 +201,7 @@ fn released(
 
 async fn route(
     agent: &Agent,
+    door: &dyn Door,
     limits: &Limits,
     peer: &Peer,
     head: &Parts,
@@ -205,30 +213,58 @@ async fn route(
     let (segs, n) = segments(path);
     let method = &head.method;
     let unknown = || Error::UnknownRoute(printable(&format!("{method} {path}")));
+    door.permits(method, &segs[..n])?;
     match (method, &segs[..n]) {
-        (&Method::GET, ["v1", "status"]) => ok(&agent.status()),
-        (&Method::GET, ["v1", "origins"]) => ok(&crate::protocol::OriginList {
-            origins: agent.origins(query.lookup_project().await.as_deref()),
-        }),
+        (&Method::GET, ["v1", "status"]) => ok(&door.status(agent)),
+        (&Method::GET, ["v1", "origins"]) => {
+            let project = lookup_project(door, &query).await;
+            let mut origins = agent.origins(project.as_deref());
+            origins.retain(|o| door.within(o.project.as_deref()).is_ok());
+            ok(&crate::protocol::OriginList { origins })
+        }
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
             credentials: agent.list(),
         }),
         (&Method::GET, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
-            let project = query.lookup_project().await;
-            let hit = agent.release(&origin, project.as_deref(), peer).await?;
-            let project = query.project.as_deref();
-            Ok(released(agent, peer, origin.as_str(), hit, project))
+            let project = lookup_project(door, &query).await;
+            let within = |scope: Option<&str>| door.within(scope);
+            let through = Through {
+                within: &within,
+                confirms: door.confirms(),
+            };
+            let hit = agent
+                .release(&origin, project.as_deref(), peer, through)
+                .await?;
+            let shown = match door.project() {
+                Some(p) => Some(p.display().to_string()),
+                None => query.project,
+            };
+            Ok(released(
+                agent,
+                peer,
+                origin.as_str(),
+                hit,
+                shown.as_deref(),
+            ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
             let project = query.scope_project().await;
             let body = read_body(body, &head.headers, limits).await?;
             let put: PutCredential = decode_put(&body)?;
-            let reply = agent.put(&origin, project, put, peer).await?;
-            tracing::info!(origin = %origin, scope = ?reply.info.project, outcome = ?reply.outcome, "stored");
-            noted(note, Event::Store, reply.info.project.as_deref());
-            ok(&reply)
+            let put = agent.put(&origin, project, put, peer).await?;
+            tracing::info!(origin = %origin, scope = ?put.info.project, outcome = ?put.outcome, "stored");
+            if let Some(change) = &put.policy {
+                agent.audit().record(&peer.audit(Record {
+                    origin: Some(put.info.origin.to_string()),
+                    scope: put.info.project.clone(),
+                    detail: Some(change.clone()),
+                    ..Record::new(Event::Policy)
+                }));
+            }
+            noted(note, Event::Store, put.info.project.as_deref());
+            ok(&PutReply::from(put))
         }
         (&Method::DELETE, ["v1", "credentials", o]) => {
             let origin = parse_origin(o)?;
@@ -251,7 +287,10 @@ async fn route(
             ok(&info)
         }
         (&Method::POST, ["v1", "grants", "reload"]) => {
-            let n = super::grant::reload()?;
+            let grants = door
+                .grants()
+                .ok_or_else(|| Error::Internal("grants are not served by this daemon".into()))?;
+            let n = grants.reload()?;
             tracing::info!(grants = n, "grants reloaded");
             ok(&Ack { ok: true })
         }
@@ -287,15 +326,23 @@ async fn route(
         (&Method::POST, ["v1", "migrate"]) => {
             let req: MigrateRequest = decode(&read_body(body, &head.headers, limits).await?)?;
             let reply = agent.migrate(req.to, req.passphrase, peer).await?;
-            tracing::info!(pid = ?peer.pid, from = ?reply.from, to = ?reply.to, copied = reply.copied, removed = reply.removed, "migrated");
+            tracing::info!(pid = ?peer.pid, from = %reply.from, to = %reply.to, copied = reply.copied, removed = reply.removed, "migrated");
             noted(note, Event::Migrate, None);
             note.detail = Some(format!(
-                "{:?} -> {:?}: {} copied, {} removed, {} kept, {} missing",
+                "{} -> {}: {} copied, {} removed, {} kept, {} missing",
                 reply.from, reply.to, reply.copied, reply.removed, reply.kept, reply.missing
             ));
             ok(&reply)
         }
         _ => Err(unknown()),
+    }
+}
+
+/// The project a lookup is made from: the door's own, else the one the request names.
+async fn lookup_project(door: &dyn Door, query: &Query) -> Option<PathBuf> {
+    match door.project() {
+        Some(p) => Some(p.to_path_buf()),
+        None => query.lookup_project().await,
     }
 }
 

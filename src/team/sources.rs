@@ -160,12 +160,15 @@ pub fn pick(local: Option<bool>, found: &[Found]) -> Pick<'_> {
     }
 }
 
+/// A team's origins for a scope, and when they were listed.
+type Listed = (Instant, Vec<String>);
+
 /// Every configured team source and their shared cache.
 #[derive(Default)]
 pub struct Sources {
     teams: Vec<Team>,
     cache: Mutex<Cache>,
-    origins: Mutex<std::collections::HashMap<(String, Option<String>), (Instant, Vec<String>)>>,
+    origins: Mutex<std::collections::HashMap<(String, Option<String>), Listed>>,
 }
 
 impl Sources {

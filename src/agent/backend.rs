@@ -3,9 +3,9 @@
 use super::Agent;
 use crate::config::{self, BackendChoice};
 use crate::error::{Error, Result};
+use crate::peer::Peer;
 use crate::protocol::{BackendKind, MigrateReply};
 use crate::secret::Secret;
-use crate::server::peer::Peer;
 use crate::store::migrate::{MigrateError, Migration};
 use crate::store::{SecretKey, Store, Which};
 use std::sync::Arc;

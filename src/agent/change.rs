@@ -4,9 +4,30 @@ use super::{describe, now_secs, Agent, Released};
 use crate::credential::Origin;
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Meta};
+use crate::peer::Peer;
 use crate::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
-use crate::server::peer::Peer;
 use crate::store::{SecretKey, Store, Which};
+
+/// What a `put` did: the reply's facts, and the policy change it made, if any, for the
+/// door's audit record.
+#[derive(Debug)]
+pub struct Put {
+    /// What the `PUT` did.
+    pub outcome: PutOutcome,
+    /// The stored credential's facts after the change.
+    pub info: CredentialInfo,
+    /// The release policy's change (`none -> confirm`), when it changed.
+    pub policy: Option<String>,
+}
+
+impl From<Put> for PutReply {
+    fn from(p: Put) -> PutReply {
+        PutReply {
+            outcome: p.outcome,
+            info: p.info,
+        }
+    }
+}
 
 impl Agent {
     /// Adds, replaces or rotates the credential for exactly `origin` and `project`.
@@ -18,12 +39,12 @@ impl Agent {
         project: Option<String>,
         req: PutCredential,
         peer: &Peer,
-    ) -> Result<PutReply> {
+    ) -> Result<Put> {
         req.credential.validate()?;
         let allow_exe = req
             .allow_exe
             .as_deref()
-            .map(crate::server::policy::canonical_exes)
+            .map(crate::agent::policy::canonical_exes)
             .transpose()?;
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
@@ -54,9 +75,10 @@ impl Agent {
         let outcome = match &old {
             Some(o) if *o == req.credential => PutOutcome::Unchanged,
             Some(_) if req.no_clobber => {
-                return Ok(PutReply {
+                return Ok(Put {
                     outcome: PutOutcome::Conflict,
                     info: meta,
+                    policy: None,
                 })
             }
             Some(o) if req.rotate => {
@@ -93,12 +115,10 @@ impl Agent {
         if changed {
             self.save_index().await?;
         }
-        if let Some(change) = policy_change {
-            self.audit_policy(&meta, peer, change);
-        }
-        Ok(PutReply {
+        Ok(Put {
             outcome,
             info: meta,
+            policy: policy_change,
         })
     }
 

@@ -4,6 +4,39 @@ use super::*;
 use crate::credential::CredentialType;
 use crate::protocol::{ErrorKind, PutCredential, PutOutcome};
 use crate::store::memory::MemoryStore;
+use crate::store::Which;
+
+thread_local! {
+    /// How many times this thread took the agent's lock.
+    pub(super) static LOCKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// (locks taken, winners resolved) by `f` on this thread.
+async fn counted<T>(f: impl std::future::Future<Output = T>) -> (T, usize, usize) {
+    let (l0, r0) = (LOCKED.get(), crate::index::RESOLVED.get());
+    let out = f.await;
+    (out, LOCKED.get() - l0, crate::index::RESOLVED.get() - r0)
+}
+
+/// A lookup resolves the winner once per pass and takes the lock as often as the cache
+/// needs: once on a hit, twice on a miss (once to resolve, once to cache what was read).
+#[tokio::test]
+async fn a_lookup_resolves_once_and_locks_as_the_cache_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _store) = agent(dir.path());
+    let o = Origin::parse("repo.example").unwrap();
+    a.put(&o, None, put(basic("u", "p")), &Peer::unknown())
+        .await
+        .unwrap();
+    a.lock();
+    a.unlock(None).await.unwrap();
+    let (hit, locks, resolved) = counted(a.get(&o, None)).await;
+    assert_eq!(username(&hit.unwrap()), "u");
+    assert_eq!((locks, resolved), (2, 1), "a miss");
+    let (hit, locks, resolved) = counted(a.get(&o, None)).await;
+    assert_eq!(username(&hit.unwrap()), "u");
+    assert_eq!((locks, resolved), (1, 1), "a hit");
+}
 
 fn agent(dir: &Path) -> (Agent, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
@@ -249,4 +282,39 @@ async fn the_call_time_out_follows_the_backend_in_use() {
     );
     store.replace(Arc::new(Slow(BackendKind::AgeFile)), "migrated".into());
     agent.unlock(None).await.unwrap();
+}
+
+/// A door's rule adds to the credential's: its scopes refuse before anything is asked or
+/// read, and a door that confirms asks even for an open credential.
+#[tokio::test]
+async fn a_doors_rule_adds_to_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _store) = agent(dir.path());
+    let o = Origin::parse("repo.example").unwrap();
+    a.put(&o, None, put(basic("u", "p")), &Peer::unknown())
+        .await
+        .unwrap();
+    let nowhere = |_: Option<&str>| -> Result<()> { Err(Error::NotFound("not here".into())) };
+    let through = Through {
+        within: &nowhere,
+        confirms: false,
+    };
+    let e = a
+        .release(&o, None, &Peer::unknown(), through)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let anywhere = |_: Option<&str>| -> Result<()> { Ok(()) };
+    let asking = Through {
+        within: &anywhere,
+        confirms: true,
+    };
+    // No askpass program: a confirmation is refused.
+    let e = a
+        .release(&o, None, &Peer::unknown(), asking)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    assert!(e.to_string().contains("confirmation"), "{e}");
+    assert_eq!(username(&a.get(&o, None).await.unwrap()), "u");
 }

@@ -2,10 +2,10 @@
 
 mod approvals;
 
-use super::peer::Peer;
 use crate::audit::{printable, printable_max};
 use crate::error::{Error, Result};
 use crate::index::Meta;
+use crate::peer::Peer;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -93,6 +93,23 @@ pub struct Confirm {
     dialog: tokio::sync::Mutex<()>,
     /// Releases let through a policy, which also cover our git helper beneath them.
     approvals: approvals::Approvals,
+    /// Dialogs asked through a door other than the main socket (a grant) wait here first,
+    /// one at a time, so the user's own never wait behind more than one of theirs.
+    door_dialog: tokio::sync::Mutex<()>,
+    /// How many are waiting there; past [`MAX_DOOR_WAITING`] the next is refused at once.
+    door_waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Confirmations asked through other doors that may wait at once.
+pub const MAX_DOOR_WAITING: usize = 4;
+
+/// A place in the doors' queue, given back when dropped.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Default for Confirm {
@@ -109,6 +126,8 @@ impl Confirm {
             timeout,
             dialog: tokio::sync::Mutex::new(()),
             approvals: approvals::Approvals::default(),
+            door_dialog: tokio::sync::Mutex::new(()),
+            door_waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -128,7 +147,7 @@ impl Confirm {
 
     /// Runs the askpass program with `prompt`. Allowed only when it exits 0 and prints
     /// nothing or `yes` (ssh's rule); a denial, a failure or the time-out refuses.
-    async fn ask(&self, prompt: &str, action: &str) -> Result<()> {
+    async fn ask(&self, prompt: &str, action: &str, door: Option<&str>) -> Result<()> {
         let Some(program) = &self.program else {
             return Err(Error::Forbidden(format!(
                 "to {action} needs confirmation and the daemon has no askpass program: \
@@ -141,6 +160,30 @@ impl Confirm {
                 "not confirmed within {} s; refused to {action}",
                 self.timeout.as_secs()
             ))
+        };
+        // Through a door: its own queue first, bounded, then the shared one.
+        let mut _door_turn = None;
+        let _waiting = match door {
+            Some(door) => {
+                let n = self
+                    .door_waiting
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                let place = Waiting(&self.door_waiting);
+                if n >= MAX_DOOR_WAITING {
+                    return Err(Error::Forbidden(format!(
+                        "{MAX_DOOR_WAITING} confirmations asked through other doors are waiting \
+                         already; refused to {action} through {}",
+                        printable(door)
+                    )));
+                }
+                _door_turn = Some(
+                    tokio::time::timeout_at(deadline, self.door_dialog.lock())
+                        .await
+                        .map_err(|_| timed_out())?,
+                );
+                Some(place)
+            }
+            None => None,
         };
         let _one = tokio::time::timeout_at(deadline, self.dialog.lock())
             .await
@@ -257,6 +300,7 @@ pub async fn check_all(
             .ask(
                 &prompt(peer, subject, action),
                 &format!("{action} ({})", printable(subject)),
+                peer.door.as_deref(),
             )
             .await?;
     }
@@ -295,8 +339,17 @@ fn prompt(peer: &Peer, subject: &str, action: &str) -> String {
         .exe()
         .map_or("unknown".into(), |e| e.display().to_string());
     let pid = peer.pid.map_or("?".into(), |p| p.to_string());
+    // Through another door the asker is not the user's own process: say whose it is first.
+    let who = match &peer.door {
+        Some(door) => format!(
+            "{} for uid {}: pid {pid}",
+            printable_max(door, 80),
+            peer.uid
+        ),
+        None => format!("pid {pid}"),
+    };
     format!(
-        "composer-keyd: {} - pid {pid} asks to {action}. Allow? Program: {}",
+        "composer-keyd: {} - {who} asks to {action}. Allow? Program: {}",
         printable_max(subject, 200),
         printable_max(&exe, 200)
     )
@@ -306,6 +359,7 @@ fn prompt(peer: &Peer, subject: &str, action: &str) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
 
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
         let p = dir.join(name);
@@ -403,5 +457,101 @@ mod tests {
             .chars()
             .any(|c| crate::audit::is_format(c) || c.is_control()));
         assert!(p.chars().count() < 600, "{p}");
+    }
+
+    #[test]
+    fn a_prompt_through_a_grant_names_the_grant_and_uid() {
+        let p = prompt(
+            &Peer::with_exe(33, Some(7), None).through(Some("grant shop-www".into())),
+            "x.example",
+            "use this credential",
+        );
+        assert!(
+            p.starts_with(
+                "composer-keyd: x.example - grant shop-www for uid 33: pid 7 asks to use this credential."
+            ),
+            "{p}"
+        );
+    }
+
+    /// Asks through a grant wait in their own bounded queue: the user's own dialog comes
+    /// right after the one on screen, not behind every grant's, and past the bound a grant's
+    /// ask is refused at once.
+    #[tokio::test]
+    async fn grant_dialogs_queue_apart_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("answer");
+        let log = dir.path().join("asked");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let program = script(
+            dir.path(),
+            "askpass",
+            &format!(
+                "printf '%s\\n' \"$1\" >> '{}'\nread answer < '{}'",
+                log.display(),
+                fifo.display()
+            ),
+        );
+        let confirm = Arc::new(Confirm::new(Some(program), Duration::from_secs(30)));
+        let rule = Rule {
+            confirm: true,
+            allow_exe: Vec::new(),
+        };
+        let ask = |name: &str, door: bool| {
+            let (confirm, rule) = (Arc::clone(&confirm), rule.clone());
+            let peer =
+                Peer::with_exe(33, Some(1), None).through(door.then(|| Arc::from("grant g")));
+            let name = name.to_owned();
+            tokio::spawn(async move { check(&rule, &confirm, &peer, &name).await })
+        };
+        let doors: Vec<_> = (1..=MAX_DOOR_WAITING)
+            .map(|i| ask(&format!("door{i}.example"), true))
+            .collect();
+        let over = ask("over.example", true);
+        let own = ask("own.example", false);
+        let e = over.await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("waiting already"), "{e}");
+        for k in 1..=MAX_DOOR_WAITING + 1 {
+            // Answer the k-th dialog once it is up (the one before has exited by then, so
+            // the answer cannot go to it).
+            let up = |k: usize| std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= k);
+            for _ in 0..2000 {
+                if up(k) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let fifo = fifo.clone();
+            let mut w = tokio::task::spawn_blocking(move || {
+                std::fs::OpenOptions::new().write(true).open(fifo).unwrap()
+            })
+            .await
+            .unwrap();
+            std::io::Write::write_all(&mut w, b"yes\n").unwrap();
+        }
+        own.await.unwrap().unwrap();
+        for d in doors {
+            d.await.unwrap().unwrap();
+        }
+        let asked = std::fs::read_to_string(&log).unwrap();
+        let order: Vec<&str> = asked
+            .lines()
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "door1.example",
+                "own.example",
+                "door2.example",
+                "door3.example",
+                "door4.example"
+            ],
+            "{asked}"
+        );
     }
 }

@@ -1,11 +1,10 @@
 //! Changes that could lead to a release are held to the policies they touch: a policy change or a rollback to the credential's own, a migration or a new passphrase to the strictest among all credentials.
 
 use super::{describe, Agent};
-use crate::audit::{Event, Record};
+use crate::agent::policy::{self, Rule};
 use crate::error::Result;
 use crate::index::Meta;
-use crate::server::peer::Peer;
-use crate::server::policy::{self, Rule};
+use crate::peer::Peer;
 
 impl Agent {
     /// Checks `peer` against the policy `meta` has now before it may `action`.
@@ -62,17 +61,6 @@ impl Agent {
         )
         .await?;
         Ok(Some(change))
-    }
-
-    /// Records a policy change that was allowed and made.
-    pub(super) fn audit_policy(&self, meta: &Meta, peer: &Peer, change: String) {
-        let rec = Record {
-            origin: Some(meta.origin.to_string()),
-            scope: meta.project.clone(),
-            detail: Some(change),
-            ..Record::new(Event::Policy)
-        };
-        self.audit.record(&peer.audit(rec));
     }
 }
 

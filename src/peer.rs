@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Who is on the other end of a connection, from SO_PEERCRED and `/proc/PID/exe`.
 #[derive(Clone, Debug)]
@@ -18,6 +18,9 @@ pub struct Peer {
     /// executables, else at the first request that needs it (a policy check, the audit
     /// record of the connection's first release), always before that request is answered.
     exe: OnceLock<Option<PathBuf>>,
+    /// The door it came through, when not the main socket (`grant NAME`): named in its
+    /// audit records and in a confirm dialog it raises.
+    pub door: Option<Arc<str>>,
 }
 
 /// Connection numbers; 0 is never handed out.
@@ -31,7 +34,14 @@ impl Peer {
             pid,
             conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
             exe: OnceLock::new(),
+            door: None,
         }
+    }
+
+    /// The same peer, come through the door named `door` (`grant NAME`).
+    pub fn through(mut self, door: Option<Arc<str>>) -> Peer {
+        self.door = door;
+        self
     }
 
     /// A peer whose executable is already known (or known to be unknown).
@@ -49,6 +59,7 @@ impl Peer {
             pid: None,
             conn: 0,
             exe: OnceLock::from(None),
+            door: None,
         }
     }
 
@@ -59,8 +70,14 @@ impl Peer {
             .as_deref()
     }
 
-    /// The peer's fields for an audit record.
+    /// The peer's fields for an audit record; the door it came through leads the detail.
     pub fn audit(&self, mut rec: crate::audit::Record) -> crate::audit::Record {
+        if let Some(door) = &self.door {
+            rec.detail = Some(match rec.detail.take() {
+                Some(d) => format!("{door}: {d}"),
+                None => door.to_string(),
+            });
+        }
         rec.pid = self.pid;
         rec.uid = Some(self.uid);
         rec.exe = self.exe().map(|e| e.to_string_lossy().into_owned());

@@ -1,20 +1,20 @@
 //! The agent: the store, the index and the decrypted cache behind one lock, and every operation the routes call.
 
-use super::peer::Peer;
-use super::policy::{Confirm, Rule};
-use super::timers::{Clock, Ttl};
 use crate::audit::Audit;
 use crate::credential::{Credential, Origin};
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::peer::Peer;
 use crate::protocol::{CredentialInfo, CredentialReply, OriginInfo, Status, PROTOCOL, VERSION};
 use crate::secret::{to_json_zeroizing, Secret};
 use crate::store::switchable::Switchable;
-use crate::store::{SecretKey, Store, StoreError, Which};
+use crate::store::{SecretKey, Store, StoreError};
+use policy::Confirm;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use timers::{Clock, Ttl};
 use zeroize::Zeroizing;
 
 /// Seconds since the Unix epoch.
@@ -24,17 +24,19 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A credential ready to hand out: the reply and its JSON, encoded once when cached, so a
-/// cached lookup serializes nothing and copies no secret.
+/// A credential handed over: the reply the wire carries, and its encoding, which the edge
+/// makes the first time a door sends it and keeps here, with the cached credential, so that
+/// a cached lookup serializes nothing and copies no secret.
 pub struct Released {
     /// The origin, scope and credential, as the wire carries them.
     pub reply: CredentialReply,
-    /// The encoded reply; zeroized when the last holder (cache or response) drops it.
-    pub json: Zeroizing<Vec<u8>>,
+    /// The encoded reply (made by the edge); zeroized when the last holder (cache or
+    /// response) drops it.
+    encoded: OnceLock<Zeroizing<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Released {
-    // The JSON holds the secret, so only the reply (whose secrets print REDACTED) is shown.
+    // The encoding holds the secret, so only the reply (whose secrets print REDACTED) is shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.reply.fmt(f)
     }
@@ -42,22 +44,25 @@ impl std::fmt::Debug for Released {
 
 impl Released {
     fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
-        // Both copies live as long as the cache: built in the locked arena (out of swap and
-        // core dumps); the heap copy we were given is wiped when it drops here.
-        let (reply, json) = crate::secret::in_locked_arena(|| {
-            let reply = CredentialReply {
-                origin: origin.clone(),
-                project,
-                credential: Arc::new(credential.clone()),
-            };
-            let json = to_json_zeroizing(&reply);
-            (reply, json)
+        // It lives as long as the cache: built in the locked arena (out of swap and core
+        // dumps); the heap copy we were given is wiped when it drops here.
+        let reply = crate::secret::in_locked_arena(|| CredentialReply {
+            origin: origin.clone(),
+            project,
+            credential: Arc::new(credential.clone()),
         });
         drop(credential);
         // Where the arena is full or absent, lock and mark the heap pages instead.
         crate::harden::protect_credential(&reply.credential);
-        crate::harden::protect(&json);
-        Arc::new(Released { reply, json })
+        Arc::new(Released {
+            reply,
+            encoded: OnceLock::new(),
+        })
+    }
+
+    /// The reply's encoding: made by `encode` the first time it is asked for, the same bytes after.
+    pub fn encoded(&self, encode: impl FnOnce(&CredentialReply) -> Zeroizing<Vec<u8>>) -> &[u8] {
+        self.encoded.get_or_init(|| encode(&self.reply))
     }
 }
 
@@ -159,6 +164,8 @@ impl Agent {
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
+        #[cfg(test)]
+        tests::LOCKED.with(|n| n.set(n.get() + 1));
         // Nothing panics while holding this lock except on a bug; the data stays consistent
         // because every critical section is a few field updates.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -221,63 +228,8 @@ impl Agent {
     /// The credential that wins for `origin` looked up from `project`, by a caller we know
     /// nothing about: a credential with a policy is refused.
     pub async fn get(&self, origin: &Origin, project: Option<&Path>) -> Result<Arc<Released>> {
-        self.release(origin, project, &Peer::unknown()).await
-    }
-
-    /// The credential that wins, provided its policy is still `rule` (which `release` checked).
-    async fn get_as(
-        &self,
-        origin: &Origin,
-        project: Option<&Path>,
-        rule: &Rule,
-    ) -> Result<Arc<Released>> {
-        let (key, generation) = {
-            let mut inner = self.inner();
-            if inner.locked {
-                return Err(Error::Locked);
-            }
-            let meta = inner
-                .index
-                .resolve_mut(origin.as_str(), project)
-                .ok_or_else(|| Error::NotFound(origin.to_string()))?;
-            if !meta.enabled {
-                return Err(Error::Disabled {
-                    what: describe(origin, meta.project.as_deref()),
-                });
-            }
-            if Rule::of(meta) != *rule {
-                return Err(Error::Forbidden(
-                    "the credential's policy changed while the release was checked; try again"
-                        .into(),
-                ));
-            }
-            meta.last_used = Some(now_secs());
-            let key = SecretKey::new(origin, meta.project.as_deref(), Which::Current);
-            inner.dirty = true;
-            if let Some(cached) = inner.cache.get(&key) {
-                let cached = Arc::clone(cached);
-                inner.clock.released(Instant::now());
-                return Ok(cached);
-            }
-            (key, inner.generation)
-        };
-        let cred = self.read(&key).await?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "{} (the index lists it but the {} has no secret; add it again)",
-                describe(origin, key.project.as_deref()),
-                self.store.kind().name()
-            ))
-        })?;
-        let released = Released::new(origin, key.project.clone(), cred);
-        let mut inner = self.inner();
-        if inner.locked {
-            return Err(Error::Locked);
-        }
-        if inner.generation == generation {
-            inner.cache.insert(key, Arc::clone(&released));
-        }
-        inner.clock.released(Instant::now());
-        Ok(released)
+        self.release(origin, project, &Peer::unknown(), Through::anywhere())
+            .await
     }
 
     /// Reads and parses one secret from the store.
@@ -376,9 +328,14 @@ fn describe(origin: &Origin, project: Option<&str>) -> String {
     origin.as_typed(project)
 }
 
+pub use change::Put;
+pub use release::Through;
+
 mod backend;
 mod change;
 mod guard;
+pub mod policy;
 mod release;
 #[cfg(test)]
 mod tests;
+pub mod timers;

@@ -10,7 +10,7 @@
 //! (pid and start time, so a reused pid does not match).
 
 use super::Rule;
-use crate::server::peer::Peer;
+use crate::peer::Peer;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
