@@ -280,7 +280,7 @@ fn team_revoked_token_is_forbidden_and_the_cache_is_dropped() {
     // The cache is fresh, so the next lookup is served; the refresh (the plugin's 401 path)
     // meets the 403, which drops the cache at once.
     let fresh = rt.block_on(s.lookup("repo.magento.com", None, true));
-    let err = fresh[0].result.as_ref().err().expect("forbidden");
+    let err = fresh[0].result.as_ref().expect_err("forbidden");
     assert!(matches!(**err, TeamError::Forbidden { .. }), "{err}");
     assert_eq!(
         err.to_string(),
@@ -337,8 +337,7 @@ fn team_fails_over_and_serves_cache_within_grace_only() {
     let err = found[0]
         .result
         .as_ref()
-        .err()
-        .expect("refused after the grace");
+        .expect_err("refused after the grace");
     assert!(matches!(**err, TeamError::Unavailable { .. }), "{err}");
 }
 

@@ -141,7 +141,7 @@ impl Bao {
             dir,
             ca: None,
         };
-        if !extra.iter().any(|a| *a == "-dev-tls") {
+        if !extra.contains(&"-dev-tls") {
             b.wait_active();
         }
         b
