@@ -1042,3 +1042,197 @@ fn team_status_reads_no_secret_and_the_engine_audits_reads_by_token() {
         "under the developer's own token: {line}"
     );
 }
+
+/// A keyring env with Composer and the plugin, team `acme` on `bao` with a read-only token,
+/// and a daemon started after both were set up.
+fn team_daemon(bao: &Bao, extra: &[&str]) -> (TestEnv, support::Daemon) {
+    use crate::composer_fixture::{install_plugin, isolate_composer, require_tools};
+    require_tools();
+    bao.policy("composer-read", READER);
+    let mut t = TestEnv::with_keyring(true);
+    isolate_composer(&mut t);
+    let mut args = vec!["team", "add", "acme", "--addr", bao.addr()];
+    args.extend(extra);
+    t.ok(&args, "");
+    write_token(
+        &t.home().join(".vault-token"),
+        &bao.token(&["composer-read"], "1h"),
+    );
+    let d = t.start_daemon(&[]);
+    install_plugin(&t);
+    let bin_dir = Path::new(support::BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), t.env["PATH"]);
+    t.env.insert("PATH".into(), path);
+    (t, d)
+}
+
+/// Files under `root` (small ones) holding `needle`, leaving out OpenBao's own dirs and the
+/// test repository's (which must know the pair to check it).
+fn files_holding(root: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    support::walk(root, &mut |p| {
+        let s = p.to_string_lossy();
+        if s.contains("ckd-bao-") || s.contains("ckd-raft-") || s.contains("ckd-repo-") {
+            return;
+        }
+        if std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() < 4 << 20)
+            && std::fs::read(p).is_ok_and(|b| support::contains(&b, needle.as_bytes()))
+        {
+            hits.push(p.to_owned());
+        }
+    });
+    hits
+}
+
+#[test]
+fn team_composer_install_gets_a_pair_that_is_only_in_openbao() {
+    use crate::composer_fixture::{basic, composer, project, RepoServer};
+    use crate::plugin_e2e::{composer_repo, packages};
+    let bao = Bao::dev();
+    let server = RepoServer::start(
+        serde_json::json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(PUB, PRIV, "team-pair")], "packages": ["acme/alpha"]}]),
+        packages(),
+        None,
+    );
+    let origin = format!("127.0.0.1:{}", server.ports[0]);
+    bao.kv_put(
+        &format!("composer/{origin}"),
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let (t, d) = team_daemon(&bao, &[]);
+    let dir = project(
+        &t,
+        "shop",
+        vec![composer_repo(server.ports[0])],
+        serde_json::json!({"acme/alpha": "^1.0"}),
+    );
+    let out = composer(&t, &dir, &["install"]);
+    assert!(out.status.success(), "composer install: {}", text(&out));
+    assert!(dir.join("vendor/acme/alpha/src/Alpha.php").is_file());
+    let seen = server.accepted(0, "/dists/");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|l| l == "team-pair"),
+        "{seen:?}"
+    );
+
+    // No file of ours holds it: not the test HOME, the project, the keyring, nor /tmp.
+    assert!(
+        files_holding(t.dir.path(), PRIV).is_empty(),
+        "{:?}",
+        files_holding(t.dir.path(), PRIV)
+    );
+    let tmp = files_holding(&std::env::temp_dir(), PRIV);
+    assert!(tmp.is_empty(), "{tmp:?}");
+    assert!(!d.log_text().contains(PRIV));
+
+    // The audit log names the source and its KV version.
+    let log = t.ok(&["log", "--json"], "");
+    assert!(log.contains("team acme v1"), "{log}");
+    // `lock` wipes the team cache: the next lookup is refused, not served from memory.
+    t.ok(&["lock"], "");
+    assert_eq!(t.lookup(&origin, Some(&dir)).status, 423);
+}
+
+#[test]
+fn team_precedence_through_the_daemon_and_revocation() {
+    let bao = Bao::dev();
+    let origin = "repo.magento.com";
+    bao.kv_put(
+        &format!("composer/{origin}"),
+        &[
+            ("type", "http-basic"),
+            ("username", "TEAM-ALL"),
+            ("password", PRIV),
+        ],
+    );
+    bao.kv_put(
+        &format!("composer/projects/test/shop/{origin}"),
+        &[
+            ("type", "http-basic"),
+            ("username", "TEAM-SHOP"),
+            ("password", PRIV),
+        ],
+    );
+    let (t, _d) = team_daemon(&bao, &[]);
+    let mk = |name: &str| {
+        let dir = t.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("composer.json"),
+            format!("{{\"name\": \"test/{name}\"}}"),
+        )
+        .unwrap();
+        std::fs::canonicalize(dir).unwrap()
+    };
+    let (shop, other) = (mk("shop"), mk("other"));
+    let user = |p: Option<&Path>| {
+        t.credential(origin, p)["username"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(user(Some(&shop)), "TEAM-SHOP", "team project-scoped");
+    assert_eq!(user(Some(&other)), "TEAM-ALL", "team unscoped");
+    assert_eq!(user(None), "TEAM-ALL");
+    // A local unscoped entry beats the team's unscoped one, not its project-scoped one.
+    t.ok(&["add", origin], &format!("{}\n{}\n", "L".repeat(32), PRIV));
+    assert_eq!(user(Some(&shop)), "TEAM-SHOP");
+    assert_eq!(user(Some(&other)), "L".repeat(32));
+    assert_eq!(user(None), "L".repeat(32));
+    // A local project-scoped entry beats everything for its project.
+    t.ok(
+        &["add", origin, "--project", shop.to_str().unwrap()],
+        &format!("{}\n{}\n", "S".repeat(32), PRIV),
+    );
+    assert_eq!(user(Some(&shop)), "S".repeat(32));
+
+    // The origins route lists team origins too.
+    let other_team = "gitlab.example";
+    bao.kv_put(
+        &format!("composer/{other_team}"),
+        &[("type", "gitlab-token"), ("token", PRIV)],
+    );
+    let r = support::request(
+        &t.socket(),
+        "GET",
+        &format!("/v1/origins?project={}", other.display()),
+        None,
+    )
+    .unwrap();
+    assert!(
+        r.body.contains(other_team) && r.body.contains("gitlab-token"),
+        "{}",
+        r.body
+    );
+
+    // Revocation: the refresh meets the 403; the typed error names the team and path, and no
+    // cached secret is served after it.
+    t.ok(&["remove", origin], "");
+    let token = std::fs::read_to_string(t.home().join(".vault-token")).unwrap();
+    bao.ok(&["token", "revoke", token.trim()]);
+    let r = support::request(
+        &t.socket(),
+        "GET",
+        &format!(
+            "/v1/credentials/{origin}?project={}&refresh=1",
+            other.display()
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.kind(), "forbidden");
+    assert!(
+        r.body
+            .contains("team acme: token revoked or not allowed to read composer/"),
+        "{}",
+        r.body
+    );
+    let r = t.lookup(origin, Some(&other));
+    assert_eq!(r.status, 403, "no cached secret after the 403: {}", r.body);
+    assert!(!r.body.contains(PRIV));
+}

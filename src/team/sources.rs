@@ -353,6 +353,21 @@ impl Sources {
         }
     }
 
+    /// Wipes every cached secret and listing at once, and the tokens no request holds
+    /// (`lock`, which cannot wait).
+    pub fn lock_now(&self) {
+        self.cache().clear();
+        self.origins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for t in &self.teams {
+            if let Ok(mut s) = t.session.try_lock() {
+                *s = None;
+            }
+        }
+    }
+
     /// How many paths are cached.
     pub fn cached(&self) -> usize {
         self.cache().len()
