@@ -1236,3 +1236,75 @@ fn team_precedence_through_the_daemon_and_revocation() {
     assert_eq!(r.status, 403, "no cached secret after the 403: {}", r.body);
     assert!(!r.body.contains(PRIV));
 }
+
+#[test]
+fn team_rotation_in_openbao_reaches_the_next_install_through_the_refresh_path() {
+    use crate::composer_fixture::{basic, composer, project, RepoServer};
+    use crate::plugin_e2e::{composer_repo, packages};
+    let bao = Bao::dev();
+    let new_pub = "9".repeat(32);
+    let new_priv = "8".repeat(32);
+    // The repository already takes only the new pair: the Marketplace regenerated the keys.
+    let server = RepoServer::start(
+        serde_json::json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(&new_pub, &new_priv, "new-pair")], "packages": ["acme/alpha"]}]),
+        packages(),
+        None,
+    );
+    let origin = format!("127.0.0.1:{}", server.ports[0]);
+    bao.kv_put(
+        &format!("composer/{origin}"),
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let (t, _d) = team_daemon(&bao, &[]);
+    let dir = project(
+        &t,
+        "shop",
+        vec![composer_repo(server.ports[0])],
+        serde_json::json!({"acme/alpha": "^1.0"}),
+    );
+    // The daemon holds the old pair in its cache (TTL 5 min).
+    assert_eq!(t.credential(&origin, Some(&dir))["username"], PUB);
+    bao.kv_put(
+        &format!("composer/{origin}"),
+        &[
+            ("type", "http-basic"),
+            ("username", &new_pub),
+            ("password", &new_priv),
+        ],
+    );
+
+    let first = composer(&t, &dir, &["install"]);
+    assert!(
+        !first.status.success(),
+        "the cached old pair is refused: {}",
+        text(&first)
+    );
+    assert!(
+        text(&first).contains("changed in its source"),
+        "{}",
+        text(&first)
+    );
+    let refused = server
+        .requests()
+        .iter()
+        .filter(|r| r["status"] == 401)
+        .count();
+    assert!(refused >= 1, "{:?}", server.requests());
+    server.clear();
+    let second = composer(&t, &dir, &["install"]);
+    assert!(
+        second.status.success(),
+        "no daemon restart needed: {}",
+        text(&second)
+    );
+    let seen = server.accepted(0, "/dists/");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|l| l == "new-pair"),
+        "{seen:?}"
+    );
+    assert!(server.requests().iter().all(|r| r["status"] != 401));
+}
