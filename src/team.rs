@@ -328,7 +328,7 @@ pub fn winner(candidates: &[Candidate]) -> Option<usize> {
 }
 
 /// Why a team source could not answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum TeamError {
     /// The engine answered 403: the token is revoked or its policy does not allow the path.
     #[error("team {team}: token revoked or not allowed to {action} {path}")]

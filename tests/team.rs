@@ -1308,3 +1308,35 @@ fn team_rotation_in_openbao_reaches_the_next_install_through_the_refresh_path() 
     );
     assert!(server.requests().iter().all(|r| r["status"] != 401));
 }
+
+#[test]
+fn team_hanging_engine_gives_a_typed_error_in_time_and_local_credentials_are_still_served() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let (addr, h, stop) = fake_engine(None);
+    let mut t = TestEnv::with_keyring(true);
+    crate::composer_fixture::isolate_composer(&mut t);
+    t.ok(&["team", "add", "stuck", "--addr", &addr], "");
+    write_token(&t.home().join(".vault-token"), "s.whatever");
+    let _d = t.start_daemon(&[]);
+    t.ok(
+        &["add", "local.example", "--type", "bearer"],
+        &format!("{PRIV}\n"),
+    );
+    let dir = t.dir.path().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("composer.json"), r#"{"name": "test/p"}"#).unwrap();
+    for project in [None, Some(dir.as_path())] {
+        let t0 = Instant::now();
+        assert_eq!(t.credential("local.example", project)["token"], PRIV);
+        let r = t.lookup("team.example", project);
+        let took = t0.elapsed();
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.kind(), "backend-unavailable", "{}", r.body);
+        assert!(r.body.contains("team stuck"), "{}", r.body);
+        // The bound, not speed: one team request's 1 s budget, with slack.
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap();
+}

@@ -17,13 +17,8 @@ use std::sync::Arc;
 /// and the path, never a secret).
 fn error(e: &TeamError) -> Error {
     match e {
-        TeamError::Forbidden { .. } => Error::Forbidden(e.to_string()),
         TeamError::NotFound { path, .. } => Error::NotFound(path.clone()),
-        TeamError::Unavailable { .. } | TeamError::Auth { .. } => Error::TimedOut(e.to_string()),
-        TeamError::BadData { .. } | TeamError::UnsupportedType { .. } => {
-            Error::BadRequest(e.to_string())
-        }
-        TeamError::Config { .. } => Error::Internal(e.to_string()),
+        e => Error::Team(e.clone()),
     }
 }
 

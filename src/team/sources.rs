@@ -126,9 +126,9 @@ pub enum Pick<'a> {
 }
 
 /// Picks the winner between the local credential (`Some(scoped)` when there is one) and
-/// the teams' answers. A team that could not answer stands where its entry would: it loses
-/// only to a candidate that would beat its entry, so a failure never lets a weaker
-/// credential through silently.
+/// the teams' answers. A team that could not answer does not stand in the way of a local
+/// credential (a down or hanging engine never stops local credentials); without one, it
+/// stands where its entry would, so a weaker team entry is not served in its place.
 pub fn pick(local: Option<bool>, found: &[Found]) -> Pick<'_> {
     let mut cands = Vec::new();
     let mut which = Vec::new();
@@ -140,7 +140,7 @@ pub fn pick(local: Option<bool>, found: &[Found]) -> Pick<'_> {
         which.push(None);
     }
     for (i, f) in found.iter().enumerate() {
-        if matches!(f.result, Ok(None)) {
+        if matches!(f.result, Ok(None)) || (local.is_some() && f.result.is_err()) {
             continue;
         }
         cands.push(Candidate {
@@ -438,10 +438,15 @@ mod tests {
         assert_eq!(name(pick(Some(false), &unscoped_only)), "local");
         assert_eq!(name(pick(None, &unscoped_only)), "team scoped=false");
         assert_eq!(name(pick(None, &[f(true, Ok(false))])), "none");
-        // A team that cannot answer for the project scope is not skipped for a local
-        // unscoped credential it might have beaten.
+        // A team that cannot answer never stops a local credential; without one, it is not
+        // skipped for a weaker team entry.
         let failed = [f(true, Err(())), f(false, Ok(true))];
-        assert_eq!(name(pick(Some(false), &failed)), "failed scoped=true");
+        assert_eq!(name(pick(Some(false), &failed)), "local");
         assert_eq!(name(pick(Some(true), &failed)), "local");
+        assert_eq!(name(pick(None, &failed)), "failed scoped=true");
+        assert_eq!(
+            name(pick(None, &[f(false, Err(()))])),
+            "failed scoped=false"
+        );
     }
 }
