@@ -554,6 +554,31 @@ fn team_lifecycle_with_a_writing_token_and_refusals_with_a_read_only_one() {
     assert!(bao.metadata(path)["data"]["custom_metadata"]
         .get("disabled")
         .is_none());
+    // `list` names each credential's source, the team rows from metadata alone.
+    bao.kv_put(
+        "composer/github.com",
+        &[("type", "github-oauth"), ("token", PRIV)],
+    );
+    let _d = t.start_daemon(&[]);
+    let list = t.ok(&["list"], "");
+    assert!(list.contains("SOURCE"), "{list}");
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("repo.magento.com"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("acme/shop") && row.contains("Shop") && row.contains("team acme v3"),
+        "{list}"
+    );
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("github.com"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("(all projects)") && row.contains("team acme v1"),
+        "{list}"
+    );
+    assert!(!list.contains(PRIV));
 
     // A read-only token: every change is refused, naming the policy path; nothing changes.
     write_token(&tf, &bao.token(&["composer-read"], "1h"));

@@ -323,11 +323,12 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&creds)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if creds.is_empty() {
+    let team_rows = super::team::list_rows().await;
+    if creds.is_empty() && team_rows.is_empty() {
         println!("No credentials stored. Add one with `composer-keyd add ORIGIN` or `composer-keyd import`.");
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 6]> = creds
+    let mut rows: Vec<[String; 7]> = creds
         .iter()
         .map(|c| {
             [
@@ -337,10 +338,20 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
                 if c.enabled { "enabled" } else { "DISABLED" }.into(),
                 c.last_used.map_or_else(|| "never".into(), date),
                 c.label.clone().unwrap_or_default(),
+                "local".into(),
             ]
         })
         .collect();
-    let head = ["ORIGIN", "TYPE", "PROJECT", "STATE", "LAST USED", "LABEL"];
+    rows.extend(team_rows);
+    let head = [
+        "ORIGIN",
+        "TYPE",
+        "PROJECT",
+        "STATE",
+        "LAST USED",
+        "LABEL",
+        "SOURCE",
+    ];
     let mut widths = head.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {

@@ -349,3 +349,77 @@ pub async fn change(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `list`'s rows for team entries, from their metadata alone (no secret is read, so the type
+/// shows as `(team)`): unscoped ones and each project's, with `team NAME vN` as the source. A
+/// team that cannot answer gets one row saying so.
+pub async fn list_rows() -> Vec<[String; 7]> {
+    let Ok(path) = composer_keyd::config::path() else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    let teams = team::config::load(&path).unwrap_or_default();
+    if !teams.is_empty() {
+        // The token is read here: as for the commands that hold secrets.
+        composer_keyd::harden::harden_cli();
+    }
+    for (name, cfg) in teams {
+        let Ok(t) = Team::new(&name, cfg.clone(), None) else {
+            continue;
+        };
+        if let Err(e) = team_rows(&t, &mut rows).await {
+            rows.push([
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "UNAVAILABLE".into(),
+                "-".into(),
+                e.to_string(),
+                format!("team {name}"),
+            ]);
+        }
+    }
+    rows
+}
+
+async fn team_rows(t: &Team, rows: &mut Vec<[String; 7]>) -> Result<(), team::TeamError> {
+    let token = t.token().await?;
+    let (e, m, p) = (t.engine(), &t.cfg.mount, &t.cfg.prefix);
+    let mut paths: Vec<(Option<String>, String)> = Vec::new();
+    for k in kv::list(e, &token, m, p).await? {
+        if !k.ends_with('/') {
+            paths.push((None, k));
+        }
+    }
+    for vendor in kv::list(e, &token, m, &format!("{p}/projects")).await? {
+        let Some(vendor) = vendor.strip_suffix('/') else {
+            continue;
+        };
+        for pkg in kv::list(e, &token, m, &format!("{p}/projects/{vendor}")).await? {
+            let Some(pkg) = pkg.strip_suffix('/') else {
+                continue;
+            };
+            let project = format!("{vendor}/{pkg}");
+            for k in kv::list(e, &token, m, &format!("{p}/projects/{project}")).await? {
+                if !k.ends_with('/') {
+                    paths.push((Some(project.clone()), k));
+                }
+            }
+        }
+    }
+    for (project, origin) in paths {
+        let at = team::secret_path(p, project.as_deref(), &origin);
+        let (version, custom) = kv::metadata(e, &token, m, &at).await?;
+        let disabled = custom.get("disabled").is_some_and(|v| v == "true");
+        rows.push([
+            origin,
+            "(team)".into(),
+            project.unwrap_or_else(|| "(all projects)".into()),
+            if disabled { "DISABLED" } else { "enabled" }.into(),
+            "-".into(),
+            custom.get("label").cloned().unwrap_or_default(),
+            format!("team {} v{version}", t.name),
+        ]);
+    }
+    Ok(())
+}
