@@ -222,6 +222,7 @@ impl Agent {
             } else {
                 self.store.warning()
             },
+            teams: self.teams.status_lines(),
         }
     }
 

@@ -1365,3 +1365,36 @@ fn team_hanging_engine_gives_a_typed_error_in_time_and_local_credentials_are_sti
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     h.join().unwrap();
 }
+
+#[test]
+fn team_outage_serves_cached_entries_within_the_grace_and_status_says_so() {
+    let mut bao = Bao::dev();
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let (t, _d) = team_daemon(&bao, &["--cache-ttl", "1s", "--grace", "3s"]);
+    assert_eq!(t.credential("repo.magento.com", None)["username"], PUB);
+    let s = t.ok(&["status"], "");
+    assert!(s.contains("team:        acme: answering"), "{s}");
+    bao.server.kill();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        t.credential("repo.magento.com", None)["username"],
+        PUB,
+        "past the TTL, within the grace"
+    );
+    let s = t.ok(&["status"], "");
+    assert!(
+        s.contains("acme: every address failing") && s.contains("served for up to 3s"),
+        "{s}"
+    );
+    std::thread::sleep(Duration::from_millis(3000));
+    let r = t.lookup("repo.magento.com", None);
+    assert_eq!(r.status, 503, "refused after the grace: {}", r.body);
+    assert!(!r.body.contains(PRIV));
+}

@@ -135,6 +135,13 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
 
     if let Some(s) = &status {
         backend(ctx, s, &mut r).await;
+        for t in &s.teams {
+            if t.contains("failing") {
+                r.problem("team source", t, "composer-keyd team status");
+            } else {
+                r.ok("team source", t);
+            }
+        }
         match (&s.backend_detail, a.verbose) {
             (Some(detail), true) => r.note("backend detail", detail.clone()),
             (Some(_), false) => r.note("backend detail", "`composer-keyd doctor -v` shows it"),

@@ -368,6 +368,24 @@ impl Sources {
         }
     }
 
+    /// One line per team for `status` and `doctor`: answering, or every address failing
+    /// since when, and until when cached entries are served.
+    pub fn status_lines(&self) -> Vec<String> {
+        self.teams
+            .iter()
+            .map(|t| match t.outage() {
+                None => format!("{}: answering (or not asked yet)", t.name),
+                Some((since, why)) => format!(
+                    "{}: every address failing for {} s; cached entries are served for up to {} past their TTL ({})",
+                    t.name,
+                    since.elapsed().as_secs(),
+                    humantime::format_duration(t.cfg.grace()),
+                    why
+                ),
+            })
+            .collect()
+    }
+
     /// How many paths are cached.
     pub fn cached(&self) -> usize {
         self.cache().len()
