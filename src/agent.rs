@@ -316,6 +316,8 @@ impl Agent {
         // Dropping the cached credentials zeroizes them (Secret's Drop).
         inner.cache.clear();
         self.teams.lock_now();
+        // Approvals for a program or session hold until lock.
+        self.confirm.forget_approvals();
         self.store.lock();
         // Counts end with the unlock period: a release after the next unlock gets a full record.
         self.audit.flush_repeats();

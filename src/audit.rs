@@ -58,6 +58,9 @@ pub enum Event {
     Migrate,
     /// The vault's passphrase changed.
     Passwd,
+    /// The user approved releases for a program or a session (`--confirm=program|session`);
+    /// `detail` says which credential and what the approval covers.
+    Approve,
     /// An event a newer daemon wrote.
     #[serde(other)]
     Unknown,

@@ -305,27 +305,112 @@ fn base64(input: &[u8]) -> Zeroizing<String> {
 
 /// Sends the probe and classifies the reply.
 pub async fn check(origin: &Origin, cred: &Credential, cfg: &CheckConfig) -> Verdict {
+    check_learning(origin, cred, cfg).await.verdict
+}
+
+/// What the forge said about a token's expiry while it was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// Nothing: not a forge token, not accepted, or the forge did not say.
+    Nothing,
+    /// It expires then (Unix seconds).
+    At(u64),
+    /// The forge says it never expires (GitLab's `expires_at: null`).
+    Never,
+}
+
+/// A verdict and what was learned about the expiry on the way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The expiry, from GitHub's `GitHub-Authentication-Token-Expiration` response header or
+    /// GitLab's `GET /api/v4/personal_access_tokens/self`.
+    pub expires: Learned,
+}
+
+/// GitHub's response header naming an expiring token's date (`2026-12-31 18:00:00 UTC`).
+pub const GITHUB_EXPIRY_HEADER: &str = "github-authentication-token-expiration";
+
+/// GitLab's endpoint describing the token that asks (`expires_at`: a date, or null).
+pub const GITLAB_TOKEN_SELF: &str = "/api/v4/personal_access_tokens/self";
+
+/// [`check`], also learning the token's expiry from GitHub and GitLab.
+pub async fn check_learning(origin: &Origin, cred: &Credential, cfg: &CheckConfig) -> Checked {
     if let Credential::ClientCertificate { .. } = cred {
         // A probe without the certificate would pass or fail for reasons unrelated to it.
-        return Verdict::Unreachable {
-            reason:
-                "composer-keyd check cannot present a client certificate; run composer to test it"
+        return Checked {
+            verdict: Verdict::Unreachable {
+                reason: "composer-keyd check cannot present a client certificate; run composer to test it"
                     .to_owned(),
+            },
+            expires: Learned::Nothing,
         };
     }
     let probe = probe_for(origin, cred);
-    match tokio::time::timeout(cfg.timeout, send(&probe, cfg)).await {
-        Err(_) => Verdict::Unreachable {
-            reason: format!("no answer within {} s", cfg.timeout.as_secs()),
-        },
-        Ok(Err(reason)) => Verdict::Unreachable { reason },
-        Ok(Ok(status)) => match status {
-            200..=299 => Verdict::Ok { status },
-            401 | 403 => Verdict::Rejected { status },
-            // Bitbucket answers a bad consumer with 400 invalid_client.
-            400 if probe.method == Method::POST => Verdict::Rejected { status },
-            _ => Verdict::Unexpected { status },
-        },
+    let reply = match tokio::time::timeout(cfg.timeout, send(&probe, cfg)).await {
+        Err(_) => Err(format!("no answer within {} s", cfg.timeout.as_secs())),
+        Ok(r) => r,
+    };
+    let reply = match reply {
+        Err(reason) => {
+            return Checked {
+                verdict: Verdict::Unreachable { reason },
+                expires: Learned::Nothing,
+            }
+        }
+        Ok(r) => r,
+    };
+    let status = reply.status;
+    let verdict = match status {
+        200..=299 => Verdict::Ok { status },
+        401 | 403 => Verdict::Rejected { status },
+        // Bitbucket answers a bad consumer with 400 invalid_client.
+        400 if probe.method == Method::POST => Verdict::Rejected { status },
+        _ => Verdict::Unexpected { status },
+    };
+    let mut expires = Learned::Nothing;
+    if verdict.is_ok() {
+        match cred {
+            Credential::GithubOauth { .. } => {
+                if let Some(at) = reply
+                    .github_expiry
+                    .as_deref()
+                    .and_then(crate::expiry::parse_date)
+                {
+                    expires = Learned::At(at);
+                }
+            }
+            Credential::GitlabToken { .. } | Credential::GitlabOauth { .. } => {
+                let ask = Probe {
+                    path: GITLAB_TOKEN_SELF,
+                    ..probe
+                };
+                if let Ok(Ok(r)) = tokio::time::timeout(cfg.timeout, send(&ask, cfg)).await {
+                    expires = gitlab_expiry(&r);
+                }
+            }
+            _ => {}
+        }
+    }
+    Checked { verdict, expires }
+}
+
+/// `expires_at` of GitLab's token self-endpoint: a date, or null for a token that never
+/// expires; anything else (an OAuth token's 401, a 404 from an old GitLab) says nothing.
+fn gitlab_expiry(r: &Reply) -> Learned {
+    if !(200..=299).contains(&r.status) {
+        return Learned::Nothing;
+    }
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
+        return Learned::Nothing;
+    };
+    match doc.get("expires_at") {
+        Some(serde_json::Value::Null) => Learned::Never,
+        Some(serde_json::Value::String(s)) => {
+            crate::expiry::parse_date(s).map_or(Learned::Nothing, Learned::At)
+        }
+        _ => Learned::Nothing,
     }
 }
 
@@ -339,7 +424,17 @@ pub fn probe_url(origin: &Origin, cred: &Credential, cfg: &CheckConfig) -> Strin
     format!("{scheme}://{}{}", p.authority, p.path)
 }
 
-async fn send(probe: &Probe, cfg: &CheckConfig) -> Result<u16, String> {
+/// What a probe's reply carries: its status, GitHub's expiry header, and a bounded body.
+struct Reply {
+    status: u16,
+    github_expiry: Option<String>,
+    body: Vec<u8>,
+}
+
+/// The most of a reply's body read (GitLab's token description is well under 1 KiB).
+const MAX_BODY: usize = 64 * 1024;
+
+async fn send(probe: &Probe, cfg: &CheckConfig) -> Result<Reply, String> {
     let (host, port) = split_authority(&probe.authority, cfg.scheme);
     let target = cfg
         .connect_to
@@ -381,7 +476,7 @@ fn split_authority(authority: &str, scheme: Scheme) -> (String, u16) {
     (host.to_owned(), port.unwrap_or(default))
 }
 
-async fn request<S>(stream: S, probe: &Probe) -> Result<u16, String>
+async fn request<S>(stream: S, probe: &Probe) -> Result<Reply, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -419,7 +514,30 @@ where
         .send_request(req)
         .await
         .map_err(|e| format!("the request failed: {e}"))?;
-    Ok(resp.status().as_u16())
+    let status = resp.status().as_u16();
+    let github_expiry = resp
+        .headers()
+        .get(GITHUB_EXPIRY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // Only GitLab's self-endpoint is read; any other body is left unread.
+    let body = if probe.path == GITLAB_TOKEN_SELF {
+        use http_body_util::BodyExt;
+        match http_body_util::Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes().to_vec(),
+            Err(_) => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    Ok(Reply {
+        status,
+        github_expiry,
+        body,
+    })
 }
 
 /// What to do about a verdict that is not ok; `None` for ok.

@@ -156,6 +156,53 @@ fn expand(value: &str, home: &Path, base: &Path) -> PathBuf {
     }
 }
 
+/// The Composer home Magento's in-process Composer runs use (`bin/magento sampledata:deploy`,
+/// Magento's `ComposerFactory` and `MagentoComposerApplication`): they `putenv` it, so it
+/// holds unless the shell exported `COMPOSER_HOME` (Composer reads `$_SERVER` first).
+pub const MAGENTO_HOME: &str = "var/composer_home";
+
+/// A Magento 2 root: `bin/magento` beside `app/etc/`.
+pub fn is_magento_root(dir: &Path) -> bool {
+    dir.join("bin/magento").is_file() && dir.join("app/etc").is_dir()
+}
+
+/// The Magento root whose [`MAGENTO_HOME`] `home` is, if it is one.
+pub fn magento_root_of_home(home: &Path) -> Option<PathBuf> {
+    let root = home.parent()?.parent()?;
+    (home.ends_with(MAGENTO_HOME) && is_magento_root(root)).then(|| root.to_path_buf())
+}
+
+/// Why `dir` is not a Composer home to install a global plugin into: it is a project (a
+/// Magento root, or its composer.json is a project's manifest). Magento itself writes only
+/// `auth.json` and `packages.json` into its [`MAGENTO_HOME`] (`SampleDataDeployCommand`,
+/// `PackagesAuth`), never a composer.json, so one there is a Composer home's.
+pub fn not_a_home(dir: &Path) -> Option<String> {
+    if is_magento_root(dir) {
+        return Some(format!(
+            "{} is a Magento root: its composer.json is the project's. The home Magento's own Composer runs use is {}",
+            dir.display(),
+            dir.join(MAGENTO_HOME).display()
+        ));
+    }
+    let doc = read_json_object(&dir.join("composer.json"))?;
+    let project = doc.get("type").and_then(Value::as_str) == Some("project");
+    let magento = doc.get("require").and_then(Value::as_object).and_then(|r| {
+        r.keys()
+            .find(|k| k.starts_with("magento/product-") || k.as_str() == "magento/magento2-base")
+    });
+    match (project, magento) {
+        (_, Some(m)) => Some(format!(
+            "{}/composer.json is a Magento project's manifest (it requires {m}), not a Composer home's",
+            dir.display()
+        )),
+        (true, None) => Some(format!(
+            "{}/composer.json is a project's manifest (\"type\": \"project\"), not a Composer home's",
+            dir.display()
+        )),
+        (false, None) => None,
+    }
+}
+
 /// How far the Composer plugin is set up in the global Composer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginState {

@@ -130,6 +130,19 @@ pub struct Config {
     pub backend: BackendChoice,
     /// Team sources (`[team.NAME]` tables), read beside the local backend; see [`crate::team`].
     pub team: std::collections::BTreeMap<String, crate::team::TeamConfig>,
+    /// Days before a credential's expiry that `doctor`, `exec` and the plugin warn
+    /// ([`crate::expiry::DEFAULT_WARNING_DAYS`] when absent).
+    pub expiry_warning_days: Option<u32>,
+}
+
+/// `expiry_warning_days` from config.toml, else the default; a file that does not parse
+/// leaves the default (the commands that need the file say what is wrong with it).
+pub fn expiry_warning_days() -> u32 {
+    path()
+        .ok()
+        .and_then(|p| load_from(&p).ok().flatten())
+        .and_then(|c| c.expiry_warning_days)
+        .unwrap_or(crate::expiry::DEFAULT_WARNING_DAYS)
 }
 
 /// `$XDG_CONFIG_HOME/composer-keyd/config.toml`.

@@ -2,7 +2,7 @@
 
 use crate::atomic;
 use crate::credential::{CredentialType, Origin};
-use crate::protocol::{CredentialInfo, OriginInfo};
+use crate::protocol::{ConfirmScope, CredentialInfo, OriginInfo};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,12 @@ struct DiskEntry {
     confirm: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     allow_exe: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "ConfirmScope::is_each")]
+    confirm_scope: ConfirmScope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    confirm_for: Option<u64>,
 }
 
 impl From<Meta> for DiskEntry {
@@ -58,6 +64,9 @@ impl From<Meta> for DiskEntry {
             has_previous: m.has_previous,
             confirm: m.confirm,
             allow_exe: m.allow_exe,
+            expires: m.expires,
+            confirm_scope: m.confirm_scope,
+            confirm_for: m.confirm_for,
         }
     }
 }
@@ -76,6 +85,9 @@ impl From<DiskEntry> for Meta {
             has_previous: r.has_previous,
             confirm: r.confirm,
             allow_exe: r.allow_exe,
+            expires: r.expires,
+            confirm_scope: r.confirm_scope,
+            confirm_for: r.confirm_for,
         }
     }
 }
@@ -254,6 +266,7 @@ impl Index {
                 kind: m.kind,
                 project: m.project.clone(),
                 enabled: m.enabled,
+                expires: m.expires,
             })
             .collect();
         out.sort_by(|a, b| a.origin.cmp(&b.origin));
@@ -303,6 +316,24 @@ pub fn new_meta(origin: Origin, project: Option<String>, kind: CredentialType, n
         has_previous: false,
         confirm: false,
         allow_exe: Vec::new(),
+        expires: None,
+        confirm_scope: ConfirmScope::Each,
+        confirm_for: None,
+    }
+}
+
+/// The expiry a credential has after a `PUT`: the one given wins (`0` clears it); without
+/// one, the stored date stays while the secret stays, and a new secret starts with none.
+/// Marketplace key pairs never carry one ([`crate::expiry::may_expire`]).
+pub fn expiry_after_put(meta: &Meta, given: Option<u64>, secret_changed: bool) -> Option<u64> {
+    if !crate::expiry::may_expire(&meta.origin, meta.kind) {
+        return None;
+    }
+    match given {
+        Some(0) => None,
+        Some(at) => Some(at),
+        None if secret_changed => None,
+        None => meta.expires,
     }
 }
 
@@ -317,6 +348,26 @@ mod tests {
             CredentialType::HttpBasic,
             1,
         )
+    }
+
+    #[test]
+    fn expiry_follows_the_secret_and_never_marks_a_marketplace_pair() {
+        let mut m = meta("gitlab.example.com", None);
+        m.kind = CredentialType::GitlabToken;
+        m.expires = Some(500);
+        assert_eq!(expiry_after_put(&m, None, false), Some(500));
+        assert_eq!(expiry_after_put(&m, None, true), None);
+        assert_eq!(expiry_after_put(&m, Some(900), true), Some(900));
+        assert_eq!(expiry_after_put(&m, Some(0), false), None);
+        let pair = meta("repo.magento.com", None);
+        assert_eq!(expiry_after_put(&pair, Some(900), false), None);
+        // The file keeps it, and an index without it loads as before.
+        let mut ix = Index::default();
+        ix.upsert(m);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("index.json");
+        Index::save_bytes(&p, &ix.to_bytes()).unwrap();
+        assert_eq!(Index::load(&p).unwrap().all()[0].expires, Some(500));
     }
 
     #[test]

@@ -232,6 +232,51 @@ pub struct CredentialInfo {
     /// Released only to peers running one of these executables (canonical paths).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_exe: Vec<String>,
+    /// Unix seconds when the credential stops working, from `--expires` or learned by
+    /// `check` from the forge; `None` when not known. Metadata, never secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// What one confirmation covers (`--confirm=SCOPE`); meaningful with `confirm`.
+    #[serde(default, skip_serializing_if = "ConfirmScope::is_each")]
+    pub confirm_scope: ConfirmScope,
+    /// For `session`: seconds an approval holds (`None`: until `lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_for: Option<u64>,
+}
+
+/// What one confirmation covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ConfirmScope {
+    /// One release (`--confirm`, `--confirm=each`).
+    #[default]
+    Each,
+    /// Every release to the same executable, until `lock`.
+    Program,
+    /// Every release to the same executable in the same login session (or process
+    /// session), until `lock` or `confirm_for` runs out.
+    Session,
+    /// A scope this program does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ConfirmScope {
+    /// `each`, the scope that remembers nothing.
+    pub fn is_each(&self) -> bool {
+        *self == ConfirmScope::Each
+    }
+
+    /// Its name on the command line and the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmScope::Each => "each",
+            ConfirmScope::Program => "program",
+            ConfirmScope::Session => "session",
+            ConfirmScope::Unknown => "unknown",
+        }
+    }
 }
 
 /// `GET /v1/credentials`.
@@ -253,6 +298,9 @@ pub struct OriginInfo {
     pub project: Option<String>,
     /// `false` when disabled: the daemon refuses to release it.
     pub enabled: bool,
+    /// Unix seconds when it stops working, if known (see [`CredentialInfo::expires`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// `GET /v1/origins?project=DIR`.
@@ -260,6 +308,10 @@ pub struct OriginInfo {
 pub struct OriginList {
     /// The origins that apply to the project asked about, project-bound and global.
     pub origins: Vec<OriginInfo>,
+    /// How many days before an expiry clients warn (config.toml's `expiry_warning_days`);
+    /// `None` from a daemon that does not say: clients use 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warning_days: Option<u32>,
 }
 
 /// `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for that project.
@@ -293,6 +345,14 @@ pub struct PutCredential {
     /// Set the allowed executables (empty: any); `None` keeps what is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_exe: Option<Vec<String>>,
+    /// Set the expiry (Unix seconds; `0` clears it). `None` keeps what is stored while the
+    /// secret stays the same; a new secret starts with no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// Set what one confirmation covers (and, for `session`, `confirm_for` seconds, `0`:
+    /// until `lock`); `None` keeps what is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_scope: Option<(ConfirmScope, u64)>,
 }
 
 /// What a `PUT` did.

@@ -12,7 +12,15 @@ CONFIG:
                   "headers": [{"name": N, "value": V, "label": L}],
                   "tls": {"cert": PEM, "key": PEM, "client_ca": PEM, "label": L},
                   "packages": ["acme/alpha"],
-                  "dist_host": "LOCALHOST:{port}"}]}
+                  "dist_host": "LOCALHOST:{port}",
+                  "github_expiry": "2026-12-10 12:00:00 UTC",
+                  "gitlab_expires_at": "2026-12-10" | null}]}
+
+As stand-ins for the forges, which cannot be reached here: with "github_expiry" every
+accepted reply carries GitHub's `GitHub-Authentication-Token-Expiration` header, and
+/user, /api/v3/user (GitHub) and /api/v4/user (GitLab) answer for an accepted token; with
+"gitlab_expires_at" present, /api/v4/personal_access_tokens/self answers its value as
+GitLab's `expires_at`. (GitHub's `Authorization: token T` is a "headers" entry.)
 
 With "tls" the listener speaks HTTPS and demands a client certificate signed by
 client_ca: the TLS handshake fails without one, and a request over it is accepted
@@ -81,7 +89,15 @@ def make_handler(index, listener):
                 return None, "wrong bearer"
             return None, "none"
 
+        extra_headers = None
+
+        def send(self, status, body, ctype="application/json", extra=None):
+            merged = dict(self.extra_headers or {})
+            merged.update(extra or {})
+            super().send(status, body, ctype, merged)
+
         def handle_any(self):
+            self.extra_headers = None
             body = self.read_body()
             label, why = self.accepted()
             entry = {"listener": index, "method": self.command, "path": self.path,
@@ -93,6 +109,8 @@ def make_handler(index, listener):
                           extra={"WWW-Authenticate": 'Basic realm="Repository"'})
                 return
             entry["accepted"] = label
+            if "github_expiry" in listener:
+                self.extra_headers = {"GitHub-Authentication-Token-Expiration": listener["github_expiry"]}
             status = self.route(body)
             entry["status"] = status
             log(entry)
@@ -100,6 +118,12 @@ def make_handler(index, listener):
         def route(self, body):
             path = self.path.split("?", 1)[0]
             names = listener.get("packages", [])
+            if path in ("/user", "/api/v3/user", "/api/v4/user"):
+                self.send(200, b'{"login": "tester", "username": "tester"}')
+                return 200
+            if path == "/api/v4/personal_access_tokens/self" and "gitlab_expires_at" in listener:
+                self.send(200, json.dumps({"id": 1, "expires_at": listener["gitlab_expires_at"]}).encode())
+                return 200
             if path == "/packages.json":
                 doc = {"packages": [], "metadata-url": "/p2/%package%.json", "available-packages": names}
                 self.send(200, json.dumps(doc).encode())

@@ -13,15 +13,18 @@ mod composer_fixture;
 mod support;
 
 mod age_file;
+mod approvals;
 mod audit;
 mod autostart;
 mod containers;
 mod daemon;
 mod doors;
+mod expiry;
 mod git_e2e;
 mod hostile;
 mod limits;
 mod load;
+mod magento;
 mod package;
 #[path = "plaintext/main.rs"]
 mod plaintext;

@@ -10,6 +10,15 @@ namespace ComposerKeyd;
 
 final class Client
 {
+    /** @var int days before an expiry that a warning is shown (the daemon's config, else 7) */
+    private $expiryWarningDays = 7;
+
+    /** Days before an expiry that a warning is shown, as the last origin list said. */
+    public function expiryWarningDays(): int
+    {
+        return $this->expiryWarningDays;
+    }
+
     /** Replies larger than this are refused; the daemon's largest reply is a few KiB. */
     const MAX_REPLY = 1048576;
 
@@ -89,6 +98,9 @@ final class Client
         if (!isset($reply['origins']) || !is_array($reply['origins'])) {
             throw new DaemonException(DaemonException::BAD_REPLY, 'the daemon\'s origin list has no "origins" array');
         }
+        if (isset($reply['expiry_warning_days']) && is_int($reply['expiry_warning_days']) && $reply['expiry_warning_days'] >= 0) {
+            $this->expiryWarningDays = $reply['expiry_warning_days'];
+        }
         $origins = array();
         foreach ($reply['origins'] as $entry) {
             if (!is_array($entry) || !isset($entry['origin'], $entry['type']) || !is_string($entry['origin']) || !is_string($entry['type'])) {
@@ -99,6 +111,7 @@ final class Client
                 'type' => $entry['type'],
                 'project' => isset($entry['project']) && is_string($entry['project']) ? $entry['project'] : null,
                 'enabled' => !isset($entry['enabled']) || $entry['enabled'] !== false,
+                'expires' => isset($entry['expires']) && is_int($entry['expires']) ? $entry['expires'] : null,
             );
         }
 

@@ -255,6 +255,7 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         $this->addDomain(Credentials::domainsKey($type), $origin);
         $this->io->setAuthentication($origin, $pair[0], $pair[1]);
         $this->served[$origin] = $pair;
+        $this->warnExpiry($lookup, $origin);
         GitCredentials::configure(array($origin), $this->project, $this->composer->getConfig()->get('secure-http') === false);
         if (GitCredentials::binary() === null) {
             $this->io->writeError('composer-keyd: no composer-keyd binary on PATH (or $COMPOSER_KEYD_BIN): git gets no credential for ' . $origin . ', and stops with one line', true, IOInterface::VERBOSE);
@@ -262,6 +263,32 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         $this->io->writeError(sprintf('composer-keyd: using the %s credential for %s', $type, $origin), true, IOInterface::VERBOSE);
 
         return true;
+    }
+
+    /**
+     * One line when the credential expires within the warning window, or has expired: it
+     * is still used (the server decides whether it works), and the line names the fix.
+     */
+    private function warnExpiry(string $lookup, string $origin): void
+    {
+        $entry = $this->available[strtolower($lookup)] ?? null;
+        if ($entry === null || !is_int($entry['expires'] ?? null)) {
+            return;
+        }
+        $at = $entry['expires'];
+        $left = $at - time();
+        $target = $entry['origin'];
+        if ($entry['project'] !== null) {
+            $target .= ' --project ' . (preg_match('{^[A-Za-z0-9/._+:@,=-]+$}', $entry['project']) ? $entry['project'] : escapeshellarg($entry['project']));
+        }
+        $day = gmdate('Y-m-d', $at);
+        if ($left <= 0) {
+            $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s expired on %s; it is still sent, and the server may refuse it: store a new one with `composer-keyd rotate %s`</warning>', $origin, $day, $target));
+        } elseif ($left <= $this->client->expiryWarningDays() * 86400) {
+            $days = intdiv($left + 86399, 86400);
+            $when = $left < 86400 ? 'within a day' : ($days === 1 ? 'in 1 day' : 'in ' . $days . ' days');
+            $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s expires on %s (%s); store a new one with `composer-keyd rotate %s`</warning>', $origin, $day, $when, $target));
+        }
     }
 
     /**

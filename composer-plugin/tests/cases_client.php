@@ -82,7 +82,8 @@ test('origins and credentials cross a real socket, origin and project url-encode
         $client = new Client($d['sock'], 5.0, 'test');
         $origins = $client->origins($project);
         same(2, count($origins));
-        same(array('origin' => 'repo.magento.com', 'type' => 'http-basic', 'project' => '/home/dev/shop', 'enabled' => true), $origins[0]);
+        same(array('origin' => 'repo.magento.com', 'type' => 'http-basic', 'project' => '/home/dev/shop', 'enabled' => true, 'expires' => null), $origins[0]);
+        same(7, $client->expiryWarningDays());
         same(false, $origins[1]['enabled']);
         same(null, $origins[1]['project']);
         same('http-basic', $client->credential('127.0.0.1:8080', $project)['type']);
@@ -91,6 +92,19 @@ test('origins and credentials cross a real socket, origin and project url-encode
         $log = requests($d);
         same('GET /v1/origins?project=%2Fhome%2Fdev%2Fmy%20shop', $log[0]['request']);
         contains("Connection: close", $log[0]['head']);
+    } finally {
+        stop_daemon($d);
+    }
+});
+
+test('an origin list carries expiries and the warning window', function () {
+    $body = '{"origins":[{"origin":"github.com","type":"github-oauth","project":null,"enabled":true,"expires":1798675200}],"expiry_warning_days":3}';
+    $d = start_daemon(array('GET /v1/origins' => array('body' => $body)));
+    try {
+        $client = new Client($d['sock'], 5.0, 'test');
+        $origins = $client->origins(null);
+        same(1798675200, $origins[0]['expires']);
+        same(3, $client->expiryWarningDays());
     } finally {
         stop_daemon($d);
     }

@@ -5,7 +5,7 @@ use crate::credential::Origin;
 use crate::error::{Error, Result};
 use crate::index::{new_meta, Meta};
 use crate::peer::Peer;
-use crate::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
+use crate::protocol::{ConfirmScope, CredentialInfo, PutCredential, PutOutcome, PutReply};
 use crate::store::{SecretKey, Store, Which};
 
 /// What a `put` did: the reply's facts, and the policy change it made, if any, for the
@@ -41,6 +41,11 @@ impl Agent {
         peer: &Peer,
     ) -> Result<Put> {
         req.credential.validate()?;
+        if matches!(req.confirm_scope, Some((ConfirmScope::Unknown, _))) {
+            return Err(Error::BadRequest(
+                "confirm_scope must be each, program or session".into(),
+            ));
+        }
         let allow_exe = req
             .allow_exe
             .as_deref()
@@ -53,8 +58,14 @@ impl Agent {
         let existing = self.inner().index.get(origin, scope).cloned();
         let policy_change = match &existing {
             Some(e) => {
-                self.guard_policy_change(e, req.confirm, allow_exe.as_deref(), peer)
-                    .await?
+                self.guard_policy_change(
+                    e,
+                    req.confirm,
+                    allow_exe.as_deref(),
+                    req.confirm_scope,
+                    peer,
+                )
+                .await?
             }
             None => None,
         };
@@ -104,6 +115,12 @@ impl Agent {
         if let Some(exes) = allow_exe {
             meta.allow_exe = exes;
         }
+        if let Some((scope, secs)) = req.confirm_scope {
+            meta.confirm_scope = scope;
+            meta.confirm_for = (scope == ConfirmScope::Session && secs > 0).then_some(secs);
+        }
+        meta.expires =
+            crate::index::expiry_after_put(&meta, req.expires, outcome != PutOutcome::Unchanged);
         let changed = outcome != PutOutcome::Unchanged || existing.as_ref() != Some(&meta);
         {
             let mut inner = self.inner();

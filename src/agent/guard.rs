@@ -5,6 +5,7 @@ use crate::agent::policy::{self, Rule};
 use crate::error::Result;
 use crate::index::Meta;
 use crate::peer::Peer;
+use crate::protocol::ConfirmScope;
 
 impl Agent {
     /// Checks `peer` against the policy `meta` has now before it may `action`.
@@ -40,10 +41,15 @@ impl Agent {
         existing: &Meta,
         confirm: Option<bool>,
         allow_exe: Option<&[String]>,
+        scope: Option<(ConfirmScope, u64)>,
         peer: &Peer,
     ) -> Result<Option<String>> {
         let before = Rule::of(existing);
         let mut after = before.clone();
+        if let Some((s, secs)) = scope {
+            after.scope = s;
+            after.confirm_for = (s == ConfirmScope::Session && secs > 0).then_some(secs);
+        }
         if let Some(c) = confirm {
             after.confirm = c;
         }
@@ -67,8 +73,11 @@ impl Agent {
 /// A policy in a few words: `confirm, allow-exe /usr/bin/php8.2` or `none`.
 pub fn rule_text(rule: &Rule) -> String {
     let mut parts = Vec::new();
-    if rule.confirm {
-        parts.push("confirm".to_owned());
+    match (rule.confirm, rule.scope, rule.confirm_for) {
+        (false, ..) => {}
+        (true, ConfirmScope::Session, Some(s)) => parts.push(format!("confirm=session {s} s")),
+        (true, ConfirmScope::Each, _) => parts.push("confirm".to_owned()),
+        (true, scope, _) => parts.push(format!("confirm={}", scope.as_str())),
     }
     if !rule.allow_exe.is_empty() {
         parts.push(format!("allow-exe {}", rule.allow_exe.join(" ")));

@@ -1,11 +1,14 @@
 //! Per-credential release policy: only to allowed executables (`--allow-exe`), and only after the user confirms through an askpass program (`--confirm`, as `ssh-add -c`).
 
 mod approvals;
+mod tty;
 
 use crate::audit::{printable, printable_max};
 use crate::error::{Error, Result};
 use crate::index::Meta;
 use crate::peer::Peer;
+use crate::protocol::ConfirmScope;
+use crate::remember::{Decision, Key, Memory};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,6 +27,10 @@ pub struct Rule {
     pub confirm: bool,
     /// Release only to these executables (`--allow-exe`); empty means any.
     pub allow_exe: Vec<String>,
+    /// What one confirmation covers (`--confirm=program|session`); `each` by default.
+    pub scope: ConfirmScope,
+    /// For `session`: seconds an approval holds; `None` until `lock`.
+    pub confirm_for: Option<u64>,
 }
 
 impl Rule {
@@ -32,6 +39,8 @@ impl Rule {
         Rule {
             confirm: meta.confirm,
             allow_exe: meta.allow_exe.clone(),
+            scope: meta.confirm_scope,
+            confirm_for: meta.confirm_for,
         }
     }
 
@@ -98,6 +107,8 @@ pub struct Confirm {
     door_dialog: tokio::sync::Mutex<()>,
     /// How many are waiting there; past [`MAX_DOOR_WAITING`] the next is refused at once.
     door_waiting: std::sync::atomic::AtomicUsize,
+    /// Approvals that hold for a program or a session (`--confirm=program|session`).
+    memory: Memory,
 }
 
 /// Confirmations asked through other doors that may wait at once.
@@ -128,7 +139,13 @@ impl Confirm {
             approvals: approvals::Approvals::default(),
             door_dialog: tokio::sync::Mutex::new(()),
             door_waiting: std::sync::atomic::AtomicUsize::new(0),
+            memory: Memory::default(),
         }
+    }
+
+    /// Forgets every approval given for a program or a session (`lock`); how many.
+    pub fn forget_approvals(&self) -> usize {
+        self.memory.forget()
     }
 
     /// The program from `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS`.
@@ -148,18 +165,39 @@ impl Confirm {
     /// Runs the askpass program with `prompt`. Allowed only when it exits 0 and prints
     /// nothing or `yes` (ssh's rule); a denial, a failure or the time-out refuses.
     async fn ask(&self, prompt: &str, action: &str, door: Option<&str>) -> Result<()> {
-        let Some(program) = &self.program else {
-            return Err(Error::Forbidden(format!(
-                "to {action} needs confirmation and the daemon has no askpass program: \
-                 start it with {ENV_ASKPASS} (or SSH_ASKPASS) set, or `serve --askpass PATH`"
-            )));
-        };
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timed_out = || {
             Error::Forbidden(format!(
                 "not confirmed within {} s; refused to {action}",
                 self.timeout.as_secs()
             ))
+        };
+        let Some(program) = &self.program else {
+            // No askpass: the terminal the daemon runs in, if it runs in one.
+            if door.is_none() && tty::available() {
+                let _one = tokio::time::timeout_at(deadline, self.dialog.lock())
+                    .await
+                    .map_err(|_| timed_out())?;
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let line = prompt.to_owned();
+                let answer = tokio::task::spawn_blocking(move || tty::ask(&line, left))
+                    .await
+                    .ok()
+                    .flatten();
+                match answer {
+                    Some(true) => return Ok(()),
+                    Some(false) => {
+                        return Err(Error::Forbidden(format!(
+                            "the user did not confirm on the terminal; refused to {action}"
+                        )))
+                    }
+                    None => {}
+                }
+            }
+            return Err(Error::Forbidden(format!(
+                "to {action} needs confirmation and the daemon has no askpass program: \
+                 start it with {ENV_ASKPASS} (or SSH_ASKPASS) set, or `serve --askpass PATH`"
+            )));
         };
         // Through a door: its own queue first, bounded, then the shared one.
         let mut _door_turn = None;
@@ -259,20 +297,121 @@ impl Confirm {
 /// let through covers composer-keyd's own git helper beneath that process while it lives
 /// (`approvals.rs`): one approval per Composer run, so that git is never left without the
 /// credential that Composer holds.
-pub async fn check(rule: &Rule, confirm: &Confirm, peer: &Peer, what: &str) -> Result<()> {
+///
+/// Under `--confirm=program|session` the user's yes holds for the executable (and session)
+/// until `lock` or its time; requests that need an approval being asked for wait on that
+/// one dialog. Returns what a new such approval covers, for the audit log.
+pub async fn check(
+    rule: &Rule,
+    confirm: &Confirm,
+    peer: &Peer,
+    what: &str,
+) -> Result<Option<String>> {
     if confirm.approvals.covers(peer, what, rule) {
-        return Ok(());
+        return Ok(None);
     }
+    let remembered = match remembered_key(rule, peer, what) {
+        Some(k) => k,
+        None => {
+            check_all(
+                std::slice::from_ref(rule),
+                confirm,
+                peer,
+                what,
+                "use this credential",
+            )
+            .await?;
+            confirm.approvals.record(peer, what, rule);
+            return Ok(None);
+        }
+    };
+    let (key, covers) = remembered;
+    // The executable first: no dialog, and no remembered yes, for a process refused anyway.
+    let exe_only = Rule {
+        confirm: false,
+        ..rule.clone()
+    };
     check_all(
-        std::slice::from_ref(rule),
+        std::slice::from_ref(&exe_only),
         confirm,
         peer,
         what,
         "use this credential",
     )
     .await?;
+    let until = rule
+        .confirm_for
+        .filter(|_| rule.scope == ConfirmScope::Session)
+        .map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    let failure = std::sync::Mutex::new(None);
+    let action = "use this credential";
+    let decision = confirm
+        .memory
+        .approve(&key, until, || async {
+            let asked = confirm
+                .ask(
+                    &prompt(peer, what, &format!("{action}; yes holds for {covers}")),
+                    &format!("{action} ({})", printable(what)),
+                    peer.door.as_deref(),
+                )
+                .await;
+            match asked {
+                Ok(()) => true,
+                Err(e) => {
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    false
+                }
+            }
+        })
+        .await;
+    if !decision.approved() {
+        let e = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return Err(e.unwrap_or_else(|| {
+            Error::Forbidden(format!(
+                "the user did not confirm (one dialog answered for this {}); refused to {action}",
+                rule.scope.as_str()
+            ))
+        }));
+    }
     confirm.approvals.record(peer, what, rule);
-    Ok(())
+    Ok(match decision {
+        Decision::Asked(true) => Some(covers),
+        _ => None,
+    })
+}
+
+/// The key a `program` or `session` approval is remembered under, and what it covers in
+/// words; `None` when this release asks by itself (`each`, no confirmation, or a peer whose
+/// executable or session is not known).
+fn remembered_key(rule: &Rule, peer: &Peer, what: &str) -> Option<(Key, String)> {
+    if !rule.confirm {
+        return None;
+    }
+    let exe = peer.exe()?.to_path_buf();
+    // A process that exec'd something else since it connected asks by itself.
+    if crate::harden::process_exe(peer.pid?).as_deref() != Some(exe.as_path()) {
+        return None;
+    }
+    let (session, covers) = match rule.scope {
+        ConfirmScope::Program => (None, format!("{} until lock", exe.display())),
+        ConfirmScope::Session => {
+            let s = crate::remember::session_of(peer.pid?)?;
+            let until = match rule.confirm_for {
+                Some(secs) => format!("{} s or until lock", secs),
+                None => "until lock".into(),
+            };
+            let covers = format!("{} in {s} {until}", exe.display());
+            (Some(s), covers)
+        }
+        ConfirmScope::Each | ConfirmScope::Unknown => return None,
+    };
+    let key = Key {
+        what: what.to_owned(),
+        rule: format!("{rule:?}"),
+        exe,
+        session,
+    };
+    Some((key, printable(&covers)))
 }
 
 /// Checks the strictest of `rules` before `peer` may `action` `subject` (a release, or a
@@ -389,6 +528,7 @@ mod tests {
         let rule = Rule {
             confirm: true,
             allow_exe: vec![],
+            ..Rule::default()
         };
         let t = Duration::from_secs(5);
         let yes = Confirm::new(Some(script(d.path(), "yes", "exit 0")), t);
@@ -426,6 +566,7 @@ mod tests {
         let rule = Rule {
             confirm: false,
             allow_exe: canonical_exes(&["/bin/sh".into()]).unwrap(),
+            ..Rule::default()
         };
         let c = Confirm::default();
         let (sh, mut child) = sh_peer();
@@ -500,6 +641,7 @@ mod tests {
         let rule = Rule {
             confirm: true,
             allow_exe: Vec::new(),
+            ..Rule::default()
         };
         let ask = |name: &str, door: bool| {
             let (confirm, rule) = (Arc::clone(&confirm), rule.clone());

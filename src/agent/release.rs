@@ -38,7 +38,12 @@ impl Through<'_> {
     /// The credential's rule with the door's added.
     fn rule(&self, meta: &crate::index::Meta) -> Rule {
         let mut rule = Rule::of(meta);
-        rule.confirm |= self.confirms;
+        if self.confirms {
+            // A door that confirms every release keeps its own rule: one yes, one release.
+            rule.confirm = true;
+            rule.scope = crate::protocol::ConfirmScope::Each;
+            rule.confirm_for = None;
+        }
         rule
     }
 }
@@ -69,6 +74,17 @@ impl Agent {
     /// The audit log.
     pub fn audit(&self) -> &Audit {
         &self.audit
+    }
+
+    /// Records an approval that covers more than this release (`--confirm=program|session`):
+    /// written when the user says yes, with what it covers; the releases it lets through
+    /// are recorded as releases.
+    fn audit_approval(&self, origin: &Origin, what: &str, peer: &Peer, covers: &str) {
+        self.audit.record(&peer.audit(crate::audit::Record {
+            origin: Some(origin.to_string()),
+            detail: Some(format!("{what}: {covers}")),
+            ..crate::audit::Record::new(crate::audit::Event::Approve)
+        }));
     }
 
     /// The credential that wins for `origin` looked up from `project` by `peer`, if the door
@@ -104,7 +120,9 @@ impl Agent {
     ) -> Result<Arc<Released>> {
         let pass = match self.pass(origin, project, through, None)? {
             Pass::Ask { rule, what } => {
-                policy::check(&rule, &self.confirm, peer, &what).await?;
+                if let Some(covers) = policy::check(&rule, &self.confirm, peer, &what).await? {
+                    self.audit_approval(origin, &what, peer, &covers);
+                }
                 self.pass(origin, project, through, Some(&rule))?
             }
             pass => pass,

@@ -153,6 +153,7 @@ impl Agent {
                         .then(|| project.map(|p| p.to_string_lossy().into_owned()))
                         .flatten(),
                     enabled: !e.disabled,
+                    expires: None,
                 });
             }
         }

@@ -60,6 +60,8 @@ fn put(c: Credential) -> PutCredential {
         no_clobber: false,
         confirm: None,
         allow_exe: None,
+        expires: None,
+        confirm_scope: None,
     }
 }
 

@@ -3,11 +3,11 @@
 use super::Ctx;
 use anyhow::Context;
 use clap::Args;
-use composer_keyd::check::{self, CheckConfig, Scheme, Verdict};
+use composer_keyd::check::{self, CheckConfig, Learned, Scheme, Verdict};
 use composer_keyd::client::{Client, ClientError};
 use composer_keyd::composer_home;
 use composer_keyd::credential::Origin;
-use composer_keyd::protocol::ErrorKind;
+use composer_keyd::protocol::{ErrorKind, PutCredential};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +78,9 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// What to do when it is not ok.
     pub advice: Option<String>,
+    /// When it expires (Unix seconds), as stored after this check; `None` when not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// What to check: `(origin, scope, lookup project)`.
@@ -86,6 +89,8 @@ pub struct Target {
     pub scope: Option<String>,
     pub lookup: Option<String>,
     pub enabled: bool,
+    /// The expiry the daemon has for it.
+    pub expires: Option<u64>,
 }
 
 /// Every stored credential, or those applying to `project`.
@@ -101,6 +106,7 @@ pub async fn targets(client: &Client, project: Option<&str>) -> anyhow::Result<V
                 scope: o.project,
                 lookup: Some(dir.to_owned()),
                 enabled: o.enabled,
+                expires: o.expires,
             })
             .collect(),
         None => client
@@ -113,6 +119,7 @@ pub async fn targets(client: &Client, project: Option<&str>) -> anyhow::Result<V
                 lookup: c.project.clone(),
                 scope: c.project,
                 enabled: c.enabled,
+                expires: c.expires,
             })
             .collect(),
     })
@@ -134,13 +141,37 @@ pub async fn run_checks(
             }) => continue,
             Err(e) => return Err(e).context(format!("reading the credential for {}", t.origin)),
         };
-        let verdict = check::check(&reply.origin, &reply.credential, cfg).await;
+        let checked = check::check_learning(&reply.origin, &reply.credential, cfg).await;
+        let verdict = checked.verdict;
+        let expires = match checked.expires {
+            Learned::Nothing => t.expires,
+            Learned::At(at) => Some(at),
+            Learned::Never => None,
+        };
+        if expires != t.expires {
+            // Stored beside the same secret: metadata the daemon keeps, as `add --expires` would.
+            let body = PutCredential {
+                credential: (*reply.credential).clone(),
+                label: None,
+                rotate: false,
+                no_clobber: true,
+                confirm: None,
+                allow_exe: None,
+                expires: Some(expires.unwrap_or(0)),
+                confirm_scope: None,
+            };
+            client
+                .put_credential(&t.origin, t.scope.as_deref(), &body)
+                .await
+                .with_context(|| format!("storing the expiry of {}", t.origin))?;
+        }
         out.push(Outcome {
             advice: check::advice(&reply.origin, t.scope.as_deref(), &verdict),
             url: Some(check::probe_url(&reply.origin, &reply.credential, cfg)),
             origin: reply.origin.clone(),
             project: t.scope.clone(),
             verdict,
+            expires,
         });
     }
     Ok(out)
@@ -159,6 +190,9 @@ pub fn describe(o: &Outcome) -> String {
         Verdict::Unreachable { reason } => reason.clone(),
     };
     let mut s = format!("{:<11} {who}: {detail}", o.verdict.name());
+    if let Some(at) = o.expires {
+        s.push_str(&format!("; expires on {}", composer_keyd::expiry::day(at)));
+    }
     if let Some(a) = &o.advice {
         s.push_str(&format!("\n            {a}"));
     }

@@ -6,6 +6,7 @@ use clap::Args;
 use composer_keyd::audit::printable;
 use composer_keyd::client::Action;
 use composer_keyd::credential::{Credential, CredentialType, Origin};
+use composer_keyd::expiry;
 use composer_keyd::protocol::{CredentialInfo, PutCredential, PutOutcome, PutReply};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,46 @@ pub struct AddArgs {
     cert: CertArgs,
     #[command(flatten)]
     policy: super::policy::PolicyArgs,
+    #[command(flatten)]
+    expiry: ExpiresArg,
+}
+
+/// `--expires`: metadata, so that `doctor`, `exec` and the plugin warn before the date.
+#[derive(Args, Debug)]
+pub struct ExpiresArg {
+    /// When the credential stops working: a date (2026-12-31, UTC), a date and time
+    /// (2026-12-31T18:00:00Z) or a duration from now (90d, 2w). `check` learns it from
+    /// GitHub and GitLab by itself. Not for Marketplace key pairs, which do not expire.
+    #[arg(long, value_name = "DATE|DURATION")]
+    expires: Option<String>,
+}
+
+impl ExpiresArg {
+    /// Unix seconds, or `None` when not given.
+    fn resolve(&self, origin: &Origin, kind: CredentialType) -> anyhow::Result<Option<u64>> {
+        let Some(text) = &self.expires else {
+            return Ok(None);
+        };
+        if !expiry::may_expire(origin, kind) {
+            return Err(expiry::ExpiryError::Marketplace.into());
+        }
+        let now = expiry::now();
+        let at = expiry::parse(text, now)?;
+        if at <= now {
+            eprintln!(
+                "composer-keyd: warning: {} is already past; the credential is stored as expired",
+                expiry::day(at)
+            );
+        }
+        Ok(Some(at))
+    }
+}
+
+/// `, expires on DATE` for a line that reports a change.
+fn expires_note(info: &CredentialInfo) -> String {
+    info.expires
+        .map(|at| format!(", expires on {}", expiry::day(at)))
+        .unwrap_or_default()
 }
 
 /// Where a client certificate's files are: metadata, stored beside the passphrase.
@@ -117,6 +158,8 @@ pub struct RotateArgs {
     with_username: bool,
     #[command(flatten)]
     cert: CertArgs,
+    #[command(flatten)]
+    expiry: ExpiresArg,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +257,7 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
         return super::team::change(team, &origin, a.target.project.as_deref(), change).await;
     }
     super::lock::create_vault_if_missing(ctx).await?;
+    let expires = a.expiry.resolve(&origin, kind)?;
     let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
     let reply = put(
         ctx,
@@ -226,6 +270,8 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
             no_clobber: false,
             confirm: a.policy.confirm(),
             allow_exe: a.policy.allow_exe()?,
+            expires,
+            confirm_scope: a.policy.confirm_scope()?,
         },
     )
     .await?;
@@ -234,7 +280,11 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
         PutOutcome::Unchanged => "Already stored:",
         _ => "Replaced",
     };
-    println!("{verb} {kind} credential for {}.", describe(&reply.info));
+    println!(
+        "{verb} {kind} credential for {}{}.",
+        describe(&reply.info),
+        expires_note(&reply.info)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -266,6 +316,7 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
         Some(k) => parse_type(k)?,
         None => current_kind(ctx, &origin, project.as_deref()).await?,
     };
+    let expires = a.expiry.resolve(&origin, kind)?;
     let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
     let reply = put(
         ctx,
@@ -278,6 +329,8 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
             no_clobber: false,
             confirm: None,
             allow_exe: None,
+            expires,
+            confirm_scope: None,
         },
     )
     .await?;
@@ -287,8 +340,9 @@ pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
             describe(&reply.info)
         ),
         _ => println!(
-            "Rotated {}. The old secret is kept: `composer-keyd rotate --rollback {}` restores it.",
+            "Rotated {}{}. The old secret is kept: `composer-keyd rotate --rollback {}` restores it.",
             describe(&reply.info),
+            expires_note(&reply.info),
             target_args(&reply.info)
         ),
     }
@@ -328,7 +382,8 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
         println!("No credentials stored. Add one with `composer-keyd add ORIGIN` or `composer-keyd import`.");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows: Vec<[String; 7]> = creds
+    let now = expiry::now();
+    let mut rows: Vec<[String; 8]> = creds
         .iter()
         .map(|c| {
             [
@@ -337,6 +392,7 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
                 c.project.clone().unwrap_or_else(|| "(all projects)".into()),
                 if c.enabled { "enabled" } else { "DISABLED" }.into(),
                 c.last_used.map_or_else(|| "never".into(), date),
+                expires_cell(c.expires, now),
                 c.label.clone().unwrap_or_default(),
                 "local".into(),
             ]
@@ -349,6 +405,7 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
         "PROJECT",
         "STATE",
         "LAST USED",
+        "EXPIRES",
         "LABEL",
         "SOURCE",
     ];
@@ -426,4 +483,13 @@ fn target_args(info: &CredentialInfo) -> String {
 pub fn date(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
+}
+
+/// The EXPIRES cell of `list`: `-` when unknown, the day, and `(EXPIRED)` once past.
+fn expires_cell(at: Option<u64>, now: u64) -> String {
+    match at {
+        None => "-".into(),
+        Some(at) if at <= now => format!("{} (EXPIRED)", expiry::day(at)),
+        Some(at) => expiry::day(at),
+    }
 }

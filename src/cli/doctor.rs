@@ -2,6 +2,7 @@
 //! `composer install`, each problem with the command that fixes it.
 
 mod container;
+mod magento;
 
 use super::check::{self as checks, NetArgs};
 use super::{scan, Ctx};
@@ -9,7 +10,7 @@ use clap::Args;
 use composer_keyd::client::ClientError;
 use composer_keyd::composer_home::{self, PLUGIN_PACKAGE};
 use composer_keyd::protocol::{ErrorKind, Status, PROTOCOL, VERSION};
-use composer_keyd::{paths, trust};
+use composer_keyd::{config, expiry, paths, trust};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
@@ -38,6 +39,11 @@ impl Report {
 
     fn note(&self, what: &str, detail: impl AsRef<str>) {
         println!("note     {what}: {}", detail.as_ref());
+    }
+
+    /// Worth knowing now, though nothing fails yet.
+    fn warn(&self, what: &str, detail: impl AsRef<str>) {
+        println!("WARNING  {what}: {}", detail.as_ref());
     }
 
     fn problem(&mut self, what: &str, detail: impl AsRef<str>, fix: impl AsRef<str>) {
@@ -154,6 +160,9 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         container::plugin_hint(&r, before);
     }
     tools(&mut r).await;
+    if !boxed {
+        magento::report(&mut r);
+    }
 
     match scan::default_findings() {
         Ok((found, _)) if found.is_empty() => r.ok(
@@ -173,6 +182,9 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         (None, _) => r.note("credentials", "not checked: the daemon does not answer"),
         (Some(s), _) if s.locked => r.note("credentials", "not checked: the daemon is locked"),
         (Some(_), false) => credentials(ctx, &a.net, &mut r).await,
+    }
+    if status.is_some() {
+        expiry(ctx, &mut r).await;
     }
 
     if r.problems == 0 {
@@ -393,6 +405,30 @@ async fn credentials(ctx: &Ctx, net: &NetArgs, r: &mut Report) {
             }
         }
         Err(e) => r.problem("credentials", format!("{e:#}"), "composer-keyd check"),
+    }
+}
+
+/// One line for each credential that expires within the warning window, or has expired.
+async fn expiry(ctx: &Ctx, r: &mut Report) {
+    let Ok(list) = ctx.client.credentials().await else {
+        return;
+    };
+    let (now, days) = (expiry::now(), config::expiry_warning_days());
+    for c in list.credentials.iter().filter(|c| c.enabled) {
+        let target = c.origin.as_typed(c.project.as_deref());
+        match expiry::standing(c.expires, now, days) {
+            expiry::Standing::Fine => {}
+            expiry::Standing::Soon(_) => {
+                if let Some(line) = expiry::warning(&target, c.expires, now, days) {
+                    r.warn("expiry", line);
+                }
+            }
+            expiry::Standing::Expired => {
+                if let Some(line) = expiry::warning(&target, c.expires, now, days) {
+                    r.problem("expiry", line, format!("composer-keyd rotate {target}"));
+                }
+            }
+        }
     }
 }
 

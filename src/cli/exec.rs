@@ -61,7 +61,16 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
         _ => AuthDoc::new(),
     };
     let mut count = 0;
+    let (now, days) = (
+        composer_keyd::expiry::now(),
+        list.expiry_warning_days
+            .unwrap_or_else(composer_keyd::config::expiry_warning_days),
+    );
     for o in list.origins.iter().filter(|o| o.enabled) {
+        let target = o.origin.as_typed(o.project.as_deref());
+        if let Some(line) = composer_keyd::expiry::warning(&target, o.expires, now, days) {
+            eprintln!("composer-keyd: {line}");
+        }
         match client.credential(&o.origin, Some(&dir_s)).await {
             Ok(reply) => {
                 doc.insert(&reply.origin, &reply.credential);

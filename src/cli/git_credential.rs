@@ -246,6 +246,8 @@ async fn store(
         no_clobber: true,
         confirm: None,
         allow_exe: None,
+        expires: None,
+        confirm_scope: None,
     };
     client.put_credential(origin, Some(project), &body).await?;
     Ok(Given::Yes)

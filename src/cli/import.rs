@@ -137,6 +137,8 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 no_clobber: !a.replace,
                 confirm: None,
                 allow_exe: None,
+                expires: None,
+                confirm_scope: None,
             };
             let reply = client
                 .put_credential(&e.origin, src.scope.as_deref(), &body)

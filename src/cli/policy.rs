@@ -2,13 +2,28 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
+use composer_keyd::protocol::ConfirmScope;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct PolicyArgs {
-    /// Ask before each release, through the daemon's askpass program (as `ssh-add -c`).
-    #[arg(long, conflicts_with = "no_confirm")]
-    confirm: bool,
+    /// Ask before releasing, through the daemon's askpass program (as `ssh-add -c`):
+    /// `each` release (the default), once per `program` (the same executable, until
+    /// `lock`), or once per `session` (the same executable in the same login session, until
+    /// `lock` or --confirm-for).
+    #[arg(
+        long,
+        conflicts_with = "no_confirm",
+        value_name = "SCOPE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "each",
+        value_parser = ["each", "program", "session"]
+    )]
+    confirm: Option<String>,
+    /// With --confirm=session: how long an approval holds (e.g. 8h; default: until `lock`).
+    #[arg(long, value_name = "DURATION", value_parser = super::duration::parse)]
+    confirm_for: Option<std::time::Duration>,
     /// Stop asking before each release.
     #[arg(long)]
     no_confirm: bool,
@@ -23,11 +38,37 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     /// The confirmation setting to send; `None` keeps what is stored.
     pub fn confirm(&self) -> Option<bool> {
-        match (self.confirm, self.no_confirm) {
-            (true, _) => Some(true),
+        match (&self.confirm, self.no_confirm) {
+            (Some(_), _) => Some(true),
             (_, true) => Some(false),
             _ => None,
         }
+    }
+
+    /// What one confirmation covers, to send with `--confirm=SCOPE`; `None` keeps what is
+    /// stored. `--no-confirm` resets it to `each`.
+    pub fn confirm_scope(&self) -> anyhow::Result<Option<(ConfirmScope, u64)>> {
+        let scope = match (self.confirm.as_deref(), self.no_confirm) {
+            (_, true) => ConfirmScope::Each,
+            (Some("program"), _) => ConfirmScope::Program,
+            (Some("session"), _) => ConfirmScope::Session,
+            (Some(_), _) => ConfirmScope::Each,
+            (None, false) => {
+                if self.confirm_for.is_some() {
+                    bail!("--confirm-for goes with --confirm=session");
+                }
+                return Ok(None);
+            }
+        };
+        let secs = match self.confirm_for {
+            Some(_) if scope != ConfirmScope::Session => {
+                bail!("--confirm-for goes with --confirm=session")
+            }
+            Some(d) if d.as_secs() == 0 => bail!("--confirm-for must be at least a second"),
+            Some(d) => d.as_secs(),
+            None => 0,
+        };
+        Ok(Some((scope, secs)))
     }
 
     /// The allowed executables to send, as canonical paths; `None` keeps what is stored.

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use composer_keyd::composer_home;
 use composer_keyd::shim::{self, Shim};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub fn run(args: ShimArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         Action::Install(o) => {
             let shim = o.shim()?;
+            if let Some(why) = composer_home::not_a_home(shim.home()) {
+                anyhow::bail!("not installing the plugin there: {why}");
+            }
             let done = shim
                 .install()
                 .with_context(|| format!("installing the plugin into {}", shim.home().display()))?;
@@ -68,6 +72,10 @@ pub fn run(args: ShimArgs) -> anyhow::Result<ExitCode> {
                     shim::plugin_version(),
                     shim.home().display()
                 );
+            }
+            let full = std::fs::canonicalize(shim.home()).unwrap_or_else(|_| shim.home().into());
+            if let Some(root) = composer_home::magento_root_of_home(&full) {
+                magento_note(&root);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -120,4 +128,15 @@ fn status(shim: Shim) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What an install into a Magento root's own Composer home means, and what can undo it.
+fn magento_note(root: &std::path::Path) {
+    println!(
+        "Magento's own Composer runs in {} (`bin/magento sampledata:deploy` and the like) now load the plugin.",
+        root.display()
+    );
+    println!(
+        "Magento writes only auth.json and packages.json there; clearing var/ removes the plugin: run this again then, or use `composer-keyd exec -- bin/magento ...`."
+    );
 }

@@ -353,7 +353,7 @@ pub async fn change(
 /// `list`'s rows for team entries, from their metadata alone (no secret is read, so the type
 /// shows as `(team)`): unscoped ones and each project's, with `team NAME vN` as the source. A
 /// team that cannot answer gets one row saying so.
-pub async fn list_rows() -> Vec<[String; 7]> {
+pub async fn list_rows() -> Vec<[String; 8]> {
     let Ok(path) = composer_keyd::config::path() else {
         return Vec::new();
     };
@@ -374,6 +374,7 @@ pub async fn list_rows() -> Vec<[String; 7]> {
                 "-".into(),
                 "UNAVAILABLE".into(),
                 "-".into(),
+                "-".into(),
                 e.to_string(),
                 format!("team {name}"),
             ]);
@@ -382,7 +383,7 @@ pub async fn list_rows() -> Vec<[String; 7]> {
     rows
 }
 
-async fn team_rows(t: &Team, rows: &mut Vec<[String; 7]>) -> Result<(), team::TeamError> {
+async fn team_rows(t: &Team, rows: &mut Vec<[String; 8]>) -> Result<(), team::TeamError> {
     let token = t.token().await?;
     let (e, m, p) = (t.engine(), &t.cfg.mount, &t.cfg.prefix);
     let mut paths: Vec<(Option<String>, String)> = Vec::new();
@@ -416,6 +417,7 @@ async fn team_rows(t: &Team, rows: &mut Vec<[String; 7]>) -> Result<(), team::Te
             "(team)".into(),
             project.unwrap_or_else(|| "(all projects)".into()),
             if disabled { "DISABLED" } else { "enabled" }.into(),
+            "-".into(),
             "-".into(),
             custom.get("label").cloned().unwrap_or_default(),
             format!("team {} v{version}", t.name),

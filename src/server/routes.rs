@@ -224,7 +224,11 @@ async fn route(
             let team = agent.team_origins(project.as_deref(), &origins).await;
             origins.extend(team);
             origins.retain(|o| door.within(o.project.as_deref()).is_ok());
-            ok(&crate::protocol::OriginList { origins })
+            ok(&crate::protocol::OriginList {
+                origins,
+                // Read per list (once per Composer run), so an edit of config.toml holds at once.
+                expiry_warning_days: Some(crate::config::expiry_warning_days()),
+            })
         }
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
             credentials: agent.list(),

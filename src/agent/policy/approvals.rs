@@ -129,6 +129,7 @@ mod tests {
         Rule {
             confirm: true,
             allow_exe: vec![],
+            ..Rule::default()
         }
     }
 
@@ -145,6 +146,7 @@ mod tests {
         let changed = Rule {
             confirm: true,
             allow_exe: vec!["/usr/bin/php".into()],
+            ..Rule::default()
         };
         assert!(!a.covers(&me(), "a.example", &changed), "a changed policy");
         // Another program beneath the same process: a shell, not this binary.
