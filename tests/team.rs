@@ -1398,3 +1398,91 @@ fn team_outage_serves_cached_entries_within_the_grace_and_status_says_so() {
     assert_eq!(r.status, 503, "refused after the grace: {}", r.body);
     assert!(!r.body.contains(PRIV));
 }
+
+#[test]
+fn team_jwt_exec_composer_install_with_no_other_secret() {
+    use crate::composer_fixture::{
+        basic, composer_bin, isolate_composer, project, require_tools, RepoServer,
+    };
+    use crate::plugin_e2e::{composer_repo, packages};
+    require_tools();
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    let mut t = TestEnv::with_keyring(true);
+    isolate_composer(&mut t);
+    let d = t.dir.path().to_owned();
+    let (key, public) = rsa_key(&d, "ci");
+    bao.ok(&["auth", "enable", "jwt"]);
+    bao.ok(&[
+        "write",
+        "auth/jwt/config",
+        &format!("jwt_validation_pubkeys=@{}", public.display()),
+        "bound_issuer=https://ci.example",
+    ]);
+    bao.ok(&[
+        "write",
+        "auth/jwt/role/composer-keyd",
+        "role_type=jwt",
+        "bound_audiences=composer",
+        "user_claim=sub",
+        "token_policies=composer-read",
+    ]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"iss": "https://ci.example", "aud": "composer", "sub": "ci", "iat": now, "nbf": now - 5, "exp": now + 600});
+    let jf = d.join("id-token");
+    std::fs::write(&jf, jwt(&d, &key, &claims)).unwrap();
+    let server = RepoServer::start(
+        serde_json::json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(PUB, PRIV, "ci-pair")], "packages": ["acme/alpha"]}]),
+        packages(),
+        None,
+    );
+    let origin = format!("127.0.0.1:{}", server.ports[0]);
+    bao.kv_put(
+        &format!("composer/{origin}"),
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    t.ok(
+        &[
+            "team",
+            "add",
+            "ci",
+            "--addr",
+            bao.addr(),
+            "--auth",
+            "jwt",
+            "--jwt-file",
+            jf.to_str().unwrap(),
+        ],
+        "",
+    );
+    let _daemon = t.start_daemon(&[]);
+    let dir = project(
+        &t,
+        "shop",
+        vec![composer_repo(server.ports[0])],
+        serde_json::json!({"acme/alpha": "^1.0"}),
+    );
+    // No plugin and no ~/.vault-token: exec alone, with the JWT.
+    assert!(!t.home().join(".vault-token").exists());
+    let out = t
+        .command(support::BIN)
+        .args(["exec", "--", &composer_bin(), "install"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.join("vendor/acme/alpha/src/Alpha.php").is_file());
+    let seen = server.accepted(0, "/dists/");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|l| l == "ci-pair"),
+        "{seen:?}"
+    );
+    assert!(files_holding(t.dir.path(), PRIV).is_empty());
+}
