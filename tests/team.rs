@@ -1486,3 +1486,82 @@ fn team_jwt_exec_composer_install_with_no_other_secret() {
     );
     assert!(files_holding(t.dir.path(), PRIV).is_empty());
 }
+
+#[test]
+fn team_raft_leader_killed_during_composer_installs_fails_none() {
+    use crate::composer_fixture::{
+        basic, composer, install_plugin, isolate_composer, project, require_tools, RepoServer,
+    };
+    use crate::plugin_e2e::{composer_repo, packages};
+    require_tools();
+    let mut c = support::openbao::Cluster::start();
+    let mut policy = std::process::Command::new(&c.bin);
+    let leader = c.leader().unwrap();
+    policy
+        .args(["policy", "write", "composer-read", "-"])
+        .env_clear()
+        .env("BAO_ADDR", &c.nodes[leader].addr)
+        .env("BAO_TOKEN", &c.root)
+        .stdin(std::process::Stdio::piped());
+    let mut child = policy.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(READER.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let token: serde_json::Value =
+        serde_json::from_str(&c.ok(&["token", "create", "-format=json", "-policy=composer-read"]))
+            .unwrap();
+    let server = RepoServer::start(
+        serde_json::json!([{"host": "127.0.0.1", "port": 0, "basic": [basic(PUB, PRIV, "ha-pair")], "packages": ["acme/alpha"]}]),
+        packages(),
+        None,
+    );
+    let origin = format!("127.0.0.1:{}", server.ports[0]);
+    c.ok(&[
+        "kv",
+        "put",
+        &format!("secret/composer/{origin}"),
+        "type=http-basic",
+        &format!("username={PUB}"),
+        &format!("password={PRIV}"),
+    ]);
+
+    let mut t = TestEnv::with_keyring(true);
+    isolate_composer(&mut t);
+    let mut args = vec!["team", "add", "acme", "--cache-ttl", "1s", "--grace", "2m"];
+    for n in &c.nodes {
+        args.extend(["--addr", n.addr.as_str()]);
+    }
+    t.ok(&args, "");
+    write_token(
+        &t.home().join(".vault-token"),
+        token["auth"]["client_token"].as_str().unwrap(),
+    );
+    let _d = t.start_daemon(&[]);
+    install_plugin(&t);
+    let dir = project(
+        &t,
+        "shop",
+        vec![composer_repo(server.ports[0])],
+        serde_json::json!({"acme/alpha": "^1.0"}),
+    );
+    let cache = std::path::PathBuf::from(&t.env["COMPOSER_CACHE_DIR"]);
+    // Bounded: six installs, each from scratch, so each asks for the credential.
+    for i in 0..6 {
+        if i == 2 {
+            c.nodes[leader].kill();
+        }
+        let _ = std::fs::remove_dir_all(dir.join("vendor"));
+        let _ = std::fs::remove_file(dir.join("composer.lock"));
+        let _ = std::fs::remove_dir_all(&cache);
+        let out = composer(&t, &dir, &["install"]);
+        assert!(out.status.success(), "install {i}: {}", text(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let seen = server.accepted(0, "/dists/");
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert!(seen.iter().all(|l| l == "ha-pair"));
+}
