@@ -1381,6 +1381,13 @@ fn team_outage_serves_cached_entries_within_the_grace_and_status_says_so() {
     assert_eq!(t.credential("repo.magento.com", None)["username"], PUB);
     let s = t.ok(&["status"], "");
     assert!(s.contains("team:        acme: answering"), "{s}");
+    let doctor = text(&t.cli(&["doctor"], ""));
+    assert!(
+        doctor.contains(&format!("{}  active", bao.addr())),
+        "{doctor}"
+    );
+    assert!(doctor.contains("read yes, write no"), "{doctor}");
+    assert!(doctor.contains("renewable"), "{doctor}");
     bao.server.kill();
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(
@@ -1393,6 +1400,12 @@ fn team_outage_serves_cached_entries_within_the_grace_and_status_says_so() {
         s.contains("acme: every address failing") && s.contains("served for up to 3s"),
         "{s}"
     );
+    let doctor = text(&t.cli(&["doctor"], ""));
+    assert!(
+        doctor.contains("every address failing"),
+        "doctor says so: {doctor}"
+    );
+    assert!(doctor.contains("down: cannot connect"), "{doctor}");
     std::thread::sleep(Duration::from_millis(3000));
     let r = t.lookup("repo.magento.com", None);
     assert_eq!(r.status, 503, "refused after the grace: {}", r.body);

@@ -154,6 +154,22 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
             (None, _) => {}
         }
     }
+    if !boxed {
+        // Each team source as `team status` shows it: addresses, token, policy (no secret read).
+        let teams = composer_keyd::config::path()
+            .ok()
+            .and_then(|p| composer_keyd::team::config::load(&p).ok())
+            .unwrap_or_default();
+        for (name, cfg) in teams {
+            if !super::team::status(&name, &cfg).await {
+                r.problem(
+                    "team source",
+                    format!("team {name} does not answer or its token cannot read"),
+                    format!("composer-keyd team status {name}"),
+                );
+            }
+        }
+    }
     let before = r.problems;
     plugin(&mut r, boxed);
     if boxed {
