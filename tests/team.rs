@@ -1515,7 +1515,8 @@ fn team_raft_leader_killed_during_composer_installs_fails_none() {
         .env_clear()
         .env("BAO_ADDR", &c.nodes[leader].addr)
         .env("BAO_TOKEN", &c.root)
-        .stdin(std::process::Stdio::piped());
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
     let mut child = policy.spawn().unwrap();
     child
         .stdin

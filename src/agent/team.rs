@@ -73,6 +73,10 @@ impl Agent {
             return self.release_local(origin, project, peer, through).await;
         }
         let name = Self::team_project(project).await;
+        if local == Some(false) && name.is_none() {
+            // Only unscoped entries could compete, and the local one beats them.
+            return self.release_local(origin, project, peer, through).await;
+        }
         let found = self
             .teams
             .lookup(origin.as_str(), name.as_deref(), fresh)

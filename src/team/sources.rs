@@ -12,6 +12,11 @@ use crate::secret::Secret;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
+/// After every address failed, how long lookups answer from the cache (or with the error)
+/// without waiting on the engine: a hanging engine costs one request's budget per this
+/// period, not every lookup's.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One configured team source.
 pub struct Team {
     /// Its name.
@@ -22,6 +27,9 @@ pub struct Team {
     session: tokio::sync::Mutex<Option<Session>>,
     approle: Option<Approle>,
     outage: Mutex<Option<(Instant, String)>>,
+    /// When an attempt last found every address failing: for [`RETRY_AFTER`], lookups do
+    /// not wait on the engine again (the cache, or the error, answers at once).
+    failed_at: Mutex<Option<Instant>>,
 }
 
 impl Team {
@@ -38,6 +46,7 @@ impl Team {
             session: tokio::sync::Mutex::new(None),
             approle,
             outage: Mutex::new(None),
+            failed_at: Mutex::new(None),
         })
     }
 
@@ -79,6 +88,14 @@ impl Team {
         *self.session.lock().await = None;
     }
 
+    /// Whether every address failed less than [`RETRY_AFTER`] ago.
+    fn resting(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER)
+    }
+
     /// Since when, and why, every address has failed; `None` while the engine answers.
     pub fn outage(&self) -> Option<(Instant, String)> {
         self.outage
@@ -88,6 +105,8 @@ impl Team {
     }
 
     fn set_outage(&self, why: Option<String>) {
+        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+            why.is_some().then(Instant::now);
         let mut o = self.outage.lock().unwrap_or_else(|e| e.into_inner());
         match why {
             None => *o = None,
@@ -304,6 +323,16 @@ impl Sources {
         let cached = self.cache().get(&team.name, path, ttl, grace);
         if let (Hit::Fresh(h), false) = (&cached, fresh) {
             return Ok((h.clone(), false));
+        }
+        if !fresh && team.resting() {
+            let why = team.outage().map(|(_, w)| w).unwrap_or_default();
+            return match cached {
+                Hit::Fresh(h) | Hit::Stale(h) => Ok((h, true)),
+                Hit::Miss => Err(TeamError::Unavailable {
+                    team: team.name.clone(),
+                    detail: format!("failing; retried after {} s: {why}", RETRY_AFTER.as_secs()),
+                }),
+            };
         }
         let read = async {
             let token = team.token().await?;
