@@ -5,10 +5,10 @@
 
 #![no_main]
 
+use composer_keyd::agent::{Agent, AgentConfig};
 use composer_keyd::credential::{CredentialType, Origin};
 use composer_keyd::index::{new_meta, Index};
 use composer_keyd::protocol::{ErrorBody, ErrorKind};
-use composer_keyd::agent::{Agent, AgentConfig};
 use composer_keyd::server::door::Main;
 use composer_keyd::server::slots::Slots;
 use composer_keyd::server::{serve_connection, Limits, Peer};
