@@ -274,29 +274,6 @@ pub fn secret_path(prefix: &str, project: Option<&str>, origin: &str) -> String 
     }
 }
 
-/// Where a credential came from, for `list`, audit and the precedence rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The local backend (keyring or age file).
-    Local,
-    /// A team source, with the KV version read.
-    Team {
-        /// The team's name.
-        name: String,
-        /// The KV v2 version of the secret.
-        version: u64,
-    },
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Source::Local => f.write_str("local"),
-            Source::Team { name, version } => write!(f, "team {name} v{version}"),
-        }
-    }
-}
-
 /// One candidate for a lookup: its scope and its origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
