@@ -189,7 +189,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Setup(a) => setup::run(&ctx, a).await,
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
             Command::Grant(a) => grant::run(&ctx, a).await,
-            Command::Team(a) => team::run(a).await,
+            Command::Team(a) => team::run(&ctx, a).await,
         }
     })
 }

@@ -1579,3 +1579,71 @@ fn team_raft_leader_killed_during_composer_installs_fails_none() {
     assert_eq!(seen.len(), 6, "{seen:?}");
     assert!(seen.iter().all(|l| l == "ha-pair"));
 }
+
+#[test]
+fn team_approle_login_kept_in_the_local_backend() {
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    bao.ok(&["auth", "enable", "approle"]);
+    bao.ok(&[
+        "write",
+        "auth/approle/role/ci",
+        "token_policies=composer-read",
+        "token_ttl=10m",
+    ]);
+    let role: serde_json::Value =
+        serde_json::from_str(&bao.ok(&["read", "-format=json", "auth/approle/role/ci/role-id"]))
+            .unwrap();
+    let role_id = role["data"]["role_id"].as_str().unwrap().to_owned();
+    let sid: serde_json::Value = serde_json::from_str(&bao.ok(&[
+        "write",
+        "-format=json",
+        "-f",
+        "auth/approle/role/ci/secret-id",
+    ]))
+    .unwrap();
+    let secret_id = sid["data"]["secret_id"].as_str().unwrap().to_owned();
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let t = TestEnv::with_keyring(true);
+    t.ok(
+        &[
+            "team",
+            "add",
+            "srv",
+            "--addr",
+            bao.addr(),
+            "--auth",
+            "approle",
+        ],
+        "",
+    );
+    let _d = t.start_daemon(&[]);
+    // Before the login, the team cannot answer: a typed error.
+    let r = t.lookup("repo.magento.com", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body.contains("no approle role_id and secret_id"),
+        "{}",
+        r.body
+    );
+    t.ok(
+        &["team", "login", "srv"],
+        &format!("{role_id}\n{secret_id}\n"),
+    );
+    assert_eq!(t.credential("repo.magento.com", None)["username"], PUB);
+    // Kept in the keyring, encrypted: no file under the test dir holds the secret_id.
+    assert!(
+        files_holding(t.dir.path(), &secret_id).is_empty(),
+        "{:?}",
+        files_holding(t.dir.path(), &secret_id)
+    );
+    let out = t.cli(&["team", "login", "nope"], "a\nb\n");
+    assert!(!out.status.success());
+}

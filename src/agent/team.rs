@@ -72,6 +72,7 @@ impl Agent {
         if local == Some(true) {
             return self.release_local(origin, project, peer, through).await;
         }
+        self.load_approles(peer).await;
         let name = Self::team_project(project).await;
         if local == Some(false) && name.is_none() {
             // Only unscoped entries could compete, and the local one beats them.
@@ -116,6 +117,32 @@ impl Agent {
         }
     }
 
+    /// Gives each approle team without its login the role_id and secret_id `team login`
+    /// stored in the local backend (an http-basic credential under `auth::approle_origin`).
+    async fn load_approles(&self, peer: &Peer) {
+        for t in self.teams.teams() {
+            if !t.wants_approle() {
+                continue;
+            }
+            let Ok(origin) = Origin::parse(&crate::team::auth::approle_origin(&t.name)) else {
+                continue;
+            };
+            let got = self
+                .release_local(&origin, None, peer, Through::anywhere())
+                .await;
+            if let Ok(r) = got {
+                if let crate::credential::Credential::HttpBasic { username, password } =
+                    &*r.reply.credential
+                {
+                    t.set_approle(crate::team::auth::Approle {
+                        role_id: username.clone(),
+                        secret_id: password.clone(),
+                    });
+                }
+            }
+        }
+    }
+
     /// The origins team sources hold for `project` (and unscoped), with their types, for
     /// `GET /v1/origins`; one the local index already lists is left to it.
     pub async fn team_origins(
@@ -126,6 +153,7 @@ impl Agent {
         if !self.has_teams() || self.inner().locked {
             return Vec::new();
         }
+        self.load_approles(&Peer::unknown()).await;
         let name = Self::team_project(project).await;
         let mut out = Vec::new();
         for o in self.teams.origins(name.as_deref()).await {

@@ -31,6 +31,9 @@ enum Action {
     },
     /// Remove a team source (nothing in the engine changes).
     Remove { name: String },
+    /// Store an approle's role_id and secret_id (read from a no-echo prompt or stdin) in the
+    /// local backend, for `--auth approle`.
+    Login { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -73,9 +76,40 @@ struct AddArgs {
     grace: Option<Duration>,
 }
 
-pub async fn run(a: TeamArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(ctx: &super::Ctx, a: TeamArgs) -> anyhow::Result<ExitCode> {
     let path = composer_keyd::config::path().context("finding config.toml")?;
     match a.action {
+        Action::Login { name } => {
+            let cfg = team::config::load(&path)?
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, c)| c)
+                .ok_or_else(|| anyhow::anyhow!("no team {name} in {}", path.display()))?;
+            if cfg.auth != AuthMethod::Approle {
+                anyhow::bail!("team {name} uses --auth {}, not approle", cfg.auth.as_str());
+            }
+            let origin = Origin::parse(&auth::approle_origin(&name))?;
+            let fields =
+                super::prompt::read_fields(&["role_id", "secret_id"], &format!("team {name}"))?;
+            let credential = Credential::from_fields(CredentialType::HttpBasic, fields)?;
+            super::lock::create_vault_if_missing(ctx).await?;
+            let put = composer_keyd::protocol::PutCredential {
+                credential,
+                label: Some(format!("approle login of team {name}")),
+                rotate: false,
+                no_clobber: false,
+                confirm: None,
+                allow_exe: None,
+                expires: None,
+                confirm_scope: None,
+            };
+            ctx.connect()
+                .await?
+                .put_credential(&origin, None, &put)
+                .await?;
+            println!("Stored the approle login of team {name} in the local backend ({origin}).");
+            Ok(ExitCode::SUCCESS)
+        }
         Action::Add(a) => {
             let ca_cert = match a.ca_cert {
                 Some(p) => Some(

@@ -51,6 +51,16 @@ pub fn token_file() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".vault-token"))
 }
 
+/// The origin under which `team login NAME` keeps an approle's role_id (username) and
+/// secret_id (password) in the local backend: a name under `.invalid`, which no repository
+/// can have.
+pub fn approle_origin(team: &str) -> String {
+    format!(
+        "{}.approle.composer-keyd.invalid",
+        team.to_ascii_lowercase().replace('_', "-")
+    )
+}
+
 /// Reads a small secret file (a token or a JWT), refusing a symlink, trimmed.
 pub fn read_secret_file(path: &Path) -> Result<Secret<String>, String> {
     let file = std::fs::OpenOptions::new()
@@ -190,6 +200,7 @@ async fn login(engine: &Engine, path: &str, body: &[u8]) -> Result<Session, Team
 }
 
 /// The approle's credentials, kept in the local backend.
+#[derive(Clone)]
 pub struct Approle {
     /// The role_id.
     pub role_id: Secret<String>,

@@ -25,7 +25,7 @@ pub struct Team {
     pub cfg: TeamConfig,
     engine: Engine,
     session: tokio::sync::Mutex<Option<Session>>,
-    approle: Option<Approle>,
+    approle: Mutex<Option<Approle>>,
     outage: Mutex<Option<(Instant, String)>>,
     /// When an attempt last found every address failing: for [`RETRY_AFTER`], lookups do
     /// not wait on the engine again (the cache, or the error, answers at once).
@@ -44,7 +44,7 @@ impl Team {
             engine: Engine::new(name, &cfg)?,
             cfg,
             session: tokio::sync::Mutex::new(None),
-            approle,
+            approle: Mutex::new(approle),
             outage: Mutex::new(None),
             failed_at: Mutex::new(None),
         })
@@ -69,10 +69,30 @@ impl Team {
                 *held = None;
             }
         }
-        let s = auth::session(&self.engine, &self.cfg, self.approle.as_ref()).await?;
+        let approle = self
+            .approle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let s = auth::session(&self.engine, &self.cfg, approle.as_ref()).await?;
         let token = s.token.clone();
         *held = Some(s);
         Ok(token)
+    }
+
+    /// Whether this source logs in with an approle whose role_id and secret_id it lacks.
+    pub fn wants_approle(&self) -> bool {
+        self.cfg.auth == super::AuthMethod::Approle
+            && self
+                .approle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
+    }
+
+    /// Sets the approle's role_id and secret_id (read from the local backend).
+    pub fn set_approle(&self, approle: Approle) {
+        *self.approle.lock().unwrap_or_else(|e| e.into_inner()) = Some(approle);
     }
 
     /// The TTL left and renewability of the held token, if any.
