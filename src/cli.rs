@@ -8,6 +8,7 @@ mod credentials;
 mod doctor;
 mod duration;
 mod exec;
+mod forward;
 mod git_credential;
 mod grant;
 mod import;
@@ -21,6 +22,7 @@ mod serve;
 mod service;
 mod setup;
 mod shim;
+mod ssh;
 mod team;
 
 use anyhow::Context;
@@ -100,6 +102,10 @@ enum Command {
     Grant(grant::GrantArgs),
     /// Team sources (OpenBao / HashiCorp Vault KV v2): `team add|list|status|remove`.
     Team(team::TeamArgs),
+    /// Doors for `ssh -R`: a socket serving reads of chosen origins to a remote machine: `forward add|list|revoke`.
+    Forward(forward::ForwardArgs),
+    /// Your own ssh, with a read-only forward door where the remote Composer plugin looks.
+    Ssh(ssh::SshArgs),
 }
 
 /// Shared by subcommands that talk to the daemon.
@@ -190,6 +196,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
             Command::Grant(a) => grant::run(&ctx, a).await,
             Command::Team(a) => team::run(&ctx, a).await,
+            Command::Forward(a) => forward::run(&ctx, a).await,
+            Command::Ssh(a) => ssh::run(&ctx, a).await,
         }
     })
 }
@@ -250,5 +258,30 @@ mod tests {
             assert!(holds_secrets(&command(args)), "{args:?} is not hardened");
         }
         assert!(!holds_secrets(&command(&["list"])));
+    }
+
+    #[test]
+    fn ssh_keeps_ssh_options_and_the_double_dash() {
+        let Command::Ssh(a) = command(&[
+            "ssh",
+            "--origin",
+            "o.example",
+            "-p",
+            "2222",
+            "-o",
+            "X=y",
+            "u@h",
+            "--",
+            "composer",
+            "-v",
+        ]) else {
+            panic!("not ssh");
+        };
+        assert_eq!(
+            format!("{a:?}").matches("\"--\"").count(),
+            1,
+            "the `--` before the remote command reaches ssh: {a:?}"
+        );
+        assert!(format!("{a:?}").contains("\"-p\", \"2222\""), "{a:?}");
     }
 }

@@ -20,6 +20,8 @@
 //! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
 //! - [`grant`]: which other uid may read which project's credentials (served as doors by `server::grant`).
 //! - [`team`]: team sources (OpenBao / HashiCorp Vault KV v2), read through beside the store.
+//! - [`forward`]: the doors made for `ssh -R` (served by `server::forward`); [`ssh`]: what
+//!   `composer-keyd ssh` runs remotely.
 //! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
@@ -36,6 +38,7 @@ pub mod container;
 pub mod credential;
 pub mod error;
 pub mod expiry;
+pub mod forward;
 pub mod gitcred;
 pub mod grant;
 pub mod harden;
@@ -49,6 +52,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod shim;
+pub mod ssh;
 pub mod store;
 pub mod team;
 pub mod testhook;

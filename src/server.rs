@@ -3,6 +3,7 @@
 pub mod body;
 pub mod daemon;
 pub mod door;
+pub mod forward;
 pub mod grant;
 pub mod idle;
 pub mod intake;

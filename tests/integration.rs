@@ -35,6 +35,7 @@ mod process;
 mod service;
 mod setup;
 mod shim_e2e;
+mod ssh;
 mod team;
 mod trust_client;
 mod trust_files;

@@ -71,6 +71,11 @@ impl Client {
         self.call(Method::POST, "/v1/grants/reload", None).await
     }
 
+    /// `POST /v1/forwards/reload`: the daemon opens and closes forward doors to match the registry.
+    pub async fn reload_forwards(&self) -> Result<Ack, ClientError> {
+        self.call(Method::POST, "/v1/forwards/reload", None).await
+    }
+
     /// `GET /v1/credentials`: every credential's metadata, no secret.
     pub async fn credentials(&self) -> Result<CredentialList, ClientError> {
         self.call(Method::GET, "/v1/credentials", None).await

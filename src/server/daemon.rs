@@ -154,18 +154,25 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     };
     // Another uid reaches credentials only through a grant's own socket: a door of its own.
     let grants = super::grant::start(shared.clone(), opts.socket.clone());
+    // A remote machine reaches listed origins only through a forward door's own socket.
+    let forwards = super::forward::start(shared.clone(), opts.socket.clone());
     let flusher = spawn_flusher(Arc::clone(&agent));
     notifier.ready(&format!("serving on {shown}"));
     // Start-up is over: its code and read-only data need not stay mapped.
     let released = crate::harden::clean_pages::release();
     tracing::debug!(mapped_kib = released / 1024, "start-up pages released");
-    let main = Main::new(grants.clone().map(|g| g as Arc<dyn Grants>));
+    let main = Main::new(grants.clone().map(|g| g as Arc<dyn Grants>))
+        .with_forwards(forwards.clone().map(|f| f as Arc<dyn Grants>));
     let stopping = grants.clone();
+    let stopping_forwards = forwards.clone();
     let shutdown = async move {
         shutdown.await;
-        // Grant doors stop taking connections and drain alongside the main one.
+        // Grant and forward doors stop taking connections and drain alongside the main one.
         if let Some(g) = stopping {
             g.stopping();
+        }
+        if let Some(f) = stopping_forwards {
+            f.stopping();
         }
     };
     super::serve(listener.listener, Arc::new(main), shared, shutdown).await;
@@ -173,6 +180,9 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     timer.abort();
     if let Some(g) = &grants {
         g.stop_all().await;
+    }
+    if let Some(f) = &forwards {
+        f.stop_all().await;
     }
     agent.lock();
     if let Err(e) = agent.flush().await {

@@ -4,6 +4,7 @@
 //! read-only, listed origins, expiring) is one more [`Door`] in a file of its own here,
 //! served by [`super::serve`] like the others.
 
+pub mod forward;
 pub mod grant;
 
 use super::limits::Limits;
@@ -59,6 +60,11 @@ pub trait Door: Send + Sync + 'static {
     fn grants(&self) -> Option<&dyn Grants> {
         None
     }
+
+    /// The forward listeners `POST /v1/forwards/reload` makes follow their registry.
+    fn forwards(&self) -> Option<&dyn Grants> {
+        None
+    }
 }
 
 /// The grant listeners, as the main door reaches them (no process-global state, and
@@ -73,12 +79,22 @@ pub trait Grants: Send + Sync {
 #[derive(Default)]
 pub struct Main {
     grants: Option<Arc<dyn Grants>>,
+    forwards: Option<Arc<dyn Grants>>,
 }
 
 impl Main {
     /// The main door, with the grant listeners its reload route drives, if any.
     pub fn new(grants: Option<Arc<dyn Grants>>) -> Main {
-        Main { grants }
+        Main {
+            grants,
+            forwards: None,
+        }
+    }
+
+    /// With the forward listeners its reload route drives.
+    pub fn with_forwards(mut self, forwards: Option<Arc<dyn Grants>>) -> Main {
+        self.forwards = forwards;
+        self
     }
 }
 
@@ -116,5 +132,9 @@ impl Door for Main {
 
     fn grants(&self) -> Option<&dyn Grants> {
         self.grants.as_deref()
+    }
+
+    fn forwards(&self) -> Option<&dyn Grants> {
+        self.forwards.as_deref()
     }
 }

@@ -223,7 +223,13 @@ async fn route(
             let mut origins = agent.origins(project.as_deref());
             let team = agent.team_origins(project.as_deref(), &origins).await;
             origins.extend(team);
-            origins.retain(|o| door.within(o.project.as_deref()).is_ok());
+            // Only what the door would hand out: its scopes, and origins it would look up.
+            origins.retain(|o| {
+                door.within(o.project.as_deref()).is_ok()
+                    && door
+                        .permits(method, &["v1", "credentials", o.origin.as_str()])
+                        .is_ok()
+            });
             ok(&crate::protocol::OriginList {
                 origins,
                 // Read per list (once per Composer run), so an edit of config.toml holds at once.
@@ -299,6 +305,14 @@ async fn route(
             };
             noted(note, event, info.project.as_deref());
             ok(&info)
+        }
+        (&Method::POST, ["v1", "forwards", "reload"]) => {
+            let forwards = door.forwards().ok_or_else(|| {
+                Error::Internal("forward doors are not served by this daemon".into())
+            })?;
+            let n = forwards.reload()?;
+            tracing::info!(forwards = n, "forward doors reloaded");
+            ok(&Ack { ok: true })
         }
         (&Method::POST, ["v1", "grants", "reload"]) => {
             let grants = door

@@ -1,8 +1,10 @@
 //! The in-process tier: the real server (accept loop, doors, slots, deadlines, drain, routes, agent) over the in-memory store, on a temporary socket, driven by a raw HTTP client; no sleeps (every wait is for an event, bounded by a time-out that only a failure reaches).
 //!
 //! Each behaviour of the connection path is checked on the main door and on a grant door
-//! alike: they are one path with two rules.
+//! alike (the deadlines and the cap on a forward door too): they are one path with a rule
+//! per door.
 
+use super::door::forward::ForwardDoor;
 use super::door::grant::GrantDoor;
 use super::door::Door;
 use super::{serve, Limits, Shared};
@@ -62,6 +64,20 @@ impl Running {
 /// and `confirm.example` (scoped to the project; the last needs a confirmation, given by
 /// `askpass`).
 async fn start(grant: bool, limits: Limits, askpass: Option<PathBuf>) -> Running {
+    let kind = if grant { Kind::Grant } else { Kind::Main };
+    start_door(kind, limits, askpass).await
+}
+
+/// Which door [`start_door`] serves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Main,
+    Grant,
+    /// A forward door (`ssh -R`) serving the project's credentials.
+    Forward,
+}
+
+async fn start_door(kind: Kind, limits: Limits, askpass: Option<PathBuf>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
     std::fs::create_dir(&project).unwrap();
@@ -102,10 +118,21 @@ async fn start(grant: bool, limits: Limits, askpass: Option<PathBuf>) -> Running
         let _ = stopped.await;
     };
     let agent = Arc::new(agent);
-    let task = match grant {
+    let task = match kind {
         // The main door through the daemon's own entry point.
-        false => tokio::spawn(super::run(listener, agent, limits, shutdown)),
-        true => {
+        Kind::Main => tokio::spawn(super::run(listener, agent, limits, shutdown)),
+        Kind::Forward => {
+            let door: Arc<dyn Door> = Arc::new(ForwardDoor::new(crate::forward::Forward {
+                name: "f".into(),
+                origins: Vec::new(),
+                project: Some(project.clone()),
+                confirm: false,
+                expires_at: None,
+                owner: None,
+            }));
+            tokio::spawn(serve(listener, door, Shared::new(agent, limits), shutdown))
+        }
+        Kind::Grant => {
             let door: Arc<dyn Door> = Arc::new(GrantDoor::uncontained(Grant {
                 name: "g".into(),
                 uid: crate::paths::euid(),
@@ -232,8 +259,9 @@ async fn each_door_serves_by_its_rule() {
 /// is answered (refused) and its connection ends: on both doors.
 #[tokio::test]
 async fn slow_heads_and_bodies_are_cut_on_every_door() {
-    for grant in [false, true] {
-        let srv = start(grant, quick(), None).await;
+    for kind in [Kind::Main, Kind::Grant, Kind::Forward] {
+        let grant = kind != Kind::Main;
+        let srv = start_door(kind, quick(), None).await;
         let mut slow_head = srv.connect().await;
         slow_head.write_all(b"GET /v1/sta").await.unwrap();
         assert!(ends_unanswered(&mut slow_head).await, "grant: {grant}");
@@ -243,8 +271,8 @@ async fn slow_heads_and_bodies_are_cut_on_every_door() {
             "PUT /v1/credentials/open.example HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{";
         slow_body.write_all(req.as_bytes()).await.unwrap();
         let (status, body) = response(&mut slow_body).await.expect("an answer");
-        // The main door waits for the body until its deadline; a grant refuses a write
-        // before reading any of it.
+        // The main door waits for the body until its deadline; a grant or forward door
+        // refuses a write before reading any of it.
         let expected = if grant { 403 } else { 400 };
         assert_eq!(status, expected, "grant: {grant}: {body}");
         assert!(grant || body.contains("did not arrive"), "{body}");
@@ -256,13 +284,14 @@ async fn slow_heads_and_bodies_are_cut_on_every_door() {
 /// At the cap, the connection idle longest gives way to a new one: on both doors.
 #[tokio::test]
 async fn at_the_cap_the_longest_idle_gives_way_on_every_door() {
-    for grant in [false, true] {
+    for kind in [Kind::Main, Kind::Grant, Kind::Forward] {
+        let grant = kind != Kind::Main;
         let limits = Limits {
             max_connections: 2,
             header_timeout: NEVER,
             ..quick()
         };
-        let srv = start(grant, limits, None).await;
+        let srv = start_door(kind, limits, None).await;
         let path = srv.lookup("scoped.example");
         let mut a = srv.connect().await;
         assert_eq!(get(&mut a, &path).await.0, 200);

@@ -245,6 +245,11 @@ impl RepoServer {
     }
 
     /// Every request logged so far.
+    /// The server's own directory (its config holds the credentials it accepts).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
             .unwrap_or_default()

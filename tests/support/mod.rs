@@ -9,6 +9,7 @@ pub mod docker;
 pub mod impostor;
 pub mod net;
 pub mod openbao;
+pub mod sshd;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
