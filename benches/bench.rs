@@ -137,6 +137,12 @@ fn main() {
         println!("\n{}", report.markdown());
         return;
     }
+    // `BENCH_ONLY=team`: a cached team lookup (OpenBao on loopback) against a cached local one.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("team") {
+        team_rows(&mut report, scale);
+        println!("\n{}", report.markdown());
+        return;
+    }
     // `BENCH_ONLY=memory`: the memory rows alone (idle, after a burst, after 4,000 connections).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
         let (d, idle) = idle_daemon_with_one_credential(&t, &mut report);
@@ -701,4 +707,85 @@ fn lookup_rows(
     }
 
     n
+}
+
+/// A cached team lookup against a cached local one, both with `?project=` (with a team set
+/// up, both ask the team cache), and the first lookup's added time against a loopback OpenBao.
+fn team_rows(report: &mut Report, scale: usize) {
+    let bao = support::openbao::Bao::dev();
+    bao.policy(
+        "composer-read",
+        "path \"secret/data/composer/*\" { capabilities = [\"read\"] }\n",
+    );
+    bao.kv_put(
+        "composer/team.example",
+        &[("type", "http-basic"), ("username", "u"), ("password", "p")],
+    );
+    let t = TestEnv::with_keyring(true);
+    t.ok(&["team", "add", "acme", "--addr", bao.addr()], "");
+    let token = bao.token(&["composer-read"], "1h");
+    std::fs::write(t.home().join(".vault-token"), token).unwrap();
+    let d = t.start_daemon(&[]);
+    let sock = t.socket();
+    put(&sock, "local.example", "0123456789abcdef0123456789abcdef");
+    let dir = t.dir.path().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("composer.json"), r#"{"name": "bench/p"}"#).unwrap();
+    let q = format!("?project={}", dir.display());
+    let local = format!("/v1/credentials/local.example{q}");
+    let team = format!("/v1/credentials/team.example{q}");
+    let n = 5_000 / scale;
+    let mut lat: [Vec<Duration>; 2] = Default::default();
+    for path in [&local, &team] {
+        assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
+    }
+    // The two in turns, each round starting with the other (as `in_turns` does for three).
+    for i in (0..ROUNDS).flat_map(|round| [round % 2, (round + 1) % 2]) {
+        let path = if i == 0 { &local } else { &team };
+        let req = wire::get_request(path, true);
+        lat[i].extend(wire::on_one_cpu(d.pid(), || {
+            wire::latencies(&sock, &req, n / ROUNDS / 10);
+            wire::latencies(&sock, &req, n / ROUNDS)
+        }));
+    }
+    let [mut l, mut m] = lat;
+    let (l50, m50) = (wire::quantile(&mut l, 0.5), wire::quantile(&mut m, 0.5));
+    report.row(
+        "cached local lookup ?project p50 (teams set up)",
+        us(l50),
+        "1.00×".into(),
+        "",
+    );
+    report.row(
+        "cached team lookup ?project p50",
+        us(m50),
+        ratio(m50.as_secs_f64(), l50.as_secs_f64()),
+        "≤ 1.10× local",
+    );
+    // The first lookup after unlock: the local one reads the keyring, the team one OpenBao.
+    let first = |path: &str| {
+        let v: Vec<Duration> = (0..20)
+            .map(|_| {
+                request(&sock, "POST", "/v1/lock", None).unwrap();
+                request(&sock, "POST", "/v1/unlock", None).unwrap();
+                let t0 = Instant::now();
+                assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
+                t0.elapsed()
+            })
+            .collect();
+        median(v)
+    };
+    let (fl, ft) = (first(&local), first(&team));
+    report.row(
+        "first local lookup after unlock (median of 20)",
+        ms(fl),
+        "".into(),
+        "",
+    );
+    report.row(
+        "first team lookup after unlock, loopback OpenBao (median of 20)",
+        ms(ft),
+        ratio(ft.as_secs_f64(), fl.as_secs_f64()),
+        "reported",
+    );
 }

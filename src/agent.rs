@@ -33,6 +33,8 @@ pub struct Released {
     /// The encoded reply (made by the edge); zeroized when the last holder (cache or
     /// response) drops it.
     encoded: OnceLock<Zeroizing<Vec<u8>>>,
+    /// Where it came from when not the local store: `team NAME vN`, for the audit record.
+    pub source: Option<String>,
 }
 
 impl std::fmt::Debug for Released {
@@ -44,6 +46,15 @@ impl std::fmt::Debug for Released {
 
 impl Released {
     fn new(origin: &Origin, project: Option<String>, credential: Credential) -> Arc<Released> {
+        Released::from(origin, project, credential, None)
+    }
+
+    fn from(
+        origin: &Origin,
+        project: Option<String>,
+        credential: Credential,
+        source: Option<String>,
+    ) -> Arc<Released> {
         // It lives as long as the cache: built in the locked arena (out of swap and core
         // dumps); the heap copy we were given is wiped when it drops here.
         let reply = crate::secret::in_locked_arena(|| CredentialReply {
@@ -57,6 +68,7 @@ impl Released {
         Arc::new(Released {
             reply,
             encoded: OnceLock::new(),
+            source,
         })
     }
 
@@ -104,6 +116,8 @@ pub struct Agent {
     timer_changed: tokio::sync::Notify,
     audit: Audit,
     confirm: Confirm,
+    /// Team sources read through beside the store (`team.rs`); empty when none is set up.
+    teams: Arc<crate::team::sources::Sources>,
 }
 
 impl Agent {
@@ -133,6 +147,7 @@ impl Agent {
             timer_changed: tokio::sync::Notify::new(),
             audit: Audit::disabled(),
             confirm: Confirm::default(),
+            teams: Arc::default(),
         }
     }
 
@@ -207,6 +222,7 @@ impl Agent {
             } else {
                 self.store.warning()
             },
+            teams: self.teams.status_lines(),
         }
     }
 
@@ -299,6 +315,7 @@ impl Agent {
         inner.generation += 1;
         // Dropping the cached credentials zeroizes them (Secret's Drop).
         inner.cache.clear();
+        self.teams.lock_now();
         // Approvals for a program or session hold until lock.
         self.confirm.forget_approvals();
         self.store.lock();
@@ -338,6 +355,7 @@ mod change;
 mod guard;
 pub mod policy;
 mod release;
+mod team;
 #[cfg(test)]
 mod tests;
 pub mod timers;

@@ -23,6 +23,7 @@ mod service;
 mod setup;
 mod shim;
 mod ssh;
+mod team;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -99,6 +100,8 @@ enum Command {
     Container(container::ContainerArgs),
     /// Let another uid (a container's user) read one project's credentials: `grant add|list|revoke`.
     Grant(grant::GrantArgs),
+    /// Team sources (OpenBao / HashiCorp Vault KV v2): `team add|list|status|remove`.
+    Team(team::TeamArgs),
     /// Doors for `ssh -R`: a socket serving reads of chosen origins to a remote machine: `forward add|list|revoke`.
     Forward(forward::ForwardArgs),
     /// Your own ssh, with a read-only forward door where the remote Composer plugin looks.
@@ -192,6 +195,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Setup(a) => setup::run(&ctx, a).await,
             Command::GitCredential(a) => git_credential::run(&ctx, a).await,
             Command::Grant(a) => grant::run(&ctx, a).await,
+            Command::Team(a) => team::run(&ctx, a).await,
             Command::Forward(a) => forward::run(&ctx, a).await,
             Command::Ssh(a) => ssh::run(&ctx, a).await,
         }
@@ -215,6 +219,7 @@ fn holds_secrets(c: &Command) -> bool {
             | Command::GitCredential(_)
             | Command::Check(_)
             | Command::Doctor(_)
+            | Command::Team(_)
     )
 }
 

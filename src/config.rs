@@ -128,6 +128,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Which store the daemon uses; `auto` when the key is absent.
     pub backend: BackendChoice,
+    /// Team sources (`[team.NAME]` tables), read beside the local backend; see [`crate::team`].
+    pub team: std::collections::BTreeMap<String, crate::team::TeamConfig>,
     /// Days before a credential's expiry that `doctor`, `exec` and the plugin warn
     /// ([`crate::expiry::DEFAULT_WARNING_DAYS`] when absent).
     pub expiry_warning_days: Option<u32>,

@@ -54,6 +54,9 @@ pub enum Error {
     /// The client did not send its whole request in time; the connection is closed.
     #[error("{0}")]
     TimedOut(String),
+    /// A team source could not answer; the message names the team and the path.
+    #[error(transparent)]
+    Team(#[from] crate::team::TeamError),
 }
 
 impl Error {
@@ -78,6 +81,7 @@ impl Error {
             Error::Index(_) | Error::Internal(_) => ErrorKind::Internal,
             Error::TooLarge(_) => ErrorKind::TooLarge,
             Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Team(e) => e.kind(),
             Error::UnknownRoute(_) => ErrorKind::UnknownRoute,
         }
     }

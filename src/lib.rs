@@ -19,6 +19,7 @@
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
 //! - [`gitcred`]: git's credential helper protocol, backed by the daemon.
 //! - [`grant`]: which other uid may read which project's credentials (served as doors by `server::grant`).
+//! - [`team`]: team sources (OpenBao / HashiCorp Vault KV v2), read through beside the store.
 //! - [`forward`]: the doors made for `ssh -R` (served by `server::forward`); [`ssh`]: what
 //!   `composer-keyd ssh` runs remotely.
 //! - [`container`]: the wiring that mounts the socket and the plugin into containers.
@@ -53,6 +54,7 @@ pub mod service;
 pub mod shim;
 pub mod ssh;
 pub mod store;
+pub mod team;
 pub mod testhook;
 pub mod trust;
 

@@ -199,6 +199,9 @@ pub struct Status {
     /// What the user must know about the unlocked store (the vault: an older copy put back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// One line per team source: answering, or failing and serving its cache within the grace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
 }
 
 /// Non-secret facts about one stored credential (`GET /v1/credentials`, `list`).
@@ -481,6 +484,7 @@ mod tests {
             vault_exists: None,
             lock_in_secs: None,
             warning: None,
+            teams: Vec::new(),
         };
         same(&s, STATUS);
         assert_eq!(serde_json::from_str::<Status>(STATUS).unwrap(), s);

@@ -36,6 +36,7 @@ mod service;
 mod setup;
 mod shim_e2e;
 mod ssh;
+mod team;
 mod trust_client;
 mod trust_files;
 mod trust_rule;

@@ -123,9 +123,14 @@ final class Client
      *
      * @return array<string, mixed> the credential object, with its "type"
      */
-    public function credential(string $origin, ?string $project): array
+    public function credential(string $origin, ?string $project, bool $refresh = false): array
     {
-        $reply = $this->request('GET', '/v1/credentials/' . rawurlencode($origin) . self::projectQuery($project));
+        $query = self::projectQuery($project);
+        if ($refresh) {
+            // Team sources are read again past the daemon's cache (a repository refused them).
+            $query .= ($query === '' ? '?' : '&') . 'refresh=1';
+        }
+        $reply = $this->request('GET', '/v1/credentials/' . rawurlencode($origin) . $query);
         if (!isset($reply['credential']) || !is_array($reply['credential']) || !isset($reply['credential']['type']) || !is_string($reply['credential']['type'])) {
             throw new DaemonException(DaemonException::BAD_REPLY, 'the daemon\'s credential reply has no typed "credential"');
         }

@@ -40,6 +40,8 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     private $storeAuths = 'prompt';
     /** @var array<string, array{0: string, 1: string}> origin => the pair set from composer-keyd */
     private $served = array();
+    /** @var array<string, true> origins already asked again past the daemon's cache */
+    private $refreshedOnce = array();
     /** @var array<string, array{origin: string, enabled: bool}> lower-cased origin => the daemon's entry, from activation */
     private $available = array();
     /** @var array<string, bool> origins already asked for, found or not */
@@ -488,6 +490,32 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         }
     }
 
+    /**
+     * Asks the daemon once, past its cache, for a credential the run used and a repository
+     * may have refused: a pair rotated in a team source (OpenBao/Vault) comes back new, and
+     * the next run uses it. Composer offers no retry of a refused download to a plugin.
+     */
+    private function refreshed(string $origin): bool
+    {
+        if ($this->client === null || !isset($this->served[$origin]) || isset($this->refreshedOnce[$origin])) {
+            return false;
+        }
+        $this->refreshedOnce[$origin] = true;
+        try {
+            $pair = Credentials::toPair($this->client->credential($origin, $this->project, true));
+        } catch (DaemonException $e) {
+            $this->report($e, $origin);
+
+            return true;
+        }
+        if ($pair === null || $pair === $this->served[$origin]) {
+            return false;
+        }
+        $this->io->writeError(sprintf('<warning>composer-keyd: the credential for %s changed in its source; run the command again to use the new one.</warning>', $origin));
+
+        return true;
+    }
+
     private function hintOnFailure(): void
     {
         if ($this->io === null || $this->succeeded || !$this->scripts || $this->served === array()
@@ -496,6 +524,9 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
         }
         $suspects = array_flip(array_values($this->pending)) + $this->vcsOrigins();
         foreach (array_keys($suspects) as $origin) {
+            if ($this->refreshed((string) $origin)) {
+                continue;
+            }
             $this->io->writeError(sprintf(
                 '<error>composer-keyd supplied the credentials for %s. If %s refused them (HTTP 401/403), check them with `composer-keyd check %s` or replace them with `composer-keyd rotate %s`.</error>',
                 $origin,

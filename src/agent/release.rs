@@ -102,6 +102,22 @@ impl Agent {
         peer: &Peer,
         through: Through<'_>,
     ) -> Result<Arc<Released>> {
+        if self.has_teams() {
+            return self
+                .release_with_teams(origin, project, peer, through, false)
+                .await;
+        }
+        self.release_local(origin, project, peer, through).await
+    }
+
+    /// [`Agent::release`] from the local store alone.
+    pub(super) async fn release_local(
+        &self,
+        origin: &Origin,
+        project: Option<&Path>,
+        peer: &Peer,
+        through: Through<'_>,
+    ) -> Result<Arc<Released>> {
         let pass = match self.pass(origin, project, through, None)? {
             Pass::Ask { rule, what } => {
                 if let Some(covers) = policy::check(&rule, &self.confirm, peer, &what).await? {

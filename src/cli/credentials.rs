@@ -19,6 +19,10 @@ pub struct Target {
     /// The project directory the credential is bound to.
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
+    /// A team source's entry (OpenBao / Vault KV v2) instead of a local one; the project is
+    /// then its composer.json `name`.
+    #[arg(long, value_name = "NAME")]
+    team: Option<String>,
 }
 
 impl Target {
@@ -243,6 +247,15 @@ async fn put(
 pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
     let kind = parse_type(&a.kind)?;
     let (origin, project) = a.target.resolve()?;
+    if let Some(team) = &a.target.team {
+        let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
+        let change = super::team::Change::Put {
+            credential,
+            label: a.label,
+            rotate: false,
+        };
+        return super::team::change(team, &origin, a.target.project.as_deref(), change).await;
+    }
     super::lock::create_vault_if_missing(ctx).await?;
     let expires = a.expiry.resolve(&origin, kind)?;
     let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
@@ -277,6 +290,23 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn rotate(ctx: &Ctx, a: RotateArgs) -> anyhow::Result<ExitCode> {
     let (origin, project) = a.target.resolve()?;
+    if let Some(team) = &a.target.team {
+        let dir = a.target.project.as_deref();
+        let change = if a.rollback {
+            super::team::Change::Rollback
+        } else {
+            let kind = match &a.kind {
+                Some(k) => parse_type(k)?,
+                None => super::team::current_kind(team, &origin, dir).await?,
+            };
+            super::team::Change::Put {
+                credential: read_credential(kind, a.with_username, &a.cert, &origin)?,
+                label: None,
+                rotate: true,
+            }
+        };
+        return super::team::change(team, &origin, dir, change).await;
+    }
     if a.rollback {
         let info = act(ctx, &origin, project.as_deref(), Action::Rollback).await?;
         println!("Rolled back {} to its previous secret.", describe(&info));
@@ -347,12 +377,13 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&creds)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if creds.is_empty() {
+    let team_rows = super::team::list_rows().await;
+    if creds.is_empty() && team_rows.is_empty() {
         println!("No credentials stored. Add one with `composer-keyd add ORIGIN` or `composer-keyd import`.");
         return Ok(ExitCode::SUCCESS);
     }
     let now = expiry::now();
-    let rows: Vec<[String; 7]> = creds
+    let mut rows: Vec<[String; 8]> = creds
         .iter()
         .map(|c| {
             [
@@ -363,9 +394,11 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
                 c.last_used.map_or_else(|| "never".into(), date),
                 expires_cell(c.expires, now),
                 c.label.clone().unwrap_or_default(),
+                "local".into(),
             ]
         })
         .collect();
+    rows.extend(team_rows);
     let head = [
         "ORIGIN",
         "TYPE",
@@ -374,6 +407,7 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
         "LAST USED",
         "EXPIRES",
         "LABEL",
+        "SOURCE",
     ];
     let mut widths = head.map(str::len);
     for r in &rows {
@@ -398,6 +432,10 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
+    if let Some(team) = &t.team {
+        let change = super::team::Change::Remove;
+        return super::team::change(team, &origin, t.project.as_deref(), change).await;
+    }
     let info = act(ctx, &origin, project.as_deref(), Action::Remove).await?;
     println!("Removed {}.", describe(&info));
     Ok(ExitCode::SUCCESS)
@@ -405,6 +443,10 @@ pub async fn remove(ctx: &Ctx, t: Target) -> anyhow::Result<ExitCode> {
 
 pub async fn set_enabled(ctx: &Ctx, t: Target, enabled: bool) -> anyhow::Result<ExitCode> {
     let (origin, project) = t.resolve()?;
+    if let Some(team) = &t.team {
+        let change = super::team::Change::Enable(enabled);
+        return super::team::change(team, &origin, t.project.as_deref(), change).await;
+    }
     let action = if enabled {
         Action::Enable
     } else {

@@ -141,10 +141,33 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
 
     if let Some(s) = &status {
         backend(ctx, s, &mut r).await;
+        for t in &s.teams {
+            if t.contains("failing") {
+                r.problem("team source", t, "composer-keyd team status");
+            } else {
+                r.ok("team source", t);
+            }
+        }
         match (&s.backend_detail, a.verbose) {
             (Some(detail), true) => r.note("backend detail", detail.clone()),
             (Some(_), false) => r.note("backend detail", "`composer-keyd doctor -v` shows it"),
             (None, _) => {}
+        }
+    }
+    if !boxed {
+        // Each team source as `team status` shows it: addresses, token, policy (no secret read).
+        let teams = composer_keyd::config::path()
+            .ok()
+            .and_then(|p| composer_keyd::team::config::load(&p).ok())
+            .unwrap_or_default();
+        for (name, cfg) in teams {
+            if !super::team::status(&name, &cfg).await {
+                r.problem(
+                    "team source",
+                    format!("team {name} does not answer or its token cannot read"),
+                    format!("composer-keyd team status {name}"),
+                );
+            }
         }
     }
     let before = r.problems;

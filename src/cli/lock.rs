@@ -113,6 +113,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = &s.warning {
         println!("WARNING:     {w}");
     }
+    for t in &s.teams {
+        println!("team:        {t}");
+    }
     if let Some(secs) = s.lock_in_secs {
         println!(
             "timer:       locks in {}",

@@ -88,10 +88,15 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     // Asked at idle time: would a fresh daemon start locked (a vault without its key)?
     let restarts_locked = Arc::clone(&store);
     let confirm = Confirm::new(opts.askpass.clone(), opts.limits.confirm_timeout);
+    let (teams, bad) = crate::team::sources::Sources::load();
+    for e in bad {
+        tracing::warn!("{e}; that team source is left out");
+    }
     let agent = Arc::new(
         Agent::over(store, index, cfg)
             .with_audit(open_audit(opts.audit.clone()))
-            .with_confirm(confirm),
+            .with_confirm(confirm)
+            .with_teams(teams),
     );
     agent.set_ttl(opts.ttl);
     let timer = spawn_lock_timer(Arc::clone(&agent));

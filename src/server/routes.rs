@@ -193,6 +193,8 @@ fn released(
             origin: Some(origin.to_owned()),
             scope: scope.map(str::to_owned),
             project: project.map(str::to_owned),
+            // A team's entry names its source and KV version.
+            detail: hit.source.clone(),
             ..Record::new(Event::Release)
         })
     });
@@ -219,6 +221,8 @@ async fn route(
         (&Method::GET, ["v1", "origins"]) => {
             let project = lookup_project(door, &query).await;
             let mut origins = agent.origins(project.as_deref());
+            let team = agent.team_origins(project.as_deref(), &origins).await;
+            origins.extend(team);
             // Only what the door would hand out: its scopes, and origins it would look up.
             origins.retain(|o| {
                 door.within(o.project.as_deref()).is_ok()
@@ -243,9 +247,15 @@ async fn route(
                 within: &within,
                 confirms: door.confirms(),
             };
-            let hit = agent
-                .release(&origin, project.as_deref(), peer, through)
-                .await?;
+            let hit = if query.refresh && agent.has_teams() {
+                agent
+                    .release_with_teams(&origin, project.as_deref(), peer, through, true)
+                    .await?
+            } else {
+                agent
+                    .release(&origin, project.as_deref(), peer, through)
+                    .await?
+            };
             let shown = match door.project() {
                 Some(p) => Some(p.display().to_string()),
                 None => query.project,
@@ -490,12 +500,16 @@ pub(crate) fn parse_origin(segment: &str) -> Result<Origin, Error> {
 /// Query parameters we know; others are ignored.
 struct Query {
     project: Option<String>,
+    /// `refresh=1`: read team sources past their cache (the plugin's 401 path).
+    refresh: bool,
 }
 
 impl Query {
     fn parse(q: Option<&str>) -> Result<Query, Error> {
         let mut project = None;
+        let mut refresh = false;
         for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+            refresh |= k == "refresh" && v == "1";
             if k == "project" && !v.is_empty() {
                 if v.len() > MAX_PROJECT_LEN || v.contains('\0') || !v.starts_with('/') {
                     return Err(Error::BadRequest(
@@ -505,7 +519,7 @@ impl Query {
                 project = Some(v.into_owned());
             }
         }
-        Ok(Query { project })
+        Ok(Query { project, refresh })
     }
 
     /// The project a lookup comes from, resolved through symlinks when it exists. The

@@ -8,6 +8,7 @@ pub mod attacker;
 pub mod docker;
 pub mod impostor;
 pub mod net;
+pub mod openbao;
 pub mod sshd;
 
 use std::collections::BTreeMap;

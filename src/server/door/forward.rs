@@ -119,6 +119,7 @@ impl Door for ForwardDoor {
             vault_exists: None,
             lock_in_secs: full.lock_in_secs,
             warning: None,
+            teams: Vec::new(),
         }
     }
 }

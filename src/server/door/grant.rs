@@ -122,6 +122,7 @@ impl Door for GrantDoor {
             vault_exists: None,
             lock_in_secs: full.lock_in_secs,
             warning: None,
+            teams: Vec::new(),
         }
     }
 }
