@@ -410,13 +410,13 @@ fn plugin_cost(report: &mut Report, runs: usize) {
             .unwrap_or_default()
     };
     report.row(
-        &format!("composer install, plaintext auth.json (median of {runs})"),
+        &format!("composer install of 50 packages, plaintext auth.json (median of {runs})"),
         find("plaintext"),
         "".into(),
         "",
     );
     report.row(
-        &format!("composer install, through the plugin (median of {runs})"),
+        &format!("composer install of 50 packages, through the plugin (median of {runs})"),
         find("plugin    "),
         "".into(),
         "",
@@ -428,6 +428,12 @@ fn plugin_cost(report: &mut Report, runs: usize) {
         "≤ 2 ms",
     );
     report.row(
+        "composer install CPU time (user + system, medians)",
+        find("cpu time:"),
+        "".into(),
+        "",
+    );
+    report.row(
         "plugin CPU time per composer install (per-pair differences)",
         find("plugin cpu overhead:"),
         "".into(),
@@ -436,6 +442,18 @@ fn plugin_cost(report: &mut Report, runs: usize) {
     report.row(
         "plugin activate() alone, 1 origin",
         find("activate() against the daemon (1 origin):"),
+        "".into(),
+        "",
+    );
+    report.row(
+        "daemon requests per composer install (50 packages)",
+        find("daemon requests per composer install:"),
+        "".into(),
+        "",
+    );
+    report.row(
+        "first lookup after the daemon was idle 60 s (new connection)",
+        find("first lookup after 60 s idle:"),
         "".into(),
         "",
     );
