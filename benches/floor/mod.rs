@@ -231,6 +231,14 @@ pub fn memory_after_probes(
         "".into(),
         "",
     );
+    // The daemon trims 2 s after its last connection closed (`harden::trim_after_bursts`).
+    std::thread::sleep(Duration::from_secs(3));
+    report.row(
+        "memory 3 s after that burst (trimmed)",
+        Mem::of(pid).show(),
+        "".into(),
+        "RSS ≤ 8 MB",
+    );
     idle_connections(sock, req, 4000);
     let held = Mem::of(pid);
     std::thread::sleep(Duration::from_secs(10));
