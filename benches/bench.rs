@@ -134,6 +134,19 @@ fn main() {
             path,
             scale,
         );
+        requests_users_make(&mut report, &t, (d.pid(), &t.socket()), scale);
+        println!("\n{}", report.markdown());
+        return;
+    }
+    // `BENCH_ONLY=requests`: the plugin's requests against bare hyper alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("requests") {
+        let d = t.start_daemon(&[]);
+        put(
+            &t.socket(),
+            "repo.magento.com",
+            "0123456789abcdef0123456789abcdef",
+        );
+        requests_users_make(&mut report, &t, (d.pid(), &t.socket()), scale);
         println!("\n{}", report.markdown());
         return;
     }
@@ -192,6 +205,7 @@ fn main() {
     vault_cold_path(&mut report);
 
     let n = lookup_rows(&mut report, t.dir.path(), (d.pid(), &sock), path, scale);
+    requests_users_make(&mut report, &t, (d.pid(), &sock), scale);
     let ka = wire::get_request(path, true);
 
     floor::memory_after_probes(&mut report, d.pid(), idle, &sock, &ka);
@@ -402,13 +416,13 @@ fn plugin_cost(report: &mut Report, runs: usize) {
             .unwrap_or_default()
     };
     report.row(
-        &format!("composer install, plaintext auth.json (median of {runs})"),
+        &format!("composer install of 50 packages, plaintext auth.json (median of {runs})"),
         find("plaintext"),
         "".into(),
         "",
     );
     report.row(
-        &format!("composer install, through the plugin (median of {runs})"),
+        &format!("composer install of 50 packages, through the plugin (median of {runs})"),
         find("plugin    "),
         "".into(),
         "",
@@ -420,6 +434,12 @@ fn plugin_cost(report: &mut Report, runs: usize) {
         "≤ 2 ms",
     );
     report.row(
+        "composer install CPU time (user + system, medians)",
+        find("cpu time:"),
+        "".into(),
+        "",
+    );
+    report.row(
         "plugin CPU time per composer install (per-pair differences)",
         find("plugin cpu overhead:"),
         "".into(),
@@ -428,6 +448,18 @@ fn plugin_cost(report: &mut Report, runs: usize) {
     report.row(
         "plugin activate() alone, 1 origin",
         find("activate() against the daemon (1 origin):"),
+        "".into(),
+        "",
+    );
+    report.row(
+        "daemon requests per composer install (50 packages)",
+        find("daemon requests per composer install:"),
+        "".into(),
+        "",
+    );
+    report.row(
+        "first lookup after the daemon was idle 60 s (new connection)",
+        find("first lookup after 60 s idle:"),
         "".into(),
         "",
     );
@@ -571,10 +603,15 @@ const THROUGHPUT_ROUND: usize = 3_000;
 /// Runs `measure(i)` for servers 0, 1 and 2 in turns, `rounds` times, each round starting
 /// with the next server: a drift in the machine (another VM's load, a frequency change)
 /// then falls on all three alike rather than on whichever was measured during it.
-fn in_turns(rounds: usize, mut measure: impl FnMut(usize)) {
+fn in_turns(rounds: usize, measure: impl FnMut(usize)) {
+    in_turns_of(3, rounds, measure);
+}
+
+/// [`in_turns`] over `servers` servers.
+fn in_turns_of(servers: usize, rounds: usize, mut measure: impl FnMut(usize)) {
     for round in 0..rounds {
-        for k in 0..3 {
-            measure((round + k) % 3);
+        for k in 0..servers {
+            measure((round + k) % servers);
         }
     }
 }
@@ -788,4 +825,109 @@ fn team_rows(report: &mut Report, scale: usize) {
         ratio(ft.as_secs_f64(), fl.as_secs_f64()),
         "reported",
     );
+}
+
+/// The requests the PHP plugin makes, each against a bare hyper server answering with the
+/// daemon's own reply to it, measured in the same run and in turns (`in_turns` over two
+/// servers): the scoped lookup `?project=DIR` of a credential that is not scoped (what
+/// nearly every lookup is), the same from a project an origin has a scoped credential for
+/// (the project is then resolved on every request), and `GET /v1/origins?project=DIR`
+/// (the plugin's first request). Each gets keep-alive p50 (with the spread of the rounds'
+/// ratios), the first request on a new connection (the plugin opens one per Composer run),
+/// and throughput with 64 clients.
+fn requests_users_make(report: &mut Report, t: &TestEnv, daemon: (u32, &Path), scale: usize) {
+    let (pid, sock) = daemon;
+    let shop = t.dir.path().join("projects/shop");
+    std::fs::create_dir_all(&shop).unwrap();
+    let shop = std::fs::canonicalize(shop).unwrap();
+    // rawurlencode, as the plugin sends it.
+    let dir: String = shop.to_str().unwrap().replace('/', "%2F");
+    let body = r#"{"credential":{"type":"bearer","token":"0123456789abcdef0123456789abcdef"}}"#;
+    let scoped = format!("/v1/credentials/scoped.example?project={dir}");
+    let r = request(sock, "PUT", &scoped, Some(body)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rows = [
+        (
+            "scoped lookup (the plugin's)",
+            format!("/v1/credentials/repo.magento.com?project={dir}"),
+        ),
+        ("scoped lookup, project-scoped credential", scoped),
+        ("origins of a project", format!("/v1/origins?project={dir}")),
+    ];
+    for (tag, (what, path)) in rows.iter().enumerate() {
+        let canned = wire::capture(sock, path);
+        let hyper =
+            floor::Floor::start_as(t.dir.path(), floor::Kind::Hyper, &tag.to_string(), &canned);
+        let servers = [(hyper.pid(), hyper.socket.as_path()), (pid, sock)];
+        let ka = wire::get_request(path, true);
+        let close = wire::get_request(path, false);
+        let n = 20_000 / scale / ROUNDS;
+        // Per round and server: the keep-alive p50, then the first-request p50.
+        let mut p50: [Vec<Duration>; 2] = Default::default();
+        let mut all: [Vec<Duration>; 2] = Default::default();
+        in_turns_of(2, ROUNDS, |i| {
+            let (spid, socket) = servers[i];
+            let mut v = wire::on_one_cpu(spid, || {
+                wire::latencies(socket, &ka, n / 10);
+                wire::latencies(socket, &ka, n)
+            });
+            p50[i].push(wire::quantile(&mut v, 0.5));
+            all[i].extend(v);
+        });
+        let [mut h, mut m] = all;
+        let (h50, m50) = (wire::quantile(&mut h, 0.5), wire::quantile(&mut m, 0.5));
+        let rounds: Vec<f64> = p50[1]
+            .iter()
+            .zip(&p50[0])
+            .map(|(m, h)| m.as_secs_f64() / h.as_secs_f64())
+            .collect();
+        let [q1, _, q3] = quartiles(rounds);
+        report.row(
+            &format!("{what}: keep-alive p50"),
+            us(m50),
+            format!(
+                "{} (hyper {}, rounds {q1:.2}–{q3:.2})",
+                ratio(m50.as_secs_f64(), h50.as_secs_f64()),
+                us(h50)
+            ),
+            "≤ 1.15× hyper",
+        );
+
+        let nc = 5_000 / scale / ROUNDS;
+        let mut first: [Vec<Duration>; 2] = Default::default();
+        in_turns_of(2, ROUNDS, |i| {
+            first[i].extend(wire::connect_latencies(servers[i].1, &close, nc));
+        });
+        let [mut h, mut m] = first;
+        let (h50, m50) = (wire::quantile(&mut h, 0.5), wire::quantile(&mut m, 0.5));
+        report.row(
+            &format!("{what}: first request on a new connection, p50"),
+            us(m50),
+            format!(
+                "{} (hyper {})",
+                ratio(m50.as_secs_f64(), h50.as_secs_f64()),
+                us(h50)
+            ),
+            "",
+        );
+
+        let clients = 64;
+        let per = (THROUGHPUT_ROUND / scale / clients).max(1);
+        let mut rates: [Vec<f64>; 2] = Default::default();
+        in_turns_of(2, THROUGHPUT_ROUNDS / 3, |i| {
+            rates[i].push(wire::throughput(servers[i].1, &ka, clients, per));
+        });
+        let [h, m] = &rates;
+        let [q1, mid, q3] = quartiles(m.iter().zip(h).map(|(x, y)| x / y).collect());
+        let overall = |r: &[f64]| r.len() as f64 / r.iter().map(|x| 1.0 / x).sum::<f64>();
+        report.row(
+            &format!("{what}: throughput, 64 clients"),
+            format!("{:.0}/s", overall(m)),
+            format!(
+                "{mid:.2}× (hyper {:.0}/s, rounds {q1:.2}–{q3:.2})",
+                overall(h)
+            ),
+            "≥ 0.9× hyper",
+        );
+    }
 }

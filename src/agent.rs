@@ -231,6 +231,12 @@ impl Agent {
         self.inner().index.any(|m| !m.allow_exe.is_empty())
     }
 
+    /// Whether the project a lookup of `origin` comes from can change its answer: some
+    /// credential of it is scoped. When none is, the everyday lookup skips resolving it.
+    pub(crate) fn scoped(&self, origin: &str) -> bool {
+        self.inner().index.scoped(origin)
+    }
+
     /// Every credential's metadata.
     pub fn list(&self) -> Vec<CredentialInfo> {
         self.inner().index.all()

@@ -248,6 +248,14 @@ impl Index {
         list.get(best(list, project)?)
     }
 
+    /// Whether any credential of `origin` is scoped to a project: only then does the
+    /// project a lookup comes from decide which one wins.
+    pub fn scoped(&self, origin: &str) -> bool {
+        self.by_origin
+            .get(origin)
+            .is_some_and(|list| list.iter().any(|m| m.project.is_some()))
+    }
+
     /// Like [`Index::resolve`], for updating the winner's `last_used`.
     pub fn resolve_mut(&mut self, origin: &str, project: Option<&Path>) -> Option<&mut Meta> {
         let list = self.by_origin.get_mut(origin)?;

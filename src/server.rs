@@ -9,6 +9,7 @@ pub mod idle;
 pub mod intake;
 pub mod limits;
 pub mod notify;
+pub mod project;
 pub mod routes;
 pub mod slots;
 pub mod stall;

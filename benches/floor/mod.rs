@@ -38,12 +38,17 @@ impl Floor {
     /// Starts a floor of `kind` answering with `canned` on `dir/<kind>-floor.sock`, in a child
     /// process (this bench binary again, told by [`serve_if_asked`] what to serve).
     pub fn start(dir: &Path, kind: Kind, canned: &[u8]) -> Floor {
+        Floor::start_as(dir, kind, "", canned)
+    }
+
+    /// [`Floor::start`] with `tag` in its file names, for a floor beside another of its kind.
+    pub fn start_as(dir: &Path, kind: Kind, tag: &str, canned: &[u8]) -> Floor {
         let name = match kind {
             Kind::Raw => "raw",
             Kind::Hyper => "hyper",
         };
-        let socket = dir.join(format!("{name}-floor.sock"));
-        let reply = dir.join(format!("{name}-floor.reply"));
+        let socket = dir.join(format!("{name}{tag}-floor.sock"));
+        let reply = dir.join(format!("{name}{tag}-floor.reply"));
         std::fs::write(&reply, canned).unwrap();
         let child = Command::new(std::env::current_exe().unwrap())
             .env(KIND_VAR, name)
@@ -225,6 +230,14 @@ pub fn memory_after_probes(
         Mem::of(pid).show(),
         "".into(),
         "",
+    );
+    // The daemon trims 2 s after its last connection closed (`harden::trim_after_bursts`).
+    std::thread::sleep(Duration::from_secs(3));
+    report.row(
+        "memory 3 s after that burst (trimmed)",
+        Mem::of(pid).show(),
+        "".into(),
+        "RSS ≤ 8 MB",
     );
     idle_connections(sock, req, 4000);
     let held = Mem::of(pid);

@@ -3,6 +3,7 @@
 use super::body::WipeBody;
 use super::door::Door;
 use super::limits::Limits;
+use super::project;
 use crate::agent::{Agent, Released, Through};
 use crate::audit::{printable, printable_max, Event, Record};
 use crate::credential::{CredentialType, Origin};
@@ -160,21 +161,51 @@ fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
     Ok(json(StatusCode::OK, value))
 }
 
-/// The everyday lookup, answered without a future: `GET /v1/credentials/{origin}` with no
-/// query, for a host name as Composer spells it ([`Origin::canonical`]) whose secret is
-/// cached and has no policy. `None` for every other request: [`handle`] serves those, and
-/// gives this one the same answer and the same audit record.
+/// The everyday lookup, answered without a future: `GET /v1/credentials/{origin}`, with
+/// no query or only the plugin's `?project=DIR`, for a host name as Composer spells it
+/// ([`Origin::canonical`]) whose secret is cached and has no policy. The project is
+/// resolved only when one of the origin's credentials is scoped (else it cannot change the
+/// winner), and then only inline ([`project::resolve_cached`]), afresh for every request.
+/// `None` for every other request: [`handle`] serves those, and gives this one the same
+/// answer and the same audit record.
 pub fn cached_lookup(
     agent: &Agent,
     peer: &Peer,
     req: &Request<Incoming>,
 ) -> Option<Response<WipeBody>> {
-    if req.method() != Method::GET || req.uri().query().is_some() {
+    if req.method() != Method::GET {
         return None;
     }
     let origin = Origin::canonical(req.uri().path().strip_prefix("/v1/credentials/")?)?;
-    let hit = agent.cached_open(origin, None)?;
-    Some(released(agent, peer, origin, hit, None))
+    let Some(query) = req.uri().query() else {
+        let hit = agent.cached_open(origin, None)?;
+        return Some(released(agent, peer, origin, hit, None));
+    };
+    let named = plain_project(query)?;
+    let hit = match agent.scoped(origin) {
+        false => agent.cached_open(origin, None)?,
+        true => {
+            let resolved = project::resolve_cached(&named)?;
+            agent.cached_open(origin, Some(&resolved))?
+        }
+    };
+    Some(released(agent, peer, origin, hit, Some(&named)))
+}
+
+/// The project of a query that is exactly `project=DIR`, decoded as [`Query::parse`] would
+/// and within its rules; `None` sends the request down the routed path, which also says
+/// what is wrong with a bad one.
+fn plain_project(query: &str) -> Option<Cow<'_, str>> {
+    let raw = query.strip_prefix("project=")?;
+    // '+' means a space to form decoding, and '&' another parameter: the routed path's.
+    if raw.is_empty() || raw.contains(['&', '+']) {
+        return None;
+    }
+    let named = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    let ok = named.starts_with('/') && named.len() <= MAX_PROJECT_LEN && !named.contains('\0');
+    ok.then_some(named)
 }
 
 /// The reply to a lookup that released `hit` for `origin`; the connection's first release
@@ -522,14 +553,10 @@ impl Query {
         Ok(Query { project, refresh })
     }
 
-    /// The project a lookup comes from, resolved through symlinks when it exists. The
-    /// file system may be slow (NFS, a stalled FUSE mount), so it is resolved off the
-    /// daemon's single async thread.
+    /// The project a lookup comes from, resolved through symlinks when it exists
+    /// ([`project::resolve`]: inline when that cannot block, else on a blocking thread).
     async fn lookup_project(&self) -> Option<PathBuf> {
-        let p = PathBuf::from(self.project.as_ref()?);
-        let raw = p.clone();
-        let resolved = tokio::task::spawn_blocking(move || std::fs::canonicalize(&p).unwrap_or(p));
-        Some(resolved.await.unwrap_or(raw))
+        Some(project::resolve(self.project.as_ref()?).await)
     }
 
     /// The exact scope a change addresses, canonical when the directory exists.
