@@ -76,7 +76,7 @@ pub enum Scheme {
 
 /// Why checking could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckError {
+pub enum SetupError {
     /// No CA certificate was found in the platform's roots or Composer's cafile.
     #[error("no trusted CA certificates were found; set SSL_CERT_FILE or Composer's cafile")]
     NoRoots,
@@ -108,7 +108,7 @@ impl CheckConfig {
         connect_to: &[String],
         timeout: Duration,
         ca_locations: &[PathBuf],
-    ) -> Result<CheckConfig, CheckError> {
+    ) -> Result<CheckConfig, SetupError> {
         let mut map = HashMap::new();
         for spec in connect_to.iter().flat_map(|s| s.split(',')) {
             let spec = spec.trim();
@@ -118,9 +118,9 @@ impl CheckConfig {
             let (from, to) = spec
                 .split_once('=')
                 .filter(|(f, t)| !f.is_empty() && t.contains(':'))
-                .ok_or_else(|| CheckError::ConnectTo(spec.to_owned()))?;
+                .ok_or_else(|| SetupError::ConnectTo(spec.to_owned()))?;
             let from = Origin::parse(from)
-                .map_err(|_| CheckError::ConnectTo(spec.to_owned()))?
+                .map_err(|_| SetupError::ConnectTo(spec.to_owned()))?
                 .to_string();
             map.insert(from, to.to_owned());
         }
@@ -137,7 +137,7 @@ impl CheckConfig {
     }
 }
 
-fn tls_connector(ca_locations: &[PathBuf]) -> Result<tokio_rustls::TlsConnector, CheckError> {
+fn tls_connector(ca_locations: &[PathBuf]) -> Result<tokio_rustls::TlsConnector, SetupError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
@@ -154,12 +154,12 @@ fn tls_connector(ca_locations: &[PathBuf]) -> Result<tokio_rustls::TlsConnector,
         }
     }
     if roots.is_empty() {
-        return Err(CheckError::NoRoots);
+        return Err(SetupError::NoRoots);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| CheckError::Tls(e.to_string()))?
+        .map_err(|e| SetupError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))

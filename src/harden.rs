@@ -239,7 +239,7 @@ pub async fn trim_after_bursts() {
         if crate::secret::freed_since_last_take() >= TRIM_AFTER_FREED {
             trim();
             // The burst's code (accepts at the cap, connection set-ups) goes with its heap.
-            clean_pages::release();
+            clean_pages::unmap();
         }
     }
 }

@@ -74,11 +74,11 @@ fn header(line: &str) -> Option<Option<Range>> {
 /// Unmaps the clean, read-only file pages of this process; returns how many bytes of
 /// address space it covered. Best effort: a range the kernel refuses is left as it was.
 #[cfg(target_os = "linux")]
-pub fn release() -> usize {
+pub fn unmap() -> usize {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return 0;
     };
-    let mut released = 0;
+    let mut unmapped = 0;
     for (start, end) in clean_file_ranges(&smaps) {
         // SAFETY: the range is a whole private, read-only, file-backed mapping of this
         // process with no copy-on-write pages; MADV_DONTNEED drops its page-table entries
@@ -86,15 +86,15 @@ pub fn release() -> usize {
         let rc =
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
         if rc == 0 {
-            released += end - start;
+            unmapped += end - start;
         }
     }
-    released
+    unmapped
 }
 
 /// Nothing to do where `/proc/self/smaps` does not exist.
 #[cfg(not(target_os = "linux"))]
-pub fn release() -> usize {
+pub fn unmap() -> usize {
     0
 }
 
@@ -131,7 +131,7 @@ Anonymous:             0 kB
 ";
 
     #[test]
-    fn only_clean_private_read_only_file_mappings_are_released() {
+    fn only_clean_private_read_only_file_mappings_are_unmapped() {
         assert_eq!(
             clean_file_ranges(SMAPS),
             vec![
@@ -151,13 +151,13 @@ Anonymous:             0 kB
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn the_process_keeps_running_after_its_code_pages_are_released() {
+    fn the_process_keeps_running_after_its_code_pages_are_unmapped() {
         fn work(n: u64) -> u64 {
             (1..=n).map(|i| i.wrapping_mul(2_654_435_761) % 97).sum()
         }
         let before = work(10_000);
-        let released = release();
-        assert!(released > 0, "this test binary has clean text to release");
+        let unmapped = unmap();
+        assert!(unmapped > 0, "this test binary has clean text to unmap");
         // The code, its constants and the libraries' pages fault back in.
         assert_eq!(work(10_000), before);
     }
