@@ -163,7 +163,8 @@ fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
 
 /// The everyday lookup, answered without a future: `GET /v1/credentials/{origin}`, with
 /// no query or only the plugin's `?project=DIR`, for a host name as Composer spells it
-/// ([`Origin::canonical`]) whose secret is cached and has no policy. The project is
+/// ([`Origin::canonical`]) whose secret is cached and has no policy, with no team source
+/// set up when a project is named. The project is
 /// resolved only when one of the origin's credentials is scoped (else it cannot change the
 /// winner), and then only inline ([`project::resolve_cached`]), afresh for every request.
 /// `None` for every other request: [`handle`] serves those, and gives this one the same
@@ -181,6 +182,11 @@ pub fn cached_lookup(
         let hit = agent.cached_open(origin, None)?;
         return Some(released(agent, peer, origin, hit, None));
     };
+    // With team sources, a team entry for the project outranks a local unscoped one, and
+    // only the full path asks the teams.
+    if agent.has_teams() {
+        return None;
+    }
     let named = plain_project(query)?;
     let hit = match agent.scoped(origin) {
         false => agent.cached_open(origin, None)?,
