@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use zeroize::Zeroizing;
 
-/// The daemon's askpass program: `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS`.
+/// The daemon's askpass program: `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS` with a display.
 pub const ENV_ASKPASS: &str = "COMPOSER_KEYD_ASKPASS";
 /// Most allowed executables one credential may list.
 pub const MAX_ALLOWED_EXES: usize = 16;
@@ -123,6 +123,17 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Which askpass program applies: ours when set; ssh's only where ssh itself would run it.
+fn askpass_from(
+    ours: Option<std::ffi::OsString>,
+    ssh: Option<std::ffi::OsString>,
+    display: bool,
+    forced: bool,
+) -> Option<PathBuf> {
+    ours.or(ssh.filter(|_| display || forced))
+        .map(PathBuf::from)
+}
+
 impl Default for Confirm {
     fn default() -> Confirm {
         Confirm::new(None, Duration::from_secs(30))
@@ -148,13 +159,17 @@ impl Confirm {
         self.memory.forget()
     }
 
-    /// The program from `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS`.
+    /// The program from `$COMPOSER_KEYD_ASKPASS`, else `$SSH_ASKPASS` as ssh takes it: only
+    /// with a display (`$DISPLAY` or `$WAYLAND_DISPLAY`) or `SSH_ASKPASS_REQUIRE=force`.
+    /// Without one, a daemon in a terminal's foreground asks on its terminal instead.
     pub fn program_from_env() -> Option<PathBuf> {
-        [ENV_ASKPASS, "SSH_ASKPASS"]
-            .iter()
-            .filter_map(std::env::var_os)
-            .find(|v| !v.is_empty())
-            .map(PathBuf::from)
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        askpass_from(
+            var(ENV_ASKPASS),
+            var("SSH_ASKPASS"),
+            var("DISPLAY").is_some() || var("WAYLAND_DISPLAY").is_some(),
+            var("SSH_ASKPASS_REQUIRE").is_some_and(|v| v == "force"),
+        )
     }
 
     /// The askpass program in use.
@@ -497,6 +512,18 @@ fn prompt(peer: &Peer, subject: &str, action: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_askpass_needs_a_display_as_ssh_does_ours_does_not() {
+        let p = |s: &str| Some(std::ffi::OsString::from(s));
+        let ours = askpass_from(p("/ours"), p("/ssh"), false, false);
+        assert_eq!(ours.as_deref(), Some(Path::new("/ours")));
+        assert_eq!(askpass_from(None, p("/ssh"), false, false), None);
+        let shown = askpass_from(None, p("/ssh"), true, false);
+        assert_eq!(shown.as_deref(), Some(Path::new("/ssh")));
+        let forced = askpass_from(None, p("/ssh"), false, true);
+        assert_eq!(forced.as_deref(), Some(Path::new("/ssh")));
+    }
     use std::os::unix::fs::PermissionsExt;
     use std::sync::Arc;
 

@@ -69,7 +69,7 @@ pub struct LimitArgs {
     /// Time a single keyring or vault call may take before it answers backend-unavailable.
     #[arg(long, value_name = "DURATION", default_value_t = d(Limits::default().backend_timeout))]
     backend_timeout: Dur,
-    /// The program that asks before releasing a `--confirm` credential (default: $SSH_ASKPASS).
+    /// The program that asks before releasing a `--confirm` credential (default: $SSH_ASKPASS, with a display; without one, the terminal of a foreground daemon).
     #[arg(long, value_name = "PATH", env = "COMPOSER_KEYD_ASKPASS")]
     askpass: Option<PathBuf>,
     /// Time the user has to answer the askpass dialog; no answer refuses the release.
@@ -99,7 +99,7 @@ impl LimitArgs {
         }
     }
 
-    /// `--askpass`, else `$COMPOSER_KEYD_ASKPASS` (via clap), else `$SSH_ASKPASS`.
+    /// `--askpass`, else `$COMPOSER_KEYD_ASKPASS` (via clap), else `$SSH_ASKPASS` with a display.
     pub fn askpass(&self) -> Option<PathBuf> {
         self.askpass
             .clone()
