@@ -8,6 +8,7 @@ pub mod grant;
 pub mod idle;
 pub mod intake;
 pub mod limits;
+pub mod listeners;
 pub mod notify;
 pub mod project;
 pub mod routes;

@@ -2,16 +2,13 @@
 
 use super::door::forward::ForwardDoor;
 use super::door::{Door, Grants};
-use super::{serve, Shared};
+use super::listeners::{self, Running};
+use super::Shared;
 use crate::error::Error;
 use crate::forward::{Forward, Registry};
-use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// How often doors are checked for their end (expiry, their `ssh` gone).
 const TICK: Duration = Duration::from_secs(1);
@@ -21,8 +18,7 @@ pub struct Manager {
     shared: Shared,
     main_socket: PathBuf,
     registry: PathBuf,
-    running: Mutex<HashMap<String, (Forward, JoinHandle<()>)>>,
-    stop: watch::Sender<bool>,
+    running: Running<Forward>,
 }
 
 /// Starts the doors of the registry and the tick that ends them.
@@ -38,14 +34,13 @@ pub fn start(shared: Shared, main_socket: PathBuf) -> Option<Arc<Manager>> {
         shared,
         main_socket,
         registry,
-        running: Mutex::default(),
-        stop: watch::Sender::new(false),
+        running: Running::default(),
     });
     if let Err(e) = m.reload() {
         tracing::warn!("forward doors: {e}");
     }
     let weak = Arc::downgrade(&m);
-    let mut stop = m.stop.subscribe();
+    let mut stop = m.running.subscribe();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -65,7 +60,7 @@ impl Grants for Manager {
     fn reload(&self) -> Result<usize, Error> {
         let reg = Registry::load(&self.registry).map_err(|e| Error::Internal(e.to_string()))?;
         let now = crate::forward::now();
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = self.running.lock();
         running.retain(|name, (f, task)| {
             let keep = reg.forwards.contains(f) && f.live(now);
             if !keep {
@@ -80,11 +75,8 @@ impl Grants for Manager {
                 continue;
             }
             let listener = self.bind(&f)?;
-            let mut stop = self.stop.subscribe();
             let door: Arc<dyn Door> = Arc::new(ForwardDoor::new(f.clone()));
-            let task = tokio::spawn(serve(listener, door, self.shared.clone(), async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }));
+            let task = self.running.spawn(listener, door, self.shared.clone());
             tracing::info!(forward = %f.name, origins = ?f.origins, project = ?f.project, "forward door open");
             running.insert(f.name.clone(), (f, task));
         }
@@ -96,23 +88,14 @@ impl Manager {
     /// The door's socket, 0600: only this user's `ssh` connects, and the directory is 0700.
     fn bind(&self, f: &Forward) -> Result<tokio::net::UnixListener, Error> {
         let path = crate::forward::socket_path(&self.main_socket, &f.name);
-        let fail =
-            |e: std::io::Error| Error::Internal(format!("forward socket {}: {e}", path.display()));
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
-            _ => {}
-        }
-        let std_listener = std::os::unix::net::UnixListener::bind(&path).map_err(fail)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-        std_listener.set_nonblocking(true).map_err(fail)?;
-        tokio::net::UnixListener::from_std(std_listener).map_err(fail)
+        listeners::bind(&path, 0o600, "forward socket")
     }
 
     /// Closes doors that expired or whose owner exited, and drops them from the registry.
     fn end_the_ended(&self) {
         let now = crate::forward::now();
         let ended = {
-            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let running = self.running.lock();
             running.values().any(|(f, _)| !f.live(now))
         };
         if !ended {
@@ -128,19 +111,14 @@ impl Manager {
 
     /// Every door stops taking connections and starts draining its open ones.
     pub fn stopping(&self) {
-        self.stop.send_replace(true);
+        self.running.stopping();
     }
 
     /// Stops every door as the main socket stops and removes its socket (at daemon exit).
     pub async fn stop_all(&self) {
-        self.stop.send_replace(true);
-        let all: Vec<_> = {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            running.drain().collect()
-        };
-        for (name, (_, task)) in all {
-            let _ = task.await;
-            let _ = std::fs::remove_file(crate::forward::socket_path(&self.main_socket, &name));
-        }
+        let main = &self.main_socket;
+        self.running
+            .stop_all(|name| crate::forward::socket_path(main, name))
+            .await;
     }
 }
