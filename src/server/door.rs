@@ -138,3 +138,28 @@ impl Door for Main {
         self.forwards.as_deref()
     }
 }
+
+/// The status a narrower door shows: what a client needs (version, protocol, locked, when it
+/// locks) and the counts of `mine`, what the door serves; not the daemon's pid, backend or
+/// anything else it holds.
+pub(crate) fn narrowed_status(
+    full: &crate::protocol::Status,
+    mine: &[crate::protocol::OriginInfo],
+) -> crate::protocol::Status {
+    crate::protocol::Status {
+        version: full.version.clone(),
+        protocol: full.protocol,
+        backend: crate::protocol::BackendKind::Unknown,
+        backend_reason: String::new(),
+        backend_detail: None,
+        locked: full.locked,
+        credentials: mine.len(),
+        enabled: mine.iter().filter(|o| o.enabled).count(),
+        uptime_secs: 0,
+        pid: 0,
+        vault_exists: None,
+        lock_in_secs: full.lock_in_secs,
+        warning: None,
+        teams: Vec::new(),
+    }
+}

@@ -4,7 +4,7 @@ use super::Door;
 use crate::agent::Agent;
 use crate::error::Error;
 use crate::forward::Forward;
-use crate::protocol::{BackendKind, Status};
+use crate::protocol::Status;
 use hyper::Method;
 use std::path::Path;
 use std::sync::Arc;
@@ -105,22 +105,7 @@ impl Door for ForwardDoor {
             .filter(|o| self.fwd.serves_origin(o.origin.as_str()))
             .filter(|o| self.fwd.covers(o.project.as_deref()))
             .collect();
-        Status {
-            version: full.version,
-            protocol: full.protocol,
-            backend: BackendKind::Unknown,
-            backend_reason: String::new(),
-            backend_detail: None,
-            locked: full.locked,
-            credentials: mine.len(),
-            enabled: mine.iter().filter(|o| o.enabled).count(),
-            uptime_secs: 0,
-            pid: 0,
-            vault_exists: None,
-            lock_in_secs: full.lock_in_secs,
-            warning: None,
-            teams: Vec::new(),
-        }
+        super::narrowed_status(&full, &mine)
     }
 }
 

@@ -7,7 +7,7 @@ use super::Door;
 use crate::agent::Agent;
 use crate::error::Error;
 use crate::grant::Grant;
-use crate::protocol::{BackendKind, Status};
+use crate::protocol::Status;
 use crate::server::limits::Limits;
 use hyper::Method;
 use std::collections::HashSet;
@@ -108,22 +108,7 @@ impl Door for GrantDoor {
             .into_iter()
             .filter(|o| self.grant.covers(o.project.as_deref()))
             .collect();
-        Status {
-            version: full.version,
-            protocol: full.protocol,
-            backend: BackendKind::Unknown,
-            backend_reason: String::new(),
-            backend_detail: None,
-            locked: full.locked,
-            credentials: mine.len(),
-            enabled: mine.iter().filter(|o| o.enabled).count(),
-            uptime_secs: 0,
-            pid: 0,
-            vault_exists: None,
-            lock_in_secs: full.lock_in_secs,
-            warning: None,
-            teams: Vec::new(),
-        }
+        super::narrowed_status(&full, &mine)
     }
 }
 
