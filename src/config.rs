@@ -138,12 +138,26 @@ pub struct Config {
 /// `expiry_warning_days` from config.toml, else the default; a file that does not parse
 /// leaves the default (the commands that need the file say what is wrong with it).
 pub fn expiry_warning_days() -> u32 {
-    path()
-        .ok()
-        .and_then(|p| load_from(&p).ok().flatten())
-        .and_then(|c| c.expiry_warning_days)
-        .unwrap_or(crate::expiry::DEFAULT_WARNING_DAYS)
+    let Ok(p) = path() else {
+        return crate::expiry::DEFAULT_WARNING_DAYS;
+    };
+    WARNING_DAYS.read(&p, || {
+        load_from(&p)
+            .ok()
+            .flatten()
+            .and_then(|c| c.expiry_warning_days)
+            .unwrap_or(crate::expiry::DEFAULT_WARNING_DAYS)
+    })
 }
+
+/// [`expiry_warning_days`] when it is known without I/O: config.toml is absent, or
+/// unchanged since it was last read (`file_memo`); `None` when it must be read.
+pub fn expiry_warning_days_cached() -> Option<u32> {
+    WARNING_DAYS.cached(&path().ok()?, || crate::expiry::DEFAULT_WARNING_DAYS)
+}
+
+/// config.toml's `expiry_warning_days` as last read, by the file's stamp.
+static WARNING_DAYS: crate::file_memo::FileMemo<u32> = crate::file_memo::FileMemo::new();
 
 /// `$XDG_CONFIG_HOME/composer-keyd/config.toml`.
 pub fn path() -> Result<PathBuf, ConfigError> {

@@ -13,7 +13,8 @@
 //! - [`client`]: the CLI's HTTP client over the socket; [`trust`]: who may have put a socket
 //!   or directory where we look (checked before a client sends a byte).
 //! - [`service`]: the systemd user units and the launchd agent: render, install, status.
-//! - [`paths`], [`atomic`]: where files live and how they are written.
+//! - [`paths`], [`atomic`]: where files live and how they are written; [`file_memo`]: what
+//!   a small file said, read again only when it changed.
 //! - [`composer_home`], [`authjson`], [`scan`], [`check`]: Composer's own files, moving
 //!   plaintext secrets in, finding what is left, and testing stored credentials live.
 //! - [`shim`]: the embedded Composer plugin and its install into COMPOSER_HOME.
@@ -38,6 +39,7 @@ pub mod container;
 pub mod credential;
 pub mod error;
 pub mod expiry;
+pub mod file_memo;
 pub mod forward;
 pub mod gitcred;
 pub mod grant;

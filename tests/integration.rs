@@ -37,6 +37,7 @@ mod setup;
 mod shim_e2e;
 mod ssh;
 mod team;
+mod team_project;
 mod trust_client;
 mod trust_files;
 mod trust_rule;

@@ -154,6 +154,9 @@ pub fn vs_both(value: f64, raw: f64, hyper: f64) -> String {
 #[derive(Clone, Copy, Debug)]
 pub struct Mem {
     pub rss: u64,
+    /// The anonymous part of `rss` (heap, stacks), and the file-backed part (code, data).
+    pub anon: u64,
+    pub file: u64,
     pub pss: u64,
     pub lck: u64,
     pub threads: usize,
@@ -166,6 +169,8 @@ impl Mem {
             std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         Mem {
             rss: kb_field(&status, "VmRSS:"),
+            anon: kb_field(&status, "RssAnon:"),
+            file: kb_field(&status, "RssFile:"),
             pss: kb_field(&rollup, "Pss:"),
             lck: kb_field(&status, "VmLck:"),
             threads: std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count()),
@@ -174,8 +179,8 @@ impl Mem {
 
     pub fn show(&self) -> String {
         format!(
-            "RSS {} kB, PSS {} kB, VmLck {} kB, {} threads",
-            self.rss, self.pss, self.lck, self.threads
+            "RSS {} kB (anon {}, file {}), PSS {} kB, VmLck {} kB, {} threads",
+            self.rss, self.anon, self.file, self.pss, self.lck, self.threads
         )
     }
 }

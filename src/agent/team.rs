@@ -6,6 +6,7 @@ use super::{Agent, Released};
 use crate::agent::release::Through;
 use crate::credential::Origin;
 use crate::error::{Error, Result};
+use crate::file_memo::FileMemo;
 use crate::peer::Peer;
 use crate::protocol::OriginInfo;
 use crate::team::sources::{pick, Pick, Sources};
@@ -40,13 +41,21 @@ impl Agent {
     }
 
     /// The project's name in team sources: composer.json's root `name` in the project
-    /// directory; a project without one sees only unscoped team entries.
+    /// directory; a project without one sees only unscoped team entries. Known inline while
+    /// the file is unchanged (`file_memo`); read on a blocking thread when it changed.
     async fn team_project(project: Option<&Path>) -> Option<String> {
+        static NAMES: FileMemo<Option<String>> = FileMemo::new();
         let dir = project?.to_owned();
-        tokio::task::spawn_blocking(move || crate::team::project_name(&dir).ok())
-            .await
-            .ok()
-            .flatten()
+        let file = dir.join("composer.json");
+        if let Some(name) = NAMES.cached(&file, || None) {
+            return name;
+        }
+        tokio::task::spawn_blocking(move || {
+            NAMES.read(&file, || crate::team::project_name(&dir).ok())
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// A release with team sources: a local project-scoped credential wins at once; else the

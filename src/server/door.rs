@@ -50,8 +50,9 @@ pub trait Door: Send + Sync + 'static {
         limits.max_connections
     }
 
-    /// Whether the everyday lookup (`routes::cached_lookup`, no project, any scope) may
-    /// answer here before routing.
+    /// Whether the requests answered before routing (`routes::answer_now`: the everyday
+    /// lookup and the origins list, with the project the request names and any scope) may
+    /// be answered here: only on a door that permits every route and every scope.
     fn everyday(&self) -> bool {
         false
     }

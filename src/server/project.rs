@@ -2,24 +2,95 @@
 //!
 //! Every request resolves its project afresh; nothing is remembered between requests, so
 //! a project directory replaced by a symlink is seen by the next request that names it.
-//! What makes that cheap is where it runs, not fewer checks: `openat2` with
-//! `RESOLVE_CACHED` walks the path only through the kernel's dentry cache and fails with
-//! `EAGAIN` when any component would need I/O or a revalidation that may sleep (NFS, a
-//! FUSE mount), so it can run on the daemon's single async thread; the directory's path is
-//! then the kernel's own (`/proc/self/fd/N`, `d_path`), the physical path `realpath(3)`
-//! gives. Three system calls and no lock, against `realpath`'s one system call per path
-//! component on a blocking thread. Anything else (not cached, not a directory, gone, an
-//! older kernel, no `/proc`) takes the blocking `canonicalize`, as before.
+//! What makes that cheap is where it runs and what it asks, not fewer checks: `openat2`
+//! with `RESOLVE_CACHED` walks the path only through the kernel's dentry cache and fails
+//! with `EAGAIN` when any component would need I/O or a revalidation that may sleep (NFS,
+//! a FUSE mount), so it can run on the daemon's single async thread.
+//!
+//! The plugin sends `realpath(3)` of the project, so the path is nearly always canonical
+//! already. A path with no empty, `.` or `..` component that `openat2` walks to a directory
+//! with `RESOLVE_NO_SYMLINKS` (no component, the last included, is a symlink) is its own
+//! `realpath`: two system calls (`openat2`, `close`) and the path as given, no copy. A path
+//! through a symlink fails that walk with `ELOOP`, and is then resolved by the kernel: the
+//! directory opened with symlinks followed, its path read back from `/proc/self/fd/N`
+//! (`d_path`), the physical path `realpath` gives. Anything else (not cached, not a
+//! directory, gone, an older kernel, no `/proc`) takes the blocking `canonicalize`.
 
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+/// The longest project path a request may name, in bytes.
+pub const MAX_PROJECT_LEN: usize = 4096;
+
+/// A project path as a request named it, percent-decoded onto the stack with a NUL after
+/// it: the system calls that walk it take it as it is, with no allocation.
+pub struct Named {
+    buf: [u8; MAX_PROJECT_LEN + 1],
+    len: usize,
+}
+
+impl Named {
+    /// `raw` percent-decoded (`+` is not a space here: callers leave such queries to the
+    /// form decoder); `None` unless it is UTF-8, absolute, at most [`MAX_PROJECT_LEN`]
+    /// bytes, and free of NUL.
+    pub fn decode(raw: &str) -> Option<Named> {
+        let mut named = Named {
+            buf: [0; MAX_PROJECT_LEN + 1],
+            len: 0,
+        };
+        for b in percent_encoding::percent_decode_str(raw) {
+            if b == 0 || named.len == MAX_PROJECT_LEN {
+                return None;
+            }
+            named.buf[named.len] = b;
+            named.len += 1;
+        }
+        let ok = std::str::from_utf8(&named.buf[..named.len]).is_ok() && named.buf[0] == b'/';
+        ok.then_some(named)
+    }
+
+    /// `path` as it is (no percent-decoding), under the same rules as [`Named::decode`].
+    pub fn plain(path: &str) -> Option<Named> {
+        let bytes = path.as_bytes();
+        if bytes.len() > MAX_PROJECT_LEN || bytes.contains(&0) || !path.starts_with('/') {
+            return None;
+        }
+        let mut named = Named {
+            buf: [0; MAX_PROJECT_LEN + 1],
+            len: bytes.len(),
+        };
+        named.buf[..bytes.len()].copy_from_slice(bytes);
+        Some(named)
+    }
+
+    /// The path, as decoded.
+    pub fn as_str(&self) -> &str {
+        // Checked to be UTF-8 in `decode`, and never changed since.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    /// The path with its NUL, for the kernel.
+    #[cfg(target_os = "linux")]
+    fn as_c_str(&self) -> &std::ffi::CStr {
+        // `decode` refuses a NUL inside and leaves the byte after the path zero.
+        std::ffi::CStr::from_bytes_with_nul(&self.buf[..=self.len]).unwrap_or_default()
+    }
+}
+
+/// Whether `path` is absolute with no empty, `.` or `..` component and no trailing `/`:
+/// such a path that leads through no symlink is its own `realpath`.
+fn lexically_canonical(path: &str) -> bool {
+    path == "/"
+        || path.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..")
+        })
+}
 
 /// `project` resolved without any I/O, or `None` when that is not possible now and the
-/// caller must take [`resolve`].
+/// caller must take [`resolve`]. Borrowed when the path is canonical as given.
 #[cfg(target_os = "linux")]
-pub fn resolve_cached(project: &str) -> Option<PathBuf> {
-    use std::ffi::CString;
-    use std::os::fd::{FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStringExt;
+pub fn resolve_cached(named: &Named) -> Option<Cow<'_, Path>> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     // Set once the kernel says it has no openat2 or no RESOLVE_CACHED (before 5.12).
@@ -27,11 +98,44 @@ pub fn resolve_cached(project: &str) -> Option<PathBuf> {
     if UNSUPPORTED.load(Ordering::Relaxed) {
         return None;
     }
-    let path = CString::new(project).ok()?;
+    let (project, path) = (named.as_str(), named.as_c_str());
+    if lexically_canonical(project) {
+        match open_cached(path, libc::RESOLVE_NO_SYMLINKS) {
+            Ok(fd) => {
+                drop(fd);
+                return Some(Cow::Borrowed(Path::new(project)));
+            }
+            // A symlink on the way: the kernel resolves it below.
+            Err(libc::ELOOP) => {}
+            Err(e) => {
+                if matches!(e, libc::ENOSYS | libc::EINVAL) {
+                    UNSUPPORTED.store(true, Ordering::Relaxed);
+                }
+                return None;
+            }
+        }
+    }
+    let fd = match open_cached(path, 0) {
+        Ok(fd) => fd,
+        Err(e) => {
+            if matches!(e, libc::ENOSYS | libc::EINVAL) {
+                UNSUPPORTED.store(true, Ordering::Relaxed);
+            }
+            return None;
+        }
+    };
+    physical_path(&fd).map(Cow::Owned)
+}
+
+/// `path` opened as a directory (`O_PATH`) through the dentry cache alone, with `resolve`
+/// added to `RESOLVE_CACHED`; the errno when it is not.
+#[cfg(target_os = "linux")]
+fn open_cached(path: &std::ffi::CStr, resolve: u64) -> Result<std::os::fd::OwnedFd, i32> {
+    use std::os::fd::{FromRawFd, OwnedFd};
     // SAFETY: open_how is plain data; all-zero is its empty value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_CACHED;
+    how.resolve = libc::RESOLVE_CACHED | resolve;
     // SAFETY: `path` is NUL-terminated and `how` a valid open_how of the size passed.
     let fd = unsafe {
         libc::syscall(
@@ -43,30 +147,52 @@ pub fn resolve_cached(project: &str) -> Option<PathBuf> {
         )
     };
     if fd < 0 {
-        let err = std::io::Error::last_os_error().raw_os_error();
-        if matches!(err, Some(libc::ENOSYS) | Some(libc::EINVAL)) {
-            UNSUPPORTED.store(true, Ordering::Relaxed);
-        }
-        return None;
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
     }
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The path of the directory open as `fd`, as the kernel walks back up to the root
+/// (`/proc/self/fd/N`); `None` for one removed since, or outside our root.
+#[cfg(target_os = "linux")]
+fn physical_path(fd: &std::os::fd::OwnedFd) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
     let mut buf = [0u8; libc::PATH_MAX as usize];
-    let name = CString::new(std::os::fd::AsRawFd::as_raw_fd(&fd).to_string()).ok()?;
+    let mut name = [0u8; 12];
+    let name = fd_name(std::os::fd::AsRawFd::as_raw_fd(fd), &mut name)?;
     let dir = proc_fds()?;
     // SAFETY: `dir` is an open directory, `name` NUL-terminated, `buf` writable for its
     // length; readlinkat writes at most that many bytes and says how many.
     let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    drop(fd);
     // Negative: an error; the whole buffer: perhaps cut short.
     let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
-    let bytes = buf[..n].to_vec();
+    let bytes = &buf[..n];
     // A directory removed since it was opened reads as "PATH (deleted)", one outside our
     // root without a leading '/': neither is a path `canonicalize` would give.
     if !bytes.starts_with(b"/") || bytes.ends_with(b" (deleted)") {
         return None;
     }
-    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes.to_vec())))
+}
+
+/// A descriptor's number as a NUL-terminated decimal string in `buf`.
+#[cfg(target_os = "linux")]
+fn fd_name(fd: i32, buf: &mut [u8; 12]) -> Option<&std::ffi::CStr> {
+    let mut n = u32::try_from(fd).ok()?;
+    let mut i = buf.len() - 1;
+    buf[i] = 0;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::ffi::CStr::from_bytes_with_nul(&buf[i..]).ok()
 }
 
 /// `/proc/self/fd`, opened once: reading a link through it skips walking `/proc/self/fd/`
@@ -86,7 +212,7 @@ fn proc_fds() -> Option<std::os::fd::RawFd> {
 
 /// Elsewhere there is no way to resolve a path that is sure not to block.
 #[cfg(not(target_os = "linux"))]
-pub fn resolve_cached(_project: &str) -> Option<PathBuf> {
+pub fn resolve_cached(_project: &Named) -> Option<Cow<'_, Path>> {
     None
 }
 
@@ -94,7 +220,8 @@ pub fn resolve_cached(_project: &str) -> Option<PathBuf> {
 /// inline when [`resolve_cached`] can, else on a blocking thread, as the file system may be
 /// slow (NFS, a stalled FUSE mount).
 pub async fn resolve(project: &str) -> PathBuf {
-    if let Some(p) = resolve_cached(project) {
+    let inline = Named::plain(project).and_then(|n| resolve_cached(&n).map(Cow::into_owned));
+    if let Some(p) = inline {
         return p;
     }
     let p = PathBuf::from(project);
@@ -117,13 +244,17 @@ mod tests {
         let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap();
         for p in [
             real.clone(),
+            real.join("sub"),
+            real.join("./sub"),
+            real.join("sub/.."),
+            dir.path().join("real//sub"),
             dir.path().join("link"),
             dir.path().join("link/sub/.."),
             dir.path().join("link/sub/"),
         ] {
             let s = p.to_str().unwrap();
             // Just made, so in the dentry cache (Linux 5.12 or later has RESOLVE_CACHED).
-            let got = resolve_cached(s);
+            let got = resolve_cached(&Named::plain(s).unwrap()).map(Cow::into_owned);
             #[cfg(target_os = "linux")]
             assert_eq!(got, Some(canon(&p)), "{s}");
             #[cfg(not(target_os = "linux"))]
@@ -133,8 +264,57 @@ mod tests {
             "/nonexistent-ckd/x",
             dir.path().join("file").to_str().unwrap(),
         ] {
-            assert_eq!(resolve_cached(p), None, "{p}");
+            assert_eq!(resolve_cached(&Named::plain(p).unwrap()), None, "{p}");
         }
+        // A canonical path is its own answer, not a copy of it.
+        let sub = real.join("sub");
+        let named = Named::plain(sub.to_str().unwrap()).unwrap();
+        #[cfg(target_os = "linux")]
+        assert!(matches!(resolve_cached(&named), Some(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn only_a_normal_absolute_path_is_taken_as_it_is() {
+        for p in [
+            "/",
+            "/srv",
+            "/srv/shop",
+            "/srv/my shop/x.y",
+            "/srv/...",
+            "/srv/.a",
+        ] {
+            assert!(lexically_canonical(p), "{p}");
+        }
+        for p in [
+            "",
+            "srv",
+            "//",
+            "/srv/",
+            "/srv//shop",
+            "/srv/./shop",
+            "/srv/..",
+            "/./",
+            "/srv/.",
+        ] {
+            assert!(!lexically_canonical(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn named_decodes_within_the_query_rules() {
+        let n = Named::decode("%2Fsrv%2Fmy%20shop").unwrap();
+        assert_eq!(n.as_str(), "/srv/my shop");
+        #[cfg(target_os = "linux")]
+        assert_eq!(n.as_c_str().to_bytes(), b"/srv/my shop");
+        assert!(Named::decode("relative").is_none());
+        assert!(Named::decode("").is_none());
+        assert!(Named::decode("%2Fa%00b").is_none());
+        assert!(Named::decode("%2F%FF").is_none(), "not UTF-8");
+        let long = format!("/{}", "a".repeat(MAX_PROJECT_LEN - 1));
+        assert_eq!(Named::decode(&long).unwrap().as_str(), long);
+        assert!(Named::decode(&format!("{long}a")).is_none());
+        assert!(Named::plain(&format!("{long}a")).is_none());
+        assert_eq!(Named::plain(&long).unwrap().as_str(), long);
     }
 
     #[tokio::test]
@@ -201,9 +381,10 @@ mod tests {
             },
         ));
         let mut c = tokio::net::UnixStream::connect(&sock).await.unwrap();
-        let mut ask = async |project: &std::path::Path| -> String {
+        // The body of `GET /v1/{route}?project=PROJECT` on the one connection.
+        let mut get = async |route: &str, project: &std::path::Path| -> String {
             let req = format!(
-                "GET /v1/credentials/shop.example?project={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "GET /v1/{route}?project={} HTTP/1.1\r\nHost: x\r\n\r\n",
                 project.to_str().unwrap().replace('/', "%2F")
             );
             c.write_all(req.as_bytes()).await.unwrap();
@@ -225,31 +406,49 @@ mod tests {
                         .unwrap();
                     if body.len() >= len {
                         assert!(head.starts_with("HTTP/1.1 200"), "{text}");
-                        let token = body.split("SECRET-").nth(1).unwrap();
-                        return token.split('"').next().unwrap().to_owned();
+                        return body.to_owned();
                     }
                 }
             }
         };
+        // The token released for PROJECT, and the scope `GET /v1/origins` lists for it.
+        let mut ask = async |project: &std::path::Path| -> (String, Option<String>) {
+            let body = get("credentials/shop.example", project).await;
+            let token = body.split("SECRET-").nth(1).unwrap();
+            let token = token.split('"').next().unwrap().to_owned();
+            let list: serde_json::Value =
+                serde_json::from_str(&get("origins", project).await).unwrap();
+            let scope = list["origins"][0]["project"].as_str().map(str::to_owned);
+            (token, scope)
+        };
+        let scope = |p: &std::path::Path| Some(p.to_str().unwrap().to_owned());
         // Each twice: the first reads the store, the second is the cached, inline path.
         for _ in 0..2 {
-            assert_eq!(ask(&a).await, "A");
-            assert_eq!(ask(&b).await, "B");
-            assert_eq!(ask(&plain).await, "ANY");
+            assert_eq!(ask(&a).await, ("A".into(), scope(&a)));
+            assert_eq!(ask(&b).await, ("B".into(), scope(&b)));
+            assert_eq!(ask(&plain).await, ("ANY".into(), None));
         }
         std::fs::rename(&a, root.join("a.old")).unwrap();
         std::os::unix::fs::symlink(&b, &a).unwrap();
-        assert_eq!(ask(&a).await, "B", "the path now resolves to project b");
+        assert_eq!(
+            ask(&a).await,
+            ("B".into(), scope(&b)),
+            "the path now resolves to project b"
+        );
         std::fs::remove_file(&a).unwrap();
         std::os::unix::fs::symlink(&plain, &a).unwrap();
         assert_eq!(
             ask(&a).await,
-            "ANY",
+            ("ANY".into(), None),
             "the path now resolves to an unscoped directory"
         );
         std::fs::remove_file(&a).unwrap();
         std::fs::rename(root.join("a.old"), &a).unwrap();
-        assert_eq!(ask(&a).await, "A", "the project is back");
+        assert_eq!(
+            ask(&a).await,
+            ("A".into(), scope(&a)),
+            "the project is back"
+        );
         drop(c);
         let _ = stop.send(());
         server.await.unwrap();

@@ -27,8 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
-/// The longest project path accepted.
-const MAX_PROJECT_LEN: usize = 4096;
+use super::project::MAX_PROJECT_LEN;
 
 /// Serves one request. Never panics on input; every failure is a typed JSON error.
 pub async fn handle(
@@ -161,15 +160,10 @@ fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
     Ok(json(StatusCode::OK, value))
 }
 
-/// The everyday lookup, answered without a future: `GET /v1/credentials/{origin}`, with
-/// no query or only the plugin's `?project=DIR`, for a host name as Composer spells it
-/// ([`Origin::canonical`]) whose secret is cached and has no policy, with no team source
-/// set up when a project is named. The project is
-/// resolved only when one of the origin's credentials is scoped (else it cannot change the
-/// winner), and then only inline ([`project::resolve_cached`]), afresh for every request.
-/// `None` for every other request: [`handle`] serves those, and gives this one the same
-/// answer and the same audit record.
-pub fn cached_lookup(
+/// The requests answered without a future, before hyper first polls the service: the
+/// everyday lookup ([`cached_lookup`]) and the plugin's `GET /v1/origins?project=DIR`
+/// ([`cached_origins`]). `None` for every other request: [`handle`] serves those.
+pub fn answer_now(
     agent: &Agent,
     peer: &Peer,
     req: &Request<Incoming>,
@@ -177,8 +171,29 @@ pub fn cached_lookup(
     if req.method() != Method::GET {
         return None;
     }
-    let origin = Origin::canonical(req.uri().path().strip_prefix("/v1/credentials/")?)?;
-    let Some(query) = req.uri().query() else {
+    let path = req.uri().path();
+    match path.strip_prefix("/v1/credentials/") {
+        Some(origin) => cached_lookup(agent, peer, origin, req.uri().query()),
+        None if path == "/v1/origins" => cached_origins(agent, req.uri().query()),
+        None => None,
+    }
+}
+
+/// The everyday lookup: `GET /v1/credentials/{origin}`, with no query or only the
+/// plugin's `?project=DIR`, for a host name as Composer spells it ([`Origin::canonical`])
+/// whose secret is cached and has no policy, with no team source set up when a project is
+/// named. The project is resolved only when one of the origin's credentials is scoped
+/// (else it cannot change the winner), and then only inline ([`project::resolve_cached`]),
+/// afresh for every request. `None` sends the request to [`handle`], which gives it the
+/// same answer and the same audit record.
+fn cached_lookup(
+    agent: &Agent,
+    peer: &Peer,
+    origin: &str,
+    query: Option<&str>,
+) -> Option<Response<WipeBody>> {
+    let origin = Origin::canonical(origin)?;
+    let Some(query) = query else {
         let hit = agent.cached_open(origin, None)?;
         return Some(released(agent, peer, origin, hit, None));
     };
@@ -195,23 +210,48 @@ pub fn cached_lookup(
             agent.cached_open(origin, Some(&resolved))?
         }
     };
-    Some(released(agent, peer, origin, hit, Some(&named)))
+    Some(released(agent, peer, origin, hit, Some(named.as_str())))
+}
+
+/// `GET /v1/origins`, with no query or only `?project=DIR`, when no team source is set up
+/// (the teams' origins are asked for on the routed path) and the project resolves inline:
+/// the list the routed path gives, on the main door (which lists every origin). The
+/// warning horizon comes from config.toml as the routed path reads it, through
+/// [`crate::config::expiry_warning_days_cached`]; when that cannot tell without I/O, the
+/// routed path answers.
+fn cached_origins(agent: &Agent, query: Option<&str>) -> Option<Response<WipeBody>> {
+    if agent.has_teams() {
+        return None;
+    }
+    let named = match query {
+        None => None,
+        Some(q) => Some(plain_project(q)?),
+    };
+    let project = match &named {
+        None => None,
+        Some(n) => Some(project::resolve_cached(n)?),
+    };
+    let expiry_warning_days = Some(crate::config::expiry_warning_days_cached()?);
+    let origins = agent.origins(project.as_deref());
+    Some(json(
+        StatusCode::OK,
+        &crate::protocol::OriginList {
+            origins,
+            expiry_warning_days,
+        },
+    ))
 }
 
 /// The project of a query that is exactly `project=DIR`, decoded as [`Query::parse`] would
 /// and within its rules; `None` sends the request down the routed path, which also says
 /// what is wrong with a bad one.
-fn plain_project(query: &str) -> Option<Cow<'_, str>> {
+fn plain_project(query: &str) -> Option<project::Named> {
     let raw = query.strip_prefix("project=")?;
     // '+' means a space to form decoding, and '&' another parameter: the routed path's.
     if raw.is_empty() || raw.contains(['&', '+']) {
         return None;
     }
-    let named = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .ok()?;
-    let ok = named.starts_with('/') && named.len() <= MAX_PROJECT_LEN && !named.contains('\0');
-    ok.then_some(named)
+    project::Named::decode(raw)
 }
 
 /// The reply to a lookup that released `hit` for `origin`; the connection's first release
