@@ -153,7 +153,11 @@ pub fn expiry_warning_days() -> u32 {
 /// [`expiry_warning_days`] when it is known without I/O: config.toml is absent, or
 /// unchanged since it was last read (`file_memo`); `None` when it must be read.
 pub fn expiry_warning_days_cached() -> Option<u32> {
-    WARNING_DAYS.cached(&path().ok()?, || crate::expiry::DEFAULT_WARNING_DAYS)
+    // Where config.toml is follows from the environment, which a process does not change
+    // once it runs; working it out costs more than the check itself.
+    static PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let path = PATH.get_or_init(|| path().ok()).as_deref()?;
+    WARNING_DAYS.cached(path, || crate::expiry::DEFAULT_WARNING_DAYS)
 }
 
 /// config.toml's `expiry_warning_days` as last read, by the file's stamp.
