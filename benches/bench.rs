@@ -768,6 +768,9 @@ fn team_rows(report: &mut Report, scale: usize) {
     let dir = t.dir.path().join("p");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("composer.json"), r#"{"name": "bench/p"}"#).unwrap();
+    // As in a project at rest: the daemon remembers the name of a composer.json whose times
+    // are SETTLED in the past, and reads one written just now on every lookup.
+    std::thread::sleep(composer_keyd::file_memo::SETTLED + Duration::from_millis(200));
     let q = format!("?project={}", dir.display());
     let local = format!("/v1/credentials/local.example{q}");
     let team = format!("/v1/credentials/team.example{q}");
