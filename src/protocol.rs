@@ -308,8 +308,9 @@ pub struct OriginInfo {
 pub struct OriginList {
     /// The origins that apply to the project asked about, project-bound and global.
     pub origins: Vec<OriginInfo>,
-    /// How many days before an expiry clients warn (config.toml's `expiry_warning_days`);
-    /// `None` from a daemon that does not say: clients use 7.
+    /// How many days before an expiry clients warn (config.toml's `expiry_warning_days`),
+    /// sent with a list in which some origin has an expiry; `None` without one (there is
+    /// nothing to warn about) and from a daemon that does not say: clients use 7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_warning_days: Option<u32>,
 }

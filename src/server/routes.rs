@@ -215,10 +215,10 @@ fn cached_lookup(
 
 /// `GET /v1/origins`, with no query or only `?project=DIR`, when no team source is set up
 /// (the teams' origins are asked for on the routed path) and the project resolves inline:
-/// the list the routed path gives, on the main door (which lists every origin). The
-/// warning horizon comes from config.toml as the routed path reads it, through
-/// [`crate::config::expiry_warning_days_cached`]; when that cannot tell without I/O, the
-/// routed path answers.
+/// the list the routed path gives, on the main door (which lists every origin). A list
+/// with an origin that expires carries the warning horizon from config.toml as the routed
+/// path reads it, through [`crate::config::expiry_warning_days_cached`]; when that cannot
+/// tell without I/O, the routed path answers.
 fn cached_origins(agent: &Agent, query: Option<&str>) -> Option<Response<WipeBody>> {
     if agent.has_teams() {
         return None;
@@ -231,8 +231,11 @@ fn cached_origins(agent: &Agent, query: Option<&str>) -> Option<Response<WipeBod
         None => None,
         Some(n) => Some(project::resolve_cached(n)?),
     };
-    let expiry_warning_days = Some(crate::config::expiry_warning_days_cached()?);
     let origins = agent.origins(project.as_deref());
+    let expiry_warning_days = match origins.iter().any(|o| o.expires.is_some()) {
+        false => None,
+        true => Some(crate::config::expiry_warning_days_cached()?),
+    };
     Some(json(
         StatusCode::OK,
         &crate::protocol::OriginList {
@@ -307,10 +310,15 @@ async fn route(
                         .permits(method, &["v1", "credentials", o.origin.as_str()])
                         .is_ok()
             });
+            // Read per list (once per Composer run), so an edit of config.toml holds at once;
+            // only for a list it means something to (clients warn about origins that expire).
+            let expiry_warning_days = origins
+                .iter()
+                .any(|o| o.expires.is_some())
+                .then(crate::config::expiry_warning_days);
             ok(&crate::protocol::OriginList {
                 origins,
-                // Read per list (once per Composer run), so an edit of config.toml holds at once.
-                expiry_warning_days: Some(crate::config::expiry_warning_days()),
+                expiry_warning_days,
             })
         }
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {

@@ -459,3 +459,36 @@ async fn a_stopped_door_task_ends_its_connections_at_once() {
     srv.task.abort();
     assert!(ends_unanswered(&mut c).await);
 }
+
+/// `GET /v1/origins?project=DIR` answered before routing gives what the routed path gives
+/// (a query it does not take, `&x=1`, sends it there), and carries the warning horizon only
+/// when an origin in the list expires (clients use it for nothing else).
+#[tokio::test]
+async fn origins_answer_alike_on_both_paths_and_name_the_horizon_with_an_expiry() {
+    let main = start(false, quick(), None).await;
+    let mut c = main.connect().await;
+    let dir = main.project.to_str().unwrap().replace('/', "%2F");
+    let inline = format!("/v1/origins?project={dir}");
+    let routed = format!("/v1/origins?project={dir}&x=1");
+    let both = async |c: &mut UnixStream| {
+        let (a, inline) = get(c, &inline).await;
+        let (b, routed) = get(c, &routed).await;
+        assert_eq!((a, b), (200, 200), "{inline} {routed}");
+        assert_eq!(inline, routed);
+        serde_json::from_str::<crate::protocol::OriginList>(&inline).unwrap()
+    };
+    let list = both(&mut c).await;
+    assert_eq!(list.origins.len(), 3, "{list:?}");
+    assert_eq!(list.expiry_warning_days, None, "nothing expires");
+    let body = r#"{"credential":{"type":"github-oauth","token":"gho_x"},"expires":4102444800}"#;
+    let put = format!(
+        "PUT /v1/credentials/github.com HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(put.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await.unwrap().0, 200);
+    let list = both(&mut c).await;
+    assert_eq!(list.origins.len(), 4, "{list:?}");
+    assert!(list.expiry_warning_days.is_some(), "{list:?}");
+    main.shutdown().await;
+}
