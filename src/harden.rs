@@ -19,8 +19,9 @@
 //! last connection of a burst has closed and a quiet period passed. It sleeps on a
 //! notification, not a timer, so an idle daemon never wakes for it.
 //!
-//! Code and read-only data are unmapped once the daemon listens and again at each trim
-//! ([`clean_pages`]); what runs next faults back in.
+//! Code and read-only data are unmapped once the daemon listens, again at each trim, and
+//! shortly after each run of backend calls ([`backend_used`]: rare work with megabytes of
+//! code) ([`clean_pages`]); what runs next faults back in.
 
 pub mod clean_pages;
 

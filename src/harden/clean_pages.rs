@@ -1,13 +1,15 @@
-//! Letting go of clean, read-only file pages the daemon mapped but no longer runs: after start-up (the daemon's analogue of the kernel's `free_initmem`) and after a burst of connections.
+//! Letting go of clean, read-only file pages the daemon mapped but no longer runs: after start-up (the daemon's analogue of the kernel's `free_initmem`), after a burst of connections, and after calls to the store.
 //!
 //! Start-up runs code the steady state never runs again: argument parsing, the logger's
 //! set-up, the keyring's D-Bus handshake, the index and config parsers. Its pages stay
 //! mapped, and the kernel's fault-around maps 64 KiB around each of them, so an idle
 //! daemon kept megabytes of code and data it would not touch again; a burst of
 //! connections (accepts at the cap, evictions, thousands of connection set-ups) leaves
-//! its own. Once it listens, and again when [`super::trim_after_bursts`] gives the heap
-//! back, the daemon unmaps (`MADV_DONTNEED`) every clean, read-only, file-backed mapping:
-//! its own text and rodata and those of the shared libraries. The pages stay in the page
+//! its own, and so does a call to the store (the keyring's D-Bus calls and their session
+//! encryption, the index writer). Once it listens, again when [`super::trim_after_bursts`]
+//! gives the heap back, and 100 ms after the last backend call, the daemon unmaps
+//! (`MADV_DONTNEED`) every clean, read-only, file-backed mapping: its own text and rodata
+//! and those of the shared libraries. The pages stay in the page
 //! cache; what the daemon runs next faults back in on first use as minor faults, with no
 //! I/O unless memory pressure evicted it, as it could have evicted the mapped pages anyway.
 //!

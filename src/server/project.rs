@@ -253,8 +253,11 @@ mod tests {
             dir.path().join("link/sub/"),
         ] {
             let s = p.to_str().unwrap();
-            // Just made, so in the dentry cache (Linux 5.12 or later has RESOLVE_CACHED).
-            let got = resolve_cached(&Named::plain(s).unwrap()).map(Cow::into_owned);
+            // Just made, so in the dentry cache (Linux 5.12 or later has RESOLVE_CACHED). A
+            // walk that meets a rename elsewhere (other tests write files by renaming) may
+            // be told "not now": asked again, as a request would take the routed path.
+            let named = Named::plain(s).unwrap();
+            let got = (0..20).find_map(|_| resolve_cached(&named).map(Cow::into_owned));
             #[cfg(target_os = "linux")]
             assert_eq!(got, Some(canon(&p)), "{s}");
             #[cfg(not(target_os = "linux"))]
@@ -270,7 +273,7 @@ mod tests {
         let sub = real.join("sub");
         let named = Named::plain(sub.to_str().unwrap()).unwrap();
         #[cfg(target_os = "linux")]
-        assert!(matches!(resolve_cached(&named), Some(Cow::Borrowed(_))));
+        assert!((0..20).any(|_| matches!(resolve_cached(&named), Some(Cow::Borrowed(_)))));
     }
 
     #[test]

@@ -161,8 +161,8 @@ fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
 }
 
 /// The requests answered without a future, before hyper first polls the service: the
-/// everyday lookup ([`cached_lookup`]) and the plugin's `GET /v1/origins?project=DIR`
-/// ([`cached_origins`]). `None` for every other request: [`handle`] serves those.
+/// everyday lookup (`cached_lookup`) and the plugin's `GET /v1/origins?project=DIR`
+/// (`cached_origins`). `None` for every other request: [`handle`] serves those.
 pub fn answer_now(
     agent: &Agent,
     peer: &Peer,
