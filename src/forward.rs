@@ -48,30 +48,15 @@ impl Owner {
         let pid = std::process::id();
         Some(Owner {
             pid,
-            start: start_time(pid)?,
+            start: crate::procstat::start_time(pid as i32)?,
         })
     }
 
     /// Whether it still runs: the same process (not one that reused its pid), and not a
     /// zombie its parent has yet to reap.
     pub fn alive(&self) -> bool {
-        matches!(stat(self.pid), Some((state, start)) if start == self.start && !matches!(state, 'Z' | 'X'))
+        matches!(crate::procstat::read(self.pid as i32), Some(s) if s.start == self.start && !matches!(s.state, 'Z' | 'X'))
     }
-}
-
-fn start_time(pid: u32) -> Option<u64> {
-    stat(pid).map(|(_, start)| start)
-}
-
-/// A process's state and start time from `/proc/PID/stat`, read after the command name
-/// (which may hold spaces and parentheses).
-fn stat(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // After ")": field 3 (state) is the first; starttime is field 22.
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Why a forward door could not be made, found or kept.

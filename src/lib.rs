@@ -7,7 +7,8 @@
 //! - [`store`]: the `Store` trait and its backends; [`index`]: the non-secret metadata file.
 //! - [`agent`]: the domain core: the store, index and cache behind one lock, release under
 //!   policy ([`agent::policy`]), the unlock timers; it returns outcomes and knows no server.
-//!   [`peer`]: who is asking (uid, pid, executable, the door it came through).
+//!   [`peer`]: who is asking (uid, pid, executable, the door it came through);
+//!   [`procstat`]: a process's parent and start time.
 //! - [`server`]: one connection path for every door ([`server::door`]: the main socket,
 //!   grants), limits, routes; the edge that writes audit records and builds replies.
 //! - [`client`]: the CLI's HTTP client over the socket; [`trust`]: who may have put a socket
@@ -45,6 +46,7 @@ pub mod harden;
 pub mod index;
 pub mod paths;
 pub mod peer;
+pub mod procstat;
 pub mod protocol;
 pub mod remember;
 pub mod scan;
