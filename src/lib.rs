@@ -22,7 +22,7 @@
 //! - [`grant`]: which other uid may read which project's credentials (served as doors by `server::grant`).
 //! - [`team`]: team sources (OpenBao / HashiCorp Vault KV v2), read through beside the store.
 //! - [`forward`]: the doors made for `ssh -R` (served by `server::forward`); [`ssh`]: what
-//!   `composer-keyd ssh` runs remotely.
+//!   `composer-keyd ssh` runs remotely; [`registry`]: the file both registries are kept in.
 //! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
@@ -48,6 +48,7 @@ pub mod paths;
 pub mod peer;
 pub mod procstat;
 pub mod protocol;
+pub mod registry;
 pub mod remember;
 pub mod scan;
 pub mod secret;
