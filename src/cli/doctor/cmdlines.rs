@@ -53,10 +53,10 @@ fn is_forge(c: &CredentialInfo) -> bool {
 fn proc_hides_pids(mounts: &str) -> Option<bool> {
     let options = mounts
         .lines()
+        .rev()
         .map(|l| l.split(' ').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4 && f[1] == "/proc" && f[2] == "proc")
-        .map(|f| f[3].to_owned())
-        .last()?;
+        .find(|f| f.len() >= 4 && f[1] == "/proc" && f[2] == "proc")
+        .map(|f| f[3].to_owned())?;
     Some(options.split(',').any(|o| {
         matches!(
             o.strip_prefix("hidepid="),
