@@ -631,3 +631,107 @@ fn team_precedence_through_the_daemon_and_revocation() {
     assert_eq!(r.status, 403, "no cached secret after the 403: {}", r.body);
     assert!(!r.body.contains(PRIV));
 }
+
+#[test]
+fn team_entry_through_a_confirming_door_is_asked_for_like_a_local_one_naming_its_source() {
+    use std::os::unix::fs::PermissionsExt;
+    let bao = Bao::dev();
+    bao.policy("composer-read", READER);
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let t = TestEnv::with_keyring(true);
+    t.ok(&["team", "add", "acme", "--addr", bao.addr()], "");
+    write_token(
+        &t.home().join(".vault-token"),
+        &bao.token(&["composer-read"], "1h"),
+    );
+    // An askpass that records each dialog and answers what answer.txt says.
+    let dir = t.dir.path();
+    let (askpass, prompts, answer) = (
+        dir.join("askpass.sh"),
+        dir.join("prompts.txt"),
+        dir.join("answer.txt"),
+    );
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n[ \"$(cat '{}')\" = yes ]\n",
+            prompts.display(),
+            answer.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&answer, "no").unwrap();
+    let _d = t.start_daemon(&["--askpass", askpass.to_str().unwrap()]);
+    t.ok(
+        &["add", "local.example", "--type", "bearer"],
+        &format!("{PRIV}\n"),
+    );
+    t.ok(
+        &[
+            "forward",
+            "add",
+            "box",
+            "--origin",
+            "repo.magento.com",
+            "--origin",
+            "local.example",
+            "--confirm",
+        ],
+        "",
+    );
+    let door = composer_keyd::forward::socket_path(&t.socket(), "box");
+    let get = |origin: &str| {
+        support::request(&door, "GET", &format!("/v1/credentials/{origin}"), None).unwrap()
+    };
+    let dialogs = || {
+        std::fs::read_to_string(&prompts)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    // Denied: refused as a local credential is, after a dialog naming the team entry.
+    let r = get("repo.magento.com");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!r.body.contains(PRIV) && !r.body.contains(PUB));
+    let asked = dialogs();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].contains("repo.magento.com from team acme v1") && asked[0].contains("forward box"),
+        "{asked:?}"
+    );
+    let local = get("local.example");
+    assert_eq!(
+        local.status, 403,
+        "the same for a local one: {}",
+        local.body
+    );
+    assert_eq!(dialogs().len(), 2);
+
+    // Allowed: released, one dialog for each release.
+    std::fs::write(&answer, "yes").unwrap();
+    let r = get("repo.magento.com");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["credential"]["username"], PUB);
+    let r = get("repo.magento.com");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(dialogs().len(), 4, "one yes, one release: {:?}", dialogs());
+    assert_eq!(get("local.example").status, 200);
+    // The release is audited with the door and the entry's source.
+    let log = t.ok(&["log", "--json"], "");
+    assert!(
+        log.lines().any(|l| l.contains("\"release\"")
+            && l.contains("forward box")
+            && l.contains("team acme v1")),
+        "{log}"
+    );
+}
