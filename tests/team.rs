@@ -183,6 +183,26 @@ fn team_reads_scoped_and_unscoped_with_versions_and_metadata() {
         username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
         "NEW"
     );
+    // A run's first lookup reads through too, and what it read is what the cache serves.
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", "NEWER"),
+            ("password", PRIV),
+        ],
+    );
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        "NEW"
+    );
+    let first = rt.block_on(s.lookup("repo.magento.com", None, Freshness::RunStart));
+    let entry = first[0].result.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!((entry.version, first[0].stale), (4, false));
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        "NEWER"
+    );
     rt.block_on(s.lock());
     assert_eq!(s.cached(), 0, "lock wipes the cache");
 }

@@ -51,6 +51,11 @@ fn team_fails_over_and_serves_cache_within_grace_only() {
         s.teams()[0].outage().is_some(),
         "the outage is known for status"
     );
+    let first = rt.block_on(s.lookup("repo.magento.com", None, Freshness::RunStart));
+    assert!(
+        first[0].stale && first[0].result.as_ref().unwrap().is_some(),
+        "a run's first lookup falls back to the cache within the grace too"
+    );
     std::thread::sleep(Duration::from_millis(2000));
     let found = rt.block_on(s.lookup("repo.magento.com", None, Freshness::Cached));
     let err = found[0]
