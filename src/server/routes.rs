@@ -636,5 +636,14 @@ mod tests {
         assert!(Query::parse(Some("project=%2Fa%00b")).is_err());
         let q = Query::parse(Some("project=%2Fsrv%2Fmy%20shop&x=1")).unwrap();
         assert_eq!(q.project.as_deref(), Some("/srv/my shop"));
+        assert_eq!(q.fresh, Freshness::Cached);
+        for (query, fresh) in [
+            ("project=%2Fa&fresh=1", Freshness::RunStart),
+            ("fresh=1&refresh=1", Freshness::Refresh),
+            ("refresh=1&fresh=1", Freshness::Refresh),
+            ("fresh=0", Freshness::Cached),
+        ] {
+            assert_eq!(Query::parse(Some(query)).unwrap().fresh, fresh, "{query}");
+        }
     }
 }
