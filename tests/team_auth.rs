@@ -1,6 +1,7 @@
-//! How the daemon gets its token for a team source, against a real OpenBao: JWT verified by
-//! OpenBao (and `exec -- composer install` with nothing else), approle kept in the local
-//! backend, and renewal of a renewable token before it expires.
+//! How the daemon reaches and logs in to a team source, against a real OpenBao: TLS verified
+//! with the system roots or `--ca-cert`, JWT verified by OpenBao (and `exec -- composer
+//! install` with nothing else), approle kept in the local backend, and renewal of a renewable
+//! token before it expires.
 
 use crate::support;
 
@@ -307,5 +308,83 @@ fn team_renews_a_renewable_token_before_it_expires() {
     assert!(
         renewable && ttl.is_some_and(|t| t > Duration::from_secs(1)),
         "{ttl:?}"
+    );
+}
+
+#[test]
+fn team_tls_is_verified_with_the_ca_file_and_refused_without_it() {
+    let d = tempfile::tempdir().unwrap();
+    let certs = d.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let bao = Bao::dev_https(&certs);
+    bao.policy("composer-read", READER);
+    bao.kv_put(
+        "composer/repo.magento.com",
+        &[
+            ("type", "http-basic"),
+            ("username", PUB),
+            ("password", PRIV),
+        ],
+    );
+    let tf = d.path().join("token");
+    write_token(&tf, &bao.token(&["composer-read"], "1h"));
+    let https = format!("https://127.0.0.1:{}", bao.port);
+    let rt = rt();
+    let ca = certs.join("vault-ca.pem");
+    let s = sources("acme", vec![https.clone()], &tf, |c| {
+        c.ca_cert = Some(ca.clone())
+    });
+    assert_eq!(
+        username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
+        PUB
+    );
+    let s = sources("acme", vec![https.clone()], &tf, |_| {});
+    let e = username(&s, &rt, "repo.magento.com", None).unwrap_err();
+    assert!(
+        e.contains("TLS failed"),
+        "a certificate the system does not trust is refused: {e}"
+    );
+
+    let t = TestEnv::bare();
+    write_token(
+        &t.home().join(".vault-token"),
+        &bao.token(&["composer-read"], "1h"),
+    );
+    t.ok(
+        &[
+            "team",
+            "add",
+            "acme",
+            "--addr",
+            &https,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+        ],
+        "",
+    );
+    let s = t.ok(&["team", "status", "acme"], "");
+    assert!(s.contains(&format!("{https}  active")), "{s}");
+    let out = t.cli(
+        &[
+            "team",
+            "add",
+            "bad",
+            "--addr",
+            &https,
+            "--ca-cert",
+            d.path().join("token").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "the CA file is read when the daemon connects"
+    );
+    let out = t.cli(&["team", "status", "bad"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("holds no PEM certificate"),
+        "{}",
+        text(&out)
     );
 }
