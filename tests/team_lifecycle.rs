@@ -276,6 +276,34 @@ fn team_rotation_in_openbao_reaches_the_very_next_install_with_no_failed_run() {
     );
     let log = t.ok(&["log", "--json"], "");
     assert!(log.contains("team acme v2"), "{log}");
+
+    // `exec` starts a run as the plugin does: a third pair reaches its COMPOSER_AUTH at once.
+    let third = "7".repeat(32);
+    bao.kv_put(
+        &format!("composer/{origin}"),
+        &[
+            ("type", "http-basic"),
+            ("username", &third),
+            ("password", &new_priv),
+        ],
+    );
+    assert_eq!(
+        t.credential(&origin, Some(&dir))["username"],
+        new_pub.as_str()
+    );
+    let out = t
+        .command(crate::support::BIN)
+        .current_dir(&dir)
+        .args(["exec", "--", "sh", "-c", "printf %s \"$COMPOSER_AUTH\""])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let auth: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        auth["http-basic"][&origin]["username"],
+        third.as_str(),
+        "{auth}"
+    );
 }
 
 #[test]
