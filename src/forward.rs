@@ -48,30 +48,15 @@ impl Owner {
         let pid = std::process::id();
         Some(Owner {
             pid,
-            start: start_time(pid)?,
+            start: crate::procstat::start_time(pid as i32)?,
         })
     }
 
     /// Whether it still runs: the same process (not one that reused its pid), and not a
     /// zombie its parent has yet to reap.
     pub fn alive(&self) -> bool {
-        matches!(stat(self.pid), Some((state, start)) if start == self.start && !matches!(state, 'Z' | 'X'))
+        matches!(crate::procstat::read(self.pid as i32), Some(s) if s.start == self.start && !matches!(s.state, 'Z' | 'X'))
     }
-}
-
-fn start_time(pid: u32) -> Option<u64> {
-    stat(pid).map(|(_, start)| start)
-}
-
-/// A process's state and start time from `/proc/PID/stat`, read after the command name
-/// (which may hold spaces and parentheses).
-fn stat(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // After ")": field 3 (state) is the first; starttime is field 22.
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Why a forward door could not be made, found or kept.
@@ -89,24 +74,9 @@ pub enum ForwardError {
     /// Neither origins nor a project: it would serve nothing, or (worse) be read as "all".
     #[error("a forward serves --origin ORIGIN... or --project DIR; give one")]
     Empty,
-    /// The registry file is not valid JSON.
-    #[error("the forward registry {path} is not valid: {source}")]
-    Parse {
-        /// The registry file.
-        path: PathBuf,
-        /// What the JSON parser said (the registry holds no secret).
-        source: serde_json::Error,
-    },
-    /// Reading or writing the registry failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// The registry file could not be read or written.
+    #[error(transparent)]
+    File(#[from] crate::registry::FileError),
 }
 
 /// All forward doors, as stored.
@@ -124,14 +94,12 @@ pub fn registry_path() -> Result<PathBuf, crate::paths::PathError> {
 /// A door's socket: beside the main socket in its 0700 directory; only the user's own `ssh`
 /// connects to it, and forwards what reaches the remote end.
 pub fn socket_path(main_socket: &Path, name: &str) -> PathBuf {
-    let dir = main_socket.parent().unwrap_or(Path::new("."));
-    dir.join(format!("forward-{name}.sock"))
+    crate::registry::socket_path(main_socket, "forward", name)
 }
 
 /// Refuses a name that could not be a socket's file name.
 pub fn check_name(name: &str) -> Result<(), ForwardError> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    if name.is_empty() || name.len() > 64 || !name.chars().all(ok) {
+    if !crate::registry::valid_name(name) {
         return Err(ForwardError::BadName(name.to_owned()));
     }
     Ok(())
@@ -171,39 +139,16 @@ impl Forward {
 impl Registry {
     /// Reads the registry; a missing file is an empty one.
     pub fn load(path: &Path) -> Result<Registry, ForwardError> {
-        match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|source| ForwardError::Parse {
-                path: path.to_owned(),
-                source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
-            Err(source) => Err(ForwardError::Io {
-                what: "reading",
-                path: path.to_owned(),
-                source,
-            }),
-        }
+        Ok(crate::registry::load("forward", path)?)
     }
 
-    /// Loads, changes and saves under an exclusive lock (`forwards.lock`), so two changes at
-    /// once both land.
+    /// Loads, changes and saves under its lock (`forwards.lock`), so two changes at once
+    /// both land.
     pub fn update<T>(
         path: &Path,
         change: impl FnOnce(&mut Registry) -> Result<T, ForwardError>,
     ) -> Result<T, ForwardError> {
-        let _lock = lock(path)?;
-        let mut reg = Registry::load(path)?;
-        let before = reg.clone();
-        let out = change(&mut reg)?;
-        if reg != before {
-            let bytes = serde_json::to_vec_pretty(&reg).expect("forwards serialize");
-            crate::atomic::write(path, &bytes, 0o600).map_err(|source| ForwardError::Io {
-                what: "writing",
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        Ok(out)
+        crate::registry::update("forward", path, change)
     }
 
     /// Adds a door, refusing a bad or taken name and one that would serve nothing.
@@ -236,39 +181,6 @@ impl Registry {
             .partition(|f| f.live(now));
         self.forwards = keep;
         gone.into_iter().map(|f| f.name).collect()
-    }
-}
-
-/// Holds `forwards.lock` beside the registry until dropped; never through a symlink.
-fn lock(path: &Path) -> Result<std::fs::File, ForwardError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    let lock_path = path.with_extension("lock");
-    let io_err = |what, p: &Path, source| ForwardError::Io {
-        what,
-        path: p.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        crate::paths::create_private_dir(dir).map_err(|e| io_err("creating", dir, e))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(|e| io_err("opening", &lock_path, e))?;
-    loop {
-        // SAFETY: flock on a descriptor this function owns; no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(io_err("locking", &lock_path, e));
-        }
     }
 }
 

@@ -52,24 +52,9 @@ pub enum GrantError {
         /// Where the path leads now.
         real: PathBuf,
     },
-    /// The registry file is not ours to read as JSON.
-    #[error("the grant registry {path} is not valid: {source}")]
-    Parse {
-        /// The registry file.
-        path: PathBuf,
-        /// What the JSON parser said (it quotes no secret: the registry holds none).
-        source: serde_json::Error,
-    },
-    /// Reading or writing the registry failed.
-    #[error("{what} {path}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The registry file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// The registry file could not be read or written.
+    #[error(transparent)]
+    File(#[from] crate::registry::FileError),
 }
 
 /// All grants, as stored.
@@ -87,8 +72,7 @@ pub fn registry_path() -> Result<PathBuf, crate::paths::PathError> {
 /// A grant's socket: beside the main socket, inside its 0700 directory, so that host
 /// processes of the granted uid cannot reach it; only a bind mount of the file can.
 pub fn socket_path(main_socket: &Path, name: &str) -> PathBuf {
-    let dir = main_socket.parent().unwrap_or(Path::new("."));
-    dir.join(format!("grant-{name}.sock"))
+    crate::registry::socket_path(main_socket, "grant", name)
 }
 
 /// The default name: `uid<N>-<project's last component>`, made valid.
@@ -98,19 +82,21 @@ pub fn default_name(uid: u32, project: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
         .chars()
-        .map(|c| if valid_char(c) { c } else { '-' })
+        .map(|c| {
+            if crate::registry::name_char(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(48)
         .collect();
     format!("uid{uid}-{base}")
 }
 
-fn valid_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_'
-}
-
 /// Refuses a name that could not be a socket's file name.
 pub fn check_name(name: &str) -> Result<(), GrantError> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(valid_char) {
+    if !crate::registry::valid_name(name) {
         return Err(GrantError::BadName(name.to_owned()));
     }
     Ok(())
@@ -119,42 +105,16 @@ pub fn check_name(name: &str) -> Result<(), GrantError> {
 impl Registry {
     /// Reads the registry; a missing file is an empty one.
     pub fn load(path: &Path) -> Result<Registry, GrantError> {
-        match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|source| GrantError::Parse {
-                path: path.to_owned(),
-                source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
-            Err(source) => Err(GrantError::Io {
-                what: "reading",
-                path: path.to_owned(),
-                source,
-            }),
-        }
+        Ok(crate::registry::load("grant", path)?)
     }
 
-    /// Writes it atomically, 0600.
-    pub fn save(&self, path: &Path) -> Result<(), GrantError> {
-        let bytes = serde_json::to_vec_pretty(self).expect("grants serialize");
-        private_parent(path)?;
-        crate::atomic::write(path, &bytes, 0o600).map_err(|source| GrantError::Io {
-            what: "writing",
-            path: path.to_owned(),
-            source,
-        })
-    }
-
-    /// Loads, changes and saves the registry under an exclusive lock, so that two `grant add`
-    /// at once both land: without it the second save would drop the first one's grant.
+    /// Loads, changes and saves the registry under its lock, so that two `grant add` at
+    /// once both land.
     pub fn update<T>(
         path: &Path,
         change: impl FnOnce(&mut Registry) -> Result<T, GrantError>,
     ) -> Result<T, GrantError> {
-        let _lock = lock(path)?;
-        let mut reg = Registry::load(path)?;
-        let out = change(&mut reg)?;
-        reg.save(path)?;
-        Ok(out)
+        crate::registry::update("grant", path, change)
     }
 
     /// Adds a grant, refusing a bad or taken name and the user's own uid.
@@ -181,50 +141,6 @@ impl Registry {
     }
 }
 
-/// Creates the registry's directory, private, when it is missing.
-fn private_parent(path: &Path) -> Result<(), GrantError> {
-    let Some(dir) = path.parent() else {
-        return Ok(());
-    };
-    crate::paths::create_private_dir(dir).map_err(|source| GrantError::Io {
-        what: "creating",
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-/// Holds `grants.lock` beside the registry until dropped. The directory is the user's private
-/// config directory; the lock file is never followed through a symlink all the same.
-fn lock(path: &Path) -> Result<std::fs::File, GrantError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    let lock_path = path.with_extension("lock");
-    let io_err = |what, source| GrantError::Io {
-        what,
-        path: lock_path.clone(),
-        source,
-    };
-    private_parent(path)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(|e| io_err("opening", e))?;
-    loop {
-        // SAFETY: flock on a descriptor this function owns; no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(io_err("locking", e));
-        }
-    }
-}
-
 /// Most links followed while resolving a project path, as the kernel's own bound.
 const MAX_LINKS: usize = 40;
 
@@ -234,10 +150,8 @@ const MAX_LINKS: usize = 40;
 /// another project. A path that follows no link (the real path, named as is) is taken.
 pub fn project_path(given: &Path, me: u32) -> Result<PathBuf, GrantError> {
     use std::os::unix::fs::MetadataExt;
-    let io = |path: &Path, source| GrantError::Io {
-        what: "resolving",
-        path: path.to_owned(),
-        source,
+    let io = |path: &Path, source| {
+        GrantError::from(crate::registry::FileError::io("resolving", path, source))
     };
     let abs = match given.is_absolute() {
         true => given.to_owned(),

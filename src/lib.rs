@@ -7,7 +7,8 @@
 //! - [`store`]: the `Store` trait and its backends; [`index`]: the non-secret metadata file.
 //! - [`agent`]: the domain core: the store, index and cache behind one lock, release under
 //!   policy ([`agent::policy`]), the unlock timers; it returns outcomes and knows no server.
-//!   [`peer`]: who is asking (uid, pid, executable, the door it came through).
+//!   [`peer`]: who is asking (uid, pid, executable, the door it came through);
+//!   [`procstat`]: a process's parent and start time.
 //! - [`server`]: one connection path for every door ([`server::door`]: the main socket,
 //!   grants), limits, routes; the edge that writes audit records and builds replies.
 //! - [`client`]: the CLI's HTTP client over the socket; [`trust`]: who may have put a socket
@@ -22,7 +23,7 @@
 //! - [`grant`]: which other uid may read which project's credentials (served as doors by `server::grant`).
 //! - [`team`]: team sources (OpenBao / HashiCorp Vault KV v2), read through beside the store.
 //! - [`forward`]: the doors made for `ssh -R` (served by `server::forward`); [`ssh`]: what
-//!   `composer-keyd ssh` runs remotely.
+//!   `composer-keyd ssh` runs remotely; [`registry`]: the file both registries are kept in.
 //! - [`container`]: the wiring that mounts the socket and the plugin into containers.
 
 //! - [`harden`]: process hardening; [`audit`]: the audit log of releases and refusals.
@@ -47,7 +48,9 @@ pub mod harden;
 pub mod index;
 pub mod paths;
 pub mod peer;
+pub mod procstat;
 pub mod protocol;
+pub mod registry;
 pub mod remember;
 pub mod scan;
 pub mod secret;

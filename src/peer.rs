@@ -84,3 +84,81 @@ impl Peer {
         rec
     }
 }
+
+/// The process that connected, pinned by a pidfd (`SO_PEERPIDFD`, Linux 6.5 and later): what
+/// is read of `/proc/PID` is about that process only if it still holds the pid afterwards,
+/// since a pid is not handed out again while its process (or its zombie) exists.
+pub struct Pinned(Result<std::os::fd::OwnedFd, std::io::Error>);
+
+impl Pinned {
+    /// Pins the peer of the connected socket `fd`.
+    pub fn of(fd: std::os::fd::BorrowedFd<'_>) -> Pinned {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let mut pidfd: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `pidfd`, a c_int we own.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERPIDFD,
+                (&mut pidfd as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        Pinned(match r == 0 && pidfd >= 0 {
+            // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+            true => Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd) }),
+            false => Err(std::io::Error::last_os_error()),
+        })
+    }
+
+    /// Whether the process that connected still holds its pid: `Some(false)` when it is gone
+    /// (its pid may be another process's now), `None` when this kernel pins no peer.
+    pub fn still_there(&self) -> Option<bool> {
+        use std::os::fd::AsRawFd;
+        match &self.0 {
+            Ok(pidfd) => {
+                // SAFETY: signal 0 only checks that the pidfd's process exists; no memory is passed.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd.as_raw_fd(),
+                        0,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                Some(r == 0)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Some(false),
+            Err(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_live_peer_is_still_there_and_one_that_left_is_not() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(Pinned::of(a.as_fd()).still_there(), Some(true));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // A child connects, then exits and is reaped before its connection is looked at.
+        let status = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); import os; os._exit(0)"])
+            .arg(&path)
+            .status()
+            .expect("python3 (Debian package python3)");
+        assert!(status.success());
+        let (conn, _) = listener.accept().unwrap();
+        let pinned = Pinned::of(conn.as_fd());
+        assert_ne!(pinned.still_there(), Some(true));
+    }
+}

@@ -313,6 +313,11 @@ pub struct OriginList {
     /// nothing to warn about) and from a daemon that does not say: clients use 7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_warning_days: Option<u32>,
+    /// Team sources are set up: the plugin then asks for each origin's first lookup of a run
+    /// with `fresh=1`, so that team entries are read through. Absent without teams, so that
+    /// the local path's lookups stay plain (and on the daemon's fast path).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub teams: bool,
 }
 
 /// `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for that project.

@@ -183,9 +183,18 @@ fn evict(map: &mut HashMap<Key, Option<Instant>>) {
     }
 }
 
+/// Most ancestors walked to find the root of a process tree.
+const MAX_ANCESTORS: usize = 256;
+
 /// The session a process runs in, for `--confirm=session`: its login session
 /// (`/proc/PID/sessionid`, set by pam_loginuid), else its process session (`getsid`), which
 /// a terminal's shell and everything it starts share.
+///
+/// In a pid namespace entered with its session (a container, a CI job under `unshare`), the
+/// session's leader is outside and `getsid` answers 0. Every process there that still has
+/// that session descends from the one that entered, whose parent is outside (pid 0 here):
+/// that process, named with its start time so that a reused pid is another tree, stands for
+/// the session.
 pub fn session_of(pid: i32) -> Option<String> {
     let login = std::fs::read_to_string(format!("/proc/{pid}/sessionid"))
         .ok()
@@ -196,7 +205,29 @@ pub fn session_of(pid: i32) -> Option<String> {
     }
     // SAFETY: getsid only reads the kernel's process table.
     let sid = unsafe { libc::getsid(pid) };
-    (sid > 0).then(|| format!("process session {sid}"))
+    if sid > 0 {
+        return Some(format!("process session {sid}"));
+    }
+    if sid < 0 {
+        return None;
+    }
+    let (root, start) = tree_root(pid)?;
+    Some(format!("process tree {root} (started at tick {start})"))
+}
+
+/// The topmost ancestor of `pid` that shares its hidden session (see [`session_of`]).
+fn tree_root(pid: i32) -> Option<(i32, u64)> {
+    let mut cur = pid;
+    for _ in 0..MAX_ANCESTORS {
+        let stat = crate::procstat::read(cur)?;
+        // SAFETY: getsid only reads the kernel's process table.
+        let hidden = unsafe { libc::getsid(stat.ppid) } == 0;
+        if stat.ppid == 0 || !hidden {
+            return Some((cur, stat.start));
+        }
+        cur = stat.ppid;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -307,18 +338,22 @@ mod tests {
         assert!(!m.holds(&key("/p"), Instant::now()));
     }
 
-    /// A process has a session when it has a login session or sees its session's leader; in
-    /// a pid namespace whose session leader is outside it (`getsid` answers 0), it has none,
-    /// and `session` approvals then never cover it.
+    /// Every process has a session: its login session, its process session, or (in a pid
+    /// namespace whose session leader is outside it) the tree that entered the namespace.
     #[test]
-    fn this_process_has_a_session_when_it_can_see_one() {
+    fn this_process_has_a_session_and_keeps_it() {
         let me = std::process::id() as i32;
-        let login = std::fs::read_to_string("/proc/self/sessionid")
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .is_some_and(|s| s != u32::MAX);
-        // SAFETY: getsid only reads the kernel's process table.
-        let leader_seen = unsafe { libc::getsid(0) } > 0;
-        assert_eq!(session_of(me).is_some(), login || leader_seen);
+        let first = session_of(me).expect("a session");
+        assert_eq!(session_of(me).as_deref(), Some(first.as_str()));
+        // A child shares it.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let theirs = session_of(child.id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(theirs.as_deref(), Some(first.as_str()));
+        assert_eq!(session_of(-1), None);
     }
 }

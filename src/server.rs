@@ -28,6 +28,7 @@ use slots::{Slot, Slots};
 use stall::StallGuard;
 use std::convert::Infallible;
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -116,7 +117,7 @@ pub async fn serve(
             }
         };
         let peer = Peer::connected(cred.uid(), cred.pid()).through(label.clone());
-        if let Err(reason) = door.admit(cred.uid(), cred.pid()) {
+        if let Err(reason) = door.admit(cred.uid(), cred.pid(), stream.as_fd()) {
             let who = match cred.uid() == crate::paths::euid() {
                 true => "",
                 false => " from another user",

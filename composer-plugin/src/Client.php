@@ -19,6 +19,17 @@ final class Client
         return $this->expiryWarningDays;
     }
 
+    /** @var bool whether the last origin list said the daemon reads team sources */
+    private $teams = false;
+    /** @var array<string, true> origin and project already read through in this client's life (one Composer run) */
+    private $readThrough = array();
+
+    /** Whether the last origin list said the daemon reads team sources (OpenBao/Vault). */
+    public function hasTeams(): bool
+    {
+        return $this->teams;
+    }
+
     /** Replies larger than this are refused; the daemon's largest reply is a few KiB. */
     const MAX_REPLY = 1048576;
 
@@ -101,6 +112,7 @@ final class Client
         if (isset($reply['expiry_warning_days']) && is_int($reply['expiry_warning_days']) && $reply['expiry_warning_days'] >= 0) {
             $this->expiryWarningDays = $reply['expiry_warning_days'];
         }
+        $this->teams = isset($reply['teams']) && $reply['teams'] === true;
         $origins = array();
         foreach ($reply['origins'] as $entry) {
             if (!is_array($entry) || !isset($entry['origin'], $entry['type']) || !is_string($entry['origin']) || !is_string($entry['type'])) {
@@ -121,15 +133,27 @@ final class Client
     /**
      * `GET /v1/credentials/{origin}?project=DIR`: the credential that wins for the project.
      *
+     * With team sources, this client's first lookup of an origin (one client serves one
+     * Composer run) carries `fresh=1`: the daemon reads a team entry through to OpenBao or
+     * Vault past its cache, so a rotation there reaches the next run. Composer gives a
+     * plugin no retry of a refused download, so a run must start with the current pair.
+     * Later lookups use the daemon's cache; without teams no lookup carries a flag, and the
+     * daemon answers it on its fast path.
+     *
+     * @param bool $refresh read team sources again even while the engine is failing (a
+     *                      repository refused what this run was given)
      * @return array<string, mixed> the credential object, with its "type"
      */
     public function credential(string $origin, ?string $project, bool $refresh = false): array
     {
         $query = self::projectQuery($project);
+        $key = strtolower($origin) . "\0" . (string) $project;
         if ($refresh) {
-            // Team sources are read again past the daemon's cache (a repository refused them).
             $query .= ($query === '' ? '?' : '&') . 'refresh=1';
+        } elseif ($this->teams && !isset($this->readThrough[$key])) {
+            $query .= ($query === '' ? '?' : '&') . 'fresh=1';
         }
+        $this->readThrough[$key] = true;
         $reply = $this->request('GET', '/v1/credentials/' . rawurlencode($origin) . $query);
         if (!isset($reply['credential']) || !is_array($reply['credential']) || !isset($reply['credential']['type']) || !is_string($reply['credential']['type'])) {
             throw new DaemonException(DaemonException::BAD_REPLY, 'the daemon\'s credential reply has no typed "credential"');

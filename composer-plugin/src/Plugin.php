@@ -493,7 +493,10 @@ final class Plugin implements PluginInterface, EventSubscriberInterface
     /**
      * Asks the daemon once, past its cache, for a credential the run used and a repository
      * may have refused: a pair rotated in a team source (OpenBao/Vault) comes back new, and
-     * the next run uses it. Composer offers no retry of a refused download to a plugin.
+     * the next run uses it. Composer offers no retry of a refused download to a plugin. The
+     * first line against a rotation is the Client's: each run's first lookup of an origin
+     * reads team entries through, so this one is reached only when the pair changed during
+     * the run, or the engine could not be reached at its start.
      */
     private function refreshed(string $origin): bool
     {

@@ -110,6 +110,56 @@ test('an origin list carries expiries and the warning window', function () {
     }
 });
 
+test('with team sources only the first lookup of an origin in a run reads through', function () {
+    $q = '?project=%2Fsrv%2Fshop';
+    $cred = array('body' => fixture('credential-http-basic.json'));
+    $d = start_daemon(array(
+        'GET /v1/origins' . $q => array('body' => '{"origins":[],"teams":true}'),
+        'GET /v1/credentials/repo.magento.com' . $q . '&fresh=1' => $cred,
+        'GET /v1/credentials/repo.magento.com' . $q => $cred,
+        'GET /v1/credentials/repo.magento.com' . $q . '&refresh=1' => $cred,
+    ));
+    try {
+        $client = new Client($d['sock'], 5.0, 'test');
+        $client->origins('/srv/shop');
+        same(true, $client->hasTeams());
+        foreach (array(false, false, true, false) as $refresh) {
+            same('http-basic', $client->credential('repo.magento.com', '/srv/shop', $refresh)['type']);
+        }
+        $seen = array_map(function ($r) {
+            return $r['request'];
+        }, requests($d));
+        same(array(
+            'GET /v1/origins' . $q,
+            'GET /v1/credentials/repo.magento.com' . $q . '&fresh=1',
+            'GET /v1/credentials/repo.magento.com' . $q,
+            'GET /v1/credentials/repo.magento.com' . $q . '&refresh=1',
+            'GET /v1/credentials/repo.magento.com' . $q,
+        ), $seen);
+    } finally {
+        stop_daemon($d);
+    }
+});
+
+test('without team sources no lookup carries a flag', function () {
+    $d = start_daemon(array(
+        'GET /v1/origins' => array('body' => '{"origins":[]}'),
+        'GET /v1/credentials/a.example' => array('body' => fixture('credential-http-basic.json')),
+    ));
+    try {
+        $client = new Client($d['sock'], 5.0, 'test');
+        $client->origins(null);
+        same(false, $client->hasTeams());
+        $client->credential('a.example', null);
+        $client->credential('a.example', null);
+        same(array('GET /v1/origins', 'GET /v1/credentials/a.example', 'GET /v1/credentials/a.example'), array_map(function ($r) {
+            return $r['request'];
+        }, requests($d)));
+    } finally {
+        stop_daemon($d);
+    }
+});
+
 test('store sends a PUT with the credential and no_clobber', function () {
     $d = start_daemon(array(
         'PUT /v1/credentials/127.0.0.1%3A9' => array('body' => '{"outcome":"created","info":{}}'),

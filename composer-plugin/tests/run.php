@@ -146,6 +146,7 @@ require __DIR__ . '/cases_plugin.php';
 require __DIR__ . '/cases_authtypes.php';
 require __DIR__ . '/cases_operations.php';
 require __DIR__ . '/cases_git.php';
+require __DIR__ . '/cases_teams.php';
 
 test('no fake daemon outlives the tests', function () {
     same(true, count($GLOBALS['children']) > 0, 'fake daemons were started');

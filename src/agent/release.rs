@@ -7,6 +7,7 @@ use crate::credential::Origin;
 use crate::error::{Error, Result};
 use crate::peer::Peer;
 use crate::store::{SecretKey, SecretKeyRef, Store, Which};
+use crate::team::sources::Freshness;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,7 +105,7 @@ impl Agent {
     ) -> Result<Arc<Released>> {
         if self.has_teams() {
             return self
-                .release_with_teams(origin, project, peer, through, false)
+                .release_with_teams(origin, project, peer, through, Freshness::Cached)
                 .await;
         }
         self.release_local(origin, project, peer, through).await

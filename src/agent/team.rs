@@ -2,14 +2,15 @@
 //! `team::winner`'s table; a team entry is handed over from memory only (never cached in the
 //! store or the index), under the door's scope rule.
 
-use super::{Agent, Released};
+use super::policy::{self, Rule};
+use super::{describe, Agent, Released};
 use crate::agent::release::Through;
 use crate::credential::Origin;
 use crate::error::{Error, Result};
 use crate::file_memo::FileMemo;
 use crate::peer::Peer;
 use crate::protocol::OriginInfo;
-use crate::team::sources::{pick, Pick, Sources};
+use crate::team::sources::{pick, Freshness, Pick, Sources};
 use crate::team::TeamError;
 use std::path::Path;
 use std::sync::Arc;
@@ -59,14 +60,14 @@ impl Agent {
     }
 
     /// A release with team sources: a local project-scoped credential wins at once; else the
-    /// teams are asked (through their cache unless `fresh`) and the table decides.
+    /// teams are asked (through their cache as `fresh` says) and the table decides.
     pub async fn release_with_teams(
         &self,
         origin: &Origin,
         project: Option<&Path>,
         peer: &Peer,
         through: Through<'_>,
-        fresh: bool,
+        fresh: Freshness,
     ) -> Result<Arc<Released>> {
         let local = {
             let inner = self.inner();
@@ -101,21 +102,27 @@ impl Agent {
                     .then(|| project.map(|p| p.to_string_lossy().into_owned()))
                     .flatten();
                 (through.within)(scope.as_deref())?;
-                if through.confirms {
-                    return Err(Error::Forbidden(format!(
-                        "team {}: team credentials are not released through a door that asks first",
-                        f.team
-                    )));
-                }
                 if entry.disabled {
                     return Err(Error::Disabled {
                         what: format!("{} in team {}", f.path, f.team),
                     });
                 }
+                let source = format!("team {} v{}", f.team, entry.version);
+                if through.confirms {
+                    // A door that asks first asks for a team entry as for a local one (one
+                    // yes, one release), naming where the credential comes from.
+                    let what = format!("{} from {source}", describe(origin, scope.as_deref()));
+                    let rule = Rule {
+                        confirm: true,
+                        allow_exe: Vec::new(),
+                        scope: crate::protocol::ConfirmScope::Each,
+                        confirm_for: None,
+                    };
+                    policy::check(&rule, &self.confirm, peer, &what).await?;
+                }
                 if self.inner().locked {
                     return Err(Error::Locked);
                 }
-                let source = format!("team {} v{}", f.team, entry.version);
                 Ok(Released::from(
                     origin,
                     scope,
@@ -176,7 +183,7 @@ impl Agent {
             }
             let found = self
                 .teams
-                .lookup(origin.as_str(), name.as_deref(), false)
+                .lookup(origin.as_str(), name.as_deref(), Freshness::Cached)
                 .await;
             let best = found.iter().find_map(|f| {
                 f.result

@@ -373,11 +373,21 @@ async fn fetch_list(ctx: &Ctx) -> anyhow::Result<Vec<CredentialInfo>> {
 
 pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
     let creds = fetch_list(ctx).await?;
+    let team_rows = super::team::list_rows().await;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&creds)?);
+        // Each entry says where it comes from, as the table's SOURCE column does.
+        let mut all = Vec::with_capacity(creds.len() + team_rows.len());
+        for c in &creds {
+            let mut v = serde_json::to_value(c)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("source".into(), "local".into());
+            }
+            all.push(v);
+        }
+        all.extend(team_rows.iter().map(super::team::ListRow::json));
+        println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let team_rows = super::team::list_rows().await;
     if creds.is_empty() && team_rows.is_empty() {
         println!("No credentials stored. Add one with `composer-keyd add ORIGIN` or `composer-keyd import`.");
         return Ok(ExitCode::SUCCESS);
@@ -398,7 +408,7 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    rows.extend(team_rows);
+    rows.extend(team_rows.iter().map(super::team::ListRow::cells));
     let head = [
         "ORIGIN",
         "TYPE",

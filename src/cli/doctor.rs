@@ -1,6 +1,7 @@
 //! `doctor`: one report of everything between the user and a working, plaintext-free
 //! `composer install`, each problem with the command that fixes it.
 
+mod cmdlines;
 mod container;
 mod magento;
 
@@ -9,7 +10,7 @@ use super::{scan, Ctx};
 use clap::Args;
 use composer_keyd::client::ClientError;
 use composer_keyd::composer_home::{self, PLUGIN_PACKAGE};
-use composer_keyd::protocol::{ErrorKind, Status, PROTOCOL, VERSION};
+use composer_keyd::protocol::{CredentialInfo, ErrorKind, Status, PROTOCOL, VERSION};
 use composer_keyd::{config, expiry, paths, trust};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -200,7 +201,10 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         (Some(_), false) => credentials(ctx, &a.net, &mut r).await,
     }
     if status.is_some() {
-        expiry(ctx, &mut r).await;
+        if let Ok(list) = ctx.client.credentials().await {
+            expiry(&list.credentials, &mut r);
+            cmdlines::report(&r, &list.credentials);
+        }
     }
 
     if r.problems == 0 {
@@ -425,12 +429,9 @@ async fn credentials(ctx: &Ctx, net: &NetArgs, r: &mut Report) {
 }
 
 /// One line for each credential that expires within the warning window, or has expired.
-async fn expiry(ctx: &Ctx, r: &mut Report) {
-    let Ok(list) = ctx.client.credentials().await else {
-        return;
-    };
+fn expiry(credentials: &[CredentialInfo], r: &mut Report) {
     let (now, days) = (expiry::now(), config::expiry_warning_days());
-    for c in list.credentials.iter().filter(|c| c.enabled) {
+    for c in credentials.iter().filter(|c| c.enabled) {
         let target = c.origin.as_typed(c.project.as_deref());
         match expiry::standing(c.expires, now, days) {
             expiry::Standing::Fine => {}

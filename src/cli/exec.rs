@@ -71,7 +71,12 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<ExitCode> {
         if let Some(line) = composer_keyd::expiry::warning(&target, o.expires, now, days) {
             eprintln!("composer-keyd: {line}");
         }
-        match client.credential(&o.origin, Some(&dir_s)).await {
+        // With team sources, read them through as a Composer run does at its start.
+        let reply = match list.teams {
+            true => client.credential_fresh(&o.origin, Some(&dir_s)).await,
+            false => client.credential(&o.origin, Some(&dir_s)).await,
+        };
+        match reply {
             Ok(reply) => {
                 doc.insert(&reply.origin, &reply.credential);
                 count += 1;

@@ -384,10 +384,101 @@ pub async fn change(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `list`'s rows for team entries, from their metadata alone (no secret is read, so the type
-/// shows as `(team)`): unscoped ones and each project's, with `team NAME vN` as the source. A
-/// team that cannot answer gets one row saying so.
-pub async fn list_rows() -> Vec<[String; 8]> {
+/// One team row of `list`, from metadata alone: no secret is read, so the type is not
+/// known (`(team)` in the table, `null` in JSON).
+pub enum ListRow {
+    /// An entry under the team's prefix.
+    Entry {
+        /// The team's name.
+        team: String,
+        /// The origin it is for.
+        origin: String,
+        /// The root package name of its project (`projects/{vendor}/{name}/`), or `None`.
+        project: Option<String>,
+        /// Not `disabled` in its custom metadata.
+        enabled: bool,
+        /// The `label` in its custom metadata.
+        label: Option<String>,
+        /// Its current KV v2 version.
+        version: u64,
+    },
+    /// A team that could not answer.
+    Unavailable {
+        /// The team's name.
+        team: String,
+        /// Why (never a secret).
+        error: String,
+    },
+}
+
+impl ListRow {
+    /// The table's cells: ORIGIN TYPE PROJECT STATE LAST-USED EXPIRES LABEL SOURCE.
+    pub fn cells(&self) -> [String; 8] {
+        match self {
+            ListRow::Entry {
+                team,
+                origin,
+                project,
+                enabled,
+                label,
+                version,
+            } => [
+                origin.clone(),
+                "(team)".into(),
+                project.clone().unwrap_or_else(|| "(all projects)".into()),
+                if *enabled { "enabled" } else { "DISABLED" }.into(),
+                "-".into(),
+                "-".into(),
+                label.clone().unwrap_or_default(),
+                format!("team {team} v{version}"),
+            ],
+            ListRow::Unavailable { team, error } => [
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "UNAVAILABLE".into(),
+                "-".into(),
+                "-".into(),
+                error.clone(),
+                format!("team {team}"),
+            ],
+        }
+    }
+
+    /// `list --json`'s object: the fields a local entry has that a team entry can say, and
+    /// `source` as the table shows it, with `team` and `version` apart.
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            ListRow::Entry {
+                team,
+                origin,
+                project,
+                enabled,
+                label,
+                version,
+            } => serde_json::json!({
+                "origin": origin,
+                "type": null,
+                "project": project,
+                "label": label,
+                "enabled": enabled,
+                "source": format!("team {team} v{version}"),
+                "team": team,
+                "version": version,
+            }),
+            ListRow::Unavailable { team, error } => serde_json::json!({
+                "source": format!("team {team}"),
+                "team": team,
+                "error": error,
+            }),
+        }
+    }
+}
+
+/// `list`'s rows for team entries, from their metadata alone: unscoped ones and each
+/// project's, with `team NAME vN` as the source. A team that cannot answer gets one row
+/// saying so.
+pub async fn list_rows() -> Vec<ListRow> {
     let Ok(path) = composer_keyd::config::path() else {
         return Vec::new();
     };
@@ -402,22 +493,16 @@ pub async fn list_rows() -> Vec<[String; 8]> {
             continue;
         };
         if let Err(e) = team_rows(&t, &mut rows).await {
-            rows.push([
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "UNAVAILABLE".into(),
-                "-".into(),
-                "-".into(),
-                e.to_string(),
-                format!("team {name}"),
-            ]);
+            rows.push(ListRow::Unavailable {
+                team: name,
+                error: e.to_string(),
+            });
         }
     }
     rows
 }
 
-async fn team_rows(t: &Team, rows: &mut Vec<[String; 8]>) -> Result<(), team::TeamError> {
+async fn team_rows(t: &Team, rows: &mut Vec<ListRow>) -> Result<(), team::TeamError> {
     let token = t.token().await?;
     let (e, m, p) = (t.engine(), &t.cfg.mount, &t.cfg.prefix);
     let mut paths: Vec<(Option<String>, String)> = Vec::new();
@@ -445,17 +530,14 @@ async fn team_rows(t: &Team, rows: &mut Vec<[String; 8]>) -> Result<(), team::Te
     for (project, origin) in paths {
         let at = team::secret_path(p, project.as_deref(), &origin);
         let (version, custom) = kv::metadata(e, &token, m, &at).await?;
-        let disabled = custom.get("disabled").is_some_and(|v| v == "true");
-        rows.push([
+        rows.push(ListRow::Entry {
+            team: t.name.clone(),
             origin,
-            "(team)".into(),
-            project.unwrap_or_else(|| "(all projects)".into()),
-            if disabled { "DISABLED" } else { "enabled" }.into(),
-            "-".into(),
-            "-".into(),
-            custom.get("label").cloned().unwrap_or_default(),
-            format!("team {} v{version}", t.name),
-        ]);
+            project,
+            enabled: custom.get("disabled").is_none_or(|v| v != "true"),
+            label: custom.get("label").cloned(),
+            version,
+        });
     }
     Ok(())
 }

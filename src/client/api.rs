@@ -98,6 +98,21 @@ impl Client {
         self.call(Method::GET, &path, None).await
     }
 
+    /// The same, with team entries read through past the daemon's cache (`fresh=1`), as a
+    /// Composer run's first lookup is: a pair rotated in a team source reaches the run.
+    pub async fn credential_fresh(
+        &self,
+        origin: &Origin,
+        project: Option<&str>,
+    ) -> Result<CredentialReply, ClientError> {
+        let mut path = credential_path(origin.as_str(), project, "");
+        path.push_str(match project {
+            Some(_) => "&fresh=1",
+            None => "?fresh=1",
+        });
+        self.call(Method::GET, &path, None).await
+    }
+
     /// `PUT /v1/credentials/{origin}?project=DIR`: add, replace or rotate.
     pub async fn put_credential(
         &self,

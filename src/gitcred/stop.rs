@@ -3,6 +3,7 @@
 //! retries with the credential in the URL. Stopping git's remote helper first makes git fail
 //! with "git-remote-http died of signal 9" instead, which Composer does not retry.
 
+use crate::procstat::parent;
 use std::path::Path;
 
 /// Most ancestors walked: this helper, `sh -c`, then git's remote helper.
@@ -60,12 +61,6 @@ fn is_remote_helper(pid: i32, uid: u32) -> bool {
     owner == Some(uid) && is_git && (names_helper(&first) || names_helper(&second))
 }
 
-fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +70,5 @@ mod tests {
         assert_eq!(remote_helper_ancestor(), None);
         let me = std::process::id() as i32;
         assert!(!is_remote_helper(me, crate::paths::euid()));
-        assert_eq!(parent(me), Some(std::os::unix::process::parent_id() as i32));
     }
 }

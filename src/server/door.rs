@@ -12,6 +12,7 @@ use crate::agent::Agent;
 use crate::error::Error;
 use crate::protocol::Status;
 use hyper::Method;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,9 +23,9 @@ pub trait Door: Send + Sync + 'static {
     /// What the audit log and a confirm dialog call it (`grant NAME`); `None` for the main socket.
     fn label(&self) -> Option<Arc<str>>;
 
-    /// Whether the peer `uid`, `pid` (SO_PEERCRED) may come in; otherwise why not, for the
-    /// audit record.
-    fn admit(&self, uid: u32, pid: Option<i32>) -> Result<(), String>;
+    /// Whether the peer `uid`, `pid` (SO_PEERCRED) of connection `socket` may come in;
+    /// otherwise why not, for the audit record.
+    fn admit(&self, uid: u32, pid: Option<i32>, socket: BorrowedFd<'_>) -> Result<(), String>;
 
     /// Whether this door serves `method` on the path split into `route`.
     fn permits(&self, method: &Method, route: &[&str]) -> Result<(), Error>;
@@ -104,7 +105,7 @@ impl Door for Main {
         None
     }
 
-    fn admit(&self, uid: u32, _pid: Option<i32>) -> Result<(), String> {
+    fn admit(&self, uid: u32, _pid: Option<i32>, _socket: BorrowedFd<'_>) -> Result<(), String> {
         match uid == crate::paths::euid() {
             true => Ok(()),
             false => Err("the peer is another user".into()),

@@ -14,6 +14,7 @@ use crate::protocol::{
     UnlockReply, UnlockRequest,
 };
 use crate::secret::to_json_zeroizing;
+use crate::team::sources::Freshness;
 use bytes::Buf;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -241,6 +242,8 @@ fn cached_origins(agent: &Agent, query: Option<&str>) -> Option<Response<WipeBod
         &crate::protocol::OriginList {
             origins,
             expiry_warning_days,
+            // Answered here only when no team source is set up.
+            teams: false,
         },
     ))
 }
@@ -319,6 +322,7 @@ async fn route(
             ok(&crate::protocol::OriginList {
                 origins,
                 expiry_warning_days,
+                teams: agent.has_teams(),
             })
         }
         (&Method::GET, ["v1", "credentials"]) => ok(&crate::protocol::CredentialList {
@@ -332,9 +336,9 @@ async fn route(
                 within: &within,
                 confirms: door.confirms(),
             };
-            let hit = if query.refresh && agent.has_teams() {
+            let hit = if query.fresh != Freshness::Cached && agent.has_teams() {
                 agent
-                    .release_with_teams(&origin, project.as_deref(), peer, through, true)
+                    .release_with_teams(&origin, project.as_deref(), peer, through, query.fresh)
                     .await?
             } else {
                 agent
@@ -585,16 +589,22 @@ pub(crate) fn parse_origin(segment: &str) -> Result<Origin, Error> {
 /// Query parameters we know; others are ignored.
 struct Query {
     project: Option<String>,
-    /// `refresh=1`: read team sources past their cache (the plugin's 401 path).
-    refresh: bool,
+    /// How a lookup trusts the team cache: `fresh=1` reads team entries through (the
+    /// plugin's first lookup of an origin in a run), `refresh=1` even while the engine rests
+    /// (a repository refused the entry). Local credentials are not affected.
+    fresh: Freshness,
 }
 
 impl Query {
     fn parse(q: Option<&str>) -> Result<Query, Error> {
         let mut project = None;
-        let mut refresh = false;
+        let mut fresh = Freshness::Cached;
         for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
-            refresh |= k == "refresh" && v == "1";
+            match (&*k, &*v) {
+                ("refresh", "1") => fresh = Freshness::Refresh,
+                ("fresh", "1") if fresh == Freshness::Cached => fresh = Freshness::RunStart,
+                _ => {}
+            }
             if k == "project" && !v.is_empty() {
                 if v.len() > MAX_PROJECT_LEN || v.contains('\0') || !v.starts_with('/') {
                     return Err(Error::BadRequest(
@@ -604,7 +614,7 @@ impl Query {
                 project = Some(v.into_owned());
             }
         }
-        Ok(Query { project, refresh })
+        Ok(Query { project, fresh })
     }
 
     /// The project a lookup comes from, resolved through symlinks when it exists
@@ -676,5 +686,14 @@ mod tests {
         assert!(Query::parse(Some("project=%2Fa%00b")).is_err());
         let q = Query::parse(Some("project=%2Fsrv%2Fmy%20shop&x=1")).unwrap();
         assert_eq!(q.project.as_deref(), Some("/srv/my shop"));
+        assert_eq!(q.fresh, Freshness::Cached);
+        for (query, fresh) in [
+            ("project=%2Fa&fresh=1", Freshness::RunStart),
+            ("fresh=1&refresh=1", Freshness::Refresh),
+            ("refresh=1&fresh=1", Freshness::Refresh),
+            ("fresh=0", Freshness::Cached),
+        ] {
+            assert_eq!(Query::parse(Some(query)).unwrap().fresh, fresh, "{query}");
+        }
     }
 }

@@ -17,6 +17,22 @@ use tokio::time::Instant;
 /// period, not every lookup's.
 pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How far a lookup trusts the cache of team entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// An entry younger than its TTL is served from memory: the later lookups of a
+    /// Composer run, git's credential helper, `exec`.
+    Cached,
+    /// Read through to the engine whatever the entry's age: the plugin's first lookup of an
+    /// origin in a Composer run, so that a rotation in the engine reaches the next run.
+    /// While the engine rests after an outage ([`RETRY_AFTER`]), and when it cannot
+    /// answer, the cached entry is served within the grace, as for [`Freshness::Cached`].
+    RunStart,
+    /// Read through to the engine even while it rests: a repository refused the entry the
+    /// run was given (the plugin's post-failure refresh).
+    Refresh,
+}
+
 /// One configured team source.
 pub struct Team {
     /// Its name.
@@ -308,8 +324,13 @@ impl Sources {
     }
 
     /// Every team's answers for `origin`: project-scoped first when a project name is given,
-    /// then unscoped, team by team. `fresh` bypasses the cache (the plugin's 401 refresh).
-    pub async fn lookup(&self, origin: &str, project: Option<&str>, fresh: bool) -> Vec<Found> {
+    /// then unscoped, team by team, through the cache as `fresh` says.
+    pub async fn lookup(
+        &self,
+        origin: &str,
+        project: Option<&str>,
+        fresh: Freshness,
+    ) -> Vec<Found> {
         let mut out = Vec::new();
         for team in &self.teams {
             let unscoped = secret_path(&team.cfg.prefix, None, origin);
@@ -332,19 +353,19 @@ impl Sources {
         out
     }
 
-    /// One path of one team, through the cache.
+    /// One path of one team, through the cache as `fresh` says.
     pub async fn fetch(
         &self,
         team: &Team,
         path: &str,
-        fresh: bool,
+        fresh: Freshness,
     ) -> Result<(Held, bool), TeamError> {
         let (ttl, grace) = (team.cfg.cache_ttl(), team.cfg.grace());
         let cached = self.cache().get(&team.name, path, ttl, grace);
-        if let (Hit::Fresh(h), false) = (&cached, fresh) {
+        if let (Hit::Fresh(h), Freshness::Cached) = (&cached, fresh) {
             return Ok((h.clone(), false));
         }
-        if !fresh && team.resting() {
+        if fresh != Freshness::Refresh && team.resting() {
             let why = team.outage().map(|(_, w)| w).unwrap_or_default();
             return match cached {
                 Hit::Fresh(h) | Hit::Stale(h) => Ok((h, true)),

@@ -103,3 +103,54 @@ fn doctor_lists_each_problem_with_its_fix_and_passes_when_fixed() {
         "composer-keyd unlock",
     );
 }
+
+/// With a forge token stored, `doctor` says whether other users can read command lines (where
+/// Composer's own git retry would show the token), and says nothing of it without one.
+#[test]
+fn doctor_warns_of_readable_command_lines_only_with_a_forge_token() {
+    require("unshare", "util-linux");
+    let t = TestEnv::with_keyring(true);
+    let _d = t.start_daemon(&[]);
+    let line = "command lines:";
+    let doctor =
+        || String::from_utf8_lossy(&t.cli(&["doctor", "--offline"], "").stdout).into_owned();
+    t.ok(
+        &["add", "repo.magento.com", "--type", "http-basic"],
+        "pub\npriv\n",
+    );
+    let plain = doctor();
+    assert!(!plain.contains(line), "{plain}");
+
+    t.ok(
+        &["add", "github.com", "--type", "github-oauth"],
+        "ghp_doctorcmdline0000000000000000000000\n",
+    );
+    let open = doctor();
+    let warned = open
+        .lines()
+        .find(|l| l.starts_with(&format!("WARNING  {line}")))
+        .unwrap_or_else(|| panic!("no warning in:\n{open}"));
+    assert!(
+        warned.contains("github.com") && warned.contains("hidepid=invisible"),
+        "{warned}"
+    );
+
+    // The same doctor under a /proc mounted with hidepid (a mount namespace of its own).
+    let out = t
+        .command("unshare")
+        .args(["--mount", "--pid", "--fork", "sh", "-c"])
+        .arg(format!(
+            "mount -t proc -o hidepid=invisible proc /proc && exec {} doctor --offline",
+            crate::support::BIN
+        ))
+        .output()
+        .expect("unshare (Debian package util-linux)");
+    let hidden = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        hidden
+            .lines()
+            .any(|l| l.starts_with(&format!("ok       {line}"))),
+        "{hidden}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

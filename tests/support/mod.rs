@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod attacker;
+pub mod bao_team;
 pub mod docker;
 pub mod impostor;
 pub mod net;

@@ -11,6 +11,7 @@
 
 use super::Rule;
 use crate::peer::Peer;
+use crate::procstat::{parent, start_time};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -99,23 +100,6 @@ fn own_exe() -> Option<&'static Path> {
         .as_deref()
 }
 
-/// The fields of `/proc/PID/stat` after the command name (which may hold spaces and
-/// parentheses, so it ends at the last `)`): state, ppid, ..., starttime.
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
-fn parent(pid: i32) -> Option<i32> {
-    stat_fields(pid)?.get(1)?.parse().ok()
-}
-
-/// Field 22 of `/proc/PID/stat`, the 20th after the command name.
-fn start_time(pid: i32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,16 +151,5 @@ mod tests {
         let b = Approvals::default();
         b.record(&me(), "a.example", r);
         assert!(!b.covers(&me(), "a.example", r));
-    }
-
-    #[test]
-    fn start_time_and_parent_read_this_process() {
-        let pid = std::process::id() as i32;
-        assert!(start_time(pid).is_some_and(|t| t > 0));
-        assert_eq!(
-            parent(pid),
-            Some(i32::try_from(std::os::unix::process::parent_id()).unwrap())
-        );
-        assert_eq!(start_time(-1), None);
     }
 }

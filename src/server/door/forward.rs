@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::forward::Forward;
 use crate::protocol::Status;
 use hyper::Method;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -52,7 +53,7 @@ impl Door for ForwardDoor {
     }
 
     /// The local `ssh` connects as the user; nobody else can reach the 0700 directory.
-    fn admit(&self, uid: u32, _pid: Option<i32>) -> Result<(), String> {
+    fn admit(&self, uid: u32, _pid: Option<i32>, _socket: BorrowedFd<'_>) -> Result<(), String> {
         if uid != crate::paths::euid() {
             return Err(format!("the peer is uid {uid}, not this user's ssh"));
         }
@@ -112,6 +113,12 @@ impl Door for ForwardDoor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
+
+    /// A connected socket to admit through (a forward door reads nothing of it).
+    fn sock() -> std::os::unix::net::UnixStream {
+        std::os::unix::net::UnixStream::pair().unwrap().0
+    }
 
     fn door(origins: &[&str], project: Option<&str>) -> ForwardDoor {
         ForwardDoor::new(Forward {
@@ -147,15 +154,17 @@ mod tests {
         assert_eq!(d.project(), Some(Path::new("/")));
         assert!(d.within(None).is_ok());
         assert!(d.within(Some("/srv/shop")).is_err());
-        assert!(d.admit(crate::paths::euid(), None).is_ok());
-        assert!(d.admit(crate::paths::euid().wrapping_add(1), None).is_err());
+        assert!(d.admit(crate::paths::euid(), None, sock().as_fd()).is_ok());
+        assert!(d
+            .admit(crate::paths::euid().wrapping_add(1), None, sock().as_fd())
+            .is_err());
     }
 
     #[test]
     fn an_ended_door_serves_nothing() {
         let mut d = door(&["repo.magento.com"], None);
         d.fwd.expires_at = Some(1);
-        assert!(d.admit(crate::paths::euid(), None).is_err());
+        assert!(d.admit(crate::paths::euid(), None, sock().as_fd()).is_err());
         assert!(d.permits(&Method::GET, &["v1", "status"]).is_err());
     }
 }

@@ -11,6 +11,7 @@ use crate::protocol::Status;
 use crate::server::limits::Limits;
 use hyper::Method;
 use std::collections::HashSet;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -59,7 +60,7 @@ impl Door for GrantDoor {
         Some(Arc::clone(&self.label))
     }
 
-    fn admit(&self, uid: u32, pid: Option<i32>) -> Result<(), String> {
+    fn admit(&self, uid: u32, pid: Option<i32>, socket: BorrowedFd<'_>) -> Result<(), String> {
         if uid != self.grant.uid {
             return Err(format!(
                 "the peer is uid {uid}, the grant is for uid {}",
@@ -67,7 +68,12 @@ impl Door for GrantDoor {
             ));
         }
         if self.contained {
+            let pinned = crate::peer::Pinned::of(socket);
             contained(pid)?;
+            // What /proc said was of the peer only if no other process took its pid since.
+            if pinned.still_there() == Some(false) {
+                return Err("the peer exited before it was checked".into());
+            }
         }
         Ok(())
     }
