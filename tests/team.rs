@@ -101,34 +101,10 @@ fn team_add_list_status_remove() {
 #[test]
 fn team_reads_scoped_and_unscoped_with_versions_and_metadata() {
     let bao = Bao::dev();
-    bao.policy("composer-read", READER);
-    let d = tempfile::tempdir().unwrap();
-    let tf = d.path().join("token");
-    write_token(&tf, &bao.token(&["composer-read"], "1h"));
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", "ALL"),
-            ("password", PRIV),
-        ],
-    );
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
-    bao.kv_put(
-        "composer/projects/acme/shop/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", "SHOP"),
-            ("password", PRIV),
-        ],
-    );
+    let (_d, tf) = reader_token(&bao, "1h");
+    put_pair(&bao, "composer/repo.magento.com", "ALL");
+    put_pair(&bao, "composer/repo.magento.com", PUB);
+    put_pair(&bao, "composer/projects/acme/shop/repo.magento.com", "SHOP");
     bao.ok(&[
         "kv",
         "metadata",
@@ -162,14 +138,7 @@ fn team_reads_scoped_and_unscoped_with_versions_and_metadata() {
     );
 
     // Cached for the TTL: a new version shows only when the cache is bypassed.
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", "NEW"),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", "NEW");
     assert_eq!(
         username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
         PUB
@@ -184,14 +153,7 @@ fn team_reads_scoped_and_unscoped_with_versions_and_metadata() {
         "NEW"
     );
     // A run's first lookup reads through too, and what it read is what the cache serves.
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", "NEWER"),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", "NEWER");
     assert_eq!(
         username(&s, &rt, "repo.magento.com", None).unwrap()[0].1,
         "NEW"
@@ -215,14 +177,7 @@ fn team_revoked_token_is_forbidden_and_the_cache_is_dropped() {
     let tf = d.path().join("token");
     let token = bao.token(&["composer-read"], "1h");
     write_token(&tf, &token);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let rt = rt();
     let s = sources("acme", vec![bao.addr().to_owned()], &tf, |_| {});
     assert_eq!(
@@ -250,10 +205,7 @@ fn team_revoked_token_is_forbidden_and_the_cache_is_dropped() {
 #[test]
 fn team_bad_input_gives_typed_errors_within_the_deadline() {
     let bao = Bao::dev();
-    bao.policy("composer-read", READER);
-    let d = tempfile::tempdir().unwrap();
-    let tf = d.path().join("token");
-    write_token(&tf, &bao.token(&["composer-read"], "1h"));
+    let (_d, tf) = reader_token(&bao, "1h");
     bao.kv_put(
         "composer/a.example",
         &[("username", PUB), ("password", PRIV)],
@@ -331,14 +283,7 @@ fn team_status_reads_no_secret_and_the_engine_audits_reads_by_token() {
     .unwrap();
     let bao = Bao::dev_with(&[&format!("-config={}", hcl.display())]);
     bao.policy("composer-read", READER);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let t = TestEnv::bare();
     let token = bao.token(&["composer-read"], "1h");
     write_token(&t.home().join(".vault-token"), &token);
@@ -432,14 +377,7 @@ fn team_composer_install_gets_a_pair_that_is_only_in_openbao() {
         None,
     );
     let origin = format!("127.0.0.1:{}", server.ports[0]);
-    bao.kv_put(
-        &format!("composer/{origin}"),
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, &format!("composer/{origin}"), PUB);
     let (t, d) = team_daemon(&bao, &[]);
     let dir = project(
         &t,
@@ -478,21 +416,11 @@ fn team_composer_install_gets_a_pair_that_is_only_in_openbao() {
 fn team_precedence_through_the_daemon_and_revocation() {
     let bao = Bao::dev();
     let origin = "repo.magento.com";
-    bao.kv_put(
-        &format!("composer/{origin}"),
-        &[
-            ("type", "http-basic"),
-            ("username", "TEAM-ALL"),
-            ("password", PRIV),
-        ],
-    );
-    bao.kv_put(
+    put_pair(&bao, &format!("composer/{origin}"), "TEAM-ALL");
+    put_pair(
+        &bao,
         &format!("composer/projects/test/shop/{origin}"),
-        &[
-            ("type", "http-basic"),
-            ("username", "TEAM-SHOP"),
-            ("password", PRIV),
-        ],
+        "TEAM-SHOP",
     );
     let (t, _d) = team_daemon(&bao, &[]);
     let mk = |name: &str| {
@@ -579,14 +507,7 @@ fn team_entry_through_a_confirming_door_is_asked_for_like_a_local_one_naming_its
     use std::os::unix::fs::PermissionsExt;
     let bao = Bao::dev();
     bao.policy("composer-read", READER);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let t = TestEnv::with_keyring(true);
     t.ok(&["team", "add", "acme", "--addr", bao.addr()], "");
     write_token(

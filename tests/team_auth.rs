@@ -36,14 +36,7 @@ fn team_jwt_login_is_verified_by_openbao() {
         "token_policies=composer-read",
         "token_ttl=10m",
     ]);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -150,14 +143,7 @@ fn team_jwt_exec_composer_install_with_no_other_secret() {
         None,
     );
     let origin = format!("127.0.0.1:{}", server.ports[0]);
-    bao.kv_put(
-        &format!("composer/{origin}"),
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, &format!("composer/{origin}"), PUB);
     t.ok(
         &[
             "team",
@@ -220,14 +206,7 @@ fn team_approle_login_kept_in_the_local_backend() {
     ]))
     .unwrap();
     let secret_id = sid["data"]["secret_id"].as_str().unwrap().to_owned();
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let t = TestEnv::with_keyring(true);
     t.ok(
         &[
@@ -273,14 +252,7 @@ fn team_renews_a_renewable_token_before_it_expires() {
     let tf = d.path().join("token");
     let token = bao.token(&["composer-read"], "6s");
     write_token(&tf, &token);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let rt = rt();
     // No cache, so every lookup reads with the token.
     let s = sources("acme", vec![bao.addr().to_owned()], &tf, |c| {
@@ -318,14 +290,7 @@ fn team_tls_is_verified_with_the_ca_file_and_refused_without_it() {
     std::fs::create_dir_all(&certs).unwrap();
     let bao = Bao::dev_https(&certs);
     bao.policy("composer-read", READER);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let tf = d.path().join("token");
     write_token(&tf, &bao.token(&["composer-read"], "1h"));
     let https = format!("https://127.0.0.1:{}", bao.port);

@@ -16,18 +16,8 @@ use support::TestEnv;
 #[test]
 fn team_fails_over_and_serves_cache_within_grace_only() {
     let mut bao = Bao::dev();
-    bao.policy("composer-read", READER);
-    let d = tempfile::tempdir().unwrap();
-    let tf = d.path().join("token");
-    write_token(&tf, &bao.token(&["composer-read"], "1h"));
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    let (_d, tf) = reader_token(&bao, "1h");
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let rt = rt();
     let dead = format!("http://127.0.0.1:{}", free_port());
     let s = sources("acme", vec![dead, bao.addr().to_owned()], &tf, |c| {
@@ -231,14 +221,7 @@ fn team_hanging_engine_gives_a_typed_error_in_time_and_local_credentials_are_sti
 #[test]
 fn team_outage_serves_cached_entries_within_the_grace_and_status_says_so() {
     let mut bao = Bao::dev();
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     let (t, _d) = team_daemon(&bao, &["--cache-ttl", "1s", "--grace", "3s"]);
     assert_eq!(t.credential("repo.magento.com", None)["username"], PUB);
     let s = t.ok(&["status"], "");

@@ -220,14 +220,7 @@ fn team_rotation_in_openbao_reaches_the_very_next_install_with_no_failed_run() {
         None,
     );
     let origin = format!("127.0.0.1:{}", server.ports[0]);
-    bao.kv_put(
-        &format!("composer/{origin}"),
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, &format!("composer/{origin}"), PUB);
     // A cache TTL far longer than the test: only a read-through can see the new version.
     let (t, _d) = team_daemon(&bao, &["--cache-ttl", "1h"]);
     let dir = project(
@@ -391,22 +384,8 @@ fn team_only_a_runs_first_lookup_reads_through_and_gits_later_lookups_use_the_ca
 fn team_list_and_list_json_name_each_entrys_source_beside_local_ones() {
     let bao = Bao::dev();
     bao.policy("composer-read", READER);
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
-    bao.kv_put(
-        "composer/repo.magento.com",
-        &[
-            ("type", "http-basic"),
-            ("username", PUB),
-            ("password", PRIV),
-        ],
-    );
+    put_pair(&bao, "composer/repo.magento.com", PUB);
+    put_pair(&bao, "composer/repo.magento.com", PUB);
     bao.kv_put(
         "composer/projects/acme/shop/gitlab.example",
         &[("type", "gitlab-token"), ("token", PRIV)],

@@ -7,15 +7,11 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+use support::bao_team::{put_pair, READER};
 use support::openbao::Bao;
 use support::TestEnv;
 
-const READER: &str = r#"
-path "secret/data/composer/*" { capabilities = ["read"] }
-path "secret/metadata/composer/*" { capabilities = ["read", "list"] }
-"#;
 const ORIGIN: &str = "repo.magento.com";
-const PRIV: &str = "e4d2c0b8a6f4e2d0c8b6a4f2e0d8c6b4";
 
 /// One `GET` on the kept-alive connection `c`: the status and the body.
 fn ask(c: &mut UnixStream, path: &str) -> (u16, String) {
@@ -72,13 +68,10 @@ fn team_project_name_follows_composer_json_on_one_connection() {
     let bao = Bao::dev();
     bao.policy("composer-read", READER);
     for name in ["one", "two"] {
-        bao.kv_put(
+        put_pair(
+            &bao,
             &format!("composer/projects/test/{name}/{ORIGIN}"),
-            &[
-                ("type", "http-basic"),
-                ("username", &format!("TEAM-{}", name.to_uppercase())),
-                ("password", PRIV),
-            ],
+            &format!("TEAM-{}", name.to_uppercase()),
         );
     }
     let t = TestEnv::with_keyring(true);

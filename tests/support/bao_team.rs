@@ -203,3 +203,25 @@ pub fn files_holding(root: &Path, needle: &str) -> Vec<std::path::PathBuf> {
     });
     hits
 }
+
+/// A reader's token (the `composer-read` policy, living `ttl`) in a file of a new temporary
+/// directory: the directory (keep it) and the file.
+pub fn reader_token(bao: &Bao, ttl: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    bao.policy("composer-read", READER);
+    let d = tempfile::tempdir().unwrap();
+    let tf = d.path().join("token");
+    write_token(&tf, &bao.token(&["composer-read"], ttl));
+    (d, tf)
+}
+
+/// Stores an http-basic pair of `username` and the test password at `path` (under the mount).
+pub fn put_pair(bao: &Bao, path: &str, username: &str) {
+    bao.kv_put(
+        path,
+        &[
+            ("type", "http-basic"),
+            ("username", username),
+            ("password", PRIV),
+        ],
+    );
+}
