@@ -815,6 +815,32 @@ fn team_rows(report: &mut Report, scale: usize) {
             .collect();
         median(v)
     };
+    // A Composer run's first lookup of a team origin (`fresh=1`, read through past the cache),
+    // against the cached one, each on a new connection as the plugin makes them.
+    let fresh = format!("{team}&fresh=1");
+    let new_conn = |path: &str| {
+        let v: Vec<Duration> = (0..200 / scale.min(10))
+            .map(|_| {
+                let t0 = Instant::now();
+                assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
+                t0.elapsed()
+            })
+            .collect();
+        median(v)
+    };
+    let (cached, through) = (new_conn(&team), new_conn(&fresh));
+    report.row(
+        "cached team lookup, new connection (median of 200)",
+        ms(cached),
+        "".into(),
+        "",
+    );
+    report.row(
+        "a run's first team lookup (fresh=1, read through), new connection (median of 200)",
+        ms(through),
+        ratio(through.as_secs_f64(), cached.as_secs_f64()),
+        "reported",
+    );
     let (fl, ft) = (first(&local), first(&team));
     report.row(
         "first local lookup after unlock (median of 20)",
