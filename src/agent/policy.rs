@@ -664,7 +664,9 @@ mod tests {
                 fifo.display()
             ),
         );
-        let confirm = Arc::new(Confirm::new(Some(program), Duration::from_secs(30)));
+        // A time-out far past what five dialogs take even on a loaded machine: this test is
+        // about their order and bound, and each is answered as soon as it is up.
+        let confirm = Arc::new(Confirm::new(Some(program), Duration::from_secs(300)));
         let rule = Rule {
             confirm: true,
             allow_exe: Vec::new(),
