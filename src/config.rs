@@ -128,8 +128,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Which store the daemon uses; `auto` when the key is absent.
     pub backend: BackendChoice,
-    /// Team sources (`[team.NAME]` tables), read beside the local backend; see [`crate::team`].
-    pub team: std::collections::BTreeMap<String, crate::team::TeamConfig>,
+    /// Team sources (`[team.NAME]` tables), read beside the local backend: kept as tables
+    /// here, given their type by `team::config` (which owns what a team's settings mean).
+    pub team: std::collections::BTreeMap<String, toml::Table>,
     /// Days before a credential's expiry that `doctor`, `exec` and the plugin warn
     /// ([`crate::expiry::DEFAULT_WARNING_DAYS`] when absent).
     pub expiry_warning_days: Option<u32>,

@@ -94,9 +94,20 @@ fn render(name: &str, t: &TeamConfig) -> String {
 
 /// The team sources in config.toml, by name.
 pub fn load(path: &Path) -> Result<Vec<(String, TeamConfig)>, ConfigError> {
-    Ok(crate::config::load_from(path)?
-        .map(|c| c.team.into_iter().collect())
-        .unwrap_or_default())
+    let Some(cfg) = crate::config::load_from(path)? else {
+        return Ok(Vec::new());
+    };
+    cfg.team
+        .into_iter()
+        .map(|(name, table)| Ok((name.clone(), typed(path, &name, table)?)))
+        .collect()
+}
+
+/// A `[team.NAME]` table as the settings it holds.
+fn typed(path: &Path, name: &str, table: toml::Table) -> Result<TeamConfig, ConfigError> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(path, format!("[team.{name}]: {}", e.message())))
 }
 
 /// Adds `[team.NAME]`; refuses a name already there.
@@ -116,8 +127,8 @@ pub fn add(path: &Path, name: &str, team: &TeamConfig) -> Result<(), ConfigError
         text.push('\n');
     }
     text.push_str(&render(name, team));
-    let parsed = parse(path, &text)?;
-    if parsed.team.get(name) != Some(team) {
+    let parsed = parse(path, &text)?.team.remove(name);
+    if parsed.map(|t| typed(path, name, t)).transpose()?.as_ref() != Some(team) {
         return Err(bad(
             path,
             format!("cannot add team {name}; edit it by hand"),
@@ -208,5 +219,25 @@ mod tests {
         assert!(add(&p, "x", &plain).is_err(), "plain http off loopback");
         plain.addr = vec!["https://bao.example".into()];
         assert!(add(&p, "bad name", &plain).is_err());
+    }
+
+    /// A team table this version cannot read is an error naming it, for the team commands
+    /// and the daemon's teams; the rest of config.toml still reads.
+    #[test]
+    fn a_bad_team_table_is_named_and_the_rest_still_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("config.toml");
+        std::fs::write(
+            &p,
+            "backend = \"age-file\"\n[team.acme]\naddr = [\"https://a.example\"]\ngrace = \"soon\"\n",
+        )
+        .unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("[team.acme]") && e.contains("soon"), "{e}");
+        let cfg = crate::config::load_from(&p).unwrap().unwrap();
+        assert_eq!(
+            cfg.backend,
+            crate::config::BackendChoice::Backend(crate::protocol::BackendKind::AgeFile)
+        );
     }
 }
