@@ -8,22 +8,6 @@ use std::path::{Path, PathBuf};
 use support::TestEnv;
 
 const TOKEN: &str = "approval-secret-token-7373";
-const PYTHON: &str = "/usr/bin/python3";
-
-/// A lookup from another program: Python, over the same socket; prints the status line.
-const PY_GET: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(("GET /v1/credentials/%s HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-sys.stdout.write(data.decode().split("\r\n")[0])
-"#;
 
 /// An askpass that says yes after `delay` and logs one line per invocation.
 fn counting_askpass(t: &TestEnv, delay: &str) -> (PathBuf, PathBuf) {
@@ -47,16 +31,10 @@ fn prompts(log: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// A lookup from another program (Python): the response's status line.
 fn py_get(t: &TestEnv, origin: &str) -> String {
-    support::require("python3", "python3");
-    let out = t
-        .command(PYTHON)
-        .args(["-c", PY_GET])
-        .arg(t.socket())
-        .arg(origin)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let reply = support::python_get(t, origin);
+    reply.split("\r\n").next().unwrap_or_default().to_owned()
 }
 
 fn released(t: &TestEnv, origin: &str) {

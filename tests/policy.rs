@@ -5,25 +5,9 @@ use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use support::{request, TestEnv};
+use support::{request, TestEnv, PYTHON};
 
 const TOKEN: &str = "policy-secret-token-4242";
-const PYTHON: &str = "/usr/bin/python3";
-
-/// A GET from another program: Python, over the same socket.
-const PY_GET: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(("GET /v1/credentials/%s HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-sys.stdout.write(data.decode())
-"#;
 
 fn script(t: &TestEnv, name: &str, body: &str) -> PathBuf {
     let p = t.dir.path().join(name);
@@ -33,14 +17,7 @@ fn script(t: &TestEnv, name: &str, body: &str) -> PathBuf {
 }
 
 fn py_get(t: &TestEnv, origin: &str) -> String {
-    let out = t
-        .command(PYTHON)
-        .args(["-c", PY_GET])
-        .arg(t.socket())
-        .arg(origin)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::python_get(t, origin)
 }
 
 fn audit_records(t: &TestEnv, extra: &[&str]) -> Vec<serde_json::Value> {

@@ -462,6 +462,37 @@ impl Reply {
     }
 }
 
+/// A program other than the test's own, for policies that name executables.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// `GET /v1/credentials/ORIGIN` from Python over the socket: the whole response.
+const PY_GET: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(("GET /v1/credentials/%s HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode())
+"#;
+
+/// A lookup of `origin` made by [`PYTHON`] instead of this test: its whole response.
+pub fn python_get(t: &TestEnv, origin: &str) -> String {
+    require("python3", "python3");
+    let out = t
+        .command(PYTHON)
+        .args(["-c", PY_GET])
+        .arg(t.socket())
+        .arg(origin)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// One HTTP/1.1 request on a fresh connection (Connection: close).
 pub fn request(
     sock: &Path,
