@@ -20,22 +20,7 @@ fn team_jwt_login_is_verified_by_openbao() {
     let d = t.dir.path();
     let (key, public) = rsa_key(d, "ci");
     let (other, _) = rsa_key(d, "other");
-    bao.ok(&["auth", "enable", "jwt"]);
-    bao.ok(&[
-        "write",
-        "auth/jwt/config",
-        &format!("jwt_validation_pubkeys=@{}", public.display()),
-        "bound_issuer=https://ci.example",
-    ]);
-    bao.ok(&[
-        "write",
-        "auth/jwt/role/composer-keyd",
-        "role_type=jwt",
-        "bound_audiences=composer",
-        "user_claim=sub",
-        "token_policies=composer-read",
-        "token_ttl=10m",
-    ]);
+    enable_jwt(&bao, &public, &["token_ttl=10m"]);
     put_pair(&bao, "composer/repo.magento.com", PUB);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -115,21 +100,7 @@ fn team_jwt_exec_composer_install_with_no_other_secret() {
     isolate_composer(&mut t);
     let d = t.dir.path().to_owned();
     let (key, public) = rsa_key(&d, "ci");
-    bao.ok(&["auth", "enable", "jwt"]);
-    bao.ok(&[
-        "write",
-        "auth/jwt/config",
-        &format!("jwt_validation_pubkeys=@{}", public.display()),
-        "bound_issuer=https://ci.example",
-    ]);
-    bao.ok(&[
-        "write",
-        "auth/jwt/role/composer-keyd",
-        "role_type=jwt",
-        "bound_audiences=composer",
-        "user_claim=sub",
-        "token_policies=composer-read",
-    ]);
+    enable_jwt(&bao, &public, &[]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -225,3 +225,26 @@ pub fn put_pair(bao: &Bao, path: &str, username: &str) {
         ],
     );
 }
+
+/// Enables OpenBao's jwt auth method, verifying with the RSA public key at `public` and the
+/// issuer `https://ci.example`, and its role `composer-keyd` (audience `composer`, the
+/// `composer-read` policy, and `role_extra` such as `token_ttl=10m`).
+pub fn enable_jwt(bao: &Bao, public: &Path, role_extra: &[&str]) {
+    bao.ok(&["auth", "enable", "jwt"]);
+    bao.ok(&[
+        "write",
+        "auth/jwt/config",
+        &format!("jwt_validation_pubkeys=@{}", public.display()),
+        "bound_issuer=https://ci.example",
+    ]);
+    let mut role = vec![
+        "write",
+        "auth/jwt/role/composer-keyd",
+        "role_type=jwt",
+        "bound_audiences=composer",
+        "user_claim=sub",
+        "token_policies=composer-read",
+    ];
+    role.extend_from_slice(role_extra);
+    bao.ok(&role);
+}
