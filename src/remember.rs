@@ -24,7 +24,7 @@ pub struct Key {
     pub rule: String,
     /// The executable approved (as first read at accept).
     pub exe: PathBuf,
-    /// For `session`: the login session (or, without one, the process session) it ran in.
+    /// For `session`: the session it ran in, as [`session_of`] names it.
     pub session: Option<String>,
 }
 
