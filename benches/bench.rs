@@ -87,6 +87,21 @@ fn idle_daemon_with_one_credential(
     (d, idle)
 }
 
+/// The first `GET path` after a lock and an unlock, the median of 20: what reading the
+/// backend (or a team's engine) once costs.
+fn first_after_unlock(sock: &Path, path: &str) -> Duration {
+    let v: Vec<Duration> = (0..20)
+        .map(|_| {
+            request(sock, "POST", "/v1/lock", None).unwrap();
+            request(sock, "POST", "/v1/unlock", None).unwrap();
+            let t0 = Instant::now();
+            assert_eq!(request(sock, "GET", path, None).unwrap().status, 200);
+            t0.elapsed()
+        })
+        .collect();
+    median(v)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     wire::quantile(&mut v, 0.5)
 }
@@ -186,18 +201,9 @@ fn main() {
     let path = "/v1/credentials/repo.magento.com";
 
     // Cold path: the first lookup after unlock reads the keyring.
-    let colds: Vec<Duration> = (0..20)
-        .map(|_| {
-            request(&sock, "POST", "/v1/lock", None).unwrap();
-            request(&sock, "POST", "/v1/unlock", None).unwrap();
-            let t0 = Instant::now();
-            assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
-            t0.elapsed()
-        })
-        .collect();
     report.row(
         "cold lookup after unlock, keyring (median of 20)",
-        ms(median(colds)),
+        ms(first_after_unlock(&sock, path)),
         "".into(),
         "",
     );
@@ -802,46 +808,31 @@ fn team_rows(report: &mut Report, scale: usize) {
         ratio(m50.as_secs_f64(), l50.as_secs_f64()),
         "≤ 1.10× local",
     );
-    // The first lookup after unlock: the local one reads the keyring, the team one OpenBao.
-    let first = |path: &str| {
-        let v: Vec<Duration> = (0..20)
-            .map(|_| {
-                request(&sock, "POST", "/v1/lock", None).unwrap();
-                request(&sock, "POST", "/v1/unlock", None).unwrap();
-                let t0 = Instant::now();
-                assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
-                t0.elapsed()
-            })
-            .collect();
-        median(v)
-    };
     // A Composer run's first lookup of a team origin (`fresh=1`, read through past the cache),
     // against the cached one, each on a new connection as the plugin makes them.
     let fresh = format!("{team}&fresh=1");
     let new_conn = |path: &str| {
-        let v: Vec<Duration> = (0..200 / scale.min(10))
-            .map(|_| {
-                let t0 = Instant::now();
-                assert_eq!(request(&sock, "GET", path, None).unwrap().status, 200);
-                t0.elapsed()
-            })
-            .collect();
-        median(v)
+        let req = wire::get_request(path, false);
+        median(wire::connect_latencies(&sock, &req, 200 / scale.min(10)))
     };
     let (cached, through) = (new_conn(&team), new_conn(&fresh));
     report.row(
-        "cached team lookup, new connection (median of 200)",
+        "cached team lookup, new connection (median of 200; 20 with BENCH_QUICK)",
         ms(cached),
         "".into(),
         "",
     );
     report.row(
-        "a run's first team lookup (fresh=1, read through), new connection (median of 200)",
+        "a run's first team lookup (fresh=1, read through), new connection (median of 200; 20 with BENCH_QUICK)",
         ms(through),
         ratio(through.as_secs_f64(), cached.as_secs_f64()),
         "reported",
     );
-    let (fl, ft) = (first(&local), first(&team));
+    // The first lookup after unlock: the local one reads the keyring, the team one OpenBao.
+    let (fl, ft) = (
+        first_after_unlock(&sock, &local),
+        first_after_unlock(&sock, &team),
+    );
     report.row(
         "first local lookup after unlock (median of 20)",
         ms(fl),
