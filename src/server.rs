@@ -200,7 +200,7 @@ where
     let service = service_fn(move |req| {
         let busy = in_service.busy();
         if door.everyday() {
-            if let Some(resp) = routes::answer_now(&agent, &peer, &req) {
+            if let Some(resp) = routes::answer_now(&agent, door.projects(), &peer, &req) {
                 drop(busy);
                 return Answer::Now(std::future::ready(Ok(resp)));
             }

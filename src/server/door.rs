@@ -8,6 +8,7 @@ pub mod forward;
 pub mod grant;
 
 use super::limits::Limits;
+use super::project::Memo;
 use crate::agent::Agent;
 use crate::error::Error;
 use crate::protocol::Status;
@@ -67,6 +68,11 @@ pub trait Door: Send + Sync + 'static {
     fn forwards(&self) -> Option<&dyn Grants> {
         None
     }
+
+    /// The project paths this door's everyday requests remember as canonical.
+    fn projects(&self) -> Option<&Memo> {
+        None
+    }
 }
 
 /// The grant listeners, as the main door reaches them (no process-global state, and
@@ -82,6 +88,7 @@ pub trait Grants: Send + Sync {
 pub struct Main {
     grants: Option<Arc<dyn Grants>>,
     forwards: Option<Arc<dyn Grants>>,
+    projects: Memo,
 }
 
 impl Main {
@@ -90,6 +97,7 @@ impl Main {
         Main {
             grants,
             forwards: None,
+            projects: Memo::default(),
         }
     }
 
@@ -138,6 +146,10 @@ impl Door for Main {
 
     fn forwards(&self) -> Option<&dyn Grants> {
         self.forwards.as_deref()
+    }
+
+    fn projects(&self) -> Option<&Memo> {
+        Some(&self.projects)
     }
 }
 

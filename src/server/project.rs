@@ -1,8 +1,9 @@
 //! The project directory a lookup names, resolved through symlinks: on the async thread when the kernel can do it from its caches alone, else on a blocking thread.
 //!
-//! Every request resolves its project afresh; nothing is remembered between requests, so
-//! a project directory replaced by a symlink is seen by the next request that names it.
-//! What makes that cheap is where it runs and what it asks, not fewer checks: `openat2`
+//! Every request resolves its project afresh, or is answered from a [`Memo`] of paths proven
+//! canonical that forgets a path as soon as the kernel reports any change on its way (a
+//! rename, a removal, a new name, a mount): a project directory replaced by a symlink is
+//! seen by the next request that names it, either way. What makes a walk cheap is where it runs and what it asks, not fewer checks: `openat2`
 //! with `RESOLVE_CACHED` walks the path only through the kernel's dentry cache and fails
 //! with `EAGAIN` when any component would need I/O or a revalidation that may sleep (NFS,
 //! a FUSE mount), so it can run on the daemon's single async thread.
@@ -10,14 +11,26 @@
 //! The plugin sends `realpath(3)` of the project, so the path is nearly always canonical
 //! already. A path with no empty, `.` or `..` component that `openat2` walks to a directory
 //! with `RESOLVE_NO_SYMLINKS` (no component, the last included, is a symlink) is its own
-//! `realpath`: two system calls (`openat2`, `close`) and the path as given, no copy. A path
+//! `realpath`: two system calls (`openat2`, `close`) and the path as given, no copy; one
+//! (`epoll_wait`) when the main door's memo knows it. A path
 //! through a symlink fails that walk with `ELOOP`, and is then resolved by the kernel: the
 //! directory opened with symlinks followed, its path read back from `/proc/self/fd/N`
 //! (`d_path`), the physical path `realpath` gives. Anything else (not cached, not a
 //! directory, gone, an older kernel, no `/proc`) takes the blocking `canonicalize`.
 
+#[cfg(target_os = "linux")]
+mod memo;
+
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+
+#[cfg(target_os = "linux")]
+pub use memo::Memo;
+
+/// Elsewhere nothing is remembered: every path is walked.
+#[cfg(not(target_os = "linux"))]
+#[derive(Default)]
+pub struct Memo;
 
 /// The longest project path a request may name, in bytes.
 pub const MAX_PROJECT_LEN: usize = 4096;
@@ -88,9 +101,11 @@ fn lexically_canonical(path: &str) -> bool {
 }
 
 /// `project` resolved without any I/O, or `None` when that is not possible now and the
-/// caller must take [`resolve`]. Borrowed when the path is canonical as given.
+/// caller must take [`resolve`]. Borrowed when the path is canonical as given: known so
+/// from `memo` when nothing on its way changed since it was last proven, else proven by
+/// a walk (and then learned).
 #[cfg(target_os = "linux")]
-pub fn resolve_cached(named: &Named) -> Option<Cow<'_, Path>> {
+pub fn resolve_cached<'a>(named: &'a Named, memo: Option<&Memo>) -> Option<Cow<'a, Path>> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     // Set once the kernel says it has no openat2 or no RESOLVE_CACHED (before 5.12).
@@ -100,9 +115,15 @@ pub fn resolve_cached(named: &Named) -> Option<Cow<'_, Path>> {
     }
     let (project, path) = (named.as_str(), named.as_c_str());
     if lexically_canonical(project) {
+        if memo.is_some_and(|m| m.knows(project)) {
+            return Some(Cow::Borrowed(Path::new(project)));
+        }
         match open_cached(path, libc::RESOLVE_NO_SYMLINKS) {
             Ok(fd) => {
                 drop(fd);
+                if let Some(memo) = memo {
+                    memo.learn(project);
+                }
                 return Some(Cow::Borrowed(Path::new(project)));
             }
             // A symlink on the way: the kernel resolves it below.
@@ -212,7 +233,7 @@ fn proc_fds() -> Option<std::os::fd::RawFd> {
 
 /// Elsewhere there is no way to resolve a path that is sure not to block.
 #[cfg(not(target_os = "linux"))]
-pub fn resolve_cached(_project: &Named) -> Option<Cow<'_, Path>> {
+pub fn resolve_cached<'a>(_project: &'a Named, _memo: Option<&Memo>) -> Option<Cow<'a, Path>> {
     None
 }
 
@@ -220,7 +241,7 @@ pub fn resolve_cached(_project: &Named) -> Option<Cow<'_, Path>> {
 /// inline when [`resolve_cached`] can, else on a blocking thread, as the file system may be
 /// slow (NFS, a stalled FUSE mount).
 pub async fn resolve(project: &str) -> PathBuf {
-    let inline = Named::plain(project).and_then(|n| resolve_cached(&n).map(Cow::into_owned));
+    let inline = Named::plain(project).and_then(|n| resolve_cached(&n, None).map(Cow::into_owned));
     if let Some(p) = inline {
         return p;
     }
@@ -257,7 +278,7 @@ mod tests {
             // walk that meets a rename elsewhere (other tests write files by renaming) may
             // be told "not now": asked again, as a request would take the routed path.
             let named = Named::plain(s).unwrap();
-            let got = (0..20).find_map(|_| resolve_cached(&named).map(Cow::into_owned));
+            let got = (0..20).find_map(|_| resolve_cached(&named, None).map(Cow::into_owned));
             #[cfg(target_os = "linux")]
             assert_eq!(got, Some(canon(&p)), "{s}");
             #[cfg(not(target_os = "linux"))]
@@ -267,13 +288,13 @@ mod tests {
             "/nonexistent-ckd/x",
             dir.path().join("file").to_str().unwrap(),
         ] {
-            assert_eq!(resolve_cached(&Named::plain(p).unwrap()), None, "{p}");
+            assert_eq!(resolve_cached(&Named::plain(p).unwrap(), None), None, "{p}");
         }
         // A canonical path is its own answer, not a copy of it.
         let sub = real.join("sub");
         let named = Named::plain(sub.to_str().unwrap()).unwrap();
         #[cfg(target_os = "linux")]
-        assert!((0..20).any(|_| matches!(resolve_cached(&named), Some(Cow::Borrowed(_)))));
+        assert!((0..20).any(|_| matches!(resolve_cached(&named, None), Some(Cow::Borrowed(_)))));
     }
 
     #[test]

@@ -166,6 +166,7 @@ fn ok<T: Serialize>(value: &T) -> Result<Response<WipeBody>, Error> {
 /// (`cached_origins`). `None` for every other request: [`handle`] serves those.
 pub fn answer_now(
     agent: &Agent,
+    projects: Option<&project::Memo>,
     peer: &Peer,
     req: &Request<Incoming>,
 ) -> Option<Response<WipeBody>> {
@@ -174,8 +175,8 @@ pub fn answer_now(
     }
     let path = req.uri().path();
     match path.strip_prefix("/v1/credentials/") {
-        Some(origin) => cached_lookup(agent, peer, origin, req.uri().query()),
-        None if path == "/v1/origins" => cached_origins(agent, req.uri().query()),
+        Some(origin) => cached_lookup(agent, projects, peer, origin, req.uri().query()),
+        None if path == "/v1/origins" => cached_origins(agent, projects, req.uri().query()),
         None => None,
     }
 }
@@ -184,11 +185,12 @@ pub fn answer_now(
 /// plugin's `?project=DIR`, for a host name as Composer spells it ([`Origin::canonical`])
 /// whose secret is cached and has no policy, with no team source set up when a project is
 /// named. The project is resolved only when one of the origin's credentials is scoped
-/// (else it cannot change the winner), and then only inline ([`project::resolve_cached`]),
-/// afresh for every request. `None` sends the request to [`handle`], which gives it the
+/// (else it cannot change the winner), and then only inline ([`project::resolve_cached`]:
+/// walked, or known from the door's memo while nothing on its way changed). `None` sends the request to [`handle`], which gives it the
 /// same answer and the same audit record.
 fn cached_lookup(
     agent: &Agent,
+    projects: Option<&project::Memo>,
     peer: &Peer,
     origin: &str,
     query: Option<&str>,
@@ -207,7 +209,7 @@ fn cached_lookup(
     let hit = match agent.scoped(origin) {
         false => agent.cached_open(origin, None)?,
         true => {
-            let resolved = project::resolve_cached(&named)?;
+            let resolved = project::resolve_cached(&named, projects)?;
             agent.cached_open(origin, Some(&resolved))?
         }
     };
@@ -220,7 +222,11 @@ fn cached_lookup(
 /// with an origin that expires carries the warning horizon from config.toml as the routed
 /// path reads it, through [`crate::config::expiry_warning_days_cached`]; when that cannot
 /// tell without I/O, the routed path answers.
-fn cached_origins(agent: &Agent, query: Option<&str>) -> Option<Response<WipeBody>> {
+fn cached_origins(
+    agent: &Agent,
+    projects: Option<&project::Memo>,
+    query: Option<&str>,
+) -> Option<Response<WipeBody>> {
     if agent.has_teams() {
         return None;
     }
@@ -230,7 +236,7 @@ fn cached_origins(agent: &Agent, query: Option<&str>) -> Option<Response<WipeBod
     };
     let project = match &named {
         None => None,
-        Some(n) => Some(project::resolve_cached(n)?),
+        Some(n) => Some(project::resolve_cached(n, projects)?),
     };
     let origins = agent.origins(project.as_deref());
     let expiry_warning_days = match origins.iter().any(|o| o.expires.is_some()) {
