@@ -215,7 +215,7 @@ impl Agent {
             enabled,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
-            vault_exists: self.store.age_file_exists(),
+            age_file_exists: self.store.age_file_exists(),
             lock_in_secs: inner
                 .clock
                 .deadline()

@@ -72,8 +72,8 @@ impl Error {
             Error::Store(StoreError::Locked) => ErrorKind::Locked,
             Error::Store(StoreError::WrongPassphrase) => ErrorKind::WrongPassphrase,
             Error::Store(StoreError::Backoff(_)) => ErrorKind::RetryLater,
-            Error::Store(StoreError::RolledBack(_)) => ErrorKind::VaultRolledBack,
-            Error::Store(StoreError::Corrupt(_)) => ErrorKind::VaultCorrupt,
+            Error::Store(StoreError::RolledBack(_)) => ErrorKind::AgeFileRolledBack,
+            Error::Store(StoreError::Corrupt(_)) => ErrorKind::AgeFileCorrupt,
             Error::Store(StoreError::Invalid(_)) => ErrorKind::BadRequest,
             Error::Store(StoreError::Unavailable { .. } | StoreError::Timeout(_)) => {
                 ErrorKind::BackendUnavailable

@@ -24,7 +24,7 @@ pub enum ErrorKind {
     Disabled,
     /// The daemon is locked: run `composer-keyd unlock`.
     Locked,
-    /// The keyring or vault did not answer (locked keyring, no Secret Service, time-out).
+    /// The keyring or age file did not answer (locked keyring, no Secret Service, time-out).
     BackendUnavailable,
     /// The request is malformed: bad JSON, bad origin, empty field.
     BadRequest,
@@ -36,13 +36,16 @@ pub enum ErrorKind {
     Forbidden,
     /// No such route, or the method does not fit it.
     UnknownRoute,
-    /// The passphrase did not unlock the vault.
+    /// The passphrase did not unlock the age file.
     WrongPassphrase,
-    /// The vault file is damaged; it is left as it is.
-    VaultCorrupt,
+    /// The age file is damaged; it is left as it is. (`vault-corrupt` before the age file
+    /// was named apart from HashiCorp Vault; still read.)
+    #[serde(alias = "vault-corrupt")]
+    AgeFileCorrupt,
     /// The age file is older than one this daemon has read or written since it started
-    /// (copied back with its sidecar); it is left locked.
-    VaultRolledBack,
+    /// (copied back with its sidecar); it is left locked. (`vault-rolled-back` before; still read.)
+    #[serde(alias = "vault-rolled-back")]
+    AgeFileRolledBack,
     /// Refused at once: a wrong passphrase was tried recently; the message says when to retry.
     RetryLater,
     /// Something the client cannot fix; details are in the daemon's log.
@@ -66,8 +69,8 @@ impl ErrorKind {
             ErrorKind::UnknownRoute => 404,
             ErrorKind::WrongPassphrase => 401,
             ErrorKind::RetryLater => 429,
-            ErrorKind::VaultRolledBack => 409,
-            ErrorKind::VaultCorrupt | ErrorKind::Internal | ErrorKind::Unknown => 500,
+            ErrorKind::AgeFileRolledBack => 409,
+            ErrorKind::AgeFileCorrupt | ErrorKind::Internal | ErrorKind::Unknown => 500,
         }
     }
 }
@@ -190,9 +193,14 @@ pub struct Status {
     pub uptime_secs: u64,
     /// The daemon's process id.
     pub pid: u32,
-    /// Whether the vault file exists (so `unlock` and `add` know to create it); absent when unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vault_exists: Option<bool>,
+    /// Whether the age file exists (so `unlock` and `add` know to create it); absent when
+    /// unknown. (`vault_exists` from a daemon before the rename; still read.)
+    #[serde(
+        default,
+        alias = "vault_exists",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub age_file_exists: Option<bool>,
     /// Seconds until an unlock timer locks the daemon; absent when none will.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_in_secs: Option<u64>,
@@ -487,7 +495,7 @@ mod tests {
             enabled: 2,
             uptime_secs: 42,
             pid: 1234,
-            vault_exists: None,
+            age_file_exists: None,
             lock_in_secs: None,
             warning: None,
             teams: Vec::new(),
@@ -552,6 +560,33 @@ mod tests {
         assert!("hashicorp".parse::<BackendKind>().is_err());
         let r: MigrateRequest = serde_json::from_str(r#"{"to":"vault"}"#).unwrap();
         assert_eq!(r.to, BackendKind::AgeFile);
+        // The age file's error kinds and status field, sent by their new names, read by both.
+        for (new, old, kind) in [
+            (
+                "age-file-corrupt",
+                "vault-corrupt",
+                ErrorKind::AgeFileCorrupt,
+            ),
+            (
+                "age-file-rolled-back",
+                "vault-rolled-back",
+                ErrorKind::AgeFileRolledBack,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{new}\""));
+            for name in [new, old] {
+                let k: ErrorKind = serde_json::from_str(&format!("\"{name}\"")).unwrap();
+                assert_eq!(k, kind);
+            }
+        }
+        let old: serde_json::Value = serde_json::from_str(STATUS).unwrap();
+        let mut old = old.as_object().unwrap().clone();
+        old.insert("vault_exists".into(), true.into());
+        let s: Status = serde_json::from_value(old.into()).unwrap();
+        assert_eq!(s.age_file_exists, Some(true));
+        assert!(serde_json::to_string(&s)
+            .unwrap()
+            .contains(r#""age_file_exists":true"#));
     }
 
     #[test]

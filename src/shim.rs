@@ -165,7 +165,7 @@ pub fn rendered_files() -> Vec<(&'static str, Vec<u8>)> {
 
 /// What install changed in one COMPOSER_HOME, so that uninstall reverses exactly that.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub struct InstallRecord {
     /// composer.json did not exist before install.
     pub created_file: bool,
     /// composer.lock did not exist before install.
@@ -178,7 +178,7 @@ pub struct Record {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    homes: BTreeMap<String, Record>,
+    homes: BTreeMap<String, InstallRecord>,
 }
 
 /// The plugin as Composer installed it.
@@ -413,7 +413,7 @@ impl Shim {
         let mut state = self.load_state()?;
         // Recorded before Composer runs, so that an interrupted install can still be undone.
         if edit.changed || !state.homes.contains_key(&key) {
-            let record = state.homes.entry(key).or_insert_with(|| Record {
+            let record = state.homes.entry(key).or_insert_with(|| InstallRecord {
                 created_file: found.is_none(),
                 created_lock: !lock_existed,
                 created_vendor: !vendor_existed,

@@ -156,7 +156,7 @@ fn a_rollback_with_its_sidecar_is_refused_by_the_daemons_memory() {
         std::fs::write(dir.join(n), bytes).unwrap();
     }
     let r = unlock(&t, PW);
-    assert_eq!(r.kind(), "vault-rolled-back", "{}", r.body);
+    assert_eq!(r.kind(), "age-file-rolled-back", "{}", r.body);
     assert_eq!(t.status_json()["locked"], true);
     let out = t.cli(&["unlock"], &format!("{PW}\n"));
     assert!(!out.status.success());

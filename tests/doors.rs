@@ -148,13 +148,9 @@ impl Drop for Container {
 /// Now only a peer in another mount namespace than the daemon's is admitted.
 #[test]
 fn a_host_process_of_the_granted_uid_is_refused_through_proc_root() {
-    for (tool, package) in [
-        ("setpriv", "util-linux"),
-        ("unshare", "util-linux"),
-        ("mount", "mount"),
-    ] {
-        support::require(tool, package);
-    }
+    support::require("setpriv", "util-linux");
+    support::require("unshare", "util-linux");
+    support::require("mount", "mount");
     let t = TestEnv::with_keyring(true);
     let _d = t.start_daemon(&[]);
     let (_, sock) = granted(&t);

@@ -22,7 +22,7 @@ const PASSPHRASE: &str = "correct horse battery staple";
 fn status(protocol: u32, pid: u32) -> serde_json::Value {
     serde_json::json!({"version": "0.1.0", "protocol": protocol, "backend": "vault",
         "backend_reason": "configured", "locked": true, "credentials": 0, "enabled": 0,
-        "uptime_secs": 1, "pid": pid, "vault_exists": true})
+        "uptime_secs": 1, "pid": pid, "age_file_exists": true})
 }
 
 /// The victim's environment: a temp HOME, no XDG_RUNTIME_DIR and no COMPOSER_KEYD_SOCK, so

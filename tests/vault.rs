@@ -75,7 +75,7 @@ fn auto_chooses_the_vault_and_says_why() {
     let s: serde_json::Value = serde_json::from_str(&t.ok(&["status", "--json"], "")).unwrap();
     assert_eq!(s["backend"], "age-file", "{s}");
     assert_eq!(s["locked"], true);
-    assert_eq!(s["vault_exists"], false);
+    assert_eq!(s["age_file_exists"], false);
     let why = s["backend_reason"].as_str().unwrap();
     assert!(
         why.contains("auto") && why.contains("no keyring answered (no D-Bus session bus)"),
@@ -186,7 +186,7 @@ fn lifecycle_and_no_plaintext() {
     assert!(!vault_path(&t).exists());
     create(&t);
     assert_eq!(t.status_json()["locked"], false);
-    assert_eq!(t.status_json()["vault_exists"], true);
+    assert_eq!(t.status_json()["age_file_exists"], true);
 
     t.ok(&["add", "repo.magento.com"], &format!("{PUB}\n{PRIV}\n"));
     t.ok(
@@ -286,7 +286,7 @@ fn the_first_add_creates_the_vault() {
         &["add", "repo.magento.com"],
         &format!("{PW}\n{PW}\n{PUB}\n{PRIV}\n"),
     );
-    assert_eq!(t.status_json()["vault_exists"], true);
+    assert_eq!(t.status_json()["age_file_exists"], true);
     assert_eq!(t.status_json()["locked"], false);
     assert_eq!(
         t.lookup("repo.magento.com", None).json()["credential"]["username"],
@@ -386,7 +386,7 @@ fn a_damaged_vault_is_reported_and_kept_byte_for_byte() {
     ] {
         std::fs::write(&path, &bytes).unwrap();
         let mut d = t.start_daemon(&[]);
-        assert_eq!(t.status_json()["vault_exists"], true, "{what}");
+        assert_eq!(t.status_json()["age_file_exists"], true, "{what}");
         let out = t.cli(&["unlock"], &format!("{PW}\n"));
         assert!(!out.status.success(), "{what}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -403,7 +403,7 @@ fn a_damaged_vault_is_reported_and_kept_byte_for_byte() {
         .unwrap();
         assert_eq!(
             (r.status, r.kind().as_str()),
-            (500, "vault-corrupt"),
+            (500, "age-file-corrupt"),
             "{what}"
         );
         assert!(!t

@@ -144,15 +144,15 @@ impl Agent {
         let _w = self.writer.lock().await;
         self.ensure_unlocked()?;
         let meta = self.existing(origin, project)?;
-        for slot in [Which::Current, Which::Previous] {
-            let k = SecretKey::new(origin, project, slot);
+        for which in [Which::Current, Which::Previous] {
+            let k = SecretKey::new(origin, project, which);
             self.backend(self.store.delete(&k)).await?;
         }
         {
             let mut inner = self.inner();
             inner.generation += 1;
-            for slot in [Which::Current, Which::Previous] {
-                inner.cache.remove(&SecretKey::new(origin, project, slot));
+            for which in [Which::Current, Which::Previous] {
+                inner.cache.remove(&SecretKey::new(origin, project, which));
             }
             inner.index.remove(origin, project);
         }

@@ -50,7 +50,7 @@ pub async fn passwd(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             s.backend_reason
         );
     }
-    if s.vault_exists == Some(false) {
+    if s.age_file_exists == Some(false) {
         bail!("there is no age file yet: `composer-keyd unlock` creates it");
     }
     let mut v = prompt::read_fields(
@@ -88,7 +88,7 @@ pub async fn migrate(ctx: &Ctx, a: MigrateArgs) -> anyhow::Result<ExitCode> {
     if s.locked {
         send_unlock(ctx, &s).await?;
     }
-    let file_exists = s.vault_exists.unwrap_or(true);
+    let file_exists = s.age_file_exists.unwrap_or(true);
     let needs = |k: BackendKind| k.facts().unlock == Unlock::Passphrase;
     // The backend in use is unlocked by now; one to open needs its passphrase: the target,
     // or, when already there, the other with leftovers (only the age file has one).

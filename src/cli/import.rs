@@ -36,7 +36,7 @@ pub struct ImportArgs {
 }
 
 mod source;
-use source::{Allow, Source};
+use source::{Allow, Input};
 
 // Test pauses (`COMPOSER_KEYD_TEST_PAUSE`, debug builds only), for a test to kill the import.
 use composer_keyd::testhook::{pause, pause_async};
@@ -95,7 +95,7 @@ pub async fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
         match std::env::var("COMPOSER_AUTH") {
             Ok(v) if !v.trim().is_empty() => {
                 let v = zeroize::Zeroizing::new(v);
-                sources.push(Source {
+                sources.push(Input {
                     path: None,
                     target: None,
                     scope: None,
@@ -244,7 +244,7 @@ async fn backend_word(client: &Client) -> &'static str {
 }
 
 /// `failed`: a file was already refused with its reason, so "none found" would be untrue.
-fn print_plan(sources: &[Source], plans: &[(Vec<Entry>, Vec<Skipped>)], store: &str, failed: bool) {
+fn print_plan(sources: &[Input], plans: &[(Vec<Entry>, Vec<Skipped>)], store: &str, failed: bool) {
     if sources.is_empty() && !failed {
         println!("No auth.json found (looked in COMPOSER_HOME and the current project).");
     }

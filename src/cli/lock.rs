@@ -40,7 +40,7 @@ pub async fn unlock(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 /// Whether the daemon's backend is the age file (or another with a passphrase) that does
 /// not exist yet, so that unlocking it creates it.
 pub fn to_create(status: &Status) -> bool {
-    status.backend.facts().unlock == Unlock::Passphrase && status.vault_exists == Some(false)
+    status.backend.facts().unlock == Unlock::Passphrase && status.age_file_exists == Some(false)
 }
 
 /// Unlocks the daemon, asking for the age file's passphrase (twice when the file does not

@@ -33,6 +33,19 @@ pub enum OriginError {
 const MAX_ORIGIN_LEN: usize = 253;
 
 impl Origin {
+    /// The origin named by one percent-encoded segment of a request's path.
+    pub fn from_segment(segment: &str) -> Result<Origin, OriginError> {
+        // Without a '%' there is nothing to decode, and a &str is UTF-8 already.
+        if !segment.contains('%') {
+            return Origin::parse(segment);
+        }
+        let decoded = percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            // Not UTF-8: nothing a host name may hold either.
+            .map_err(|_| OriginError::BadCharacter)?;
+        Origin::parse(&decoded)
+    }
+
     /// `ORIGIN`, or `ORIGIN --project DIR` with DIR shell-quoted where it needs it: the
     /// arguments a user would type to name this credential again.
     pub fn as_typed(&self, project: Option<&str>) -> String {

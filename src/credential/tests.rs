@@ -278,3 +278,15 @@ fn the_unknown_type_error_names_every_type_of_all() {
     assert_eq!(unknown, CredentialType::Unknown);
     assert_eq!(CredentialType::parse("unknown"), None);
 }
+
+#[test]
+fn an_origin_from_a_path_segment_is_percent_decoded_and_checked() {
+    let o = |s: &str| Origin::from_segment(s).map(String::from);
+    assert_eq!(o("repo.magento.com").unwrap(), "repo.magento.com");
+    assert_eq!(
+        o("repo.magento.com%3A8443").unwrap(),
+        "repo.magento.com:8443"
+    );
+    assert_eq!(o("%FF.example"), Err(OriginError::BadCharacter));
+    assert_eq!(o("a%2Fb"), Err(OriginError::NotAHost));
+}

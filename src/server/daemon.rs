@@ -159,8 +159,8 @@ pub async fn serve(opts: Options) -> Result<(), StartError> {
     let flusher = spawn_flusher(Arc::clone(&agent));
     notifier.ready(&format!("serving on {shown}"));
     // Start-up is over: its code and read-only data need not stay mapped.
-    let released = crate::harden::clean_pages::unmap();
-    tracing::debug!(mapped_kib = released / 1024, "start-up pages released");
+    let unmapped = crate::harden::clean_pages::unmap();
+    tracing::debug!(unmapped_kib = unmapped / 1024, "start-up pages unmapped");
     let main = Main::new(grants.clone().map(|g| g as Arc<dyn Grants>))
         .with_forwards(forwards.clone().map(|f| f as Arc<dyn Grants>));
     let stopping = grants.clone();

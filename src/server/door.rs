@@ -171,7 +171,7 @@ pub(crate) fn narrowed_status(
         enabled: mine.iter().filter(|o| o.enabled).count(),
         uptime_secs: 0,
         pid: 0,
-        vault_exists: None,
+        age_file_exists: None,
         lock_in_secs: full.lock_in_secs,
         warning: None,
         teams: Vec::new(),

@@ -83,7 +83,7 @@ pub async fn handle(
 fn about(head: &Parts, door: &dyn Door, note: &mut Record) {
     let (segs, n) = segments(head.uri.path());
     if let ["v1", "credentials", o, ..] = &segs[..n] {
-        note.origin = parse_origin(o).ok().map(|o| o.to_string());
+        note.origin = Origin::from_segment(o).ok().map(|o| o.to_string());
         note.project = match door.project() {
             Some(p) => Some(p.display().to_string()),
             None => Query::parse(head.uri.query()).ok().and_then(|q| q.project),
@@ -335,7 +335,7 @@ async fn route(
             credentials: agent.list(),
         }),
         (&Method::GET, ["v1", "credentials", o]) => {
-            let origin = parse_origin(o)?;
+            let origin = Origin::from_segment(o)?;
             let project = lookup_project(door, &query).await;
             let within = |scope: Option<&str>| door.within(scope);
             let through = Through {
@@ -364,7 +364,7 @@ async fn route(
             ))
         }
         (&Method::PUT, ["v1", "credentials", o]) => {
-            let origin = parse_origin(o)?;
+            let origin = Origin::from_segment(o)?;
             let project = query.scope_project().await;
             let body = read_body(body, &head.headers, limits).await?;
             let put: PutCredential = decode_put(&body)?;
@@ -382,14 +382,14 @@ async fn route(
             ok(&PutReply::from(put))
         }
         (&Method::DELETE, ["v1", "credentials", o]) => {
-            let origin = parse_origin(o)?;
+            let origin = Origin::from_segment(o)?;
             let project = query.scope_project().await;
             let info = agent.delete(&origin, project.as_deref()).await?;
             noted(note, Event::Remove, info.project.as_deref());
             ok(&info)
         }
         (&Method::POST, ["v1", "credentials", o, action]) => {
-            let origin = parse_origin(o)?;
+            let origin = Origin::from_segment(o)?;
             let project = query.scope_project().await;
             let p = project.as_deref();
             let (event, info) = match *action {
@@ -579,17 +579,6 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
         };
         Error::BadRequest(format!("{what} (line {}, column {})", e.line(), e.column()))
     })
-}
-
-pub(crate) fn parse_origin(segment: &str) -> Result<Origin, Error> {
-    // Without a '%' there is nothing to decode, and a &str is UTF-8 already.
-    if !segment.contains('%') {
-        return Ok(Origin::parse(segment)?);
-    }
-    let decoded = percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .map_err(|_| Error::BadRequest("the origin is not UTF-8".into()))?;
-    Ok(Origin::parse(&decoded)?)
 }
 
 /// Query parameters we know; others are ignored.

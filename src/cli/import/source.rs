@@ -7,8 +7,9 @@ use composer_keyd::composer_home::Project;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-/// Where entries come from, and the scope they get.
-pub struct Source {
+/// An auth.json file (or COMPOSER_AUTH) entries are imported from, and the scope they get
+/// (a team source is something else: `team::sources`).
+pub struct Input {
     /// As given or found; `None` for COMPOSER_AUTH.
     pub path: Option<PathBuf>,
     /// The real file when `path` is a symlink: what is read and scrubbed.
@@ -17,7 +18,7 @@ pub struct Source {
     pub doc: AuthDoc,
 }
 
-impl Source {
+impl Input {
     /// The file as the user knows it, with the real one when a symlink was followed.
     pub fn name(&self) -> String {
         match (&self.path, &self.target) {
@@ -46,7 +47,7 @@ pub fn open(
     home: &Path,
     project: Option<&Project>,
     allow: &Allow,
-) -> Result<Option<Source>, String> {
+) -> Result<Option<Input>, String> {
     let (Ok(dir), Some(name)) = (atomic::dir_of(path), path.file_name()) else {
         return Ok(None);
     };
@@ -110,7 +111,7 @@ pub fn open(
     }
     let file = target.as_deref().unwrap_or(&at);
     match authjson::read_file(file) {
-        Ok(Some(f)) => Ok(Some(Source {
+        Ok(Some(f)) => Ok(Some(Input {
             path: Some(path.to_path_buf()),
             target,
             scope,

@@ -65,7 +65,7 @@ impl Door for ForwardDoor {
         match (method, route) {
             (&Method::GET, ["v1", "status" | "origins"]) => Ok(()),
             (&Method::GET, ["v1", "credentials", o]) => {
-                let origin = crate::server::routes::parse_origin(o)?;
+                let origin = crate::credential::Origin::from_segment(o)?;
                 match self.fwd.serves_origin(origin.as_str()) {
                     true => Ok(()),
                     false => Err(Error::Forbidden(format!(

@@ -27,7 +27,7 @@ pub(super) enum Damage {
 /// How a vault.age is sealed, read from its header alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Seal {
-    /// With the passphrase (scrypt): the format before identity.age, to migrate.
+    /// With the passphrase (scrypt): the format before identity.age, to upgrade.
     Passphrase,
     /// To the X25519 recipient of identity.age.
     Identity,
