@@ -35,11 +35,13 @@ pub struct Memo;
 /// The longest project path a request may name, in bytes.
 pub const MAX_PROJECT_LEN: usize = 4096;
 
-/// A project path as a request named it, percent-decoded onto the stack with a NUL after
-/// it: the system calls that walk it take it as it is, with no allocation.
+/// A project path as a request named it, percent-decoded with a NUL after it: the system
+/// calls that walk it take it as it is. One allocation of the path's size (a buffer of the
+/// longest path on the stack cost a 4 KiB fill per request, the daemon's largest single
+/// cost on a project lookup, measured).
 pub struct Named {
-    buf: [u8; MAX_PROJECT_LEN + 1],
-    len: usize,
+    /// The path's bytes, then a NUL.
+    buf: Vec<u8>,
 }
 
 impl Named {
@@ -47,19 +49,17 @@ impl Named {
     /// form decoder); `None` unless it is UTF-8, absolute, at most [`MAX_PROJECT_LEN`]
     /// bytes, and free of NUL.
     pub fn decode(raw: &str) -> Option<Named> {
-        let mut named = Named {
-            buf: [0; MAX_PROJECT_LEN + 1],
-            len: 0,
-        };
+        // Decoding never lengthens: the raw length bounds the path.
+        let mut buf = Vec::with_capacity(raw.len().min(MAX_PROJECT_LEN) + 1);
         for b in percent_encoding::percent_decode_str(raw) {
-            if b == 0 || named.len == MAX_PROJECT_LEN {
+            if b == 0 || buf.len() == MAX_PROJECT_LEN {
                 return None;
             }
-            named.buf[named.len] = b;
-            named.len += 1;
+            buf.push(b);
         }
-        let ok = std::str::from_utf8(&named.buf[..named.len]).is_ok() && named.buf[0] == b'/';
-        ok.then_some(named)
+        let ok = std::str::from_utf8(&buf).is_ok() && buf.first() == Some(&b'/');
+        buf.push(0);
+        ok.then_some(Named { buf })
     }
 
     /// `path` as it is (no percent-decoding), under the same rules as [`Named::decode`].
@@ -68,25 +68,23 @@ impl Named {
         if bytes.len() > MAX_PROJECT_LEN || bytes.contains(&0) || !path.starts_with('/') {
             return None;
         }
-        let mut named = Named {
-            buf: [0; MAX_PROJECT_LEN + 1],
-            len: bytes.len(),
-        };
-        named.buf[..bytes.len()].copy_from_slice(bytes);
-        Some(named)
+        let mut buf = Vec::with_capacity(bytes.len() + 1);
+        buf.extend_from_slice(bytes);
+        buf.push(0);
+        Some(Named { buf })
     }
 
     /// The path, as decoded.
     pub fn as_str(&self) -> &str {
         // Checked to be UTF-8 in `decode`, and never changed since.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+        std::str::from_utf8(&self.buf[..self.buf.len() - 1]).unwrap_or_default()
     }
 
     /// The path with its NUL, for the kernel.
     #[cfg(target_os = "linux")]
     fn as_c_str(&self) -> &std::ffi::CStr {
-        // `decode` refuses a NUL inside and leaves the byte after the path zero.
-        std::ffi::CStr::from_bytes_with_nul(&self.buf[..=self.len]).unwrap_or_default()
+        // `decode` refuses a NUL inside and puts one after the path.
+        std::ffi::CStr::from_bytes_with_nul(&self.buf).unwrap_or_default()
     }
 }
 

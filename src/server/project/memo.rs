@@ -52,7 +52,8 @@ struct State {
     local: HashMap<u64, bool>,
     /// (watch, name in that directory) on the way to a remembered path.
     names: HashSet<(i32, Box<str>)>,
-    paths: HashSet<Box<str>>,
+    /// Asked on every project lookup: hashed with foldhash, as the other per-lookup tables.
+    paths: HashSet<Box<str>, foldhash::fast::RandomState>,
 }
 
 impl Memo {
@@ -121,7 +122,7 @@ impl State {
             _mounts: mounts,
             local,
             names: HashSet::new(),
-            paths: HashSet::new(),
+            paths: HashSet::default(),
         })
     }
 
