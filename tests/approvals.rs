@@ -86,6 +86,85 @@ fn program_asks_once_per_program_until_lock() {
         .any(|r| r["detail"].as_str().unwrap().contains("python")));
 }
 
+/// [`py_get`] from a new session as `remember::session_of` sees one: a new process session
+/// (`setsid`), and when the caller has a login session (`/proc/self/sessionid` set by
+/// pam_loginuid), a new one of those too, since `setsid` keeps the login session id and that
+/// is what `session_of` uses first. Writing `/proc/self/loginuid` (as pam_loginuid does at
+/// login) is what gives a process a new login session id; the kernel takes it only from the
+/// process itself, hence shell builtins (`read`, `echo`) and `exec`, and it needs the root
+/// this suite runs as. Under `unshare --pid --fork` (CI) the caller's session leader is
+/// outside the namespace and `session_of` names the process tree instead; the `setsid`
+/// process leads a session inside the namespace, so that differs too.
+fn py_get_in_new_session(t: &TestEnv, origin: &str) -> String {
+    support::require("setsid", "util-linux");
+    const NEW_SESSION: &str = r#"set -e
+# /proc files end without a newline, so `read` fails at EOF while still setting the name.
+s=4294967295
+read s < /proc/self/sessionid || true
+if [ "$s" != 4294967295 ]; then
+    read uid < /proc/self/loginuid || [ -n "$uid" ]
+    echo "$uid" > /proc/self/loginuid
+fi
+exec setsid --wait "$@"
+"#;
+    let out = t
+        .command("sh")
+        .args([
+            "-c",
+            NEW_SESSION,
+            "sh",
+            support::PYTHON,
+            "-c",
+            support::PY_GET,
+        ])
+        .arg(t.socket())
+        .arg(origin)
+        .output()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "no lookup from a new session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reply.split("\r\n").next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn session_asks_again_for_the_same_program_in_a_new_session() {
+    let t = TestEnv::with_keyring(true);
+    let (askpass, log) = counting_askpass(&t, "0");
+    let _d = t.start_daemon(&["--askpass", askpass.to_str().unwrap()]);
+    t.ok(
+        &["add", "x.example", "--type", "bearer", "--confirm=session"],
+        &format!("{TOKEN}\n"),
+    );
+    for _ in 0..3 {
+        assert!(py_get(&t, "x.example").contains(" 200 "));
+    }
+    assert_eq!(prompts(&log), 1, "one session, one prompt");
+    assert!(py_get_in_new_session(&t, "x.example").contains(" 200 "));
+    assert_eq!(
+        prompts(&log),
+        2,
+        "the same program in a new session asks again, as `program` would not"
+    );
+    assert!(py_get(&t, "x.example").contains(" 200 "));
+    assert_eq!(prompts(&log), 2, "the first session's approval still holds");
+
+    // Each approval names the session it covered, and they differ.
+    let sessions: Vec<String> = t
+        .ok(&["log", "--json"], "")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "approve")
+        .map(|r| r["detail"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_ne!(sessions[0], sessions[1]);
+    assert!(sessions.iter().all(|d| d.contains(" in ")), "{sessions:?}");
+}
+
 #[test]
 fn sixteen_concurrent_lookups_wait_on_one_dialog() {
     let t = TestEnv::with_keyring(true);

@@ -466,7 +466,7 @@ impl Reply {
 pub const PYTHON: &str = "/usr/bin/python3";
 
 /// `GET /v1/credentials/ORIGIN` from Python over the socket: the whole response.
-const PY_GET: &str = r#"
+pub const PY_GET: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
