@@ -338,6 +338,36 @@ mod tests {
     }
 
     #[test]
+    fn a_project_manifest_is_not_a_home() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        assert_eq!(not_a_home(d), None, "an empty directory is a home to be");
+        let write = |doc: &str| std::fs::write(d.join("composer.json"), doc).unwrap();
+        write(r#"{"require":{"composer-keyd/composer-plugin":"*"}}"#);
+        assert_eq!(not_a_home(d), None, "a global home's manifest");
+        for (doc, named) in [
+            (
+                r#"{"require":{"magento/product-enterprise-edition":"2.4.7"}}"#,
+                "magento/product-enterprise-edition",
+            ),
+            (
+                r#"{"type":"library","require":{"magento/magento2-base":"2.4.7"}}"#,
+                "magento/magento2-base",
+            ),
+            (r#"{"type":"project"}"#, "\"type\": \"project\""),
+        ] {
+            write(doc);
+            let why = not_a_home(d).unwrap_or_else(|| panic!("{doc} taken for a home"));
+            assert!(why.contains(named), "{why}");
+        }
+        std::fs::create_dir_all(d.join("bin")).unwrap();
+        std::fs::create_dir_all(d.join("app/etc")).unwrap();
+        std::fs::write(d.join("bin/magento"), "").unwrap();
+        write("{}");
+        assert!(not_a_home(d).unwrap().contains("Magento root"));
+    }
+
+    #[test]
     fn plugin_state_reads_files() {
         let t = tempfile::tempdir().unwrap();
         let h = t.path();

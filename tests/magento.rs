@@ -63,8 +63,11 @@ fn magento_root(t: &support::TestEnv, port: u16) -> PathBuf {
         serde_json::to_vec_pretty(&doc).unwrap(),
     )
     .unwrap();
+    // As Magento ships it: a `#!/usr/bin/env php` script with the executable bit, so that
+    // `bin/magento sampledata:deploy` runs as its docs (and this project's README) show.
     let script = format!(
-        r#"<?php
+        r#"#!/usr/bin/env php
+<?php
 // A stand-in for Magento's bin/magento sampledata:deploy (see tests/magento.rs).
 require {autoload};
 use Composer\Console\Application;
@@ -117,8 +120,9 @@ fn server() -> RepoServer {
     )
 }
 
-fn deploy_php(root: &Path) -> String {
-    // `php bin/magento` as Magento's docs have it, which also needs no shebang.
+/// `bin/magento` by its full path, for runs without `exec`, where the test process starts
+/// it (a relative program with `current_dir` is ambiguous in `std::process::Command`).
+fn magento_bin(root: &Path) -> String {
     root.join("bin/magento").to_string_lossy().into_owned()
 }
 
@@ -135,11 +139,11 @@ fn sampledata_deploy_under_exec_installs_with_no_auth_json_anywhere() {
         &[PUB, PRIV],
     );
     let root = magento_root(&t, port);
-    let magento = deploy_php(&root);
+    let magento = magento_bin(&root);
 
     // Without exec: the global plugin is not loaded under var/composer_home, so Composer has
     // no credentials and the repository refuses it. This is the case, not a guess.
-    let plain = in_root(&t, &root, &["php", &magento, "sampledata:deploy"]);
+    let plain = in_root(&t, &root, &[&magento, "sampledata:deploy"]);
     assert!(!plain.status.success(), "{}", text(&plain));
     assert!(
         !root.join("vendor/magento/module-sample-data").exists(),
@@ -153,6 +157,8 @@ fn sampledata_deploy_under_exec_installs_with_no_auth_json_anywhere() {
     );
     server.clear();
 
+    // Exactly the README's command, from the Magento root: exec runs `bin/magento` relative to
+    // its working directory, and the kernel runs PHP from the shebang.
     let out = in_root(
         &t,
         &root,
@@ -160,8 +166,7 @@ fn sampledata_deploy_under_exec_installs_with_no_auth_json_anywhere() {
             support::BIN,
             "exec",
             "--",
-            "php",
-            &magento,
+            "bin/magento",
             "sampledata:deploy",
         ],
     );
@@ -230,8 +235,8 @@ fn the_plugin_in_var_composer_home_makes_the_plain_command_work() {
     assert!(out.status.success(), "shim install: {}", text(&out));
     assert!(text(&out).contains("bin/magento"), "{}", text(&out));
 
-    let magento = deploy_php(&root);
-    let plain = in_root(&t, &root, &["php", &magento, "sampledata:deploy"]);
+    let magento = magento_bin(&root);
+    let plain = in_root(&t, &root, &[&magento, "sampledata:deploy"]);
     assert!(plain.status.success(), "bin/magento: {}", text(&plain));
     assert!(root
         .join("vendor/magento/module-sample-data/src/SampleData.php")
@@ -319,4 +324,76 @@ fn doctor_in_a_magento_root_names_the_case_and_the_fix() {
             && l.contains("var/composer_home")),
         "{shown}"
     );
+}
+
+/// Every file under `dir` with its bytes, to show that nothing was written there.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p.clone());
+                out.push((p, Vec::new()));
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A directory that is not a Magento root but whose composer.json is a Magento project's
+/// (it requires `magento/product-*`) or any project's (`"type": "project"`) is not a Composer
+/// home: `shim install --composer-home` refuses it before writing anything.
+#[test]
+fn shim_install_refuses_a_home_whose_composer_json_is_a_project_s() {
+    let t = support::TestEnv::bare();
+    let cases = [
+        (
+            "magento-product",
+            // No "type": the magento/product-* requirement alone makes it Magento's.
+            json!({"name": "acme/shop", "require": {"magento/product-community-edition": "2.4.7"}}),
+            "magento/product-community-edition",
+        ),
+        (
+            "project-type",
+            json!({"name": "acme/site", "type": "project", "require": {"php": ">=8.1"}}),
+            "\"type\": \"project\"",
+        ),
+    ];
+    for (name, doc, named) in cases {
+        let dir = t.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Odd spacing on purpose: any rewrite, even an equivalent one, would show.
+        let manifest = format!("{}\n\n", serde_json::to_string_pretty(&doc).unwrap());
+        std::fs::write(dir.join("composer.json"), &manifest).unwrap();
+        let before = snapshot(&dir);
+        let out = t
+            .command(support::BIN)
+            .args([
+                "shim",
+                "install",
+                "--composer",
+                "/bin/false",
+                "--composer-home",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let shown = text(&out);
+        assert!(!out.status.success(), "{name}: {shown}");
+        assert!(
+            shown.contains("not installing the plugin there") && shown.contains(named),
+            "{name}: {shown}"
+        );
+        assert_eq!(snapshot(&dir), before, "{name}: the directory changed");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("composer.json")).unwrap(),
+            manifest
+        );
+    }
 }
