@@ -213,3 +213,28 @@ fn an_expired_credential_is_still_sent_with_one_line_saying_so() {
     t.ok(&["rotate", &origin], &format!("{PUB}\n{PRIV}\n"));
     assert_eq!(expires_of(&t, &origin), None);
 }
+
+/// `--expires` where no date would be kept (a team source's entry, or `rotate --rollback`)
+/// is refused before anything is read or stored, rather than dropped.
+#[test]
+fn expires_with_team_or_rollback_is_refused() {
+    let t = support::TestEnv::bare();
+    for argv in [
+        &["add", "github.com", "--team", "acme", "--expires", "30d"][..],
+        &["rotate", "github.com", "--team", "acme", "--expires", "30d"],
+        &["rotate", "github.com", "--rollback", "--expires", "30d"],
+    ] {
+        let out = t.cli(argv, "secret-never-read\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {err}");
+        let other = if argv.contains(&"--team") {
+            "--team"
+        } else {
+            "--rollback"
+        };
+        assert!(
+            err.contains("--expires") && err.contains("cannot be used with") && err.contains(other),
+            "{argv:?}: {err}"
+        );
+    }
+}

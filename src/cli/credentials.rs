@@ -74,8 +74,11 @@ pub struct AddArgs {
 pub struct ExpiresArg {
     /// When the credential stops working: a date (2026-12-31, UTC), a date and time
     /// (2026-12-31T18:00:00Z) or a duration from now (90d, 2w). `check` learns it from
-    /// GitHub and GitLab by itself. Not for Marketplace key pairs, which do not expire.
-    #[arg(long, value_name = "DATE|DURATION")]
+    /// GitHub and GitLab by itself. Not for Marketplace key pairs, which do not expire, nor
+    /// for a team source's entries (`--team`), whose store keeps no expiry.
+    // Refused rather than dropped: a date the user typed and nothing kept would make the
+    // warning they asked for never come.
+    #[arg(long, value_name = "DATE|DURATION", conflicts_with = "team")]
     expires: Option<String>,
 }
 
@@ -147,8 +150,9 @@ impl CertArgs {
 pub struct RotateArgs {
     #[command(flatten)]
     target: Target,
-    /// Restore the secret the last rotation replaced.
-    #[arg(long)]
+    /// Restore the secret the last rotation replaced (not with --expires: the date given
+    /// would be for the secret being put away).
+    #[arg(long, conflicts_with = "expires")]
     rollback: bool,
     /// The new secret's type (default: the current one).
     #[arg(long = "type", value_name = "TYPE")]
