@@ -78,9 +78,13 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// What to do when it is not ok.
     pub advice: Option<String>,
-    /// When it expires (Unix seconds), as stored after this check; `None` when not known.
+    /// When it expires (Unix seconds), as learned or stored; `None` when not known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// Why the expiry this check learned could not be stored (e.g. the credential changed
+    /// meanwhile); the check's other results stand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry_not_stored: Option<String>,
 }
 
 /// What to check: `(origin, scope, lookup project)`.
@@ -125,13 +129,25 @@ pub async fn targets(client: &Client, project: Option<&str>) -> anyhow::Result<V
     })
 }
 
-/// Fetches each credential from the daemon and checks it. Disabled ones are left out.
+/// A learned expiry to store beside the secret it was learned with.
+struct WriteBack {
+    /// Which outcome it belongs to.
+    index: usize,
+    origin: Origin,
+    scope: Option<String>,
+    body: PutCredential,
+}
+
+/// Fetches each credential from the daemon and checks it, then stores the expiries learned.
+/// Disabled ones are left out. One expiry that cannot be stored (the credential changed or
+/// went meanwhile) is noted on its outcome; the others are still stored.
 pub async fn run_checks(
     client: &Client,
     targets: &[Target],
     cfg: &CheckConfig,
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut out = Vec::new();
+    let mut learned = Vec::new();
     for t in targets.iter().filter(|t| t.enabled) {
         let reply = match client.credential(&t.origin, t.lookup.as_deref()).await {
             Ok(r) => r,
@@ -149,21 +165,23 @@ pub async fn run_checks(
             Learned::Never => None,
         };
         if expires != t.expires {
-            // Stored beside the same secret: metadata the daemon keeps, as `add --expires` would.
-            let body = PutCredential {
-                credential: (*reply.credential).clone(),
-                label: None,
-                rotate: false,
-                no_clobber: true,
-                confirm: None,
-                allow_exe: None,
-                expires: Some(expires.unwrap_or(0)),
-                confirm_scope: None,
-            };
-            client
-                .put_credential(&t.origin, t.scope.as_deref(), &body)
-                .await
-                .with_context(|| format!("storing the expiry of {}", t.origin))?;
+            // Stored beside the same secret (`no_clobber`: not over one that changed since it
+            // was read): metadata the daemon keeps, as `add --expires` would.
+            learned.push(WriteBack {
+                index: out.len(),
+                origin: t.origin.clone(),
+                scope: t.scope.clone(),
+                body: PutCredential {
+                    credential: (*reply.credential).clone(),
+                    label: None,
+                    rotate: false,
+                    no_clobber: true,
+                    confirm: None,
+                    allow_exe: None,
+                    expires: Some(expires.unwrap_or(0)),
+                    confirm_scope: None,
+                },
+            });
         }
         out.push(Outcome {
             advice: check::advice(&reply.origin, t.scope.as_deref(), &verdict),
@@ -172,9 +190,35 @@ pub async fn run_checks(
             project: t.scope.clone(),
             verdict,
             expires,
+            expiry_not_stored: None,
         });
     }
+    store_learned(&mut out, learned, |w| async move {
+        client
+            .put_credential(&w.origin, w.scope.as_deref(), &w.body)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
     Ok(out)
+}
+
+/// Stores each of `learned` with `store`, noting on its outcome why one could not be; the
+/// rest are stored all the same.
+async fn store_learned<F, Fut>(outcomes: &mut [Outcome], learned: Vec<WriteBack>, store: F)
+where
+    F: Fn(WriteBack) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    for w in learned {
+        let index = w.index;
+        if let Err(why) = store(w).await {
+            if let Some(o) = outcomes.get_mut(index) {
+                o.expiry_not_stored = Some(why);
+            }
+        }
+    }
 }
 
 /// One line (and the advice under it) for people.
@@ -192,6 +236,13 @@ pub fn describe(o: &Outcome) -> String {
     let mut s = format!("{:<11} {who}: {detail}", o.verdict.name());
     if let Some(at) = o.expires {
         s.push_str(&format!("; expires on {}", composer_keyd::expiry::day(at)));
+    }
+    if let Some(why) = &o.expiry_not_stored {
+        s.push_str(&format!(
+            "\n            the expiry was not stored ({}); run `composer-keyd check {}` again",
+            composer_keyd::audit::printable(why),
+            o.origin
+        ));
     }
     if let Some(a) = &o.advice {
         s.push_str(&format!("\n            {a}"));
@@ -231,7 +282,11 @@ pub async fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let outcomes = run_checks(client, &all, &cfg).await?;
     let disabled = all.iter().filter(|t| !t.enabled).count();
-    let bad = outcomes.iter().filter(|o| !o.verdict.is_ok()).count() + missing.len();
+    let bad = outcomes
+        .iter()
+        .filter(|o| !o.verdict.is_ok() || o.expiry_not_stored.is_some())
+        .count()
+        + missing.len();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
@@ -253,4 +308,82 @@ pub async fn run(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use composer_keyd::credential::Credential;
+    use std::sync::Mutex;
+
+    fn outcome(origin: &Origin) -> Outcome {
+        Outcome {
+            origin: origin.clone(),
+            project: None,
+            url: None,
+            verdict: Verdict::Ok { status: 200 },
+            advice: None,
+            expires: Some(1_900_000_000),
+            expiry_not_stored: None,
+        }
+    }
+
+    fn write_back(index: usize, origin: &Origin) -> WriteBack {
+        WriteBack {
+            index,
+            origin: origin.clone(),
+            scope: None,
+            body: PutCredential {
+                credential: Credential::Bearer { token: "t".into() },
+                label: None,
+                rotate: false,
+                no_clobber: true,
+                confirm: None,
+                allow_exe: None,
+                expires: Some(1_900_000_000),
+                confirm_scope: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn one_expiry_not_stored_is_reported_and_the_rest_are_stored() {
+        let origins: Vec<Origin> = ["a.example", "b.example", "c.example"]
+            .iter()
+            .map(|o| Origin::parse(o).unwrap())
+            .collect();
+        let mut outcomes: Vec<Outcome> = origins.iter().map(outcome).collect();
+        let learned = origins
+            .iter()
+            .enumerate()
+            .map(|(i, o)| write_back(i, o))
+            .collect();
+        let stored = Mutex::new(Vec::new());
+        store_learned(&mut outcomes, learned, |w| {
+            let stored = &stored;
+            async move {
+                if w.origin.as_str() == "b.example" {
+                    return Err("b.example changed since it was read".to_owned());
+                }
+                stored.lock().unwrap().push(w.origin.to_string());
+                Ok(())
+            }
+        })
+        .await;
+        assert_eq!(*stored.lock().unwrap(), ["a.example", "c.example"]);
+        let noted: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.expiry_not_stored.as_deref())
+            .collect();
+        assert_eq!(
+            noted,
+            [None, Some("b.example changed since it was read"), None]
+        );
+        let shown = describe(&outcomes[1]);
+        assert!(
+            shown.contains("the expiry was not stored")
+                && shown.contains("composer-keyd check b.example"),
+            "{shown}"
+        );
+    }
 }

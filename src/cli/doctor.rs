@@ -418,9 +418,17 @@ async fn credentials(ctx: &Ctx, net: &NetArgs, r: &mut Report) {
                 };
                 let line = checks::describe(&o);
                 let first = line.lines().next().unwrap_or_default().to_owned();
-                match &o.advice {
-                    None => r.ok(&who, first),
-                    Some(a) => r.problem(&who, first, a),
+                match (&o.advice, &o.expiry_not_stored) {
+                    (Some(a), _) => r.problem(&who, first, a),
+                    (None, Some(why)) => r.problem(
+                        &who,
+                        format!(
+                            "{first}; the expiry it learned was not stored ({})",
+                            composer_keyd::audit::printable(why)
+                        ),
+                        format!("composer-keyd check {}", o.origin),
+                    ),
+                    (None, None) => r.ok(&who, first),
                 }
             }
         }
