@@ -58,8 +58,9 @@ pub enum Event {
     Migrate,
     /// The vault's passphrase changed.
     Passwd,
-    /// The user approved releases for a program or a session (`--confirm=program|session`);
-    /// `detail` says which credential and what the approval covers.
+    /// The user said yes to a confirmation before a release: for that release alone
+    /// (`--confirm=each`, or a door that confirms) or for a program or session
+    /// (`--confirm=program|session`); `detail` says which credential and what it covers.
     Approve,
     /// An event a newer daemon wrote.
     #[serde(other)]

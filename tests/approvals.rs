@@ -153,13 +153,7 @@ fn session_asks_again_for_the_same_program_in_a_new_session() {
     assert_eq!(prompts(&log), 2, "the first session's approval still holds");
 
     // Each approval names the session it covered, and they differ.
-    let sessions: Vec<String> = t
-        .ok(&["log", "--json"], "")
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["event"] == "approve")
-        .map(|r| r["detail"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let sessions = approvals(&t);
     assert_eq!(sessions.len(), 2, "{sessions:?}");
     assert_ne!(sessions[0], sessions[1]);
     assert!(sessions.iter().all(|d| d.contains(" in ")), "{sessions:?}");
@@ -194,14 +188,31 @@ fn each_asks_every_time_as_before() {
     let t = TestEnv::with_keyring(true);
     let (askpass, log) = counting_askpass(&t, "0");
     let _d = t.start_daemon(&["--askpass", askpass.to_str().unwrap()]);
+    // The literal `--confirm=each`, which bare `--confirm` means.
     t.ok(
-        &["add", "x.example", "--type", "bearer", "--confirm"],
+        &["add", "x.example", "--type", "bearer", "--confirm=each"],
         &format!("{TOKEN}\n"),
+    );
+    let list: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--json"], "")).unwrap();
+    // `each` is the default scope, which `list` leaves out.
+    assert!(
+        list[0]["confirm"] == true
+            && matches!(list[0]["confirm_scope"].as_str(), None | Some("each")),
+        "{list}"
     );
     for _ in 0..3 {
         released(&t, "x.example");
     }
     assert_eq!(prompts(&log), 3);
+    // Each yes is an `approve` record of that release alone, beside the release it let out.
+    let approved = approvals(&t);
+    assert_eq!(approved.len(), 3, "{approved:?}");
+    assert!(
+        approved
+            .iter()
+            .all(|d| d.contains("x.example") && d.contains("for this release only")),
+        "{approved:?}"
+    );
     // Widening to `program` is a policy change the user confirms (one prompt), then holds.
     t.ok(
         &["add", "x.example", "--type", "bearer", "--confirm=program"],
@@ -212,6 +223,23 @@ fn each_asks_every_time_as_before() {
         released(&t, "x.example");
     }
     assert_eq!(prompts(&log), 5);
+    let approved = approvals(&t);
+    assert_eq!(
+        approved.len(),
+        4,
+        "the policy change is not a release: {approved:?}"
+    );
+    assert!(approved[3].contains("until lock"), "{approved:?}");
+}
+
+/// The `detail` of every `approve` record in the audit log, oldest first.
+fn approvals(t: &TestEnv) -> Vec<String> {
+    t.ok(&["log", "--json"], "")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "approve")
+        .map(|r| r["detail"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// With no askpass, a daemon run in the foreground of a terminal asks on it (`/dev/tty`):

@@ -315,7 +315,9 @@ impl Confirm {
 ///
 /// Under `--confirm=program|session` the user's yes holds for the executable (and session)
 /// until `lock` or its time; requests that need an approval being asked for wait on that
-/// one dialog. Returns what a new such approval covers, for the audit log.
+/// one dialog. Returns what the yes the user just gave covers, for the audit log's
+/// `approve` record; `None` when nobody was asked (no `--confirm`, or an approval given
+/// earlier covered it).
 pub async fn check(
     rule: &Rule,
     confirm: &Confirm,
@@ -337,7 +339,9 @@ pub async fn check(
             )
             .await?;
             confirm.approvals.record(peer, what, rule);
-            return Ok(None);
+            // A yes under `each` is an approval too, of this release alone: the log says so
+            // beside the release record, as it does for the wider scopes.
+            return Ok(rule.confirm.then(|| once_covers(peer)));
         }
     };
     let (key, covers) = remembered;
@@ -393,6 +397,18 @@ pub async fn check(
         Decision::Asked(true) => Some(covers),
         _ => None,
     })
+}
+
+/// What a yes that is not remembered covers: this release, and (see `approvals.rs`)
+/// composer-keyd's git helper beneath the process while it runs.
+fn once_covers(peer: &Peer) -> String {
+    let exe = peer.exe().map_or_else(
+        || "an unknown executable".into(),
+        |e| e.display().to_string(),
+    );
+    printable(&format!(
+        "{exe} for this release only (and composer-keyd's git helper beneath it while it runs)"
+    ))
 }
 
 /// The key a `program` or `session` approval is remembered under, and what it covers in

@@ -77,10 +77,10 @@ impl Agent {
         &self.audit
     }
 
-    /// Records an approval that covers more than this release (`--confirm=program|session`):
-    /// written when the user says yes, with what it covers; the releases it lets through
-    /// are recorded as releases.
-    fn audit_approval(&self, origin: &Origin, what: &str, peer: &Peer, covers: &str) {
+    /// Records the user's yes to a confirmation, with what it covers: one release
+    /// (`--confirm=each`), or the program or session until lock or its time
+    /// (`--confirm=program|session`). The releases it lets through are recorded as releases.
+    pub(super) fn audit_approval(&self, origin: &Origin, what: &str, peer: &Peer, covers: &str) {
         self.audit.record(&peer.audit(crate::audit::Record {
             origin: Some(origin.to_string()),
             detail: Some(format!("{what}: {covers}")),

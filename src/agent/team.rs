@@ -118,7 +118,9 @@ impl Agent {
                         scope: crate::protocol::ConfirmScope::Each,
                         confirm_for: None,
                     };
-                    policy::check(&rule, &self.confirm, peer, &what).await?;
+                    if let Some(covers) = policy::check(&rule, &self.confirm, peer, &what).await? {
+                        self.audit_approval(origin, &what, peer, &covers);
+                    }
                 }
                 if self.inner().locked {
                     return Err(Error::Locked);

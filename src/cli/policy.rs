@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 pub struct PolicyArgs {
     /// Ask before releasing, through the daemon's askpass program (as `ssh-add -c`):
     /// `each` release (the default), once per `program` (the same executable, until
-    /// `lock`), or once per `session` (the same executable in the same login session, until
-    /// `lock` or --confirm-for).
+    /// `lock`), or once per `session` (the same executable in the same login session, else
+    /// the same process session, else the same process tree that entered a pid namespace;
+    /// until `lock` or --confirm-for).
     #[arg(
         long,
         conflicts_with = "no_confirm",
