@@ -203,6 +203,25 @@ fn an_expired_credential_is_still_sent_with_one_line_saying_so() {
         warned[0].contains(&format!("`composer-keyd rotate {origin}`")),
         "{shown}"
     );
+    // doctor counts it as a problem, one line with the date, and its fix is the rotate.
+    let doc = t
+        .command(support::BIN)
+        .args(["doctor", "--offline"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let shown = text(&doc);
+    assert!(
+        !doc.status.success(),
+        "an expired credential is a problem: {shown}"
+    );
+    let w = lines_with(&shown, "expired on 2020-01-01");
+    assert_eq!(w.len(), 1, "{shown}");
+    assert!(w[0].starts_with("PROBLEM  expiry:"), "{shown}");
+    assert!(
+        shown.contains(&format!("fix: composer-keyd rotate {origin}")),
+        "{shown}"
+    );
     // `rotate` with a new secret drops the old date unless given a new one.
     t.ok(
         &["rotate", &origin, "--expires", "90d"],
@@ -237,4 +256,43 @@ fn expires_with_team_or_rollback_is_refused() {
             "{argv:?}: {err}"
         );
     }
+}
+
+/// GitLab answers `"expires_at": null` for a token that does not expire (one made before
+/// 16.0, or extended without a date): `check` clears a stored date rather than keep it.
+#[test]
+fn gitlab_expires_at_null_clears_a_stored_date() {
+    let (t, _d) = composer_env();
+    let server = RepoServer::start(
+        json!([{"host": "127.0.0.1", "port": 0, "gitlab_expires_at": null,
+                "headers": [{"name": "PRIVATE-TOKEN", "value": GL_TOKEN, "label": "gl"}]}]),
+        json!({}),
+        None,
+    );
+    let gl = format!("127.0.0.1:{}", server.ports[0]);
+    t.ok(
+        &[
+            "add",
+            &gl,
+            "--type",
+            "gitlab-token",
+            "--expires",
+            "2026-12-10",
+        ],
+        &format!("{GL_TOKEN}\n"),
+    );
+    assert_eq!(expires_of(&t, &gl), Some(GL_AT));
+    let out = t
+        .command(support::BIN)
+        .args(["check", "--json"])
+        .env("COMPOSER_KEYD_CHECK_SCHEME", "http")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "check: {}", text(&out));
+    assert_eq!(
+        server.accepted(0, "/api/v4/personal_access_tokens/self"),
+        ["gl"]
+    );
+    assert_eq!(expires_of(&t, &gl), None, "{}", text(&out));
+    assert_eq!(t.credential(&gl, None)["token"], GL_TOKEN);
 }
