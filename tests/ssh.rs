@@ -520,24 +520,44 @@ fn forward_revoke_during_the_session_closes_the_door_at_once() {
 }
 
 #[test]
-fn the_doors_limits_hold_slow_head_cut_and_cap_evicts_idle() {
+fn the_doors_limits_hold_slow_head_and_slow_body_cut_and_cap_evicts_idle() {
     let (t, d) = composer_env_with(|_| {
-        ["--header-timeout", "1s", "--max-connections", "2"]
-            .map(String::from)
-            .to_vec()
+        [
+            "--header-timeout",
+            "1s",
+            "--body-timeout",
+            "1s",
+            "--max-connections",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec()
     });
     let mut l = local_with(t, d);
     let s = Sshd::start(l.t.dir.path());
     let (script, _) = client(&s);
-    let out = keyd_ssh(
-        &l,
-        &s,
-        &["--origin", &l.origin],
-        &[&py(&s, &script, &["slowhead", "20"])],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(lines(&out)[0]["closed"], true, "{}", text(&out));
+    // A byte of body every 0.1 s for up to 20 s: without the deadlines the connection
+    // would stay open all that time. The bound is generous (the deadline is 1 s).
+    let get = format!("GET /v1/credentials/{}", l.origin);
+    let put = format!("PUT /v1/credentials/{}", l.origin);
+    let cmd = [
+        py(&s, &script, &["slowhead", "20"]),
+        py(&s, &script, &["slowbody", "20", &get]),
+        py(&s, &script, &["slowbody", "20", &put]),
+    ]
+    .join(" && ");
+    let out = keyd_ssh(&l, &s, &["--origin", &l.origin], &[&cmd])
+        .output()
+        .unwrap();
+    let got = lines(&out);
+    assert_eq!(got.len(), 3, "{}", text(&out));
+    for (r, status) in got.iter().zip([None, Some(200), Some(403)]) {
+        assert_eq!(r["closed"], true, "{r}");
+        assert!(r["elapsed"].as_f64().unwrap() < 10.0, "{r}");
+        if let Some(status) = status {
+            assert_eq!(r["status"], status, "answered, not held: {r}");
+        }
+    }
 
     l.d.stop();
     l.d =
