@@ -737,3 +737,131 @@ fn a_remote_socket_directory_planted_by_another_user_is_refused() {
         .ok(&["forward", "list"], "")
         .contains("No forward doors"));
 }
+
+#[test]
+fn a_project_door_serves_that_projects_credentials_whatever_project_the_remote_names() {
+    use std::os::unix::fs::MetadataExt;
+    let l = local();
+    let dir = l.t.dir.path();
+    let (shop, other) = (dir.join("shop"), dir.join("other"));
+    for p in [&shop, &other] {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    let (mine, theirs, elsewhere) = (unique("shoptok"), unique("othertok"), unique("elsetok"));
+    add(&l.t, "scoped.example", "bearer", Some(&shop), &[&mine]);
+    add(&l.t, "scoped.example", "bearer", Some(&other), &[&theirs]);
+    add(
+        &l.t,
+        "elsewhere.example",
+        "bearer",
+        Some(&other),
+        &[&elsewhere],
+    );
+    // No --expires: a lasting door lasts 12 hours.
+    l.t.ok(
+        &[
+            "forward",
+            "add",
+            "shopdoor",
+            "--project",
+            shop.to_str().unwrap(),
+        ],
+        "",
+    );
+    let listed = l.t.ok(&["forward", "list"], "");
+    let line = listed.lines().find(|x| x.starts_with("shopdoor")).unwrap();
+    let secs: u64 = line
+        .split("expires in ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!((12 * 3600 - 120..=12 * 3600).contains(&secs), "{listed}");
+    let shop_real = std::fs::canonicalize(&shop).unwrap();
+    assert!(
+        line.contains(&format!("project {}", shop_real.display())),
+        "{listed}"
+    );
+    // The local door: 0600 in the 0700 runtime dir.
+    let run_dir = l.t.socket().parent().unwrap().to_owned();
+    let sock = std::fs::symlink_metadata(run_dir.join("forward-shopdoor.sock")).unwrap();
+    let rd = std::fs::symlink_metadata(&run_dir).unwrap();
+    assert_eq!((sock.mode() & 0o777, rd.mode() & 0o777), (0o600, 0o700));
+
+    let s = Sshd::start(dir);
+    let (script, _) = client(&s);
+    let q = format!("?project={}", other.display());
+    let reqs = [
+        "GET /v1/credentials/scoped.example".to_string(),
+        format!("GET /v1/credentials/scoped.example{q}"),
+        format!("GET /v1/credentials/{}", l.origin),
+        format!("GET /v1/origins{q}"),
+        format!("GET /v1/credentials/elsewhere.example{q}"),
+        "GET /v1/credentials/nowhere.example".to_string(),
+        "PUT /v1/credentials/scoped.example".to_string(),
+    ];
+    let mut args = vec!["probe"];
+    args.extend(reqs.iter().map(String::as_str));
+    let out = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "shopdoor"],
+        &[&py(&s, &script, &args)],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let got = lines(&out);
+    assert_eq!(got.len(), reqs.len(), "{}", text(&out));
+    let body = |i: usize| got[i]["body"].as_str().unwrap().to_owned();
+    // The door's project counts, not the one the remote names.
+    for i in [0, 1] {
+        assert_eq!(got[i]["status"], 200, "{}", got[i]);
+        assert!(
+            body(i).contains(&mine) && !body(i).contains(&theirs),
+            "{}",
+            got[i]
+        );
+    }
+    // An unscoped credential goes out through a project door too.
+    assert_eq!(got[2]["status"], 200, "{}", got[2]);
+    assert!(body(2).contains(&l.pass));
+    let listed = body(3);
+    assert_eq!(got[3]["status"], 200, "{listed}");
+    assert!(
+        listed.contains("scoped.example") && !listed.contains("elsewhere.example"),
+        "{listed}"
+    );
+    for r in &got[4..] {
+        assert!(r["status"] == 403 || r["status"] == 404, "{r}");
+        let b = r["body"].as_str().unwrap();
+        assert!(!b.contains(&theirs) && !b.contains(&elsewhere), "{r}");
+    }
+
+    let records = audit_mentioning(&l.t, "forward shopdoor");
+    let of = |event: &str| -> Vec<&serde_json::Value> {
+        records.iter().filter(|r| r["event"] == event).collect()
+    };
+    let released: Vec<_> = of("release")
+        .iter()
+        .map(|r| r["origin"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        released.contains(&"scoped.example".to_string()) && released.contains(&l.origin),
+        "{records:?}"
+    );
+    for r in of("release") {
+        assert_eq!(r["project"], json!(shop_real.display().to_string()), "{r}");
+    }
+    // One refusal line per refused request, each naming the door.
+    let refused: Vec<_> = of("refuse")
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<_> = reqs[4..]
+        .iter()
+        .map(|r| format!("forward shopdoor: {}", r.split('?').next().unwrap()))
+        .collect();
+    assert_eq!(refused, want, "{records:?}");
+    l.t.ok(&["forward", "revoke", "shopdoor"], "");
+}
