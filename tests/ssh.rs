@@ -865,3 +865,121 @@ fn a_project_door_serves_that_projects_credentials_whatever_project_the_remote_n
     assert_eq!(refused, want, "{records:?}");
     l.t.ok(&["forward", "revoke", "shopdoor"], "");
 }
+
+/// ssh with the config block of `--config`, as plain ssh or an IDE runs it.
+fn plain_ssh(s: &Sshd, config: &Path, extra: &[&str], remote: &str) -> Output {
+    let mut opts = s.ssh_options();
+    let at = opts.iter().position(|o| o == "/dev/null").unwrap();
+    opts[at] = config.display().to_string();
+    Command::new("ssh")
+        .args(&opts)
+        .args(extra)
+        .arg(s.host())
+        .arg(remote)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn status_of(out: &Output) -> serde_json::Value {
+    lines(out)
+        .first()
+        .map_or(json!(null), |r| r["status"].clone())
+}
+
+#[test]
+fn a_stale_remote_socket_is_replaced_by_composer_keyd_ssh_and_stops_plain_ssh_unless_sshd_unlinks()
+{
+    let l = local();
+    let mut s = Sshd::start(l.t.dir.path());
+    let (script, _) = client(&s);
+    l.t.ok(
+        &[
+            "forward",
+            "add",
+            "ide",
+            "--origin",
+            &l.origin,
+            "--expires",
+            "10m",
+        ],
+        "",
+    );
+    let file = l.t.dir.path().join("ssh_config");
+    let out = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "ide", "--config", file.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let get = format!("GET /v1/credentials/{}", l.origin);
+    let sock = s.remote_sock_dir().join("agent.sock");
+
+    // sshd's default (no StreamLocalBindUnlink): composer-keyd ssh twice in a row.
+    for _ in 0..2 {
+        let out = keyd_ssh(
+            &l,
+            &s,
+            &["--forward", "ide"],
+            &[&py(&s, &script, &["probe", &get])],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(status_of(&out), 200, "{}", text(&out));
+        assert!(!sock.exists());
+    }
+    // Plain ssh works once and leaves the socket behind; the next plain ssh cannot bind
+    // it, ssh's own StreamLocalBindUnlink notwithstanding (it is for -L).
+    let probe = py(&s, &script, &["probe", &get]);
+    let out = plain_ssh(&s, &file, &[], &probe);
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .file_type()
+        .is_socket());
+    let out = plain_ssh(&s, &file, &["-o", "StreamLocalBindUnlink=yes"], &probe);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("remote port forwarding failed"),
+        "{}",
+        text(&out)
+    );
+    // composer-keyd ssh removes the stale socket itself (and its own after), as does `rm`,
+    // as the block's comment says.
+    let out = keyd_ssh(&l, &s, &["--forward", "ide"], &[&probe])
+        .output()
+        .unwrap();
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    assert!(!sock.exists());
+    let out = plain_ssh(&s, &file, &[], &probe);
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    let rm = s.as_remote(&format!("rm {}", sock.display()));
+    assert!(rm.status.success(), "{}", text(&rm));
+    let out = plain_ssh(&s, &file, &[], &probe);
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    let block = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        block.contains("`StreamLocalBindUnlink yes`")
+            && block.contains(&format!("`rm {}` there", sock.display())),
+        "{block}"
+    );
+
+    // With `StreamLocalBindUnlink yes` in sshd_config, plain ssh replaces it.
+    let dir = l.t.dir.path().join("second");
+    drop(s);
+    s = Sshd::start_with(&dir, "StreamLocalBindUnlink yes\n");
+    let (script, _) = client(&s);
+    let made = s.as_remote(&format!("mkdir -m 700 {}", s.remote_sock_dir().display()));
+    assert!(made.status.success(), "{}", text(&made));
+    let probe = py(&s, &script, &["probe", &get]);
+    for _ in 0..2 {
+        let out = plain_ssh(&s, &file, &[], &probe);
+        assert_eq!(status_of(&out), 200, "{}", text(&out));
+        assert!(sock.exists());
+    }
+    l.t.ok(&["forward", "revoke", "ide"], "");
+}
