@@ -408,15 +408,19 @@ fn the_door_serves_reads_of_its_origins_only_and_the_audit_names_it() {
     // Still stored, still unlocked: nothing the door refused happened.
     assert_eq!(l.t.credential(o, None)["username"], json!(l.user));
     let records = audit_mentioning(&l.t, "forward ssh-");
-    let events: Vec<_> = records
+    let released: Vec<_> = records.iter().filter(|r| r["event"] == "release").collect();
+    assert_eq!(released.len(), 1, "{records:?}");
+    assert_eq!(released[0]["origin"], json!(o), "{records:?}");
+    // One refusal line per refused request, each naming the one door.
+    let door = released[0]["detail"].as_str().unwrap().to_owned();
+    assert!(door.starts_with("forward ssh-"), "{records:?}");
+    let refused: Vec<_> = records
         .iter()
-        .map(|r| r["event"].as_str().unwrap_or("").to_owned())
+        .filter(|r| r["event"] == "refuse")
+        .map(|r| r["detail"].as_str().unwrap().to_owned())
         .collect();
-    assert!(events.iter().any(|e| e == "release"), "{records:?}");
-    assert!(
-        events.iter().filter(|e| *e == "refuse").count() >= 1,
-        "{records:?}"
-    );
+    let want: Vec<_> = reqs[2..].iter().map(|r| format!("{door}: {r}")).collect();
+    assert_eq!(refused, want, "{records:?}");
 }
 
 fn askpass(t: &support::TestEnv, name: &str, answer: u8) -> PathBuf {
@@ -470,7 +474,12 @@ fn confirm_asks_on_this_desktop_naming_the_door_and_the_origin() {
         .into_iter()
         .filter(|r| r["event"] == "refuse")
         .collect();
-    assert!(!refused.is_empty(), "the refusal is audited");
+    assert_eq!(refused.len(), 1, "the refusal is audited once: {refused:?}");
+    let detail = refused[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("forward ssh-") && detail.ends_with(&format!(": {get}")),
+        "{detail}"
+    );
 
     l.d.stop();
     let yes = askpass(&l.t, "yes.sh", 0);
