@@ -24,7 +24,8 @@ pub fn sh_c(script: &str) -> String {
 /// (`$XDG_RUNTIME_DIR/composer-keyd` when the runtime dir is the user's, else
 /// `${TMPDIR:-/tmp}/composer-keyd-UID`), 0700 and the user's own, never through a link;
 /// removes a socket left at `agent.sock` (sshd leaves it after a session); prints
-/// [`DIR_MARK`] and the directory.
+/// [`DIR_MARK`] and the directory. The plugin's `Client::defaultSocket` picks the runtime
+/// dir by the same rule, so both name the same path.
 pub fn dir_script() -> String {
     format!(
         r#"set -u
