@@ -4,6 +4,7 @@ use crate::composer_fixture::*;
 use crate::support;
 use crate::support::sshd::{Sshd, USER};
 use serde_json::json;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -133,6 +134,42 @@ fn files_holding(root: &Path, needle: &str, except: &[&Path]) -> Vec<PathBuf> {
             }
         }
     });
+    hits
+}
+
+/// Files that hold `needle` and the remote user could have left: any file under its home
+/// and the shared temporary directories (/tmp, /var/tmp, /dev/shm), and any file of its own
+/// anywhere else; not those under `except`.
+fn remote_files_holding(s: &Sshd, needle: &str, except: &[&Path]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for root in [
+        s.home.as_path(),
+        Path::new("/tmp"),
+        Path::new("/var/tmp"),
+        Path::new("/dev/shm"),
+    ] {
+        hits.extend(files_holding(root, needle, except));
+    }
+    support::require("find", "findutils");
+    let out = Command::new("find")
+        .args([
+            "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o",
+        ])
+        .args(["-user", &s.uid.to_string(), "-type", "f", "-print0"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    for p in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let p = Path::new(std::ffi::OsStr::from_bytes(p));
+        if hits.iter().any(|h| h == p) || except.iter().any(|e| p.starts_with(e)) {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(p) {
+            if support::contains(&bytes, needle.as_bytes()) {
+                hits.push(p.to_owned());
+            }
+        }
+    }
     hits
 }
 
@@ -310,13 +347,12 @@ fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
     );
     let said = String::from_utf8_lossy(&tried.stdout);
     assert!(said.starts_with("refused 13"), "nobody: {said}");
-    // ... and no file of remoteu's, nor under /tmp, holds the secret.
+    // ... and no file of remoteu's anywhere, nor under its home or a shared temporary
+    // directory, holds the secret.
     let except = [l.server.dir()];
     for secret in [&l.user, &l.pass] {
-        for root in [s.home.as_path(), Path::new("/tmp")] {
-            let hits = files_holding(root, secret, &except);
-            assert!(hits.is_empty(), "during the session: {hits:?}");
-        }
+        let hits = remote_files_holding(&s, secret, &except);
+        assert!(hits.is_empty(), "during the session: {hits:?}");
     }
     touch_as_remote(&sync.join("go"));
     let out = child.wait();
@@ -350,10 +386,8 @@ fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     for secret in [&l.user, &l.pass] {
-        for root in [s.home.as_path(), Path::new("/tmp")] {
-            let hits = files_holding(root, secret, &except);
-            assert!(hits.is_empty(), "after the session: {hits:?}");
-        }
+        let hits = remote_files_holding(&s, secret, &except);
+        assert!(hits.is_empty(), "after the session: {hits:?}");
     }
 }
 
