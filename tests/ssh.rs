@@ -212,11 +212,22 @@ fn install_plugin_into_a_fresh_remote_composer_home_then_install_over_a_door() {
         .output()
         .unwrap();
     let shown = text(&out);
-    assert!(
-        shown.contains("continuing with Composer's own credentials"),
+    assert_eq!(
+        shown
+            .matches("continuing with Composer's own credentials")
+            .count(),
+        1,
         "{shown}"
     );
     assert!(!proj.join("vendor/acme/alpha").exists());
+    // Composer went on as usual: it asked the repository, which refused it no credential.
+    let asked = l.server.requests();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|r| r["status"] == 401),
+        "{asked:?}"
+    );
+    assert!(shown.contains("401"), "{shown}");
+    l.server.clear();
 
     // Through a one-session door the install works.
     let out = keyd_ssh(&l, &s, &["--origin", &l.origin], &[&remote_install(&proj)])
