@@ -676,7 +676,23 @@ fn the_ssh_config_form_serves_plain_ssh() {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(std::fs::read_to_string(&file).unwrap().contains(&block));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains(&block));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+    // A second --config leaves the file as it was.
+    let again = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "ide", "--config", file.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("has it already"), "{}", text(&again));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+    assert_eq!(written.matches("RemoteForward").count(), 1, "{written}");
 
     // Plain ssh with that config: the door answers at the remote default path.
     let mut opts = s.ssh_options();
