@@ -24,7 +24,8 @@ pub fn sh_c(script: &str) -> String {
 /// (`$XDG_RUNTIME_DIR/composer-keyd` when the runtime dir is the user's, else
 /// `${TMPDIR:-/tmp}/composer-keyd-UID`), 0700 and the user's own, never through a link;
 /// removes a socket left at `agent.sock` (sshd leaves it after a session); prints
-/// [`DIR_MARK`] and the directory.
+/// [`DIR_MARK`] and the directory. The plugin's `Client::defaultSocket` picks the runtime
+/// dir by the same rule, so both name the same path.
 pub fn dir_script() -> String {
     format!(
         r#"set -u
@@ -134,11 +135,19 @@ pub fn remote_plugin_files() -> Vec<(&'static str, Vec<u8>)> {
 /// The `~/.ssh/config` form: a `Host` block whose `RemoteForward` puts `door` at `remote`
 /// (the remote default path, as `composer-keyd ssh` found and made it). `Host` matches the
 /// host name alone, so a `user@` prefix is dropped.
+///
+/// No `StreamLocalBindUnlink` in it: for `RemoteForward` only the server's sshd_config
+/// decides whether a socket left by an earlier session is replaced (sshd's default is no),
+/// and ssh's own setting is for local forwards. The comment says so, since plain ssh has
+/// nothing that removes the socket first as `composer-keyd ssh` does.
 pub fn config_block(host: &str, remote: &str, door: &Path) -> String {
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     format!(
         "# composer-keyd: forward door for {host} (make the door first: `composer-keyd forward add ...`)\n\
-         Host {host}\n    RemoteForward {remote} {}\n    StreamLocalBindUnlink yes\n    ExitOnForwardFailure yes\n",
+         # sshd keeps the remote socket after each session; unless the server's sshd_config has\n\
+         # `StreamLocalBindUnlink yes`, the next session fails with \"remote port forwarding failed\"\n\
+         # until it is removed (`rm {remote}` there, or one `composer-keyd ssh` session).\n\
+         Host {host}\n    RemoteForward {remote} {}\n    ExitOnForwardFailure yes\n",
         door.display()
     )
 }
@@ -228,6 +237,11 @@ mod tests {
         assert!(b.contains("\nHost build.example\n"), "{b}");
         assert!(
             b.contains("RemoteForward /tmp/composer-keyd-1000/agent.sock /run/d/forward-x.sock\n"),
+            "{b}"
+        );
+        assert!(
+            b.contains("sshd_config has\n# `StreamLocalBindUnlink yes`")
+                && b.contains("`rm /tmp/composer-keyd-1000/agent.sock` there"),
             "{b}"
         );
     }

@@ -4,6 +4,7 @@ use crate::composer_fixture::*;
 use crate::support;
 use crate::support::sshd::{Sshd, USER};
 use serde_json::json;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -136,6 +137,42 @@ fn files_holding(root: &Path, needle: &str, except: &[&Path]) -> Vec<PathBuf> {
     hits
 }
 
+/// Files that hold `needle` and the remote user could have left: any file under its home
+/// and the shared temporary directories (/tmp, /var/tmp, /dev/shm), and any file of its own
+/// anywhere else; not those under `except`.
+fn remote_files_holding(s: &Sshd, needle: &str, except: &[&Path]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for root in [
+        s.home.as_path(),
+        Path::new("/tmp"),
+        Path::new("/var/tmp"),
+        Path::new("/dev/shm"),
+    ] {
+        hits.extend(files_holding(root, needle, except));
+    }
+    support::require("find", "findutils");
+    let out = Command::new("find")
+        .args([
+            "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o",
+        ])
+        .args(["-user", &s.uid.to_string(), "-type", "f", "-print0"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    for p in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let p = Path::new(std::ffi::OsStr::from_bytes(p));
+        if hits.iter().any(|h| h == p) || except.iter().any(|e| p.starts_with(e)) {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(p) {
+            if support::contains(&bytes, needle.as_bytes()) {
+                hits.push(p.to_owned());
+            }
+        }
+    }
+    hits
+}
+
 #[test]
 fn install_plugin_into_a_fresh_remote_composer_home_then_install_over_a_door() {
     let l = local();
@@ -175,11 +212,22 @@ fn install_plugin_into_a_fresh_remote_composer_home_then_install_over_a_door() {
         .output()
         .unwrap();
     let shown = text(&out);
-    assert!(
-        shown.contains("continuing with Composer's own credentials"),
+    assert_eq!(
+        shown
+            .matches("continuing with Composer's own credentials")
+            .count(),
+        1,
         "{shown}"
     );
     assert!(!proj.join("vendor/acme/alpha").exists());
+    // Composer went on as usual: it asked the repository, which refused it no credential.
+    let asked = l.server.requests();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|r| r["status"] == 401),
+        "{asked:?}"
+    );
+    assert!(shown.contains("401"), "{shown}");
+    l.server.clear();
 
     // Through a one-session door the install works.
     let out = keyd_ssh(&l, &s, &["--origin", &l.origin], &[&remote_install(&proj)])
@@ -310,13 +358,12 @@ fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
     );
     let said = String::from_utf8_lossy(&tried.stdout);
     assert!(said.starts_with("refused 13"), "nobody: {said}");
-    // ... and no file of remoteu's, nor under /tmp, holds the secret.
+    // ... and no file of remoteu's anywhere, nor under its home or a shared temporary
+    // directory, holds the secret.
     let except = [l.server.dir()];
     for secret in [&l.user, &l.pass] {
-        for root in [s.home.as_path(), Path::new("/tmp")] {
-            let hits = files_holding(root, secret, &except);
-            assert!(hits.is_empty(), "during the session: {hits:?}");
-        }
+        let hits = remote_files_holding(&s, secret, &except);
+        assert!(hits.is_empty(), "during the session: {hits:?}");
     }
     touch_as_remote(&sync.join("go"));
     let out = child.wait();
@@ -350,10 +397,8 @@ fn composer_install_over_composer_keyd_ssh_leaves_no_secret_and_no_socket() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     for secret in [&l.user, &l.pass] {
-        for root in [s.home.as_path(), Path::new("/tmp")] {
-            let hits = files_holding(root, secret, &except);
-            assert!(hits.is_empty(), "after the session: {hits:?}");
-        }
+        let hits = remote_files_holding(&s, secret, &except);
+        assert!(hits.is_empty(), "after the session: {hits:?}");
     }
 }
 
@@ -408,15 +453,19 @@ fn the_door_serves_reads_of_its_origins_only_and_the_audit_names_it() {
     // Still stored, still unlocked: nothing the door refused happened.
     assert_eq!(l.t.credential(o, None)["username"], json!(l.user));
     let records = audit_mentioning(&l.t, "forward ssh-");
-    let events: Vec<_> = records
+    let released: Vec<_> = records.iter().filter(|r| r["event"] == "release").collect();
+    assert_eq!(released.len(), 1, "{records:?}");
+    assert_eq!(released[0]["origin"], json!(o), "{records:?}");
+    // One refusal line per refused request, each naming the one door.
+    let door = released[0]["detail"].as_str().unwrap().to_owned();
+    assert!(door.starts_with("forward ssh-"), "{records:?}");
+    let refused: Vec<_> = records
         .iter()
-        .map(|r| r["event"].as_str().unwrap_or("").to_owned())
+        .filter(|r| r["event"] == "refuse")
+        .map(|r| r["detail"].as_str().unwrap().to_owned())
         .collect();
-    assert!(events.iter().any(|e| e == "release"), "{records:?}");
-    assert!(
-        events.iter().filter(|e| *e == "refuse").count() >= 1,
-        "{records:?}"
-    );
+    let want: Vec<_> = reqs[2..].iter().map(|r| format!("{door}: {r}")).collect();
+    assert_eq!(refused, want, "{records:?}");
 }
 
 fn askpass(t: &support::TestEnv, name: &str, answer: u8) -> PathBuf {
@@ -470,7 +519,12 @@ fn confirm_asks_on_this_desktop_naming_the_door_and_the_origin() {
         .into_iter()
         .filter(|r| r["event"] == "refuse")
         .collect();
-    assert!(!refused.is_empty(), "the refusal is audited");
+    assert_eq!(refused.len(), 1, "the refusal is audited once: {refused:?}");
+    let detail = refused[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("forward ssh-") && detail.ends_with(&format!(": {get}")),
+        "{detail}"
+    );
 
     l.d.stop();
     let yes = askpass(&l.t, "yes.sh", 0);
@@ -520,24 +574,44 @@ fn forward_revoke_during_the_session_closes_the_door_at_once() {
 }
 
 #[test]
-fn the_doors_limits_hold_slow_head_cut_and_cap_evicts_idle() {
+fn the_doors_limits_hold_slow_head_and_slow_body_cut_and_cap_evicts_idle() {
     let (t, d) = composer_env_with(|_| {
-        ["--header-timeout", "1s", "--max-connections", "2"]
-            .map(String::from)
-            .to_vec()
+        [
+            "--header-timeout",
+            "1s",
+            "--body-timeout",
+            "1s",
+            "--max-connections",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec()
     });
     let mut l = local_with(t, d);
     let s = Sshd::start(l.t.dir.path());
     let (script, _) = client(&s);
-    let out = keyd_ssh(
-        &l,
-        &s,
-        &["--origin", &l.origin],
-        &[&py(&s, &script, &["slowhead", "20"])],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(lines(&out)[0]["closed"], true, "{}", text(&out));
+    // A byte of body every 0.1 s for up to 20 s: without the deadlines the connection
+    // would stay open all that time. The bound is generous (the deadline is 1 s).
+    let get = format!("GET /v1/credentials/{}", l.origin);
+    let put = format!("PUT /v1/credentials/{}", l.origin);
+    let cmd = [
+        py(&s, &script, &["slowhead", "20"]),
+        py(&s, &script, &["slowbody", "20", &get]),
+        py(&s, &script, &["slowbody", "20", &put]),
+    ]
+    .join(" && ");
+    let out = keyd_ssh(&l, &s, &["--origin", &l.origin], &[&cmd])
+        .output()
+        .unwrap();
+    let got = lines(&out);
+    assert_eq!(got.len(), 3, "{}", text(&out));
+    for (r, status) in got.iter().zip([None, Some(200), Some(403)]) {
+        assert_eq!(r["closed"], true, "{r}");
+        assert!(r["elapsed"].as_f64().unwrap() < 10.0, "{r}");
+        if let Some(status) = status {
+            assert_eq!(r["status"], status, "answered, not held: {r}");
+        }
+    }
 
     l.d.stop();
     l.d =
@@ -602,7 +676,23 @@ fn the_ssh_config_form_serves_plain_ssh() {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(std::fs::read_to_string(&file).unwrap().contains(&block));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains(&block));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+    // A second --config leaves the file as it was.
+    let again = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "ide", "--config", file.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("has it already"), "{}", text(&again));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+    assert_eq!(written.matches("RemoteForward").count(), 1, "{written}");
 
     // Plain ssh with that config: the door answers at the remote default path.
     let mut opts = s.ssh_options();
@@ -716,4 +806,250 @@ fn a_remote_socket_directory_planted_by_another_user_is_refused() {
         .t
         .ok(&["forward", "list"], "")
         .contains("No forward doors"));
+}
+
+#[test]
+fn a_project_door_serves_that_projects_credentials_whatever_project_the_remote_names() {
+    use std::os::unix::fs::MetadataExt;
+    let l = local();
+    let dir = l.t.dir.path();
+    let (shop, other) = (dir.join("shop"), dir.join("other"));
+    for p in [&shop, &other] {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    let (mine, theirs, elsewhere) = (unique("shoptok"), unique("othertok"), unique("elsetok"));
+    add(&l.t, "scoped.example", "bearer", Some(&shop), &[&mine]);
+    add(&l.t, "scoped.example", "bearer", Some(&other), &[&theirs]);
+    add(
+        &l.t,
+        "elsewhere.example",
+        "bearer",
+        Some(&other),
+        &[&elsewhere],
+    );
+    // No --expires: a lasting door lasts 12 hours.
+    l.t.ok(
+        &[
+            "forward",
+            "add",
+            "shopdoor",
+            "--project",
+            shop.to_str().unwrap(),
+        ],
+        "",
+    );
+    let listed = l.t.ok(&["forward", "list"], "");
+    let line = listed.lines().find(|x| x.starts_with("shopdoor")).unwrap();
+    let secs: u64 = line
+        .split("expires in ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!((12 * 3600 - 120..=12 * 3600).contains(&secs), "{listed}");
+    let shop_real = std::fs::canonicalize(&shop).unwrap();
+    assert!(
+        line.contains(&format!("project {}", shop_real.display())),
+        "{listed}"
+    );
+    // The local door: 0600 in the 0700 runtime dir.
+    let run_dir = l.t.socket().parent().unwrap().to_owned();
+    let sock = std::fs::symlink_metadata(run_dir.join("forward-shopdoor.sock")).unwrap();
+    let rd = std::fs::symlink_metadata(&run_dir).unwrap();
+    assert_eq!((sock.mode() & 0o777, rd.mode() & 0o777), (0o600, 0o700));
+
+    let s = Sshd::start(dir);
+    let (script, _) = client(&s);
+    let q = format!("?project={}", other.display());
+    let reqs = [
+        "GET /v1/credentials/scoped.example".to_string(),
+        format!("GET /v1/credentials/scoped.example{q}"),
+        format!("GET /v1/credentials/{}", l.origin),
+        format!("GET /v1/origins{q}"),
+        format!("GET /v1/credentials/elsewhere.example{q}"),
+        "GET /v1/credentials/nowhere.example".to_string(),
+        "PUT /v1/credentials/scoped.example".to_string(),
+    ];
+    let mut args = vec!["probe"];
+    args.extend(reqs.iter().map(String::as_str));
+    let out = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "shopdoor"],
+        &[&py(&s, &script, &args)],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let got = lines(&out);
+    assert_eq!(got.len(), reqs.len(), "{}", text(&out));
+    let body = |i: usize| got[i]["body"].as_str().unwrap().to_owned();
+    // The door's project counts, not the one the remote names.
+    for i in [0, 1] {
+        assert_eq!(got[i]["status"], 200, "{}", got[i]);
+        assert!(
+            body(i).contains(&mine) && !body(i).contains(&theirs),
+            "{}",
+            got[i]
+        );
+    }
+    // An unscoped credential goes out through a project door too.
+    assert_eq!(got[2]["status"], 200, "{}", got[2]);
+    assert!(body(2).contains(&l.pass));
+    let listed = body(3);
+    assert_eq!(got[3]["status"], 200, "{listed}");
+    assert!(
+        listed.contains("scoped.example") && !listed.contains("elsewhere.example"),
+        "{listed}"
+    );
+    for r in &got[4..] {
+        assert!(r["status"] == 403 || r["status"] == 404, "{r}");
+        let b = r["body"].as_str().unwrap();
+        assert!(!b.contains(&theirs) && !b.contains(&elsewhere), "{r}");
+    }
+
+    let records = audit_mentioning(&l.t, "forward shopdoor");
+    let of = |event: &str| -> Vec<&serde_json::Value> {
+        records.iter().filter(|r| r["event"] == event).collect()
+    };
+    let released: Vec<_> = of("release")
+        .iter()
+        .map(|r| r["origin"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        released.contains(&"scoped.example".to_string()) && released.contains(&l.origin),
+        "{records:?}"
+    );
+    for r in of("release") {
+        assert_eq!(r["project"], json!(shop_real.display().to_string()), "{r}");
+    }
+    // One refusal line per refused request, each naming the door.
+    let refused: Vec<_> = of("refuse")
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<_> = reqs[4..]
+        .iter()
+        .map(|r| format!("forward shopdoor: {}", r.split('?').next().unwrap()))
+        .collect();
+    assert_eq!(refused, want, "{records:?}");
+    l.t.ok(&["forward", "revoke", "shopdoor"], "");
+}
+
+/// ssh with the config block of `--config`, as plain ssh or an IDE runs it.
+fn plain_ssh(s: &Sshd, config: &Path, extra: &[&str], remote: &str) -> Output {
+    let mut opts = s.ssh_options();
+    let at = opts.iter().position(|o| o == "/dev/null").unwrap();
+    opts[at] = config.display().to_string();
+    Command::new("ssh")
+        .args(&opts)
+        .args(extra)
+        .arg(s.host())
+        .arg(remote)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn status_of(out: &Output) -> serde_json::Value {
+    lines(out)
+        .first()
+        .map_or(json!(null), |r| r["status"].clone())
+}
+
+#[test]
+fn a_stale_remote_socket_is_replaced_by_composer_keyd_ssh_and_stops_plain_ssh_unless_sshd_unlinks()
+{
+    let l = local();
+    let mut s = Sshd::start(l.t.dir.path());
+    let (script, _) = client(&s);
+    l.t.ok(
+        &[
+            "forward",
+            "add",
+            "ide",
+            "--origin",
+            &l.origin,
+            "--expires",
+            "10m",
+        ],
+        "",
+    );
+    let file = l.t.dir.path().join("ssh_config");
+    let out = keyd_ssh(
+        &l,
+        &s,
+        &["--forward", "ide", "--config", file.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let get = format!("GET /v1/credentials/{}", l.origin);
+    let sock = s.remote_sock_dir().join("agent.sock");
+
+    // sshd's default (no StreamLocalBindUnlink): composer-keyd ssh twice in a row.
+    for _ in 0..2 {
+        let out = keyd_ssh(
+            &l,
+            &s,
+            &["--forward", "ide"],
+            &[&py(&s, &script, &["probe", &get])],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(status_of(&out), 200, "{}", text(&out));
+        assert!(!sock.exists());
+    }
+    // Plain ssh works once and leaves the socket behind; the next plain ssh cannot bind
+    // it, ssh's own StreamLocalBindUnlink notwithstanding (it is for -L).
+    let probe = py(&s, &script, &["probe", &get]);
+    let out = plain_ssh(&s, &file, &[], &probe);
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .file_type()
+        .is_socket());
+    let out = plain_ssh(&s, &file, &["-o", "StreamLocalBindUnlink=yes"], &probe);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("remote port forwarding failed"),
+        "{}",
+        text(&out)
+    );
+    // composer-keyd ssh removes the stale socket itself (and its own after), as does `rm`,
+    // as the block's comment says.
+    let out = keyd_ssh(&l, &s, &["--forward", "ide"], &[&probe])
+        .output()
+        .unwrap();
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    assert!(!sock.exists());
+    let out = plain_ssh(&s, &file, &[], &probe);
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    let rm = s.as_remote(&format!("rm {}", sock.display()));
+    assert!(rm.status.success(), "{}", text(&rm));
+    let out = plain_ssh(&s, &file, &[], &probe);
+    assert_eq!(status_of(&out), 200, "{}", text(&out));
+    let block = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        block.contains("`StreamLocalBindUnlink yes`")
+            && block.contains(&format!("`rm {}` there", sock.display())),
+        "{block}"
+    );
+
+    // With `StreamLocalBindUnlink yes` in sshd_config, plain ssh replaces it.
+    let dir = l.t.dir.path().join("second");
+    drop(s);
+    s = Sshd::start_with(&dir, "StreamLocalBindUnlink yes\n");
+    let (script, _) = client(&s);
+    let made = s.as_remote(&format!("mkdir -m 700 {}", s.remote_sock_dir().display()));
+    assert!(made.status.success(), "{}", text(&made));
+    let probe = py(&s, &script, &["probe", &get]);
+    for _ in 0..2 {
+        let out = plain_ssh(&s, &file, &[], &probe);
+        assert_eq!(status_of(&out), 200, "{}", text(&out));
+        assert!(sock.exists());
+    }
+    l.t.ok(&["forward", "revoke", "ide"], "");
 }

@@ -8,7 +8,11 @@ Usage: ssh_client.py SOCKET MODE [ARGS...]; prints one JSON object per line.
   hold ORIGIN DIR    GET ORIGIN on one connection, keep it open, touch DIR/held, wait (at most
                      60 s) for DIR/go, then report whether that connection was closed, and the
                      answer to a new request
-  slowhead SECS      send half a request head, then wait up to SECS for the daemon to cut it
+  slowhead SECS      send half a request head, then wait up to SECS for the daemon to cut it:
+                     {"closed", "elapsed"}
+  slowbody SECS REQ  "METHOD PATH" with a Content-Length body sent a byte every 0.1 s for up
+                     to SECS: {"status" (0: none), "closed", "elapsed"} (seconds until the
+                     daemon closed the connection, or SECS when it did not)
   cap N ORIGIN       N connections, each answered once and left idle, then one more request;
                      which of the N were closed
 """
@@ -102,9 +106,39 @@ elif mode == "hold":
 elif mode == "slowhead":
     secs = float(sys.argv[3])
     s = connect()
-    s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: loc")
     start = time.monotonic()
-    out(closed=closed(s, secs))
+    s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: loc")
+    shut = closed(s, secs)
+    out(closed=shut, elapsed=round(time.monotonic() - start, 2))
+elif mode == "slowbody":
+    secs, (m, p) = float(sys.argv[3]), sys.argv[4].split(" ", 1)
+    s = connect()
+    start = time.monotonic()
+    s.sendall(f"{m} {p} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n".encode())
+    s.setblocking(False)
+    got, shut = b"", False
+    while not shut and time.monotonic() - start < secs:
+        try:
+            s.send(b"x")
+        except BlockingIOError:
+            pass
+        except OSError:
+            shut = True
+        time.sleep(0.1)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    shut = True
+                    break
+                got += chunk
+        except BlockingIOError:
+            pass
+        except OSError:
+            shut = True
+    elapsed = time.monotonic() - start
+    status = int(got.split(b" ")[1]) if got.startswith(b"HTTP/1.1 ") else 0
+    out(status=status, closed=shut, elapsed=round(elapsed, 2))
 elif mode == "cap":
     n, origin = int(sys.argv[3]), sys.argv[4]
     conns = []

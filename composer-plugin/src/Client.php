@@ -70,8 +70,14 @@ final class Client
 
     /**
      * The socket path the daemon listens on by default:
-     * $COMPOSER_KEYD_SOCK, else $XDG_RUNTIME_DIR/composer-keyd/agent.sock,
-     * else ${TMPDIR:-/tmp}/composer-keyd-$EUID/agent.sock.
+     * $COMPOSER_KEYD_SOCK, else $XDG_RUNTIME_DIR/composer-keyd/agent.sock when
+     * $XDG_RUNTIME_DIR is a directory of this user's, else
+     * ${TMPDIR:-/tmp}/composer-keyd-$EUID/agent.sock.
+     *
+     * The runtime dir must exist and be ours by the same rule `composer-keyd ssh` uses to
+     * place the forwarded socket on a remote machine (where a login without PAM, `su` or
+     * `sudo` can leave another user's or no runtime dir in the environment), so both pick
+     * the same path.
      */
     public static function defaultSocket(): string
     {
@@ -79,18 +85,26 @@ final class Client
         if (is_string($explicit) && $explicit !== '') {
             return $explicit;
         }
+        // An unknown euid names no one's directory; the trust check then refuses it with the reason.
+        $uid = SocketTrust::euid();
         $runtime = getenv('XDG_RUNTIME_DIR');
-        if (is_string($runtime) && $runtime !== '') {
+        if (is_string($runtime) && $runtime !== '' && $uid !== null && self::isOwnDir($runtime, $uid)) {
             return rtrim($runtime, '/') . '/composer-keyd/agent.sock';
         }
         $tmp = getenv('TMPDIR');
         if (!is_string($tmp) || $tmp === '') {
             $tmp = '/tmp';
         }
-        // An unknown euid names no one's directory; the trust check then refuses it with the reason.
-        $uid = SocketTrust::euid();
 
         return rtrim($tmp, '/') . '/composer-keyd-' . ($uid === null ? 'unknown' : $uid) . '/agent.sock';
+    }
+
+    /** Whether $dir is a directory owned by $uid (as sh's `[ -d ] && [ -O ]`, through links). */
+    private static function isOwnDir(string $dir, int $uid): bool
+    {
+        clearstatcache(true, $dir);
+
+        return @is_dir($dir) && @fileowner($dir) === $uid;
     }
 
     public function getSocket(): string

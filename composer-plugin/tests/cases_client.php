@@ -55,18 +55,63 @@ test('default socket path follows the design', function () {
     foreach (array('COMPOSER_KEYD_SOCK', 'XDG_RUNTIME_DIR', 'TMPDIR') as $k) {
         $saved[$k] = getenv($k);
     }
-    putenv('COMPOSER_KEYD_SOCK=/x/s.sock');
-    putenv('XDG_RUNTIME_DIR=/run/user/7');
-    same('/x/s.sock', Client::defaultSocket());
-    putenv('COMPOSER_KEYD_SOCK=');
-    same('/run/user/7/composer-keyd/agent.sock', Client::defaultSocket());
-    putenv('XDG_RUNTIME_DIR');
-    putenv('TMPDIR=/var/tmp/');
-    same('/var/tmp/composer-keyd-' . posix_geteuid() . '/agent.sock', Client::defaultSocket());
-    putenv('TMPDIR');
-    same('/tmp/composer-keyd-' . posix_geteuid() . '/agent.sock', Client::defaultSocket());
-    foreach ($saved as $k => $v) {
-        putenv($v === false ? $k : "$k=$v");
+    $rt = sys_get_temp_dir() . '/ckd-rt-' . getmypid();
+    mkdir($rt, 0700);
+    try {
+        putenv('COMPOSER_KEYD_SOCK=/x/s.sock');
+        putenv("XDG_RUNTIME_DIR=$rt");
+        same('/x/s.sock', Client::defaultSocket());
+        putenv('COMPOSER_KEYD_SOCK=');
+        same("$rt/composer-keyd/agent.sock", Client::defaultSocket());
+        putenv('XDG_RUNTIME_DIR');
+        putenv('TMPDIR=/var/tmp/');
+        same('/var/tmp/composer-keyd-' . posix_geteuid() . '/agent.sock', Client::defaultSocket());
+        putenv('TMPDIR');
+        same('/tmp/composer-keyd-' . posix_geteuid() . '/agent.sock', Client::defaultSocket());
+    } finally {
+        rmdir($rt);
+        foreach ($saved as $k => $v) {
+            putenv($v === false ? $k : "$k=$v");
+        }
+    }
+});
+
+test('a runtime dir that is missing, not a directory or not ours is passed over, as composer-keyd ssh does', function () {
+    $saved = array();
+    foreach (array('COMPOSER_KEYD_SOCK', 'XDG_RUNTIME_DIR', 'TMPDIR') as $k) {
+        $saved[$k] = getenv($k);
+    }
+    $base = sys_get_temp_dir() . '/ckd-rtx-' . getmypid();
+    mkdir($base, 0700);
+    $theirs = "$base/theirs";
+    mkdir($theirs, 0700);
+    $file = "$base/file";
+    touch($file);
+    $uid = posix_geteuid();
+    // Root owns everything it makes: another user's dir is made by giving it away; anyone
+    // else finds one in `/`.
+    if ($uid === 0) {
+        chown($theirs, 65534);
+    } else {
+        $theirs = '/';
+    }
+    try {
+        putenv('COMPOSER_KEYD_SOCK');
+        putenv("TMPDIR=$base");
+        $fallback = "$base/composer-keyd-$uid/agent.sock";
+        foreach (array("$base/missing", $file, $theirs) as $rt) {
+            putenv("XDG_RUNTIME_DIR=$rt");
+            same($fallback, Client::defaultSocket(), "with XDG_RUNTIME_DIR=$rt");
+        }
+        putenv("XDG_RUNTIME_DIR=$base/");
+        same("$base/composer-keyd/agent.sock", Client::defaultSocket());
+    } finally {
+        rmdir("$base/theirs");
+        unlink($file);
+        rmdir($base);
+        foreach ($saved as $k => $v) {
+            putenv($v === false ? $k : "$k=$v");
+        }
     }
 });
 

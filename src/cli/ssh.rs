@@ -232,6 +232,9 @@ fn forwarded(
     let dir = link.open()?;
     let remote_sock = format!("{dir}/agent.sock");
     let mut c = link.command();
+    // StreamLocalBindUnlink here is ssh's, for local forwards; for -R only the server's
+    // sshd_config decides (its default keeps a stale socket and refuses the bind), so
+    // `dir_script` has removed a stale socket already.
     c.args(["-o", "ControlMaster=no", "-o", "StreamLocalBindUnlink=yes"])
         .args(["-o", "ExitOnForwardFailure=yes", "-R"])
         .arg(format!("{remote_sock}:{}", local.display()))

@@ -72,6 +72,11 @@ impl Sshd {
     /// Starts sshd on a free loopback port, admitting `remoteu` with a key made here.
     /// Fails, naming the package, when OpenSSH is missing, and when not root.
     pub fn start(base: &Path) -> Sshd {
+        Sshd::start_with(base, "")
+    }
+
+    /// [`Sshd::start`] with `extra` lines in its sshd_config.
+    pub fn start_with(base: &Path, extra: &str) -> Sshd {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         assert!(
             Path::new("/usr/sbin/sshd").is_file(),
@@ -111,10 +116,12 @@ impl Sshd {
             .local_addr()
             .unwrap()
             .port();
+        // sshd's own defaults otherwise, as on most servers: in particular no
+        // StreamLocalBindUnlink, so a stale remote socket is the product's to deal with.
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pf}\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StreamLocalBindUnlink yes\nAllowUsers {USER}\nAllowStreamLocalForwarding yes\n",
+             AllowUsers {USER}\nAllowStreamLocalForwarding yes\n{extra}",
             hk = dir.join("hostkey").display(),
             pf = dir.join("sshd.pid").display(),
         );
