@@ -55,8 +55,11 @@ pub fn euid() -> u32 {
     crate::trust::euid()
 }
 
-/// The socket path: `$COMPOSER_KEYD_SOCK`, else `$XDG_RUNTIME_DIR/composer-keyd/agent.sock`,
-/// else `${TMPDIR:-/tmp}/composer-keyd-$UID/agent.sock`.
+/// The socket path: `$COMPOSER_KEYD_SOCK`, else `$XDG_RUNTIME_DIR/composer-keyd/agent.sock`
+/// when `$XDG_RUNTIME_DIR` is a directory of this user's, else
+/// `${TMPDIR:-/tmp}/composer-keyd-$UID/agent.sock`: the rule the plugin and `composer-keyd
+/// ssh` follow too, so a login without PAM, `su` or `sudo` that leaves another user's or
+/// no runtime dir in the environment gives every part the same path.
 pub fn socket_path() -> PathBuf {
     if let Some(p) = std::env::var_os(ENV_SOCK).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
@@ -65,11 +68,19 @@ pub fn socket_path() -> PathBuf {
     dir.join("agent.sock")
 }
 
-/// `$XDG_RUNTIME_DIR/composer-keyd`, when XDG_RUNTIME_DIR is set.
+/// `$XDG_RUNTIME_DIR/composer-keyd`, when XDG_RUNTIME_DIR is a directory this user owns.
 fn runtime_socket_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|p| !p.is_empty())
-        .map(|rt| Path::new(&rt).join("composer-keyd"))
+    runtime_socket_dir_in(&std::env::var_os("XDG_RUNTIME_DIR")?)
+}
+
+/// `rt/composer-keyd` when `rt` is a directory this user owns.
+fn runtime_socket_dir_in(rt: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    if rt.is_empty() {
+        return None;
+    }
+    let meta = std::fs::metadata(rt).ok()?;
+    (meta.is_dir() && meta.uid() == euid()).then(|| Path::new(&rt).join("composer-keyd"))
 }
 
 /// `${TMPDIR:-/tmp}/composer-keyd-$EUID`.
@@ -247,6 +258,33 @@ pub fn check_socket_dir(dir: &Path) -> Result<(), PathError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_runtime_dir_counts_only_when_it_is_a_directory_of_ours() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().to_path_buf();
+        assert_eq!(
+            runtime_socket_dir_in(ours.as_os_str()),
+            Some(ours.join("composer-keyd"))
+        );
+        let file = ours.join("file");
+        std::fs::write(&file, b"").unwrap();
+        for rt in [file, ours.join("missing"), PathBuf::new()] {
+            assert_eq!(runtime_socket_dir_in(rt.as_os_str()), None, "{rt:?}");
+        }
+        // Another user's: a directory given to nobody when we are root, else root's /.
+        let theirs = if euid() == 0 {
+            let d = ours.join("theirs");
+            std::fs::create_dir(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+            d
+        } else {
+            PathBuf::from("/")
+        };
+        assert_eq!(runtime_socket_dir_in(theirs.as_os_str()), None);
+    }
+
     use super::*;
 
     #[test]
