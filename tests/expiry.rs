@@ -258,6 +258,26 @@ fn expires_with_team_or_rollback_is_refused() {
     }
 }
 
+/// A team source's entry keeps no policy either: `add --team` with one is refused before
+/// the secret is read, not silently stored without it.
+#[test]
+fn a_policy_with_team_is_refused() {
+    let t = support::TestEnv::bare();
+    for policy in [
+        &["--confirm"][..],
+        &["--confirm=program"],
+        &["--allow-exe", "/usr/bin/php"],
+    ] {
+        let mut argv = vec!["add", "github.com", "--team", "acme"];
+        argv.extend_from_slice(policy);
+        let out = t.cli(&argv, "secret-never-read\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{argv:?}: {err}");
+        assert!(err.contains("local credentials only"), "{argv:?}: {err}");
+        assert!(!err.contains("secret-never-read"), "{argv:?}: {err}");
+    }
+}
+
 /// GitLab answers `"expires_at": null` for a token that does not expire (one made before
 /// 16.0, or extended without a date): `check` clears a stored date rather than keep it.
 #[test]

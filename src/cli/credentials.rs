@@ -252,6 +252,14 @@ pub async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
     let kind = parse_type(&a.kind)?;
     let (origin, project) = a.target.resolve()?;
     if let Some(team) = &a.target.team {
+        // Refused before the secret is read: a policy the user asked for and nothing kept
+        // would release the entry without the confirmation they expect.
+        if a.policy.is_set() {
+            bail!(
+                "--confirm and --allow-exe are kept with local credentials only; a team \
+                 source's entry has no policy of its own (a door's --confirm still asks for it)"
+            );
+        }
         let credential = read_credential(kind, a.with_username, &a.cert, &origin)?;
         let change = super::team::Change::Put {
             credential,

@@ -37,6 +37,15 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
+    /// Whether any policy option was given.
+    pub fn is_set(&self) -> bool {
+        self.confirm.is_some()
+            || self.confirm_for.is_some()
+            || self.no_confirm
+            || !self.allow_exe.is_empty()
+            || self.allow_any_exe
+    }
+
     /// The confirmation setting to send; `None` keeps what is stored.
     pub fn confirm(&self) -> Option<bool> {
         match (&self.confirm, self.no_confirm) {
