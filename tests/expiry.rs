@@ -33,6 +33,15 @@ fn expires_of(t: &support::TestEnv, origin: &str) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
+/// `doctor --offline` run in the project `dir`.
+fn doctor_offline(t: &support::TestEnv, dir: &std::path::Path) -> std::process::Output {
+    t.command(support::BIN)
+        .args(["doctor", "--offline"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_learns_the_expiry_from_github_and_gitlab_and_list_shows_it() {
     let (t, _d) = composer_env();
@@ -159,12 +168,7 @@ fn expiring_in_three_days_warns_once_and_installs() {
         "{}",
         text(&ex)
     );
-    let doc = t
-        .command(support::BIN)
-        .args(["doctor", "--offline"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let doc = doctor_offline(&t, &dir);
     let shown = text(&doc);
     let w = lines_with(&shown, "expires on");
     assert_eq!(w.len(), 1, "{shown}");
@@ -174,12 +178,7 @@ fn expiring_in_three_days_warns_once_and_installs() {
     let cfg = std::path::PathBuf::from(&t.env["XDG_CONFIG_HOME"]).join("composer-keyd");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(cfg.join("config.toml"), "expiry_warning_days = 1\n").unwrap();
-    let doc = t
-        .command(support::BIN)
-        .args(["doctor", "--offline"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let doc = doctor_offline(&t, &dir);
     assert!(
         lines_with(&text(&doc), "expires on").is_empty(),
         "{}",
@@ -204,12 +203,7 @@ fn an_expired_credential_is_still_sent_with_one_line_saying_so() {
         "{shown}"
     );
     // doctor counts it as a problem, one line with the date, and its fix is the rotate.
-    let doc = t
-        .command(support::BIN)
-        .args(["doctor", "--offline"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let doc = doctor_offline(&t, &dir);
     let shown = text(&doc);
     assert!(
         !doc.status.success(),

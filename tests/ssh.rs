@@ -238,6 +238,22 @@ fn install_plugin_into_a_fresh_remote_composer_home_then_install_over_a_door() {
     assert_eq!(l.server.accepted(0, "/dists/"), vec!["pair".to_string()]);
 }
 
+/// A lasting door `ide` for the local origin, as a user of plain ssh or an IDE makes one.
+fn ide_door(l: &Local) {
+    l.t.ok(
+        &[
+            "forward",
+            "add",
+            "ide",
+            "--origin",
+            &l.origin,
+            "--expires",
+            "10m",
+        ],
+        "",
+    );
+}
+
 /// The client script, readable by remoteu, and a directory of remoteu's for sync files.
 fn client(s: &Sshd) -> (PathBuf, PathBuf) {
     let dir = s.home.join("proj");
@@ -639,18 +655,7 @@ fn the_ssh_config_form_serves_plain_ssh() {
     let l = local();
     let s = Sshd::start(l.t.dir.path());
     let (script, _) = client(&s);
-    l.t.ok(
-        &[
-            "forward",
-            "add",
-            "ide",
-            "--origin",
-            &l.origin,
-            "--expires",
-            "10m",
-        ],
-        "",
-    );
+    ide_door(&l);
     let shown = keyd_ssh(&l, &s, &["--forward", "ide", "--print-config"], &[])
         .output()
         .unwrap();
@@ -963,18 +968,7 @@ fn a_stale_remote_socket_is_replaced_by_composer_keyd_ssh_and_stops_plain_ssh_un
     let l = local();
     let mut s = Sshd::start(l.t.dir.path());
     let (script, _) = client(&s);
-    l.t.ok(
-        &[
-            "forward",
-            "add",
-            "ide",
-            "--origin",
-            &l.origin,
-            "--expires",
-            "10m",
-        ],
-        "",
-    );
+    ide_door(&l);
     let file = l.t.dir.path().join("ssh_config");
     let out = keyd_ssh(
         &l,
