@@ -33,6 +33,15 @@ fn expires_of(t: &support::TestEnv, origin: &str) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
+/// `check --json` against the loopback stand-ins (plain http).
+fn check_json(t: &support::TestEnv) -> std::process::Output {
+    t.command(support::BIN)
+        .args(["check", "--json"])
+        .env("COMPOSER_KEYD_CHECK_SCHEME", "http")
+        .output()
+        .unwrap()
+}
+
 /// `doctor --offline` run in the project `dir`.
 fn doctor_offline(t: &support::TestEnv, dir: &std::path::Path) -> std::process::Output {
     t.command(support::BIN)
@@ -61,12 +70,7 @@ fn check_learns_the_expiry_from_github_and_gitlab_and_list_shows_it() {
     add(&t, &gl, "gitlab-token", None, &[GL_TOKEN]);
     assert_eq!(expires_of(&t, &gh), None);
 
-    let out = t
-        .command(support::BIN)
-        .args(["check", "--json"])
-        .env("COMPOSER_KEYD_CHECK_SCHEME", "http")
-        .output()
-        .unwrap();
+    let out = check_json(&t);
     assert!(out.status.success(), "check: {}", text(&out));
     assert_eq!(server.accepted(0, "/api/v3/user"), ["gh"]);
     assert_eq!(
@@ -296,12 +300,7 @@ fn gitlab_expires_at_null_clears_a_stored_date() {
         &format!("{GL_TOKEN}\n"),
     );
     assert_eq!(expires_of(&t, &gl), Some(GL_AT));
-    let out = t
-        .command(support::BIN)
-        .args(["check", "--json"])
-        .env("COMPOSER_KEYD_CHECK_SCHEME", "http")
-        .output()
-        .unwrap();
+    let out = check_json(&t);
     assert!(out.status.success(), "check: {}", text(&out));
     assert_eq!(
         server.accepted(0, "/api/v4/personal_access_tokens/self"),

@@ -238,6 +238,21 @@ fn install_plugin_into_a_fresh_remote_composer_home_then_install_over_a_door() {
     assert_eq!(l.server.accepted(0, "/dists/"), vec!["pair".to_string()]);
 }
 
+/// `composer-keyd ssh --forward ide --config FILE`, which must succeed; FILE's path.
+fn write_ide_config(l: &Local, s: &Sshd) -> PathBuf {
+    let file = l.t.dir.path().join("ssh_config");
+    let out = keyd_ssh(
+        l,
+        s,
+        &["--forward", "ide", "--config", file.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    file
+}
+
 /// A lasting door `ide` for the local origin, as a user of plain ssh or an IDE makes one.
 fn ide_door(l: &Local) {
     l.t.ok(
@@ -671,16 +686,7 @@ fn the_ssh_config_form_serves_plain_ssh() {
         "{block}{}",
         text(&shown)
     );
-    let file = l.t.dir.path().join("ssh_config");
-    let out = keyd_ssh(
-        &l,
-        &s,
-        &["--forward", "ide", "--config", file.to_str().unwrap()],
-        &[],
-    )
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let file = write_ide_config(&l, &s);
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.contains(&block));
     use std::os::unix::fs::MetadataExt;
@@ -969,16 +975,7 @@ fn a_stale_remote_socket_is_replaced_by_composer_keyd_ssh_and_stops_plain_ssh_un
     let mut s = Sshd::start(l.t.dir.path());
     let (script, _) = client(&s);
     ide_door(&l);
-    let file = l.t.dir.path().join("ssh_config");
-    let out = keyd_ssh(
-        &l,
-        &s,
-        &["--forward", "ide", "--config", file.to_str().unwrap()],
-        &[],
-    )
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let file = write_ide_config(&l, &s);
     let get = format!("GET /v1/credentials/{}", l.origin);
     let sock = s.remote_sock_dir().join("agent.sock");
 
