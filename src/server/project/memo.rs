@@ -54,6 +54,10 @@ struct State {
     names: HashSet<(i32, Box<str>)>,
     /// Asked on every project lookup: hashed with foldhash, as the other per-lookup tables.
     paths: HashSet<Box<str>, foldhash::fast::RandomState>,
+    /// Paths through a file system that is not local: walked on every request and not
+    /// tried again (a learn costs system calls per component) until a mount change
+    /// reopens the state, the only change that can make them local.
+    remote: HashSet<Box<str>, foldhash::fast::RandomState>,
 }
 
 impl Memo {
@@ -76,7 +80,7 @@ impl Memo {
     pub fn learn(&self, path: &str) {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = guard.as_mut() {
-            if !state.unchanged() || state.paths.len() >= MAX_PATHS {
+            if !state.unchanged() || state.paths.len() + state.remote.len() >= MAX_PATHS {
                 *guard = None;
             }
         }
@@ -86,6 +90,9 @@ impl Memo {
         let Some(state) = guard.as_mut() else {
             return;
         };
+        if state.remote.contains(path) {
+            return;
+        }
         if state.walk(path).is_some() {
             state.paths.insert(path.into());
         }
@@ -123,6 +130,7 @@ impl State {
             local,
             names: HashSet::new(),
             paths: HashSet::default(),
+            remote: HashSet::default(),
         })
     }
 
@@ -207,7 +215,7 @@ impl State {
     /// component is looked up in it; `None` as soon as one step does not hold.
     fn walk(&mut self, path: &str) -> Option<()> {
         let mut dir = open_step(None, c"/")?;
-        let mut wd = self.watch(&dir)?;
+        let mut wd = self.watch(path, &dir)?;
         let mut parts = path
             .strip_prefix('/')?
             .split('/')
@@ -220,15 +228,17 @@ impl State {
             // The project directory itself needs no watch: what is inside it does not
             // change where its path leads, and a mount over it is a mount table change.
             if parts.peek().is_some() {
-                wd = self.watch(&dir)?;
+                wd = self.watch(path, &dir)?;
             }
         }
         Some(())
     }
 
-    /// An inotify watch on the open directory `dir`, when its file system is local.
-    fn watch(&self, dir: &OwnedFd) -> Option<i32> {
+    /// An inotify watch on the open directory `dir` on the way to `path`, when its file
+    /// system is local; else `path` is remembered as not to be learned.
+    fn watch(&mut self, path: &str, dir: &OwnedFd) -> Option<i32> {
         if !self.local.get(&mount_id(dir)?).copied().unwrap_or(false) {
+            self.remote.insert(path.into());
             return None;
         }
         // inotify takes a path only: the descriptor's own magic link names the very
