@@ -288,20 +288,56 @@ impl Index {
 fn best(entries: &[Meta], project: Option<&Path>) -> Option<usize> {
     #[cfg(test)]
     RESOLVED.with(|n| n.set(n.get() + 1));
+    // Asked once: whether the project can be compared as bytes (it nearly always can: the
+    // doors hand over resolved paths).
+    let plain = project.filter(|p| canonical_depth(p.as_os_str().as_encoded_bytes()).is_some());
     entries
         .iter()
         .enumerate()
-        .filter(|(_, m)| match (&m.project, project) {
-            (None, _) => true,
-            (Some(scope), Some(p)) => p.starts_with(scope),
-            (Some(_), None) => false,
+        .filter_map(|(i, m)| match (&m.project, project) {
+            (None, _) => Some((i, 0)),
+            (Some(scope), Some(p)) => depth_within(scope, p, plain.is_some()).map(|d| (i, d)),
+            (Some(_), None) => None,
         })
-        .max_by_key(|(_, m)| {
-            m.project
-                .as_ref()
-                .map_or(0, |s| Path::new(s).components().count() + 1)
-        })
+        .max_by_key(|&(_, depth)| depth)
         .map(|(i, _)| i)
+}
+
+/// One more than the number of path components of `scope` when it contains `project`
+/// (component-wise, as [`Path::starts_with`] says). When both are canonical
+/// ([`canonical_depth`]; `plain` says so of the project) that is a byte prefix ending at a
+/// `/`, and the depth is counted as the canonical check goes: no path parsing on a lookup.
+fn depth_within(scope: &str, project: &Path, plain: bool) -> Option<usize> {
+    if plain {
+        if let Some(depth) = canonical_depth(scope.as_bytes()) {
+            let (s, p) = (scope.as_bytes(), project.as_os_str().as_encoded_bytes());
+            let within =
+                p.starts_with(s) && (p.len() == s.len() || s == b"/" || p[s.len()] == b'/');
+            return within.then_some(depth + 1);
+        }
+    }
+    project
+        .starts_with(scope)
+        .then(|| Path::new(scope).components().count() + 1)
+}
+
+/// The number of components of `path` (the root one included) when it is absolute with no
+/// empty, `.` or `..` component and no trailing `/` (`/` itself is one component): the form
+/// `realpath` gives and scopes are stored in, whose components are exactly its `/`-separated
+/// names. `None` for any other path.
+pub(crate) fn canonical_depth(path: &[u8]) -> Option<usize> {
+    if path == b"/" {
+        return Some(1);
+    }
+    let rest = path.strip_prefix(b"/")?;
+    let mut depth = 1;
+    for name in rest.split(|&b| b == b'/') {
+        if name.is_empty() || name == b"." || name == b".." {
+            return None;
+        }
+        depth += 1;
+    }
+    Some(depth)
 }
 
 #[cfg(test)]
@@ -356,6 +392,60 @@ mod tests {
             CredentialType::HttpBasic,
             1,
         )
+    }
+
+    #[test]
+    fn a_scope_contains_a_project_exactly_when_path_starts_with_says_so() {
+        // Every path of up to three names from a set with the awkward ones, absolute or
+        // not, with a trailing `/` or not: the byte comparison may only ever agree.
+        let names = ["", ".", "..", "a", "ab"];
+        let mut rel = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = rel
+                .iter()
+                .flat_map(|r| names.iter().map(move |n| format!("{r}/{n}")))
+                .collect();
+            rel.extend(longer);
+        }
+        let paths: Vec<String> = rel
+            .iter()
+            .flat_map(|r| {
+                let r = r.trim_start_matches('/');
+                [
+                    r.to_string(),
+                    format!("/{r}"),
+                    format!("{r}/"),
+                    format!("/{r}/"),
+                ]
+            })
+            .collect();
+        for scope in &paths {
+            for project in &paths {
+                let p = Path::new(project);
+                let said = p
+                    .starts_with(scope)
+                    .then(|| Path::new(scope).components().count() + 1);
+                let plain = canonical_depth(project.as_bytes()).is_some();
+                assert_eq!(
+                    depth_within(scope, p, plain),
+                    said,
+                    "{scope:?} within {project:?}"
+                );
+            }
+        }
+        assert_eq!(canonical_depth(b"/"), Some(1));
+        assert_eq!(canonical_depth(b"/srv/shop"), Some(3));
+        for odd in [
+            "",
+            "srv",
+            "/srv/",
+            "//srv",
+            "/srv/./shop",
+            "/srv/../shop",
+            "/srv//shop",
+        ] {
+            assert_eq!(canonical_depth(odd.as_bytes()), None, "{odd:?}");
+        }
     }
 
     #[test]

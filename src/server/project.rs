@@ -91,11 +91,7 @@ impl Named {
 /// Whether `path` is absolute with no empty, `.` or `..` component and no trailing `/`:
 /// such a path that leads through no symlink is its own `realpath`.
 fn lexically_canonical(path: &str) -> bool {
-    path == "/"
-        || path.strip_prefix('/').is_some_and(|rest| {
-            rest.split('/')
-                .all(|c| !c.is_empty() && c != "." && c != "..")
-        })
+    crate::index::canonical_depth(path.as_bytes()).is_some()
 }
 
 /// `project` resolved without any I/O, or `None` when that is not possible now and the

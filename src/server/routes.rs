@@ -260,7 +260,7 @@ fn cached_origins(
 fn plain_project(query: &str) -> Option<project::Named> {
     let raw = query.strip_prefix("project=")?;
     // '+' means a space to form decoding, and '&' another parameter: the routed path's.
-    if raw.is_empty() || raw.contains(['&', '+']) {
+    if raw.is_empty() || raw.bytes().any(|b| b == b'&' || b == b'+') {
         return None;
     }
     project::Named::decode(raw)
