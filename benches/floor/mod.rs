@@ -221,7 +221,7 @@ fn raise_nofile() {
 
 /// Memory rows for the daemon `pid`: after a lookup burst, and 10 s after ~4,000 idle
 /// connections close (the daemon's idle time-out ends none of them before the client does),
-/// the last against `idle`, the "memory idle" row.
+/// the last against `idle`, the "memory idle (3 s after start, settled)" row.
 pub fn memory_after_probes(
     report: &mut super::Report,
     pid: u32,
