@@ -85,7 +85,12 @@ fn idle_daemon_with_one_credential(
     std::thread::sleep(Duration::from_millis(2_500));
     // What a daemon waiting in the background holds, as `scripts/idle-rss` measures too.
     let idle = floor::Mem::of(d.pid());
-    report.row("memory idle (3 s after start, settled)", idle.show(), "".into(), "RSS ≤ 5 MB");
+    report.row(
+        "memory idle (3 s after start, settled)",
+        idle.show(),
+        "".into(),
+        "RSS ≤ 5 MB",
+    );
     put(
         &t.socket(),
         "repo.magento.com",
