@@ -226,11 +226,8 @@ mod tests {
         // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
         let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: `path` is NUL-terminated and `fs` is writable for one `statfs`.
-        assert_eq!(
-            unsafe { libc::statfs(path.as_ptr(), &mut fs) },
-            0,
-            "statfs {dir:?}"
-        );
+        let r = unsafe { libc::statfs(path.as_ptr(), &mut fs) };
+        assert_eq!(r, 0, "statfs {dir:?}");
         #[allow(clippy::unnecessary_cast)] // its type differs between C libraries
         let kind = fs.f_type as i64;
         !matches!(kind, TMPFS_MAGIC | RAMFS_MAGIC)
