@@ -61,7 +61,27 @@ fn log_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ckd-dockerd-{}.log", std::process::id()))
 }
 
+/// Removes `/var/run/docker.pid` when the pid it names is not a dockerd's. A dockerd killed
+/// with its pid namespace (a suite run in `unshare --pid`, as CI's is) leaves the file, and
+/// its pid, small and reused in the next namespace, can then be any live process: dockerd
+/// refuses to start over it ("pid file found, ensure docker is not running").
+fn remove_stale_pid_file() {
+    let file = Path::new("/var/run/docker.pid");
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    let comm = text
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok());
+    if comm.as_deref().map(str::trim) != Some("dockerd") {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 fn start() -> Child {
+    remove_stale_pid_file();
     let log = log_path();
     let mut child = Command::new("dockerd")
         .args(["--iptables=false", "--bridge=none"])
