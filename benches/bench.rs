@@ -728,8 +728,12 @@ fn lookup_rows(
         let per = (THROUGHPUT_ROUND / scale / clients).max(1);
         // Each server's rate in each round, taking turns as above.
         let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
         in_turns(THROUGHPUT_ROUNDS, |i| {
-            rates[i].push(wire::throughput(servers[i].1, &ka, clients, per));
+            let (spid, socket) = servers[i];
+            let (rate, each) = wire::throughput_and_cpu(socket, &ka, clients, per, spid);
+            rates[i].push(rate);
+            cpu[i].push(each.as_secs_f64());
         });
         // The rate over all rounds: requests served over the time they took.
         let overall = |r: &[f64]| r.len() as f64 / r.iter().map(|x| 1.0 / x).sum::<f64>();
@@ -759,6 +763,20 @@ fn lookup_rows(
             },
             target,
         );
+        if clients == 64 {
+            let [_, hc, mc] = &cpu;
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let [q1, mid, q3] = vs(mc, hc);
+            report.row(
+                "daemon CPU per request, 64 clients",
+                format!("{:.2} µs", mean(mc) * 1e6),
+                format!(
+                    "{mid:.2}× (hyper {:.2} µs, rounds {q1:.2}–{q3:.2})",
+                    mean(hc) * 1e6
+                ),
+                "",
+            );
+        }
     }
 
     n
@@ -946,8 +964,12 @@ fn requests_users_make(report: &mut Report, t: &TestEnv, daemon: (u32, &Path), s
         let clients = 64;
         let per = (THROUGHPUT_ROUND / scale / clients).max(1);
         let mut rates: [Vec<f64>; 2] = Default::default();
+        let mut cpu: [Vec<f64>; 2] = Default::default();
         in_turns_of(2, THROUGHPUT_ROUNDS / 3, |i| {
-            rates[i].push(wire::throughput(servers[i].1, &ka, clients, per));
+            let (spid, socket) = servers[i];
+            let (rate, each) = wire::throughput_and_cpu(socket, &ka, clients, per, spid);
+            rates[i].push(rate);
+            cpu[i].push(each.as_secs_f64());
         });
         let [h, m] = &rates;
         let [q1, mid, q3] = quartiles(m.iter().zip(h).map(|(x, y)| x / y).collect());
@@ -960,6 +982,18 @@ fn requests_users_make(report: &mut Report, t: &TestEnv, daemon: (u32, &Path), s
                 overall(h)
             ),
             "≥ 0.9× hyper",
+        );
+        let [hc, mc] = &cpu;
+        let [q1, mid, q3] = quartiles(mc.iter().zip(hc).map(|(x, y)| x / y).collect());
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        report.row(
+            &format!("{what}: server CPU per request, 64 clients"),
+            format!("{:.2} µs", mean(mc) * 1e6),
+            format!(
+                "{mid:.2}× (hyper {:.2} µs, rounds {q1:.2}–{q3:.2})",
+                mean(hc) * 1e6
+            ),
+            "",
         );
     }
 }

@@ -149,6 +149,36 @@ pub fn connect_latencies(sock: &Path, req: &[u8], n: usize) -> Vec<Duration> {
 /// are ready until the last is done, so it counts requests on open connections (the
 /// connect-per-request row measures connection set-up, threads starting not at all).
 pub fn throughput(sock: &Path, req: &[u8], clients: usize, per_client: usize) -> f64 {
+    let (n, secs) = clocked(sock, req, clients, per_client, || ());
+    n / secs
+}
+
+/// [`throughput`], and the CPU time process `server` spent per request while the clock ran,
+/// as the scheduler counts it for each of its threads (`/proc/PID/task/*/schedstat`). A rate
+/// with 64 clients on two CPUs is also how the scheduler shares them with the clients; the
+/// server's own CPU time per request is the part that is its work alone.
+pub fn throughput_and_cpu(
+    sock: &Path,
+    req: &[u8],
+    clients: usize,
+    per_client: usize,
+    server: u32,
+) -> (f64, Duration) {
+    let mut before = 0;
+    let (n, secs) = clocked(sock, req, clients, per_client, || before = cpu_ns(server));
+    let spent = cpu_ns(server).saturating_sub(before);
+    (n / secs, Duration::from_nanos((spent as f64 / n) as u64))
+}
+
+/// Runs the clients of [`throughput`]; calls `at_start` once all are ready, just before the
+/// clock starts. The requests made and the seconds they took.
+fn clocked(
+    sock: &Path,
+    req: &[u8],
+    clients: usize,
+    per_client: usize,
+    at_start: impl FnOnce(),
+) -> (f64, f64) {
     let ready = std::sync::Barrier::new(clients + 1);
     let start = std::thread::scope(|s| {
         for _ in 0..clients {
@@ -162,9 +192,21 @@ pub fn throughput(sock: &Path, req: &[u8], clients: usize, per_client: usize) ->
             });
         }
         ready.wait();
+        at_start();
         Instant::now()
     });
-    (clients * per_client) as f64 / start.elapsed().as_secs_f64()
+    ((clients * per_client) as f64, start.elapsed().as_secs_f64())
+}
+
+/// The CPU time every thread of process `pid` has run, in nanoseconds.
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// The `q` quantile (0..=1) of `v`.
