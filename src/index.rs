@@ -288,16 +288,21 @@ impl Index {
 fn best(entries: &[Meta], project: Option<&Path>) -> Option<usize> {
     #[cfg(test)]
     RESOLVED.with(|n| n.set(n.get() + 1));
-    // Asked once: whether the project can be compared as bytes (it nearly always can: the
-    // doors hand over resolved paths).
-    let plain =
-        project.is_some_and(|p| canonical_depth(p.as_os_str().as_encoded_bytes()).is_some());
+    // Whether the project can be compared as bytes (it nearly always can: the doors hand
+    // over resolved paths), asked at the first scoped entry only: most origins have none,
+    // and `applicable` asks every origin's list.
+    let mut plain = None;
     entries
         .iter()
         .enumerate()
         .filter_map(|(i, m)| match (&m.project, project) {
             (None, _) => Some((i, 0)),
-            (Some(scope), Some(p)) => depth_within(scope, p, plain).map(|d| (i, d)),
+            (Some(scope), Some(p)) => {
+                let plain = *plain.get_or_insert_with(|| {
+                    canonical_depth(p.as_os_str().as_encoded_bytes()).is_some()
+                });
+                depth_within(scope, p, plain).map(|d| (i, d))
+            }
             (Some(_), None) => None,
         })
         .max_by_key(|&(_, depth)| depth)
