@@ -765,17 +765,7 @@ fn lookup_rows(
         );
         if clients == 64 {
             let [_, hc, mc] = &cpu;
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let [q1, mid, q3] = vs(mc, hc);
-            report.row(
-                "daemon CPU per request, 64 clients",
-                format!("{:.2} µs", mean(mc) * 1e6),
-                format!(
-                    "{mid:.2}× (hyper {:.2} µs, rounds {q1:.2}–{q3:.2})",
-                    mean(hc) * 1e6
-                ),
-                "",
-            );
+            cpu_row(report, "daemon CPU per request, 64 clients", mc, hc);
         }
     }
 
@@ -984,16 +974,27 @@ fn requests_users_make(report: &mut Report, t: &TestEnv, daemon: (u32, &Path), s
             "≥ 0.9× hyper",
         );
         let [hc, mc] = &cpu;
-        let [q1, mid, q3] = quartiles(mc.iter().zip(hc).map(|(x, y)| x / y).collect());
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        report.row(
+        cpu_row(
+            report,
             &format!("{what}: server CPU per request, 64 clients"),
-            format!("{:.2} µs", mean(mc) * 1e6),
-            format!(
-                "{mid:.2}× (hyper {:.2} µs, rounds {q1:.2}–{q3:.2})",
-                mean(hc) * 1e6
-            ),
-            "",
+            mc,
+            hc,
         );
     }
+}
+
+/// A row of the server's CPU seconds per request over throughput rounds (`daemon`), as the
+/// median of the rounds' ratios to bare hyper's (`hyper`, the same rounds), with the means.
+fn cpu_row(report: &mut Report, what: &str, daemon: &[f64], hyper: &[f64]) {
+    let [q1, mid, q3] = quartiles(daemon.iter().zip(hyper).map(|(x, y)| x / y).collect());
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    report.row(
+        what,
+        format!("{:.2} µs", mean(daemon) * 1e6),
+        format!(
+            "{mid:.2}× (hyper {:.2} µs, rounds {q1:.2}–{q3:.2})",
+            mean(hyper) * 1e6
+        ),
+        "",
+    );
 }
