@@ -19,6 +19,8 @@
 //! directory, gone, an older kernel, no `/proc`) takes the blocking `canonicalize`.
 
 #[cfg(target_os = "linux")]
+mod bell;
+#[cfg(target_os = "linux")]
 mod memo;
 
 use std::borrow::Cow;

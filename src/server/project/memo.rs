@@ -7,9 +7,13 @@
 //! of those directories, one of them removed or moved, or a mount or unmount: inotify
 //! queues the first kinds on the watched directories, and `/proc/self/mountinfo` polls
 //! `EPOLLPRI` on the last, both before the system call that made the change returns. So a
-//! request sent after the change finds it queued, and [`Memo::knows`] asks first (one
-//! `epoll_wait` with no timeout): any such event, or a lost one (queue overflow), forgets
-//! every path. Directories on file systems whose changes may come from elsewhere (NFS,
+//! request sent after the change finds it queued, and [`Memo::knows`] asks first: any such
+//! event, or a lost one (queue overflow), forgets every path. Asking costs no system call
+//! on the thread the memo's [`Bell`] rings for (the daemon's one async thread): the kernel
+//! posts word of a queued event to memory it shares with the daemon before that thread's
+//! next system call returns, the one that read the request among them. Elsewhere, or
+//! without io_uring, and whenever the bell has rung, it is one `epoll_wait` with no
+//! timeout. Directories on file systems whose changes may come from elsewhere (NFS,
 //! FUSE, and anything not on the list of local ones) are never remembered: their paths
 //! are walked on every request, as before.
 
@@ -17,6 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
+
+use super::bell::Bell;
 
 /// At most this many paths are remembered; one more forgets them all (and their watches).
 const MAX_PATHS: usize = 64;
@@ -44,6 +50,8 @@ pub struct Memo {
 
 /// Open while anything is remembered; dropped (closing the watches) when it is all forgotten.
 struct State {
+    /// Rung when `epoll` becomes ready; `None` where the kernel offers no io_uring.
+    bell: Option<Bell>,
     epoll: OwnedFd,
     inotify: OwnedFd,
     /// Kept open only for its `EPOLLPRI` on a mount table change.
@@ -54,6 +62,9 @@ struct State {
     names: HashSet<(i32, Box<str>)>,
     /// Asked on every project lookup: hashed with foldhash, as the other per-lookup tables.
     paths: HashSet<Box<str>, foldhash::fast::RandomState>,
+    /// How many times the kernel was asked (`unchanged`), for the tests.
+    #[cfg(test)]
+    asked: usize,
     /// Paths through a file system that is not local: walked on every request and not
     /// tried again (a learn costs system calls per component) until a mount change
     /// reopens the state, the only change that can make them local.
@@ -67,6 +78,9 @@ impl Memo {
         let Some(state) = guard.as_mut() else {
             return false;
         };
+        if state.bell.as_mut().is_some_and(Bell::quiet) {
+            return state.paths.contains(path);
+        }
         if !state.unchanged() {
             *guard = None;
             return false;
@@ -123,7 +137,10 @@ impl State {
                 return None;
             }
         }
+        // Armed on the thread that opens the state: the one that learns, and asks, most.
+        let bell = Bell::arm(inotify.as_raw_fd());
         Some(State {
+            bell,
             epoll,
             inotify,
             _mounts: mounts,
@@ -131,11 +148,21 @@ impl State {
             names: HashSet::new(),
             paths: HashSet::default(),
             remote: HashSet::default(),
+            #[cfg(test)]
+            asked: 0,
         })
     }
 
     /// Whether no change that matters was queued since last asked: `false` forgets all.
     fn unchanged(&mut self) -> bool {
+        #[cfg(test)]
+        {
+            self.asked += 1;
+        }
+        // Cleared before the queue is read: whatever is queued after this rings again.
+        if self.bell.as_mut().is_some_and(|b| !b.clear()) {
+            self.bell = None;
+        }
         let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 2];
         // SAFETY: `ready` is writable for the 2 events passed; a zero timeout never waits.
         let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), ready.as_mut_ptr(), 2, 0) };
@@ -377,6 +404,71 @@ mod tests {
         assert!(learned(&memo, &again));
         std::fs::remove_dir_all(root.join("a.old")).unwrap();
         assert!(!memo.knows(again.to_str().unwrap()));
+    }
+
+    /// How many times the memo asked the kernel, and whether its bell works.
+    fn asked(memo: &Memo) -> (usize, bool) {
+        let guard = memo.state.lock().unwrap();
+        let state = guard.as_ref().expect("a state");
+        (state.asked, state.bell.is_some())
+    }
+
+    /// On the thread that armed the bell, an unchanged path is known with no system call;
+    /// a change made by another thread or another process is seen by the next question,
+    /// as one made by this thread is (the other tests).
+    #[test]
+    fn the_bell_answers_alone_until_a_change_from_anywhere_rings_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let shop = root.join("a/shop");
+        std::fs::create_dir_all(&shop).unwrap();
+        let path = shop.to_str().unwrap();
+        let memo = Memo::default();
+        assert!(learned(&memo, &shop));
+        let (before, bell) = asked(&memo);
+        assert!(
+            bell,
+            "no io_uring here (seccomp or kernel.io_uring_disabled?): the bell is what this tests"
+        );
+        for _ in 0..100 {
+            assert!(memo.knows(path));
+        }
+        assert_eq!(asked(&memo).0, before, "an unchanged path asked the kernel");
+
+        // Another thread: the swap is done and joined before the question.
+        let (a, old) = (root.join("a"), root.join("a.old"));
+        std::thread::spawn(move || {
+            std::fs::rename(&a, &old).unwrap();
+            std::fs::create_dir_all(a.join("shop")).unwrap();
+        })
+        .join()
+        .unwrap();
+        assert!(!memo.knows(path));
+
+        // Another process, while this thread sleeps in `wait`.
+        assert!(learned(&memo, &shop));
+        let (_, bell) = asked(&memo);
+        assert!(bell);
+        let status = std::process::Command::new("mv")
+            .arg(root.join("a"))
+            .arg(root.join("a.gone"))
+            .status()
+            .expect("mv (Debian package coreutils)");
+        assert!(status.success());
+        assert!(!memo.knows(path));
+
+        // Asked from a thread the bell does not ring for: the kernel is asked every time.
+        std::fs::create_dir_all(&shop).unwrap();
+        assert!(learned(&memo, &shop));
+        let before = asked(&memo).0;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..3 {
+                    assert!(memo.knows(path));
+                }
+            });
+        });
+        assert_eq!(asked(&memo).0, before + 3);
     }
 
     #[test]
