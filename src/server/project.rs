@@ -11,8 +11,8 @@
 //! The plugin sends `realpath(3)` of the project, so the path is nearly always canonical
 //! already. A path with no empty, `.` or `..` component that `openat2` walks to a directory
 //! with `RESOLVE_NO_SYMLINKS` (no component, the last included, is a symlink) is its own
-//! `realpath`: two system calls (`openat2`, `close`) and the path as given, no copy; one
-//! (`epoll_wait`) when the main door's memo knows it. A path
+//! `realpath`: two system calls (`openat2`, `close`) and the path as given, no copy; none
+//! when the main door's memo knows it and its bell is quiet. A path
 //! through a symlink fails that walk with `ELOOP`, and is then resolved by the kernel: the
 //! directory opened with symlinks followed, its path read back from `/proc/self/fd/N`
 //! (`d_path`), the physical path `realpath` gives. Anything else (not cached, not a

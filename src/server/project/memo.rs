@@ -50,7 +50,8 @@ pub struct Memo {
 
 /// Open while anything is remembered; dropped (closing the watches) when it is all forgotten.
 struct State {
-    /// Rung when `epoll` becomes ready; `None` where the kernel offers no io_uring.
+    /// Rung when inotify queues an event or the mount table changes; `None` where the
+    /// kernel offers no io_uring.
     bell: Option<Bell>,
     epoll: OwnedFd,
     inotify: OwnedFd,
