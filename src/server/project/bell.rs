@@ -7,8 +7,8 @@
 //! `TIF_NOTIFY_SIGNAL`. That thread runs the task work, which posts the completion, before
 //! it next returns to user space. So once a request's bytes have been read on that thread
 //! (a system call made after the client sent them, and so after the change), a completion
-//! for the change is in the ring; bytes an earlier read already held (a pipelined request)
-//! were sent before the change. [`Bell::quiet`] is then one load of the ring's tail, and
+//! for the change is in the ring. A pipelined request came in with an earlier read, and
+//! that read's return is the point that holds for it. [`Bell::quiet`] is then one load of the ring's tail, and
 //! it is asked only on that thread: elsewhere the memo asks the kernel itself, as it does
 //! where io_uring is missing or refused (seccomp, `kernel.io_uring_disabled`). A completion
 //! only says "look": what changed is read, as before, through the memo's epoll set.
