@@ -39,8 +39,11 @@ thread_local! {
 fn tid() -> libc::pid_t {
     TID.with(|t| {
         if t.get() == 0 {
-            // SAFETY: gettid has no preconditions.
-            t.set(unsafe { libc::gettid() });
+            // The system call, not glibc's wrapper: the package links against glibc 2.28,
+            // which has none.
+            // SAFETY: gettid takes no arguments and cannot fail.
+            let id = unsafe { libc::syscall(libc::SYS_gettid) };
+            t.set(libc::pid_t::try_from(id).unwrap_or(-1));
         }
         t.get()
     })
