@@ -8,10 +8,11 @@
 //! it next returns to user space. So once a request's bytes have been read on that thread
 //! (a system call made after the client sent them, and so after the change), a completion
 //! for the change is in the ring. A pipelined request came in with an earlier read, and
-//! that read's return is the point that holds for it. [`Bell::quiet`] is then one load of the ring's tail, and
-//! it is asked only on that thread: elsewhere the memo asks the kernel itself, as it does
-//! where io_uring is missing or refused (seccomp, `kernel.io_uring_disabled`). A completion
-//! only says "look": what changed is read, as before, through the memo's epoll set.
+//! that read's return is the point that holds for it. [`Bell::quiet`] is then one load of
+//! the ring's tail, and it is asked only on that thread: elsewhere the memo asks the kernel
+//! itself, as it does where io_uring is missing or refused (seccomp,
+//! `kernel.io_uring_disabled`). A completion only says "look": what changed is read, as
+//! before, through the memo's epoll set.
 
 use io_uring::{opcode, types, IoUring};
 use std::cell::Cell;
